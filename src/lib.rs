@@ -1,0 +1,4 @@
+//! clusterd: a two-node high-availability appliance serving DNS, web, webmail, SMTP and
+//! IMAP from one binary. See DESIGN.md (shared) and README.md for the picture.
+
+pub mod store;

@@ -1,0 +1,435 @@
+//! Applying ops to the tables, and the read queries shared by the API. `apply` is the
+//! only code that mutates tables; it is deterministic given the op.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::op::{LoggedOp, NewMailbox, Op};
+use super::{
+    Change, MailboxInfo, MessageMeta, QueueEntry, Result, SpecialUse, StoreError,
+};
+
+fn special_to_str(s: Option<SpecialUse>) -> Option<String> {
+    s.map(|s| serde_json::to_string(&s).unwrap_or_default())
+}
+
+fn special_from_str(s: Option<String>) -> Option<SpecialUse> {
+    s.and_then(|s| serde_json::from_str(&s).ok())
+}
+
+fn insert_mailbox(conn: &Connection, m: &NewMailbox) -> Result<()> {
+    conn.execute(
+        "INSERT INTO mailboxes (id, account, name, uidvalidity, uidnext, highest_modseq, special_use)
+         VALUES (?1, ?2, ?3, ?4, 1, 1, ?5)",
+        params![m.id, m.account, m.name, m.uidvalidity, special_to_str(m.special_use)],
+    )?;
+    conn.execute(
+        "INSERT OR IGNORE INTO subscriptions (account, name) VALUES (?1, ?2)",
+        params![m.account, m.name],
+    )?;
+    Ok(())
+}
+
+fn delete_mailbox_rows(conn: &Connection, id: &str) -> Result<()> {
+    conn.execute("DELETE FROM messages WHERE mailbox = ?1", [id])?;
+    conn.execute("DELETE FROM mailboxes WHERE id = ?1", [id])?;
+    Ok(())
+}
+
+pub fn apply(conn: &Connection, op: &Op) -> Result<()> {
+    match op {
+        Op::AccountCreate {
+            name,
+            full_name,
+            password_hash,
+            mailboxes,
+        } => {
+            conn.execute(
+                "INSERT INTO accounts (name, full_name, password_hash) VALUES (?1, ?2, ?3)",
+                params![name, full_name, password_hash],
+            )?;
+            for m in mailboxes {
+                insert_mailbox(conn, m)?;
+            }
+        }
+        Op::AccountPassword {
+            name,
+            password_hash,
+        } => {
+            conn.execute(
+                "UPDATE accounts SET password_hash = ?2 WHERE name = ?1",
+                params![name, password_hash],
+            )?;
+        }
+        Op::AccountDelete { name } => {
+            let ids: Vec<String> = {
+                let mut st = conn.prepare("SELECT id FROM mailboxes WHERE account = ?1")?;
+                st.query_map([name], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?
+            };
+            for id in ids {
+                delete_mailbox_rows(conn, &id)?;
+            }
+            conn.execute("DELETE FROM subscriptions WHERE account = ?1", [name])?;
+            conn.execute("DELETE FROM accounts WHERE name = ?1", [name])?;
+        }
+        Op::MailboxCreate { mailbox } => insert_mailbox(conn, mailbox)?,
+        Op::MailboxRename { account, renames } => {
+            for (id, new_name) in renames {
+                let old: Option<String> = conn
+                    .query_row("SELECT name FROM mailboxes WHERE id = ?1", [id], |r| {
+                        r.get(0)
+                    })
+                    .optional()?;
+                conn.execute(
+                    "UPDATE mailboxes SET name = ?2 WHERE id = ?1",
+                    params![id, new_name],
+                )?;
+                if let Some(old) = old {
+                    let n = conn.execute(
+                        "DELETE FROM subscriptions WHERE account = ?1 AND name = ?2",
+                        params![account, old],
+                    )?;
+                    if n > 0 {
+                        conn.execute(
+                            "INSERT OR IGNORE INTO subscriptions (account, name) VALUES (?1, ?2)",
+                            params![account, new_name],
+                        )?;
+                    }
+                }
+            }
+        }
+        Op::MailboxDelete { id } => delete_mailbox_rows(conn, id)?,
+        Op::Subscribe {
+            account,
+            name,
+            subscribed,
+        } => {
+            if *subscribed {
+                conn.execute(
+                    "INSERT OR IGNORE INTO subscriptions (account, name) VALUES (?1, ?2)",
+                    params![account, name],
+                )?;
+            } else {
+                conn.execute(
+                    "DELETE FROM subscriptions WHERE account = ?1 AND name = ?2",
+                    params![account, name],
+                )?;
+            }
+        }
+        Op::Append { messages } => {
+            for m in messages {
+                let seen = m.flags.iter().any(|f| f == "\\Seen");
+                conn.execute(
+                    "INSERT INTO messages (id, mailbox, uid, modseq, blob, size, internal_date, flags, seen)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    params![
+                        m.id,
+                        m.mailbox,
+                        m.uid,
+                        m.modseq as i64,
+                        m.blob,
+                        m.size as i64,
+                        m.internal_date,
+                        m.flags.join(" "),
+                        seen
+                    ],
+                )?;
+                conn.execute(
+                    "UPDATE mailboxes SET uidnext = max(uidnext, ?2 + 1),
+                     highest_modseq = max(highest_modseq, ?3) WHERE id = ?1",
+                    params![m.mailbox, m.uid, m.modseq as i64],
+                )?;
+            }
+        }
+        Op::Flags { mailbox, updates } => {
+            for u in updates {
+                let seen = u.flags.iter().any(|f| f == "\\Seen");
+                conn.execute(
+                    "UPDATE messages SET flags = ?3, modseq = ?4, seen = ?5 WHERE mailbox = ?1 AND uid = ?2",
+                    params![mailbox, u.uid, u.flags.join(" "), u.modseq as i64, seen],
+                )?;
+                conn.execute(
+                    "UPDATE mailboxes SET highest_modseq = max(highest_modseq, ?2) WHERE id = ?1",
+                    params![mailbox, u.modseq as i64],
+                )?;
+            }
+        }
+        Op::Expunge {
+            mailbox,
+            uids,
+            modseq,
+        } => {
+            for uid in uids {
+                conn.execute(
+                    "DELETE FROM messages WHERE mailbox = ?1 AND uid = ?2",
+                    params![mailbox, uid],
+                )?;
+            }
+            if !uids.is_empty() {
+                conn.execute(
+                    "UPDATE mailboxes SET highest_modseq = max(highest_modseq, ?2) WHERE id = ?1",
+                    params![mailbox, *modseq as i64],
+                )?;
+            }
+        }
+        Op::QueueAdd { entry } => {
+            conn.execute(
+                "INSERT INTO queue (id, sender, recipients, blob, size, created, attempts, next_attempt, last_error)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    entry.id,
+                    entry.sender,
+                    serde_json::to_string(&entry.recipients).unwrap_or_default(),
+                    entry.blob,
+                    entry.size as i64,
+                    entry.created,
+                    entry.attempts,
+                    entry.next_attempt,
+                    entry.last_error
+                ],
+            )?;
+        }
+        Op::QueueUpdate {
+            id,
+            attempts,
+            next_attempt,
+            last_error,
+        } => {
+            conn.execute(
+                "UPDATE queue SET attempts = ?2, next_attempt = ?3, last_error = ?4 WHERE id = ?1",
+                params![id, attempts, next_attempt, last_error],
+            )?;
+        }
+        Op::QueueRemove { id } => {
+            conn.execute("DELETE FROM queue WHERE id = ?1", [id])?;
+        }
+        Op::SettingSet { key, value } => {
+            conn.execute(
+                "INSERT INTO settings (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![key, value],
+            )?;
+        }
+        Op::Batch { ops } => {
+            for op in ops {
+                apply(conn, op)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The notifications a committed op produces.
+pub fn changes_of(op: &Op) -> Vec<Change> {
+    match op {
+        Op::AccountCreate { .. } | Op::AccountPassword { .. } | Op::AccountDelete { .. } => {
+            vec![Change::Accounts]
+        }
+        Op::MailboxCreate { mailbox } => vec![Change::Mailboxes {
+            account: mailbox.account.clone(),
+        }],
+        Op::MailboxRename { account, .. } | Op::Subscribe { account, .. } => {
+            vec![Change::Mailboxes {
+                account: account.clone(),
+            }]
+        }
+        Op::MailboxDelete { id } => vec![Change::Expunged {
+            mailbox: id.clone(),
+            uids: Vec::new(),
+        }],
+        Op::Append { messages } => {
+            let mut out: Vec<Change> = Vec::new();
+            for m in messages {
+                match out.iter_mut().find(|c| c.mailbox() == Some(m.mailbox.as_str())) {
+                    Some(Change::Appended { uids, .. }) => uids.push(m.uid),
+                    _ => out.push(Change::Appended {
+                        mailbox: m.mailbox.clone(),
+                        uids: vec![m.uid],
+                    }),
+                }
+            }
+            out
+        }
+        Op::Flags { mailbox, updates } if !updates.is_empty() => vec![Change::Flags {
+            mailbox: mailbox.clone(),
+            uids: updates.iter().map(|u| u.uid).collect(),
+        }],
+        Op::Expunge { mailbox, uids, .. } if !uids.is_empty() => vec![Change::Expunged {
+            mailbox: mailbox.clone(),
+            uids: uids.clone(),
+        }],
+        Op::QueueAdd { .. } | Op::QueueUpdate { .. } | Op::QueueRemove { .. } => {
+            vec![Change::Queue]
+        }
+        Op::Batch { ops } => ops.iter().flat_map(changes_of).collect(),
+        _ => Vec::new(),
+    }
+}
+
+// ------------------------------------------------------------------ queries
+
+pub fn account_exists(conn: &Connection, name: &str) -> Result<bool> {
+    Ok(conn
+        .query_row("SELECT 1 FROM accounts WHERE name = ?1", [name], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+const MAILBOX_COLS: &str = "m.id, m.account, m.name, m.uidvalidity, m.uidnext, m.highest_modseq, m.special_use,
+    EXISTS (SELECT 1 FROM subscriptions s WHERE s.account = m.account AND s.name = m.name),
+    (SELECT count(*) FROM messages x WHERE x.mailbox = m.id),
+    (SELECT count(*) FROM messages x WHERE x.mailbox = m.id AND x.seen = 0)";
+
+fn mailbox_row(r: &Row) -> rusqlite::Result<MailboxInfo> {
+    Ok(MailboxInfo {
+        id: r.get(0)?,
+        account: r.get(1)?,
+        name: r.get(2)?,
+        uidvalidity: r.get(3)?,
+        uidnext: r.get(4)?,
+        highest_modseq: r.get::<_, i64>(5)? as u64,
+        special_use: special_from_str(r.get(6)?),
+        subscribed: r.get(7)?,
+        messages: r.get(8)?,
+        unseen: r.get(9)?,
+    })
+}
+
+pub fn mailboxes(conn: &Connection, account: &str, name: Option<&str>) -> Result<Vec<MailboxInfo>> {
+    let sql = format!(
+        "SELECT {MAILBOX_COLS} FROM mailboxes m WHERE m.account = ?1 AND (?2 IS NULL OR m.name = ?2)
+         ORDER BY m.name <> 'INBOX', m.name"
+    );
+    let mut st = conn.prepare(&sql)?;
+    let rows = st.query_map(params![account, name], mailbox_row)?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+pub fn mailbox_by_id(conn: &Connection, id: &str) -> Result<Option<MailboxInfo>> {
+    let sql = format!("SELECT {MAILBOX_COLS} FROM mailboxes m WHERE m.id = ?1");
+    Ok(conn.query_row(&sql, [id], mailbox_row).optional()?)
+}
+
+pub fn mailbox_id(conn: &Connection, account: &str, name: &str) -> Result<Option<String>> {
+    Ok(conn
+        .query_row(
+            "SELECT id FROM mailboxes WHERE account = ?1 AND name = ?2",
+            params![account, name],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
+/// The MODSEQ the next change in this mailbox gets.
+pub fn next_modseq(conn: &Connection, mailbox: &str) -> Result<u64> {
+    let m: Option<i64> = conn
+        .query_row(
+            "SELECT highest_modseq FROM mailboxes WHERE id = ?1",
+            [mailbox],
+            |r| r.get(0),
+        )
+        .optional()?;
+    m.map(|m| m as u64 + 1)
+        .ok_or_else(|| StoreError::NoSuchMailbox(mailbox.to_string()))
+}
+
+const MESSAGE_COLS: &str = "id, uid, modseq, blob, size, internal_date, flags";
+
+fn message_row(r: &Row) -> rusqlite::Result<MessageMeta> {
+    let flags: String = r.get(6)?;
+    Ok(MessageMeta {
+        id: r.get(0)?,
+        uid: r.get(1)?,
+        modseq: r.get::<_, i64>(2)? as u64,
+        blob: r.get(3)?,
+        size: r.get::<_, i64>(4)? as u64,
+        internal_date: r.get(5)?,
+        flags: flags.split_whitespace().map(str::to_string).collect(),
+    })
+}
+
+pub fn messages(conn: &Connection, mailbox: &str) -> Result<Vec<MessageMeta>> {
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT {MESSAGE_COLS} FROM messages WHERE mailbox = ?1 ORDER BY uid"
+    ))?;
+    let rows = st.query_map([mailbox], message_row)?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+pub fn messages_changed(
+    conn: &Connection,
+    mailbox: &str,
+    from_uid: u32,
+    changed_since: u64,
+) -> Result<Vec<MessageMeta>> {
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT {MESSAGE_COLS} FROM messages WHERE mailbox = ?1 AND (uid >= ?2 OR modseq > ?3) ORDER BY uid"
+    ))?;
+    let rows = st.query_map(params![mailbox, from_uid, changed_since as i64], message_row)?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+pub fn messages_by_uids(conn: &Connection, mailbox: &str, uids: &[u32]) -> Result<Vec<MessageMeta>> {
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT {MESSAGE_COLS} FROM messages WHERE mailbox = ?1 AND uid = ?2"
+    ))?;
+    let mut sorted = uids.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut out = Vec::with_capacity(sorted.len());
+    for uid in sorted {
+        if let Some(m) = st.query_row(params![mailbox, uid], message_row).optional()? {
+            out.push(m);
+        }
+    }
+    Ok(out)
+}
+
+pub fn queue(conn: &Connection) -> Result<Vec<QueueEntry>> {
+    let mut st = conn.prepare(
+        "SELECT id, sender, recipients, blob, size, created, attempts, next_attempt, last_error
+         FROM queue ORDER BY created, id",
+    )?;
+    let rows = st.query_map([], |r| {
+        let rcpts: String = r.get(2)?;
+        Ok(QueueEntry {
+            id: r.get(0)?,
+            sender: r.get(1)?,
+            recipients: serde_json::from_str(&rcpts).unwrap_or_default(),
+            blob: r.get(3)?,
+            size: r.get::<_, i64>(4)? as u64,
+            created: r.get(5)?,
+            attempts: r.get(6)?,
+            next_attempt: r.get(7)?,
+            last_error: r.get(8)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+pub fn ops_since(conn: &Connection, after: u64, limit: usize) -> Result<Vec<LoggedOp>> {
+    let mut st = conn.prepare(
+        "SELECT seq, origin, origin_seq, hlc, op FROM oplog WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+    )?;
+    let rows = st.query_map(params![after as i64, limit as i64], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, i64>(3)?,
+            r.get::<_, String>(4)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (seq, origin, origin_seq, hlc, op) = row?;
+        out.push(LoggedOp {
+            seq: seq as u64,
+            origin,
+            origin_seq: origin_seq as u64,
+            hlc: hlc as u64,
+            op: serde_json::from_str(&op).map_err(|e| StoreError::Other(e.to_string()))?,
+        });
+    }
+    Ok(out)
+}

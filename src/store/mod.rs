@@ -1,0 +1,905 @@
+//! The store: the only owner of durable state (accounts, mailboxes, messages, the
+//! outbound queue, settings such as the TLS key). Front-ends call this typed API and
+//! never touch SQL or files.
+//!
+//! Implementation notes
+//! - Every change is an [`Op`](op::Op) committed by one writer thread: the op is
+//!   resolved (UIDs, MODSEQs, ids assigned), applied and appended to the op log in the
+//!   same SQLite transaction (WAL, `synchronous=FULL`). Concurrent callers are group
+//!   committed: one transaction and one fsync for all ops waiting at that moment; each
+//!   op runs in its own savepoint, so one failing op does not undo the others.
+//! - Message bodies are immutable content-addressed files under `blobs/`, written and
+//!   fsynced (file and directory) by the caller's blocking task before the op that
+//!   references them is submitted.
+//! - After commit a [`Change`] is broadcast; readers re-read state, they do not
+//!   trust the payload.
+//! - Reads go through a small pool of read-only connections (WAL readers never block
+//!   the writer).
+
+pub mod op;
+pub mod types;
+
+pub use types::*;
+mod apply;
+mod blobs;
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::broadcast;
+
+use op::{LoggedOp, NewMailbox, NewMessage, Op};
+
+/// Mailboxes every new account gets.
+pub const DEFAULT_MAILBOXES: [(&str, Option<SpecialUse>); 5] = [
+    ("INBOX", None),
+    ("Sent", Some(SpecialUse::Sent)),
+    ("Drafts", Some(SpecialUse::Drafts)),
+    ("Trash", Some(SpecialUse::Trash)),
+    ("Junk", Some(SpecialUse::Junk)),
+];
+
+/// Handle to the store; cheap to clone, shared by every front-end.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    node: String,
+    writer: writer::WriterHandle,
+    readers: Mutex<Vec<Connection>>,
+    changes: broadcast::Sender<Change>,
+    writable: AtomicBool,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `data_dir` for node `node`.
+    pub fn open(data_dir: &Path, node: &str) -> Result<Store> {
+        std::fs::create_dir_all(data_dir)?;
+        blobs::prepare(data_dir)?;
+        let db_path = data_dir.join("store.db");
+        let conn = schema::open_rw(&db_path)?;
+        let (changes, _) = broadcast::channel(4096);
+        let writer = writer::spawn(conn, node.to_string(), changes.clone())?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                dir: data_dir.to_path_buf(),
+                node: node.to_string(),
+                writer,
+                readers: Mutex::new(Vec::new()),
+                changes,
+                writable: AtomicBool::new(true),
+            }),
+        })
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    pub fn node(&self) -> &str {
+        &self.inner.node
+    }
+
+    /// Whether this node accepts writes (only the active node does).
+    pub fn set_writable(&self, writable: bool) {
+        self.inner.writable.store(writable, Ordering::SeqCst);
+    }
+
+    pub fn is_writable(&self) -> bool {
+        self.inner.writable.load(Ordering::SeqCst)
+    }
+
+    /// Notifications of committed changes.
+    pub fn subscribe(&self) -> broadcast::Receiver<Change> {
+        self.inner.changes.subscribe()
+    }
+
+    // ---------------------------------------------------------------- plumbing
+
+    /// Runs `f` on a read connection in a blocking task.
+    async fn read<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = match inner.readers.lock().unwrap().pop() {
+                Some(c) => c,
+                None => schema::open_ro(&inner.dir.join("store.db"))?,
+            };
+            let out = f(&conn);
+            let mut pool = inner.readers.lock().unwrap();
+            if pool.len() < 8 {
+                pool.push(conn);
+            }
+            out
+        })
+        .await
+        .map_err(|e| StoreError::Other(format!("read task failed: {e}")))?
+    }
+
+    /// Resolves an op inside the writer's transaction and commits it durably.
+    async fn commit<F>(&self, resolve: F) -> Result<Op>
+    where
+        F: FnOnce(&Connection) -> Result<Op> + Send + 'static,
+    {
+        if !self.is_writable() {
+            return Err(StoreError::ReadOnly);
+        }
+        self.inner.writer.submit(Box::new(resolve)).await
+    }
+
+    /// Writes a body file durably and returns its address and size.
+    pub async fn put_blob(&self, raw: Vec<u8>) -> Result<(BlobId, u64)> {
+        let dir = self.inner.dir.clone();
+        tokio::task::spawn_blocking(move || blobs::write(&dir, &raw))
+            .await
+            .map_err(|e| StoreError::Other(format!("blob task failed: {e}")))?
+    }
+
+    /// The bytes of a stored message body.
+    pub async fn read_blob(&self, blob: &str) -> Result<Vec<u8>> {
+        Ok(tokio::fs::read(blobs::path(&self.inner.dir, blob)).await?)
+    }
+
+    /// Synchronous variant for code already on a blocking thread.
+    pub fn read_blob_blocking(&self, blob: &str) -> Result<Vec<u8>> {
+        Ok(std::fs::read(blobs::path(&self.inner.dir, blob))?)
+    }
+
+    // ---------------------------------------------------------------- accounts
+
+    /// Creates an account with the default mailboxes. The password is hashed with argon2.
+    pub async fn create_account(&self, name: &str, full_name: &str, password: &str) -> Result<()> {
+        let name = normalize_account(name)?;
+        let hash = hash_password(password).await?;
+        let full_name = full_name.to_string();
+        self.commit(move |conn| {
+            if apply::account_exists(conn, &name)? {
+                return Err(StoreError::AccountExists(name));
+            }
+            let mailboxes = DEFAULT_MAILBOXES
+                .iter()
+                .map(|(mb, special)| NewMailbox {
+                    id: new_id(),
+                    account: name.clone(),
+                    name: mb.to_string(),
+                    uidvalidity: new_uidvalidity(),
+                    special_use: *special,
+                })
+                .collect();
+            Ok(Op::AccountCreate {
+                name,
+                full_name,
+                password_hash: hash,
+                mailboxes,
+            })
+        })
+        .await
+        .map(|_| ())
+    }
+
+    pub async fn set_password(&self, name: &str, password: &str) -> Result<()> {
+        let name = normalize_account(name)?;
+        let hash = hash_password(password).await?;
+        self.commit(move |conn| {
+            if !apply::account_exists(conn, &name)? {
+                return Err(StoreError::NoSuchAccount(name));
+            }
+            Ok(Op::AccountPassword {
+                name,
+                password_hash: hash,
+            })
+        })
+        .await
+        .map(|_| ())
+    }
+
+    pub async fn delete_account(&self, name: &str) -> Result<()> {
+        let name = normalize_account(name)?;
+        self.commit(move |conn| {
+            if !apply::account_exists(conn, &name)? {
+                return Err(StoreError::NoSuchAccount(name));
+            }
+            Ok(Op::AccountDelete { name })
+        })
+        .await
+        .map(|_| ())
+    }
+
+    pub async fn list_accounts(&self) -> Result<Vec<Account>> {
+        self.read(|conn| {
+            let mut st = conn.prepare("SELECT name, full_name FROM accounts ORDER BY name")?;
+            let rows = st.query_map([], |r| {
+                Ok(Account {
+                    name: r.get(0)?,
+                    full_name: r.get(1)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    pub async fn account(&self, name: &str) -> Result<Option<Account>> {
+        let Ok(name) = normalize_account(name) else {
+            return Ok(None);
+        };
+        self.read(move |conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT name, full_name FROM accounts WHERE name = ?1",
+                    [&name],
+                    |r| {
+                        Ok(Account {
+                            name: r.get(0)?,
+                            full_name: r.get(1)?,
+                        })
+                    },
+                )
+                .optional()?)
+        })
+        .await
+    }
+
+    /// Checks a password. Returns the canonical account name on success. Costs an
+    /// argon2 verification (runs on a blocking thread); callers rate-limit.
+    pub async fn verify_password(&self, name: &str, password: &str) -> Result<Option<String>> {
+        let Ok(name) = normalize_account(name) else {
+            return Ok(None);
+        };
+        let stored: Option<String> = {
+            let name = name.clone();
+            self.read(move |conn| {
+                Ok(conn
+                    .query_row(
+                        "SELECT password_hash FROM accounts WHERE name = ?1",
+                        [&name],
+                        |r| r.get(0),
+                    )
+                    .optional()?)
+            })
+            .await?
+        };
+        let password = password.to_string();
+        let ok = tokio::task::spawn_blocking(move || {
+            use argon2::{PasswordHash, PasswordVerifier};
+            // Verify against a dummy hash for unknown users so timing does not tell.
+            let exists = stored.is_some();
+            let hash = stored.unwrap_or_else(|| dummy_hash().to_string());
+            let parsed = PasswordHash::new(&hash).ok();
+            let good = parsed
+                .map(|h| {
+                    argon2::Argon2::default()
+                        .verify_password(password.as_bytes(), &h)
+                        .is_ok()
+                })
+                .unwrap_or(false);
+            exists && good
+        })
+        .await
+        .map_err(|e| StoreError::Other(e.to_string()))?;
+        Ok(ok.then_some(name))
+    }
+
+    // ---------------------------------------------------------------- mailboxes
+
+    pub async fn list_mailboxes(&self, account: &str) -> Result<Vec<MailboxInfo>> {
+        let account = account.to_ascii_lowercase();
+        self.read(move |conn| apply::mailboxes(conn, &account, None)).await
+    }
+
+    /// Looks a mailbox up by name (`INBOX` matched case-insensitively).
+    pub async fn mailbox(&self, account: &str, name: &str) -> Result<Option<MailboxInfo>> {
+        let account = account.to_ascii_lowercase();
+        let name = normalize_mailbox_name(name)?;
+        self.read(move |conn| Ok(apply::mailboxes(conn, &account, Some(&name))?.pop()))
+            .await
+    }
+
+    pub async fn mailbox_by_id(&self, id: &str) -> Result<Option<MailboxInfo>> {
+        let id = id.to_string();
+        self.read(move |conn| apply::mailbox_by_id(conn, &id)).await
+    }
+
+    pub async fn create_mailbox(&self, account: &str, name: &str) -> Result<MailboxInfo> {
+        let account = account.to_ascii_lowercase();
+        let name = normalize_mailbox_name(name)?;
+        let acc = account.clone();
+        let op = self
+            .commit(move |conn| {
+                if !apply::account_exists(conn, &acc)? {
+                    return Err(StoreError::NoSuchAccount(acc));
+                }
+                if apply::mailbox_id(conn, &acc, &name)?.is_some() {
+                    return Err(StoreError::MailboxExists(name));
+                }
+                Ok(Op::MailboxCreate {
+                    mailbox: NewMailbox {
+                        id: new_id(),
+                        account: acc,
+                        name,
+                        uidvalidity: new_uidvalidity(),
+                        special_use: None,
+                    },
+                })
+            })
+            .await?;
+        let Op::MailboxCreate { mailbox } = op else {
+            unreachable!()
+        };
+        self.mailbox_by_id(&mailbox.id)
+            .await?
+            .ok_or(StoreError::NoSuchMailbox(mailbox.name))
+    }
+
+    /// Deletes a mailbox and its messages. INBOX and mailboxes with children are refused.
+    pub async fn delete_mailbox(&self, account: &str, name: &str) -> Result<()> {
+        let account = account.to_ascii_lowercase();
+        let name = normalize_mailbox_name(name)?;
+        self.commit(move |conn| {
+            if name == "INBOX" {
+                return Err(StoreError::NotAllowed("INBOX cannot be deleted".into()));
+            }
+            let id = apply::mailbox_id(conn, &account, &name)?
+                .ok_or_else(|| StoreError::NoSuchMailbox(name.clone()))?;
+            let prefix = format!("{name}/");
+            let children: i64 = conn.query_row(
+                "SELECT count(*) FROM mailboxes WHERE account = ?1 AND substr(name, 1, ?2) = ?3",
+                params![account, prefix.len() as i64, prefix],
+                |r| r.get(0),
+            )?;
+            if children > 0 {
+                return Err(StoreError::NotAllowed(format!(
+                    "{name} has child mailboxes; delete them first"
+                )));
+            }
+            Ok(Op::MailboxDelete { id })
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Renames a mailbox with its children. Renaming INBOX moves its messages to the
+    /// new mailbox and leaves INBOX empty (RFC 3501 6.3.5).
+    pub async fn rename_mailbox(&self, account: &str, from: &str, to: &str) -> Result<()> {
+        let account = account.to_ascii_lowercase();
+        let from = normalize_mailbox_name(from)?;
+        let to = normalize_mailbox_name(to)?;
+        self.commit(move |conn| {
+            let id = apply::mailbox_id(conn, &account, &from)?
+                .ok_or_else(|| StoreError::NoSuchMailbox(from.clone()))?;
+            if apply::mailbox_id(conn, &account, &to)?.is_some() {
+                return Err(StoreError::MailboxExists(to));
+            }
+            if to.starts_with(&format!("{from}/")) {
+                return Err(StoreError::InvalidName(
+                    "cannot rename a mailbox into itself".into(),
+                ));
+            }
+            if from == "INBOX" {
+                let new = NewMailbox {
+                    id: new_id(),
+                    account: account.clone(),
+                    name: to,
+                    uidvalidity: new_uidvalidity(),
+                    special_use: None,
+                };
+                let msgs = apply::messages(conn, &id)?;
+                let uids: Vec<u32> = msgs.iter().map(|m| m.uid).collect();
+                let copies = msgs
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, m)| NewMessage {
+                        id: new_id(),
+                        mailbox: new.id.clone(),
+                        uid: i as u32 + 1,
+                        modseq: 1,
+                        blob: m.blob,
+                        size: m.size,
+                        internal_date: m.internal_date,
+                        flags: m.flags,
+                    })
+                    .collect::<Vec<_>>();
+                let modseq = apply::next_modseq(conn, &id)?;
+                let mut ops = vec![Op::MailboxCreate { mailbox: new }];
+                if !copies.is_empty() {
+                    ops.push(Op::Append { messages: copies });
+                    ops.push(Op::Expunge {
+                        mailbox: id,
+                        uids,
+                        modseq,
+                    });
+                }
+                return Ok(Op::Batch { ops });
+            }
+            let prefix = format!("{from}/");
+            let mut renames = vec![(id, to.clone())];
+            let mut st = conn.prepare(
+                "SELECT id, name FROM mailboxes WHERE account = ?1 AND substr(name, 1, ?2) = ?3",
+            )?;
+            let kids = st.query_map(params![account, prefix.len() as i64, prefix], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })?;
+            for kid in kids {
+                let (kid_id, kid_name) = kid?;
+                renames.push((kid_id, format!("{to}/{}", &kid_name[prefix.len()..])));
+            }
+            Ok(Op::MailboxRename { account, renames })
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// IMAP SUBSCRIBE/UNSUBSCRIBE; a name need not exist (RFC 3501 6.3.6).
+    pub async fn set_subscribed(&self, account: &str, name: &str, subscribed: bool) -> Result<()> {
+        let account = account.to_ascii_lowercase();
+        let name = normalize_mailbox_name(name)?;
+        self.commit(move |_| {
+            Ok(Op::Subscribe {
+                account,
+                name,
+                subscribed,
+            })
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Subscribed names of an account (existing or not).
+    pub async fn subscriptions(&self, account: &str) -> Result<Vec<String>> {
+        let account = account.to_ascii_lowercase();
+        self.read(move |conn| {
+            let mut st =
+                conn.prepare("SELECT name FROM subscriptions WHERE account = ?1 ORDER BY name")?;
+            let rows = st.query_map([account], |r| r.get(0))?;
+            Ok(rows.collect::<Result<Vec<String>, _>>()?)
+        })
+        .await
+    }
+
+    // ---------------------------------------------------------------- messages
+
+    /// All messages of a mailbox in UID order (the IMAP session's view is built from this).
+    pub async fn messages(&self, mailbox: &str) -> Result<Vec<MessageMeta>> {
+        let mailbox = mailbox.to_string();
+        self.read(move |conn| apply::messages(conn, &mailbox)).await
+    }
+
+    /// Messages with UID >= `from_uid`, or whose MODSEQ > `changed_since`.
+    pub async fn messages_changed(
+        &self,
+        mailbox: &str,
+        from_uid: u32,
+        changed_since: u64,
+    ) -> Result<Vec<MessageMeta>> {
+        let mailbox = mailbox.to_string();
+        self.read(move |conn| apply::messages_changed(conn, &mailbox, from_uid, changed_since))
+            .await
+    }
+
+    /// Appends a message to a mailbox (IMAP APPEND, a webmail Sent copy, a draft).
+    pub async fn append(
+        &self,
+        mailbox: &str,
+        raw: Vec<u8>,
+        flags: &[String],
+        internal_date: Option<i64>,
+    ) -> Result<Appended> {
+        let (blob, size) = self.put_blob(raw).await?;
+        let mailbox = mailbox.to_string();
+        let flags = normalize_flags(flags);
+        let date = internal_date.unwrap_or_else(now);
+        let op = self
+            .commit(move |conn| {
+                let info = apply::mailbox_by_id(conn, &mailbox)?
+                    .ok_or_else(|| StoreError::NoSuchMailbox(mailbox.clone()))?;
+                Ok(Op::Append {
+                    messages: vec![NewMessage {
+                        id: new_id(),
+                        mailbox: info.id,
+                        uid: info.uidnext,
+                        modseq: info.highest_modseq + 1,
+                        blob,
+                        size,
+                        internal_date: date,
+                        flags,
+                    }],
+                })
+            })
+            .await?;
+        let Op::Append { messages } = op else {
+            unreachable!()
+        };
+        let m = &messages[0];
+        let uidvalidity = self
+            .mailbox_by_id(&m.mailbox)
+            .await?
+            .map(|i| i.uidvalidity)
+            .unwrap_or(0);
+        Ok(Appended {
+            uidvalidity,
+            uid: m.uid,
+        })
+    }
+
+    /// Local delivery: one message into the INBOX of each account, atomically.
+    /// Returns only after the message is durable (so SMTP may answer 250).
+    pub async fn deliver(&self, raw: Vec<u8>, accounts: &[String]) -> Result<()> {
+        let (blob, size) = self.put_blob(raw).await?;
+        let accounts: Vec<String> = accounts.iter().map(|a| a.to_ascii_lowercase()).collect();
+        let date = now();
+        self.commit(move |conn| {
+            let mut messages = Vec::new();
+            let mut seen = std::collections::HashSet::new();
+            for acc in accounts {
+                if !seen.insert(acc.clone()) {
+                    continue;
+                }
+                let id = apply::mailbox_id(conn, &acc, "INBOX")?
+                    .ok_or_else(|| StoreError::NoSuchAccount(acc.clone()))?;
+                let info = apply::mailbox_by_id(conn, &id)?
+                    .ok_or_else(|| StoreError::NoSuchMailbox(id.clone()))?;
+                messages.push(NewMessage {
+                    id: new_id(),
+                    mailbox: id,
+                    uid: info.uidnext,
+                    modseq: info.highest_modseq + 1,
+                    blob: blob.clone(),
+                    size,
+                    internal_date: date,
+                    flags: Vec::new(),
+                });
+            }
+            Ok(Op::Append { messages })
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// STORE: changes flags of the given UIDs (absent UIDs are skipped) and returns the
+    /// messages whose flags actually changed, with their new flags and MODSEQ.
+    pub async fn store_flags(
+        &self,
+        mailbox: &str,
+        uids: &[u32],
+        mode: FlagMode,
+        flags: &[String],
+    ) -> Result<Vec<FlagUpdate>> {
+        let mailbox = mailbox.to_string();
+        let uids = uids.to_vec();
+        let flags = normalize_flags(flags);
+        let op = self
+            .commit(move |conn| {
+                let mut modseq = apply::next_modseq(conn, &mailbox)?;
+                let mut updates = Vec::new();
+                for m in apply::messages_by_uids(conn, &mailbox, &uids)? {
+                    let new = match mode {
+                        FlagMode::Replace => flags.clone(),
+                        FlagMode::Add => {
+                            let mut f = m.flags.clone();
+                            f.extend(flags.iter().cloned());
+                            normalize_flags(&f)
+                        }
+                        FlagMode::Remove => m
+                            .flags
+                            .iter()
+                            .filter(|f| !flags.iter().any(|g| g.eq_ignore_ascii_case(f)))
+                            .cloned()
+                            .collect(),
+                    };
+                    if new != m.flags {
+                        updates.push(FlagUpdate {
+                            uid: m.uid,
+                            flags: new,
+                            modseq,
+                        });
+                        modseq += 1;
+                    }
+                }
+                Ok(Op::Flags { mailbox, updates })
+            })
+            .await?;
+        let Op::Flags { updates, .. } = op else {
+            unreachable!()
+        };
+        Ok(updates)
+    }
+
+    /// EXPUNGE: removes messages flagged `\Deleted` (only among `uids` when given).
+    /// Returns the removed UIDs in ascending order.
+    pub async fn expunge(&self, mailbox: &str, uids: Option<&[u32]>) -> Result<Vec<u32>> {
+        let mailbox = mailbox.to_string();
+        let only = uids.map(|u| u.to_vec());
+        let op = self
+            .commit(move |conn| {
+                let modseq = apply::next_modseq(conn, &mailbox)?;
+                let all = apply::messages(conn, &mailbox)?;
+                let uids: Vec<u32> = all
+                    .iter()
+                    .filter(|m| m.has_flag("\\Deleted"))
+                    .filter(|m| only.as_ref().is_none_or(|o| o.contains(&m.uid)))
+                    .map(|m| m.uid)
+                    .collect();
+                Ok(Op::Expunge {
+                    mailbox,
+                    uids,
+                    modseq,
+                })
+            })
+            .await?;
+        let Op::Expunge { uids, .. } = op else {
+            unreachable!()
+        };
+        Ok(uids)
+    }
+
+    /// COPY (or MOVE when `remove_source`): copies the given UIDs to `dest`, in UID order.
+    pub async fn copy(
+        &self,
+        src: &str,
+        uids: &[u32],
+        dest: &str,
+        remove_source: bool,
+    ) -> Result<Copied> {
+        let src = src.to_string();
+        let dest = dest.to_string();
+        let uids = uids.to_vec();
+        let picked = Arc::new(Mutex::new(Vec::new()));
+        let picked_in = picked.clone();
+        let op = self
+            .commit(move |conn| {
+                let dinfo = apply::mailbox_by_id(conn, &dest)?
+                    .ok_or_else(|| StoreError::NoSuchMailbox(dest.clone()))?;
+                let msgs = apply::messages_by_uids(conn, &src, &uids)?;
+                let modseq = dinfo.highest_modseq + 1;
+                let src_uids: Vec<u32> = msgs.iter().map(|m| m.uid).collect();
+                let copies: Vec<NewMessage> = msgs
+                    .into_iter()
+                    .zip(dinfo.uidnext..)
+                    .map(|(m, uid)| NewMessage {
+                        id: new_id(),
+                        mailbox: dest.clone(),
+                        uid,
+                        modseq,
+                        blob: m.blob,
+                        size: m.size,
+                        internal_date: m.internal_date,
+                        flags: m.flags,
+                    })
+                    .collect();
+                let mut ops = vec![Op::Append { messages: copies }];
+                if remove_source && !src_uids.is_empty() {
+                    ops.push(Op::Expunge {
+                        mailbox: src.clone(),
+                        uids: src_uids.clone(),
+                        modseq: apply::next_modseq(conn, &src)?,
+                    });
+                }
+                *picked_in.lock().unwrap() = src_uids;
+                Ok(Op::Batch { ops })
+            })
+            .await?;
+        let Op::Batch { ops } = op else {
+            unreachable!()
+        };
+        let Some(Op::Append { messages }) = ops.first() else {
+            unreachable!()
+        };
+        let dst_uids: Vec<u32> = messages.iter().map(|m| m.uid).collect();
+        let uidvalidity = match messages.first() {
+            Some(m) => self
+                .mailbox_by_id(&m.mailbox)
+                .await?
+                .map(|i| i.uidvalidity)
+                .unwrap_or(0),
+            None => 0,
+        };
+        let src_uids = std::mem::take(&mut *picked.lock().unwrap());
+        Ok(Copied {
+            uidvalidity,
+            src_uids,
+            dst_uids,
+        })
+    }
+
+    // ---------------------------------------------------------------- queue
+
+    /// Puts a message into the persistent outbound queue; durable on return.
+    pub async fn enqueue(
+        &self,
+        sender: &str,
+        recipients: &[String],
+        raw: Vec<u8>,
+    ) -> Result<QueueEntry> {
+        let (blob, size) = self.put_blob(raw).await?;
+        let entry = QueueEntry {
+            id: new_id(),
+            sender: sender.to_string(),
+            recipients: recipients.to_vec(),
+            blob,
+            size,
+            created: now(),
+            attempts: 0,
+            next_attempt: now(),
+            last_error: None,
+        };
+        let op = self.commit(move |_| Ok(Op::QueueAdd { entry })).await?;
+        let Op::QueueAdd { entry } = op else {
+            unreachable!()
+        };
+        Ok(entry)
+    }
+
+    pub async fn queue(&self) -> Result<Vec<QueueEntry>> {
+        self.read(apply::queue).await
+    }
+
+    pub async fn queue_update(
+        &self,
+        id: &str,
+        attempts: u32,
+        next_attempt: i64,
+        last_error: Option<String>,
+    ) -> Result<()> {
+        let id = id.to_string();
+        self.commit(move |_| {
+            Ok(Op::QueueUpdate {
+                id,
+                attempts,
+                next_attempt,
+                last_error,
+            })
+        })
+        .await
+        .map(|_| ())
+    }
+
+    pub async fn queue_remove(&self, id: &str) -> Result<()> {
+        let id = id.to_string();
+        self.commit(move |_| Ok(Op::QueueRemove { id }))
+            .await
+            .map(|_| ())
+    }
+
+    // ---------------------------------------------------------------- settings
+
+    pub async fn setting(&self, key: &str) -> Result<Option<String>> {
+        let key = key.to_string();
+        self.read(move |conn| {
+            Ok(conn
+                .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
+                    r.get(0)
+                })
+                .optional()?)
+        })
+        .await
+    }
+
+    pub async fn set_setting(&self, key: &str, value: &str) -> Result<()> {
+        let key = key.to_string();
+        let value = value.to_string();
+        self.commit(move |_| Ok(Op::SettingSet { key, value }))
+            .await
+            .map(|_| ())
+    }
+
+    // ---------------------------------------------------------------- op log
+
+    /// Sequence number of the last committed op (0 when the log is empty).
+    pub async fn last_seq(&self) -> Result<u64> {
+        self.read(|conn| {
+            Ok(conn.query_row("SELECT coalesce(max(seq), 0) FROM oplog", [], |r| {
+                r.get::<_, i64>(0)
+            })? as u64)
+        })
+        .await
+    }
+
+    /// Up to `limit` logged ops with `seq > after`, in order.
+    pub async fn ops_since(&self, after: u64, limit: usize) -> Result<Vec<LoggedOp>> {
+        self.read(move |conn| apply::ops_since(conn, after, limit))
+            .await
+    }
+}
+
+// -------------------------------------------------------------------- helpers
+
+/// A hash to verify against when the account does not exist, so that a failed login
+/// costs the same whether or not the name is known.
+fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| hash_password_blocking(&new_id()).unwrap_or_default())
+}
+
+fn hash_password_blocking(password: &str) -> Result<String> {
+    use argon2::PasswordHasher;
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| StoreError::Other(format!("password hashing failed: {e}")))
+}
+
+async fn hash_password(password: &str) -> Result<String> {
+    if password.is_empty() {
+        return Err(StoreError::InvalidName("empty password".into()));
+    }
+    let password = password.to_string();
+    tokio::task::spawn_blocking(move || hash_password_blocking(&password))
+        .await
+        .map_err(|e| StoreError::Other(e.to_string()))?
+}
+
+/// Account names are lower-case `[a-z0-9._-]`, 1 to 64 characters, starting with a
+/// letter or digit (they are also the local part of the mail address).
+pub fn normalize_account(name: &str) -> Result<String> {
+    let n = name.trim().to_ascii_lowercase();
+    let ok = !n.is_empty()
+        && n.len() <= 64
+        && n.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && n
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(n)
+    } else {
+        Err(StoreError::InvalidName(format!(
+            "account name {name:?}: use 1-64 characters a-z, 0-9, '.', '_', '-'"
+        )))
+    }
+}
+
+/// Mailbox names: UTF-8, `/` separates levels, no empty levels, `INBOX` in any case is
+/// `INBOX` (also as the first level).
+pub fn normalize_mailbox_name(name: &str) -> Result<String> {
+    let bad = |why: &str| Err(StoreError::InvalidName(format!("mailbox {name:?}: {why}")));
+    if name.is_empty() || name.len() > 512 {
+        return bad("empty or too long");
+    }
+    if name.chars().any(|c| c.is_control() || c == '*' || c == '%') {
+        return bad("contains a control or wildcard character");
+    }
+    let mut parts: Vec<&str> = name.split('/').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return bad("empty hierarchy level");
+    }
+    if parts[0].eq_ignore_ascii_case("INBOX") {
+        parts[0] = "INBOX";
+    }
+    Ok(parts.join("/"))
+}
+
+/// A fresh globally unique id (random 128 bits, hex).
+pub fn new_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+/// UIDVALIDITY for a new mailbox: seconds since the epoch, made unique and increasing.
+fn new_uidvalidity() -> u32 {
+    static LAST: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let t = now().clamp(1, u32::MAX as i64) as u32;
+    let mut prev = LAST.load(Ordering::SeqCst);
+    loop {
+        let next = t.max(prev + 1);
+        match LAST.compare_exchange(prev, next, Ordering::SeqCst, Ordering::SeqCst) {
+            Ok(_) => return next,
+            Err(p) => prev = p,
+        }
+    }
+}
+
+/// Unix seconds now.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

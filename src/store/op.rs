@@ -1,0 +1,107 @@
+//! The op log's vocabulary. An `Op` carries everything needed to apply it (ids, UIDs,
+//! MODSEQs, hashes already assigned), so applying it is deterministic: the active node
+//! resolves and applies it, and a replica will apply the same op verbatim.
+
+use serde::{Deserialize, Serialize};
+
+use super::types::{BlobId, FlagUpdate, MailboxId, MessageId, QueueEntry, SpecialUse};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewMailbox {
+    pub id: MailboxId,
+    pub account: String,
+    pub name: String,
+    pub uidvalidity: u32,
+    pub special_use: Option<SpecialUse>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewMessage {
+    pub id: MessageId,
+    pub mailbox: MailboxId,
+    pub uid: u32,
+    pub modseq: u64,
+    pub blob: BlobId,
+    pub size: u64,
+    pub internal_date: i64,
+    pub flags: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Op {
+    AccountCreate {
+        name: String,
+        full_name: String,
+        password_hash: String,
+        mailboxes: Vec<NewMailbox>,
+    },
+    AccountPassword {
+        name: String,
+        password_hash: String,
+    },
+    AccountDelete {
+        name: String,
+    },
+    MailboxCreate {
+        mailbox: NewMailbox,
+    },
+    /// Renames a mailbox and its children: (id, new full name) pairs.
+    MailboxRename {
+        account: String,
+        renames: Vec<(MailboxId, String)>,
+    },
+    MailboxDelete {
+        id: MailboxId,
+    },
+    Subscribe {
+        account: String,
+        name: String,
+        subscribed: bool,
+    },
+    Append {
+        messages: Vec<NewMessage>,
+    },
+    Flags {
+        mailbox: MailboxId,
+        updates: Vec<FlagUpdate>,
+    },
+    Expunge {
+        mailbox: MailboxId,
+        uids: Vec<u32>,
+        modseq: u64,
+    },
+    QueueAdd {
+        entry: QueueEntry,
+    },
+    QueueUpdate {
+        id: String,
+        attempts: u32,
+        next_attempt: i64,
+        last_error: Option<String>,
+    },
+    QueueRemove {
+        id: String,
+    },
+    SettingSet {
+        key: String,
+        value: String,
+    },
+    /// Several ops that commit or fail together (e.g. MOVE = append + expunge).
+    Batch {
+        ops: Vec<Op>,
+    },
+}
+
+/// One entry of the op log as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoggedOp {
+    /// Position in this node's log (monotonic, gap-free for local commits).
+    pub seq: u64,
+    /// Node that first committed the op, and its sequence number there.
+    pub origin: String,
+    pub origin_seq: u64,
+    /// Hybrid logical clock: physical milliseconds << 16 | logical counter.
+    pub hlc: u64,
+    pub op: Op,
+}

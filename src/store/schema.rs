@@ -1,0 +1,90 @@
+//! SQLite schema and connection settings.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OpenFlags};
+
+use super::Result;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS oplog (
+    seq INTEGER PRIMARY KEY,
+    origin TEXT NOT NULL,
+    origin_seq INTEGER NOT NULL,
+    hlc INTEGER NOT NULL,
+    op TEXT NOT NULL,
+    UNIQUE (origin, origin_seq)
+);
+CREATE TABLE IF NOT EXISTS accounts (
+    name TEXT PRIMARY KEY,
+    full_name TEXT NOT NULL,
+    password_hash TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS mailboxes (
+    id TEXT PRIMARY KEY,
+    account TEXT NOT NULL,
+    name TEXT NOT NULL,
+    uidvalidity INTEGER NOT NULL,
+    uidnext INTEGER NOT NULL,
+    highest_modseq INTEGER NOT NULL,
+    special_use TEXT,
+    UNIQUE (account, name)
+);
+CREATE TABLE IF NOT EXISTS subscriptions (
+    account TEXT NOT NULL,
+    name TEXT NOT NULL,
+    PRIMARY KEY (account, name)
+);
+CREATE TABLE IF NOT EXISTS messages (
+    id TEXT PRIMARY KEY,
+    mailbox TEXT NOT NULL,
+    uid INTEGER NOT NULL,
+    modseq INTEGER NOT NULL,
+    blob TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    internal_date INTEGER NOT NULL,
+    flags TEXT NOT NULL,
+    seen INTEGER NOT NULL,
+    UNIQUE (mailbox, uid)
+);
+CREATE INDEX IF NOT EXISTS messages_modseq ON messages (mailbox, modseq);
+CREATE TABLE IF NOT EXISTS queue (
+    id TEXT PRIMARY KEY,
+    sender TEXT NOT NULL,
+    recipients TEXT NOT NULL,
+    blob TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    created INTEGER NOT NULL,
+    attempts INTEGER NOT NULL,
+    next_attempt INTEGER NOT NULL,
+    last_error TEXT
+);
+CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+";
+
+fn tune(conn: &Connection) -> Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+/// The writer's connection: creates the schema, WAL, synchronous=FULL.
+pub fn open_rw(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path)?;
+    tune(&conn)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.execute_batch(SCHEMA)?;
+    Ok(conn)
+}
+
+/// A reader's connection.
+pub fn open_ro(path: &Path) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    tune(&conn)?;
+    Ok(conn)
+}
