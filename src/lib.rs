@@ -1,4 +1,10 @@
 //! clusterd: a two-node high-availability appliance serving DNS, web, webmail, SMTP and
 //! IMAP from one binary. See DESIGN.md (shared) and README.md for the picture.
 
+pub mod config;
+pub mod control;
+pub mod imap;
+pub mod node;
+pub mod smtp;
 pub mod store;
+pub mod tls;

@@ -1,0 +1,528 @@
+//! The one TOML configuration file: types (serde), defaults, and validation whose
+//! errors name the file, the line and the key. `clusterd config example` prints
+//! [`EXAMPLE`], which a test keeps parsing.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+/// A problem with the configuration, already phrased for the administrator:
+/// `FILE: line N: key K: problem`.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub node: NodeConfig,
+    #[serde(default)]
+    pub domain: DomainConfig,
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    #[serde(default)]
+    pub smtp: SmtpConfig,
+    #[serde(default)]
+    pub imap: ImapConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// This node's name, e.g. `clusternodo1`. Required.
+    pub name: String,
+    /// Where the store keeps its database and message files. Required.
+    pub data_dir: PathBuf,
+    /// Unix socket the CLI uses to talk to the running node.
+    #[serde(default = "default_control_socket")]
+    pub control_socket: PathBuf,
+}
+
+fn default_control_socket() -> PathBuf {
+    PathBuf::from("/run/clusterd/control.sock")
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DomainConfig {
+    /// The organisation's mail domain.
+    #[serde(default = "default_domain")]
+    pub name: String,
+    /// Domains whose mail is delivered to local accounts (defaults to `[name]`).
+    #[serde(default)]
+    pub local_domains: Vec<String>,
+    /// Local part → account, e.g. `postmaster = "sistemas"`.
+    #[serde(default)]
+    pub aliases: BTreeMap<String, String>,
+}
+
+fn default_domain() -> String {
+    "cluster.com.ec".into()
+}
+
+impl Default for DomainConfig {
+    fn default() -> Self {
+        DomainConfig {
+            name: default_domain(),
+            local_domains: Vec::new(),
+            aliases: BTreeMap::new(),
+        }
+    }
+}
+
+impl DomainConfig {
+    /// Whether `domain` (any case) is delivered locally.
+    pub fn is_local(&self, domain: &str) -> bool {
+        domain.eq_ignore_ascii_case(&self.name)
+            || self
+                .local_domains
+                .iter()
+                .any(|d| d.eq_ignore_ascii_case(domain))
+    }
+
+    /// The account a local part delivers to, after aliases (one level).
+    pub fn resolve_local_part(&self, local: &str) -> String {
+        let local = local.to_ascii_lowercase();
+        self.aliases
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(&local))
+            .map(|(_, v)| v.to_ascii_lowercase())
+            .unwrap_or(local)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// Inbound MTA listeners (no AUTH; STARTTLS offered).
+    #[serde(default = "default_smtp_listen")]
+    pub listen: Vec<SocketAddr>,
+    /// Submission with STARTTLS + AUTH (RFC 6409).
+    #[serde(default = "default_submission_listen")]
+    pub submission_listen: Vec<SocketAddr>,
+    /// Submission over implicit TLS (RFC 8314).
+    #[serde(default = "default_submissions_listen")]
+    pub submissions_listen: Vec<SocketAddr>,
+    /// Clients allowed to relay to non-local domains without authenticating.
+    #[serde(default = "default_relay_from")]
+    pub relay_from: Vec<IpNet>,
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: u64,
+    /// Refuse MAIL FROM whose domain has no MX/A/AAAA record (local domains always pass).
+    #[serde(default = "default_true")]
+    pub require_resolvable_sender: bool,
+    /// Name announced in the greeting and Received headers (defaults to the node's name
+    /// within the domain).
+    #[serde(default)]
+    pub hostname: Option<String>,
+    /// Seconds a client may stay silent before the session is closed (RFC 5321 4.5.3.2).
+    #[serde(default = "default_smtp_timeout")]
+    pub timeout_s: u64,
+    /// Most concurrent SMTP sessions.
+    #[serde(default = "default_max_sessions")]
+    pub max_sessions: usize,
+}
+
+fn default_smtp_listen() -> Vec<SocketAddr> {
+    vec!["0.0.0.0:25".parse().unwrap()]
+}
+fn default_submission_listen() -> Vec<SocketAddr> {
+    vec!["0.0.0.0:587".parse().unwrap()]
+}
+fn default_submissions_listen() -> Vec<SocketAddr> {
+    vec!["0.0.0.0:465".parse().unwrap()]
+}
+fn default_relay_from() -> Vec<IpNet> {
+    vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()]
+}
+fn default_max_message_bytes() -> u64 {
+    25 * 1024 * 1024
+}
+fn default_true() -> bool {
+    true
+}
+fn default_smtp_timeout() -> u64 {
+    300
+}
+fn default_max_sessions() -> usize {
+    500
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults parse")
+    }
+}
+
+impl SmtpConfig {
+    pub fn may_relay(&self, ip: IpAddr) -> bool {
+        let ip = canonical_ip(ip);
+        self.relay_from.iter().any(|n| n.contains(&ip))
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImapConfig {
+    #[serde(default = "default_imap_listen")]
+    pub listen: Vec<SocketAddr>,
+    #[serde(default = "default_imaps_listen")]
+    pub tls_listen: Vec<SocketAddr>,
+    /// Clients allowed LOGIN / AUTHENTICATE PLAIN without TLS.
+    #[serde(default = "default_plaintext_from")]
+    pub allow_plaintext_auth_from: Vec<IpNet>,
+    /// Seconds of client silence before autologout (RFC 3501 5.4: at least 30 minutes).
+    #[serde(default = "default_imap_timeout")]
+    pub timeout_s: u64,
+    /// Most concurrent IMAP sessions.
+    #[serde(default = "default_max_sessions")]
+    pub max_sessions: usize,
+}
+
+fn default_imap_listen() -> Vec<SocketAddr> {
+    vec!["0.0.0.0:143".parse().unwrap()]
+}
+fn default_imaps_listen() -> Vec<SocketAddr> {
+    vec!["0.0.0.0:993".parse().unwrap()]
+}
+fn default_plaintext_from() -> Vec<IpNet> {
+    vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()]
+}
+fn default_imap_timeout() -> u64 {
+    1800
+}
+
+impl Default for ImapConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults parse")
+    }
+}
+
+impl ImapConfig {
+    pub fn plaintext_allowed(&self, ip: IpAddr) -> bool {
+        let ip = canonical_ip(ip);
+        self.allow_plaintext_auth_from.iter().any(|n| n.contains(&ip))
+    }
+}
+
+/// IPv4-mapped IPv6 addresses compare as IPv4.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError(format!("{}: cannot read the configuration: {e}", path.display()))
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates configuration text; `path` is used in messages only.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| {
+            let (line, key) = match e.span() {
+                Some(span) => locate_span(text, span.start),
+                None => (0, String::new()),
+            };
+            let msg = e.message().trim().to_string();
+            ConfigError(match (line, key.is_empty()) {
+                (0, _) => format!("{}: {msg}", path.display()),
+                (l, true) => format!("{}: line {l}: {msg}", path.display()),
+                (l, false) => format!("{}: line {l}: key `{key}`: {msg}", path.display()),
+            })
+        })?;
+        cfg.validate(text, path)?;
+        Ok(cfg)
+    }
+
+    fn validate(&self, text: &str, path: &Path) -> Result<(), ConfigError> {
+        let err = |section: &str, key: &str, problem: String| {
+            let line = find_key_line(text, section, key);
+            let full = if section.is_empty() {
+                key.to_string()
+            } else {
+                format!("{section}.{key}")
+            };
+            ConfigError(match line {
+                Some(l) => format!("{}: line {l}: key `{full}`: {problem}", path.display()),
+                None => format!("{}: key `{full}`: {problem}", path.display()),
+            })
+        };
+        if crate::store::normalize_account(&self.node.name).is_err() || self.node.name.contains('.')
+        {
+            return Err(err(
+                "node",
+                "name",
+                format!(
+                    "{:?} is not a valid node name (letters, digits, '-', '_')",
+                    self.node.name
+                ),
+            ));
+        }
+        if self.node.data_dir.as_os_str().is_empty() {
+            return Err(err("node", "data_dir", "must not be empty".into()));
+        }
+        if !valid_domain(&self.domain.name) {
+            return Err(err(
+                "domain",
+                "name",
+                format!("{:?} is not a domain name", self.domain.name),
+            ));
+        }
+        if let Some(bad) = self.domain.local_domains.iter().find(|d| !valid_domain(d)) {
+            return Err(err(
+                "domain",
+                "local_domains",
+                format!("{bad:?} is not a domain name"),
+            ));
+        }
+        for (alias, target) in &self.domain.aliases {
+            if crate::store::normalize_account(alias).is_err()
+                || crate::store::normalize_account(target).is_err()
+            {
+                return Err(err(
+                    "domain",
+                    "aliases",
+                    format!("alias {alias:?} = {target:?}: names must be valid account names"),
+                ));
+            }
+        }
+        if let Some(tls) = &self.tls {
+            for (key, file) in [("cert", &tls.cert), ("key", &tls.key)] {
+                if !file.is_file() {
+                    return Err(err(
+                        "tls",
+                        key,
+                        format!("file {} does not exist or is not a file", file.display()),
+                    ));
+                }
+            }
+        }
+        if self.smtp.max_message_bytes < 1024 {
+            return Err(err(
+                "smtp",
+                "max_message_bytes",
+                "must be at least 1024".into(),
+            ));
+        }
+        for (section, key, v) in [
+            ("smtp", "timeout_s", self.smtp.timeout_s),
+            ("imap", "timeout_s", self.imap.timeout_s),
+            ("smtp", "max_sessions", self.smtp.max_sessions as u64),
+            ("imap", "max_sessions", self.imap.max_sessions as u64),
+        ] {
+            if v == 0 {
+                return Err(err(section, key, "must be greater than 0".into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The name this node announces (SMTP greeting, Received headers).
+    pub fn hostname(&self) -> String {
+        self.smtp
+            .hostname
+            .clone()
+            .unwrap_or_else(|| format!("{}.{}", self.node.name, self.domain.name))
+    }
+}
+
+fn valid_domain(d: &str) -> bool {
+    !d.is_empty()
+        && d.len() <= 253
+        && d.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+}
+
+/// 1-based line of byte offset `pos`, and the dotted key written on that line (with
+/// its table), if the line is a `key = value` line.
+fn locate_span(text: &str, pos: usize) -> (usize, String) {
+    let pos = pos.min(text.len());
+    let line_no = text[..pos].matches('\n').count() + 1;
+    let mut section = String::new();
+    let mut key = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if i + 1 > line_no {
+            break;
+        }
+        if t.starts_with('[') {
+            section = t.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+            if i + 1 == line_no {
+                key.clear();
+            }
+        } else if i + 1 == line_no {
+            if let Some((k, _)) = t.split_once('=') {
+                key = k.trim().trim_matches('"').to_string();
+            }
+        }
+    }
+    let full = if key.is_empty() || section.is_empty() {
+        section + &key
+    } else {
+        format!("{section}.{key}")
+    };
+    (line_no, full)
+}
+
+/// The 1-based line where `key` is set inside `[section]`.
+fn find_key_line(text: &str, section: &str, key: &str) -> Option<usize> {
+    let mut current = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            current = t.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+        } else if current == section {
+            if let Some((k, _)) = t.split_once('=') {
+                if k.trim().trim_matches('"') == key {
+                    return Some(i + 1);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// A fully commented configuration for the reference deployment; every key with its
+/// default. Printed by `clusterd config example`.
+pub const EXAMPLE: &str = r#"# clusterd configuration (TOML). Every key except node.name and node.data_dir
+# has the default shown.
+
+[node]
+# This node's name; the peer knows it by this name.
+name = "clusternodo1"
+# Database and message files.
+data_dir = "/var/lib/clusterd"
+# Unix socket for `clusterd status`, `clusterd user ...` against the running node.
+control_socket = "/run/clusterd/control.sock"
+
+[domain]
+# The organisation's mail domain.
+name = "cluster.com.ec"
+# Mail for these domains is delivered to local accounts (default: [name]).
+local_domains = ["cluster.com.ec", "clusternodo1.cluster.com.ec", "clusternodo2.cluster.com.ec"]
+# Local part -> account.
+aliases = { postmaster = "sistemas", root = "sistemas", abuse = "sistemas" }
+
+# [tls]
+# PEM files. Without this section a self-signed certificate for the domain names is
+# generated at first start and kept in the store (both nodes present the same one).
+# cert = "/etc/clusterd/tls/cert.pem"
+# key = "/etc/clusterd/tls/key.pem"
+
+[smtp]
+# Inbound mail (MX). STARTTLS offered, no AUTH.
+listen = ["0.0.0.0:25"]
+# Submission for mail clients: STARTTLS then AUTH (RFC 6409).
+submission_listen = ["0.0.0.0:587"]
+# Submission over implicit TLS (RFC 8314).
+submissions_listen = ["0.0.0.0:465"]
+# Clients that may send to other domains without authenticating.
+relay_from = ["127.0.0.1/32", "10.0.0.2/32", "10.0.0.10/32", "192.168.1.0/24"]
+# Largest message accepted (SIZE), bytes.
+max_message_bytes = 26214400
+# Refuse senders whose domain does not resolve (local domains always pass).
+require_resolvable_sender = true
+# Name in the greeting and Received headers (default: "<node.name>.<domain.name>").
+# hostname = "mail.cluster.com.ec"
+# Seconds of client silence before the session is closed.
+timeout_s = 300
+# Most concurrent sessions.
+max_sessions = 500
+
+[imap]
+listen = ["0.0.0.0:143"]
+# Implicit TLS (IMAPS).
+tls_listen = ["0.0.0.0:993"]
+# Clients that may log in without TLS (everyone else must use STARTTLS or 993).
+allow_plaintext_auth_from = ["127.0.0.0/8"]
+# Seconds of client silence before autologout.
+timeout_s = 1800
+# Most concurrent sessions.
+max_sessions = 500
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/etc/clusterd/clusterd.toml"))
+    }
+
+    #[test]
+    fn example_parses() {
+        let cfg = parse(EXAMPLE).expect("example parses");
+        assert_eq!(cfg.node.name, "clusternodo1");
+        assert_eq!(cfg.domain.resolve_local_part("Postmaster"), "sistemas");
+        assert!(cfg.domain.is_local("CLUSTER.com.ec"));
+        assert!(cfg.smtp.may_relay("10.0.0.10".parse().unwrap()));
+        assert!(!cfg.smtp.may_relay("10.0.0.11".parse().unwrap()));
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let cfg = parse("[node]\nname = \"n1\"\ndata_dir = \"/tmp/x\"\n").unwrap();
+        assert_eq!(cfg.smtp.listen, default_smtp_listen());
+        assert_eq!(cfg.imap.tls_listen, default_imaps_listen());
+        assert_eq!(cfg.smtp.max_message_bytes, 26214400);
+        assert!(cfg.imap.plaintext_allowed("127.0.0.1".parse().unwrap()));
+        assert!(!cfg.imap.plaintext_allowed("10.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn misspelled_key_names_line_and_key() {
+        let e = parse("[node]\nname = \"n1\"\ndata_dir = \"/tmp/x\"\n[smtp]\nlisen = [\"127.0.0.1:25\"]\n")
+            .unwrap_err()
+            .0;
+        assert!(e.contains("clusterd.toml"), "{e}");
+        assert!(e.contains("line 5"), "{e}");
+        assert!(e.contains("lisen"), "{e}");
+    }
+
+    #[test]
+    fn bad_address_names_line_and_key() {
+        let e = parse("[node]\nname = \"n1\"\ndata_dir = \"/tmp/x\"\n\n[imap]\nlisten = [\"127.0.0.1:99999\"]\n")
+            .unwrap_err()
+            .0;
+        assert!(e.contains("line 6"), "{e}");
+        assert!(e.contains("imap.listen"), "{e}");
+    }
+
+    #[test]
+    fn missing_tls_file_names_key() {
+        let e = parse("[node]\nname = \"n1\"\ndata_dir = \"/tmp/x\"\n[tls]\ncert = \"/nonexistent/c.pem\"\nkey = \"/nonexistent/k.pem\"\n")
+            .unwrap_err()
+            .0;
+        assert!(e.contains("line 5"), "{e}");
+        assert!(e.contains("tls.cert"), "{e}");
+    }
+
+    #[test]
+    fn missing_required_key_is_named() {
+        let e = parse("[node]\nname = \"n1\"\n").unwrap_err().0;
+        assert!(e.contains("data_dir"), "{e}");
+    }
+}

@@ -1,0 +1,54 @@
+//! A running node: loads the config, opens the store, builds the TLS identity, starts
+//! the protocol front-ends and the control socket, and stops them on SIGTERM/SIGINT.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::Config;
+use crate::store::Store;
+
+/// What every front-end gets: the config, the store and the TLS acceptor.
+pub struct Ctx {
+    pub cfg: Config,
+    pub store: Store,
+    pub tls: TlsAcceptor,
+}
+
+/// Binds a TCP listener, naming the address and the config key on failure.
+pub async fn bind(addr: std::net::SocketAddr, key: &str) -> Result<tokio::net::TcpListener> {
+    let sock = match addr {
+        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+    }
+    .with_context(|| format!("{key}: socket for {addr}"))?;
+    sock.set_reuseaddr(true)?;
+    sock.bind(addr)
+        .with_context(|| format!("{key}: cannot listen on {addr}"))?;
+    sock.listen(1024)
+        .with_context(|| format!("{key}: cannot listen on {addr}"))
+}
+
+/// Runs the node until SIGTERM or SIGINT.
+pub async fn run(cfg: Config) -> Result<()> {
+    let store = Store::open(&cfg.node.data_dir, &cfg.node.name)
+        .with_context(|| format!("opening the store in {}", cfg.node.data_dir.display()))?;
+    let tls = crate::tls::acceptor(&cfg, &store).await?;
+    let ctx = Arc::new(Ctx { cfg, store, tls });
+
+    crate::smtp::start(ctx.clone()).await?;
+    crate::imap::start(ctx.clone()).await?;
+    let control = crate::control::start(ctx.clone()).await?;
+    tracing::info!(node = %ctx.cfg.node.name, "clusterd is serving");
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutting down");
+    drop(control);
+    let _ = std::fs::remove_file(&ctx.cfg.node.control_socket);
+    Ok(())
+}
