@@ -1,4 +1,211 @@
-//! Control socket (placeholder).
+//! The control channel: a Unix socket (mode 0600) on which the CLI sends one JSON
+//! request per line to the running node and gets one JSON reply per line. Account
+//! changes made this way go through the node's store (and so will replicate).
+
+use std::path::Path;
 use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
 use crate::node::Ctx;
-pub async fn start(_ctx: Arc<Ctx>) -> anyhow::Result<()> { Ok(()) }
+use crate::store::Store;
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Request {
+    Status,
+    UserAdd {
+        name: String,
+        full_name: String,
+        password: String,
+    },
+    UserPasswd {
+        name: String,
+        password: String,
+    },
+    UserDel {
+        name: String,
+    },
+    UserList,
+    QueueList,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Reply {
+    pub ok: bool,
+    #[serde(default)]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub data: serde_json::Value,
+}
+
+/// The node's state as `clusterd status` shows it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Status {
+    pub node: String,
+    pub role: String,
+    pub writable: bool,
+    pub accounts: usize,
+    pub queue: usize,
+    pub last_op_seq: u64,
+    pub services: Vec<(String, String)>,
+}
+
+/// Executes a request against a store (used by the node, and by the CLI when no node
+/// runs).
+pub async fn execute(store: &Store, ctx: Option<&Ctx>, req: Request) -> Result<serde_json::Value> {
+    Ok(match req {
+        Request::Status => {
+            let ctx = ctx.ok_or_else(|| anyhow!("the node is not running"))?;
+            let mut services = Vec::new();
+            for (name, addrs) in [
+                ("smtp", &ctx.cfg.smtp.listen),
+                ("submission", &ctx.cfg.smtp.submission_listen),
+                ("submissions", &ctx.cfg.smtp.submissions_listen),
+                ("imap", &ctx.cfg.imap.listen),
+                ("imaps", &ctx.cfg.imap.tls_listen),
+            ] {
+                let health = match addrs.first() {
+                    None => "disabled".to_string(),
+                    Some(a) => {
+                        let probe = probe_addr(*a);
+                        match tokio::time::timeout(
+                            std::time::Duration::from_secs(2),
+                            tokio::net::TcpStream::connect(probe),
+                        )
+                        .await
+                        {
+                            Ok(Ok(_)) => format!("ok ({a})"),
+                            _ => format!("not answering ({a})"),
+                        }
+                    }
+                };
+                services.push((name.to_string(), health));
+            }
+            serde_json::to_value(Status {
+                node: ctx.cfg.node.name.clone(),
+                role: if store.is_writable() {
+                    "active (single node)".into()
+                } else {
+                    "standby".into()
+                },
+                writable: store.is_writable(),
+                accounts: store.list_accounts().await?.len(),
+                queue: store.queue().await?.len(),
+                last_op_seq: store.last_seq().await?,
+                services,
+            })?
+        }
+        Request::UserAdd {
+            name,
+            full_name,
+            password,
+        } => {
+            store.create_account(&name, &full_name, &password).await?;
+            serde_json::Value::Null
+        }
+        Request::UserPasswd { name, password } => {
+            store.set_password(&name, &password).await?;
+            serde_json::Value::Null
+        }
+        Request::UserDel { name } => {
+            store.delete_account(&name).await?;
+            serde_json::Value::Null
+        }
+        Request::UserList => serde_json::to_value(store.list_accounts().await?)?,
+        Request::QueueList => serde_json::to_value(store.queue().await?)?,
+    })
+}
+
+/// A listener's address as a local client reaches it (0.0.0.0 → 127.0.0.1).
+fn probe_addr(a: std::net::SocketAddr) -> std::net::SocketAddr {
+    let mut a = a;
+    if a.ip().is_unspecified() {
+        a.set_ip(match a {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    a
+}
+
+/// Binds the control socket and serves it in the background.
+pub async fn start(ctx: Arc<Ctx>) -> Result<()> {
+    let path = ctx.cfg.node.control_socket.clone();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("node.control_socket: creating {}", dir.display()))?;
+    }
+    if UnixStream::connect(&path).await.is_ok() {
+        return Err(anyhow!(
+            "node.control_socket: {} is in use: is another clusterd running?",
+            path.display()
+        ));
+    }
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path)
+        .with_context(|| format!("node.control_socket: cannot bind {}", path.display()))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                let (r, mut w) = stream.into_split();
+                let mut lines = BufReader::new(r.take(1 << 20)).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let reply = match serde_json::from_str::<Request>(&line) {
+                        Ok(req) => match execute(&ctx.store, Some(&ctx), req).await {
+                            Ok(data) => Reply {
+                                ok: true,
+                                error: None,
+                                data,
+                            },
+                            Err(e) => Reply {
+                                ok: false,
+                                error: Some(e.to_string()),
+                                data: serde_json::Value::Null,
+                            },
+                        },
+                        Err(e) => Reply {
+                            ok: false,
+                            error: Some(format!("bad request: {e}")),
+                            data: serde_json::Value::Null,
+                        },
+                    };
+                    let mut out = serde_json::to_string(&reply).unwrap_or_default();
+                    out.push('\n');
+                    if w.write_all(out.as_bytes()).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    Ok(())
+}
+
+use tokio::io::AsyncReadExt as _;
+
+/// Sends one request to a running node. `Ok(None)` when no node listens on `path`.
+pub async fn send(path: &Path, req: &Request) -> Result<Option<Reply>> {
+    let Ok(stream) = UnixStream::connect(path).await else {
+        return Ok(None);
+    };
+    let (r, mut w) = stream.into_split();
+    let mut line = serde_json::to_string(req)?;
+    line.push('\n');
+    w.write_all(line.as_bytes()).await?;
+    let mut lines = BufReader::new(r).lines();
+    let reply = lines
+        .next_line()
+        .await?
+        .ok_or_else(|| anyhow!("the node closed the control connection"))?;
+    Ok(Some(serde_json::from_str(&reply)?))
+}

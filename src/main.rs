@@ -1,1 +1,346 @@
-fn main() {}
+//! The `clusterd` command line: run a node, check a configuration, manage accounts,
+//! and query or steer a running node through its control socket.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, anyhow};
+use clap::{Parser, Subcommand};
+
+use clusterd::config::{self, Config};
+use clusterd::control::{self, Request};
+use clusterd::store::Store;
+
+const DEFAULT_CONFIG: &str = "/etc/clusterd/clusterd.toml";
+
+#[derive(Parser)]
+#[command(name = "clusterd", version, about = "Two-node HA appliance: DNS, web, webmail, SMTP, IMAP")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a node.
+    Run {
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Run a demo node on loopback high ports with a demo account (no config needed).
+    Demo {
+        /// Where to keep the demo data (default: ./clusterd-demo).
+        #[arg(long, default_value = "clusterd-demo")]
+        dir: PathBuf,
+    },
+    /// Validate a configuration file; exits 1 naming the file, line and key at fault.
+    CheckConfig {
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Configuration helpers.
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
+    },
+    /// Manage mail accounts.
+    User {
+        #[command(subcommand)]
+        cmd: UserCmd,
+    },
+    /// Show the running node's role, services and store position.
+    Status {
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the outbound queue.
+    Queue {
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Print a fully commented example configuration with every key and its default.
+    Example,
+}
+
+#[derive(Subcommand)]
+enum UserCmd {
+    /// Create an account (with INBOX, Sent, Drafts, Trash, Junk).
+    Add {
+        name: String,
+        #[arg(long, default_value = "")]
+        full_name: String,
+        /// Read the password as one line from standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Change an account's password.
+    Passwd {
+        name: String,
+        #[arg(long)]
+        password_stdin: bool,
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Delete an account and all its mail.
+    Del {
+        name: String,
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// List accounts.
+    List {
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    clusterd::tls::install_provider();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("clusterd: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(dispatch(cli.cmd)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("clusterd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(path: &Path) -> Result<Config> {
+    Config::load(path).map_err(|e| anyhow!("{e}"))
+}
+
+async fn dispatch(cmd: Cmd) -> Result<()> {
+    match cmd {
+        Cmd::Run { config } => clusterd::node::run(load(&config)?).await,
+        Cmd::Demo { dir } => demo(&dir).await,
+        Cmd::CheckConfig { config } => {
+            load(&config)?;
+            println!("{}: ok", config.display());
+            Ok(())
+        }
+        Cmd::Config {
+            cmd: ConfigCmd::Example,
+        } => {
+            print!("{}", config::EXAMPLE);
+            Ok(())
+        }
+        Cmd::User { cmd } => user(cmd).await,
+        Cmd::Status { config, json } => {
+            let cfg = load(&config)?;
+            let data = via_control(&cfg, Request::Status)
+                .await?
+                .ok_or_else(|| {
+                    anyhow!(
+                        "the node is not running (no answer on {})",
+                        cfg.node.control_socket.display()
+                    )
+                })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&data)?);
+            } else {
+                let st: control::Status = serde_json::from_value(data)?;
+                println!("node:        {}", st.node);
+                println!("role:        {}", st.role);
+                println!("writable:    {}", st.writable);
+                println!("accounts:    {}", st.accounts);
+                println!("queue:       {} message(s)", st.queue);
+                println!("op log:      seq {}", st.last_op_seq);
+                for (name, health) in st.services {
+                    println!("{:<12} {health}", format!("{name}:"));
+                }
+            }
+            Ok(())
+        }
+        Cmd::Queue { config } => {
+            let cfg = load(&config)?;
+            let data = run_request(&cfg, Request::QueueList).await?;
+            let entries: Vec<clusterd::store::QueueEntry> = serde_json::from_value(data)?;
+            for e in &entries {
+                println!(
+                    "{} {} bytes from <{}> to {} (attempts {}{})",
+                    e.id,
+                    e.size,
+                    e.sender,
+                    e.recipients.join(", "),
+                    e.attempts,
+                    e.last_error
+                        .as_deref()
+                        .map(|x| format!(", last error: {x}"))
+                        .unwrap_or_default()
+                );
+            }
+            println!("{} message(s) queued", entries.len());
+            Ok(())
+        }
+    }
+}
+
+/// Sends a request to the running node; `None` when no node runs.
+async fn via_control(cfg: &Config, req: Request) -> Result<Option<serde_json::Value>> {
+    match control::send(&cfg.node.control_socket, &req).await? {
+        None => Ok(None),
+        Some(r) if r.ok => Ok(Some(r.data)),
+        Some(r) => Err(anyhow!(r.error.unwrap_or_else(|| "failed".into()))),
+    }
+}
+
+/// Through the running node if there is one, else directly on the store.
+async fn run_request(cfg: &Config, req: Request) -> Result<serde_json::Value> {
+    if control::send(&cfg.node.control_socket, &Request::Status)
+        .await?
+        .is_some()
+    {
+        return via_control(cfg, req)
+            .await?
+            .ok_or_else(|| anyhow!("the node went away"));
+    }
+    let store = Store::open(&cfg.node.data_dir, &cfg.node.name)
+        .with_context(|| format!("opening the store in {}", cfg.node.data_dir.display()))?;
+    control::execute(&store, None, req).await
+}
+
+fn read_password(from_stdin: bool) -> Result<String> {
+    let stdin = std::io::stdin();
+    let interactive = !from_stdin && stdin.is_terminal();
+    if interactive {
+        eprint!("Password: ");
+        std::io::stderr().flush()?;
+        let _ = std::process::Command::new("stty").arg("-echo").status();
+    }
+    let mut line = String::new();
+    let r = stdin.lock().read_line(&mut line);
+    if interactive {
+        let _ = std::process::Command::new("stty").arg("echo").status();
+        eprintln!();
+    }
+    r.context("reading the password")?;
+    let pw = line.trim_end_matches(['\r', '\n']).to_string();
+    if pw.is_empty() {
+        return Err(anyhow!("empty password"));
+    }
+    Ok(pw)
+}
+
+async fn user(cmd: UserCmd) -> Result<()> {
+    match cmd {
+        UserCmd::Add {
+            name,
+            full_name,
+            password_stdin,
+            config,
+        } => {
+            let cfg = load(&config)?;
+            let password = read_password(password_stdin)?;
+            run_request(
+                &cfg,
+                Request::UserAdd {
+                    name: name.clone(),
+                    full_name,
+                    password,
+                },
+            )
+            .await?;
+            println!("account {name} created");
+        }
+        UserCmd::Passwd {
+            name,
+            password_stdin,
+            config,
+        } => {
+            let cfg = load(&config)?;
+            let password = read_password(password_stdin)?;
+            run_request(
+                &cfg,
+                Request::UserPasswd {
+                    name: name.clone(),
+                    password,
+                },
+            )
+            .await?;
+            println!("password of {name} changed");
+        }
+        UserCmd::Del { name, config } => {
+            let cfg = load(&config)?;
+            run_request(&cfg, Request::UserDel { name: name.clone() }).await?;
+            println!("account {name} deleted");
+        }
+        UserCmd::List { config } => {
+            let cfg = load(&config)?;
+            let data = run_request(&cfg, Request::UserList).await?;
+            let accounts: Vec<clusterd::store::Account> = serde_json::from_value(data)?;
+            for a in accounts {
+                println!("{}\t{}", a.name, a.full_name);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `clusterd demo`: a node on loopback high ports with a demo account.
+async fn demo(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir = dir.canonicalize()?;
+    let text = format!(
+        r#"[node]
+name = "clusternodo1"
+data_dir = "{data}"
+control_socket = "{sock}"
+
+[domain]
+name = "cluster.com.ec"
+aliases = {{ postmaster = "demo", root = "demo", abuse = "demo" }}
+
+[smtp]
+listen = ["127.0.0.1:2525"]
+submission_listen = ["127.0.0.1:2587"]
+submissions_listen = ["127.0.0.1:2465"]
+require_resolvable_sender = false
+
+[imap]
+listen = ["127.0.0.1:2143"]
+tls_listen = ["127.0.0.1:2993"]
+"#,
+        data = dir.join("data").display(),
+        sock = dir.join("control.sock").display()
+    );
+    let path = dir.join("clusterd.toml");
+    std::fs::write(&path, &text)?;
+    let cfg = Config::parse(&text, &path).map_err(|e| anyhow!("{e}"))?;
+    {
+        let store = Store::open(&cfg.node.data_dir, &cfg.node.name)?;
+        if store.account("demo").await?.is_none() {
+            store.create_account("demo", "Demo User", "demo").await?;
+        }
+    }
+    eprintln!(
+        "demo node: SMTP 127.0.0.1:2525 (submission 2587, 2465), IMAP 127.0.0.1:2143 (IMAPS 2993)\n\
+         account demo@cluster.com.ec, password \"demo\"; config in {}",
+        path.display()
+    );
+    clusterd::node::run(cfg).await
+}

@@ -39,7 +39,7 @@ pub async fn run(cfg: Config) -> Result<()> {
 
     crate::smtp::start(ctx.clone()).await?;
     crate::imap::start(ctx.clone()).await?;
-    let control = crate::control::start(ctx.clone()).await?;
+    crate::control::start(ctx.clone()).await?;
     tracing::info!(node = %ctx.cfg.node.name, "clusterd is serving");
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -48,7 +48,6 @@ pub async fn run(cfg: Config) -> Result<()> {
         _ = tokio::signal::ctrl_c() => {}
     }
     tracing::info!("shutting down");
-    drop(control);
     let _ = std::fs::remove_file(&ctx.cfg.node.control_socket);
     Ok(())
 }

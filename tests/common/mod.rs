@@ -1,0 +1,350 @@
+//! Shared harness for integration tests: starts the real `clusterd` binary on free
+//! loopback ports with a temporary data directory, and runs real clients.
+//! Every process it starts is stopped by PID when the `Node` is dropped.
+
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Path of the binary under test.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_clusterd"))
+}
+
+/// A free TCP port on 127.0.0.1 (bind to 0 and release).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind 127.0.0.1:0")
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Fails the test loudly when a client program the test needs is missing.
+pub fn require_tool(name: &str) {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {name}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        found,
+        "required tool `{name}` is not installed (.ci/run installs it)"
+    );
+}
+
+#[derive(Default, Clone)]
+pub struct Builder {
+    node: String,
+    domain: String,
+    smtp: String,
+    imap: String,
+    extra: String,
+    name: Option<String>,
+}
+
+impl Builder {
+    /// Extra `key = value` lines for `[node]`.
+    pub fn node(mut self, lines: &str) -> Self {
+        self.node.push_str(lines);
+        self.node.push('\n');
+        self
+    }
+    /// Extra lines for `[domain]` (replacing the default aliases needs `aliases = {...}`).
+    pub fn domain(mut self, lines: &str) -> Self {
+        self.domain.push_str(lines);
+        self.domain.push('\n');
+        self
+    }
+    /// Extra lines for `[smtp]`.
+    pub fn smtp(mut self, lines: &str) -> Self {
+        self.smtp.push_str(lines);
+        self.smtp.push('\n');
+        self
+    }
+    /// Extra lines for `[imap]`.
+    pub fn imap(mut self, lines: &str) -> Self {
+        self.imap.push_str(lines);
+        self.imap.push('\n');
+        self
+    }
+    /// Extra whole sections appended at the end.
+    pub fn extra(mut self, text: &str) -> Self {
+        self.extra.push_str(text);
+        self.extra.push('\n');
+        self
+    }
+    pub fn name(mut self, name: &str) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    pub fn start(self) -> Node {
+        let dir = tempfile::Builder::new()
+            .prefix("clusterd-test-")
+            .tempdir()
+            .expect("temp dir");
+        let mut node = Node {
+            smtp_port: free_port(),
+            submission_port: free_port(),
+            submissions_port: free_port(),
+            imap_port: free_port(),
+            imaps_port: free_port(),
+            config: dir.path().join("clusterd.toml"),
+            control_socket: dir.path().join("control.sock"),
+            data_dir: dir.path().join("data"),
+            log: dir.path().join("clusterd.log"),
+            dir,
+            child: None,
+        };
+        let has_aliases = self.domain.contains("aliases");
+        let text = format!(
+            r#"[node]
+name = "{name}"
+data_dir = "{data}"
+control_socket = "{sock}"
+{node_extra}
+[domain]
+name = "cluster.com.ec"
+local_domains = ["cluster.com.ec", "clusternodo1.cluster.com.ec", "clusternodo2.cluster.com.ec"]
+{aliases}
+{domain_extra}
+[smtp]
+listen = ["127.0.0.1:{smtp}"]
+submission_listen = ["127.0.0.1:{sub}"]
+submissions_listen = ["127.0.0.1:{subs}"]
+{smtp_extra}
+[imap]
+listen = ["127.0.0.1:{imap}"]
+tls_listen = ["127.0.0.1:{imaps}"]
+{imap_extra}
+{extra}"#,
+            name = self.name.as_deref().unwrap_or("clusternodo1"),
+            data = node.data_dir.display(),
+            sock = node.control_socket.display(),
+            node_extra = self.node,
+            aliases = if has_aliases {
+                ""
+            } else {
+                r#"aliases = { postmaster = "sistemas", root = "sistemas", abuse = "sistemas" }"#
+            },
+            domain_extra = self.domain,
+            smtp = node.smtp_port,
+            sub = node.submission_port,
+            subs = node.submissions_port,
+            smtp_extra = if self.smtp.contains("require_resolvable_sender") {
+                self.smtp.clone()
+            } else {
+                format!("require_resolvable_sender = false\n{}", self.smtp)
+            },
+            imap = node.imap_port,
+            imaps = node.imaps_port,
+            imap_extra = self.imap,
+            extra = self.extra,
+        );
+        std::fs::write(&node.config, text).expect("write config");
+        node.launch();
+        node
+    }
+}
+
+/// A running node.
+pub struct Node {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub data_dir: PathBuf,
+    pub control_socket: PathBuf,
+    pub log: PathBuf,
+    pub smtp_port: u16,
+    pub submission_port: u16,
+    pub submissions_port: u16,
+    pub imap_port: u16,
+    pub imaps_port: u16,
+    child: Option<Child>,
+}
+
+impl Node {
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// A node with the test defaults.
+    pub fn start() -> Node {
+        Builder::default().start()
+    }
+
+    pub fn bin(&self) -> PathBuf {
+        bin()
+    }
+
+    fn launch(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let child = Command::new(bin())
+            .args(["run", "--config"])
+            .arg(&self.config)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start clusterd");
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    /// Waits (bounded) until the SMTP and IMAP ports and the control socket answer.
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "clusterd exited during start-up ({status}); log:\n{}",
+                    self.log_text()
+                );
+            }
+            let up = [self.smtp_port, self.imap_port]
+                .iter()
+                .all(|p| TcpStream::connect(("127.0.0.1", *p)).is_ok())
+                && std::os::unix::net::UnixStream::connect(&self.control_socket).is_ok();
+            if up {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "clusterd did not become ready in 30 s; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Stops the node with SIGTERM (SIGKILL after 10 s) and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = child.id() as i32;
+            unsafe_kill(pid, 15);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    /// Kills the node with SIGKILL (a crash) and waits for it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.launch();
+    }
+
+    /// Runs `clusterd ARGS --config F` and returns its output.
+    pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut cmd = Command::new(bin());
+        cmd.args(args).arg("--config").arg(&self.config);
+        run_with_stdin(cmd, stdin)
+    }
+
+    /// Adds an account through the running node's control socket.
+    pub fn add_user(&self, name: &str, password: &str) {
+        let out = self.cli(
+            &["user", "add", name, "--full-name", name, "--password-stdin"],
+            Some(&format!("{password}\n")),
+        );
+        assert!(
+            out.status.success(),
+            "user add {name} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn unsafe_kill(pid: i32, sig: i32) {
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
+}
+
+/// Runs a command with optional stdin text, capturing output.
+pub fn run_with_stdin(mut cmd: Command, stdin: Option<&str>) -> Output {
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn command");
+    if let Some(text) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    child.wait_with_output().expect("wait for command")
+}
+
+/// Runs a Python 3 script (given as text) with arguments; returns its output.
+pub fn python(script: &str, args: &[&str]) -> Output {
+    require_tool("python3");
+    let mut cmd = Command::new("python3");
+    cmd.arg("-c").arg(script).args(args);
+    run_with_stdin(cmd, None)
+}
+
+/// Asserts that a command succeeded, printing its output otherwise.
+pub fn assert_ok(out: &Output, what: &str) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// A directory path as &str (test paths are UTF-8).
+pub fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
