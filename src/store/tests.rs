@@ -1,0 +1,224 @@
+//! Store behaviour on a real SQLite file in a temporary directory.
+
+use super::*;
+
+fn store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), "n1").unwrap();
+    (dir, s)
+}
+
+#[tokio::test]
+async fn account_gets_default_mailboxes_and_password_checks() {
+    let (_d, s) = store();
+    s.create_account("Ana", "Ana P", "secret").await.unwrap();
+    let names: Vec<String> = s
+        .list_mailboxes("ana")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.name)
+        .collect();
+    assert_eq!(names, ["INBOX", "Drafts", "Junk", "Sent", "Trash"]);
+    assert_eq!(
+        s.verify_password("ANA", "secret").await.unwrap().as_deref(),
+        Some("ana")
+    );
+    assert_eq!(s.verify_password("ana", "wrong").await.unwrap(), None);
+    assert_eq!(s.verify_password("nobody", "secret").await.unwrap(), None);
+    assert!(matches!(
+        s.create_account("ana", "", "x").await,
+        Err(StoreError::AccountExists(_))
+    ));
+    s.set_password("ana", "other").await.unwrap();
+    assert!(s.verify_password("ana", "other").await.unwrap().is_some());
+    s.delete_account("ana").await.unwrap();
+    assert!(s.list_mailboxes("ana").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn concurrent_deliveries_get_distinct_increasing_uids() {
+    let (_d, s) = store();
+    s.create_account("ana", "", "pw").await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.deliver(format!("Subject: {i}\r\n\r\nbody {i}\r\n").into_bytes(), &["ana".into()])
+                .await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let inbox = s.mailbox("ana", "inbox").await.unwrap().unwrap();
+    let msgs = s.messages(&inbox.id).await.unwrap();
+    let uids: Vec<u32> = msgs.iter().map(|m| m.uid).collect();
+    assert_eq!(uids, (1..=50).collect::<Vec<_>>());
+    assert_eq!(inbox.uidnext, 51);
+    assert_eq!(inbox.unseen, 50);
+    // One op per delivery (plus the account), in order, all from this node.
+    let ops = s.ops_since(0, 1000).await.unwrap();
+    assert_eq!(ops.len(), 51);
+    assert!(ops.windows(2).all(|w| w[0].seq < w[1].seq && w[0].hlc < w[1].hlc));
+    assert!(ops.iter().all(|o| o.origin == "n1"));
+}
+
+#[tokio::test]
+async fn failing_op_does_not_undo_its_batch_neighbours() {
+    let (_d, s) = store();
+    s.create_account("ana", "", "pw").await.unwrap();
+    let (ana, nobody) = (["ana".to_string()], ["nobody".to_string()]);
+    let good = s.deliver(b"Subject: a\r\n\r\nx\r\n".to_vec(), &ana);
+    let bad = s.deliver(b"Subject: b\r\n\r\ny\r\n".to_vec(), &nobody);
+    let (g, b) = tokio::join!(good, bad);
+    g.unwrap();
+    assert!(matches!(b, Err(StoreError::NoSuchAccount(_))));
+    let inbox = s.mailbox("ana", "INBOX").await.unwrap().unwrap();
+    assert_eq!(inbox.messages, 1);
+}
+
+#[tokio::test]
+async fn flags_copy_move_expunge() {
+    let (_d, s) = store();
+    s.create_account("ana", "", "pw").await.unwrap();
+    let inbox = s.mailbox("ana", "INBOX").await.unwrap().unwrap();
+    let trash = s.mailbox("ana", "Trash").await.unwrap().unwrap();
+    for i in 0..3 {
+        s.append(&inbox.id, format!("Subject: {i}\r\n\r\n").into_bytes(), &[], Some(1000))
+            .await
+            .unwrap();
+    }
+    let up = s
+        .store_flags(&inbox.id, &[1, 2], FlagMode::Add, &["\\seen".into(), "$Work".into()])
+        .await
+        .unwrap();
+    assert_eq!(up.len(), 2);
+    assert_eq!(up[0].flags, ["$Work", "\\Seen"]);
+    assert!(up[1].modseq > up[0].modseq);
+    // Adding again changes nothing.
+    assert!(s
+        .store_flags(&inbox.id, &[1], FlagMode::Add, &["\\Seen".into()])
+        .await
+        .unwrap()
+        .is_empty());
+    let c = s.copy(&inbox.id, &[2, 3, 9], &trash.id, false).await.unwrap();
+    assert_eq!(c.src_uids, [2, 3]);
+    assert_eq!(c.dst_uids, [1, 2]);
+    assert_eq!(c.uidvalidity, trash.uidvalidity);
+    let m = s.copy(&inbox.id, &[1], &trash.id, true).await.unwrap();
+    assert_eq!((m.src_uids, m.dst_uids), (vec![1], vec![3]));
+    let left: Vec<u32> = s.messages(&inbox.id).await.unwrap().iter().map(|m| m.uid).collect();
+    assert_eq!(left, [2, 3]);
+    s.store_flags(&inbox.id, &[3], FlagMode::Replace, &["\\Deleted".into()])
+        .await
+        .unwrap();
+    assert_eq!(s.expunge(&inbox.id, Some(&[2])).await.unwrap(), Vec::<u32>::new());
+    assert_eq!(s.expunge(&inbox.id, None).await.unwrap(), [3]);
+    let trash_msgs = s.messages(&trash.id).await.unwrap();
+    assert_eq!(trash_msgs[2].flags, ["$Work", "\\Seen"]);
+}
+
+#[tokio::test]
+async fn mailbox_create_rename_delete() {
+    let (_d, s) = store();
+    s.create_account("ana", "", "pw").await.unwrap();
+    s.create_mailbox("ana", "Work").await.unwrap();
+    s.create_mailbox("ana", "Work/2026").await.unwrap();
+    assert!(matches!(
+        s.create_mailbox("ana", "work").await.map(|_| ()),
+        Ok(())
+    ));
+    assert!(matches!(
+        s.create_mailbox("ana", "Work").await,
+        Err(StoreError::MailboxExists(_))
+    ));
+    assert!(matches!(
+        s.delete_mailbox("ana", "Work").await,
+        Err(StoreError::NotAllowed(_))
+    ));
+    s.rename_mailbox("ana", "Work", "Job").await.unwrap();
+    assert!(s.mailbox("ana", "Job/2026").await.unwrap().is_some());
+    assert!(s.mailbox("ana", "Work/2026").await.unwrap().is_none());
+    assert!(s.subscriptions("ana").await.unwrap().contains(&"Job/2026".to_string()));
+    s.delete_mailbox("ana", "Job/2026").await.unwrap();
+    s.delete_mailbox("ana", "Job").await.unwrap();
+    assert!(s.delete_mailbox("ana", "INBOX").await.is_err());
+    // RFC 3501 6.3.5: renaming INBOX moves its messages and leaves it empty.
+    s.deliver(b"Subject: x\r\n\r\n".to_vec(), &["ana".into()]).await.unwrap();
+    s.rename_mailbox("ana", "INBOX", "Old").await.unwrap();
+    assert_eq!(s.mailbox("ana", "INBOX").await.unwrap().unwrap().messages, 0);
+    assert_eq!(s.mailbox("ana", "Old").await.unwrap().unwrap().messages, 1);
+}
+
+#[tokio::test]
+async fn state_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let (uidvalidity, flags) = {
+        let s = Store::open(dir.path(), "n1").unwrap();
+        s.create_account("ana", "", "pw").await.unwrap();
+        s.deliver(b"Subject: x\r\n\r\nhello\r\n".to_vec(), &["ana".into()])
+            .await
+            .unwrap();
+        let inbox = s.mailbox("ana", "INBOX").await.unwrap().unwrap();
+        s.store_flags(&inbox.id, &[1], FlagMode::Add, &["\\Flagged".into()])
+            .await
+            .unwrap();
+        s.enqueue("ana@cluster.com.ec", &["x@example.org".into()], b"Subject: q\r\n\r\n".to_vec())
+            .await
+            .unwrap();
+        (inbox.uidvalidity, vec!["\\Flagged".to_string()])
+    };
+    let s = Store::open(dir.path(), "n1").unwrap();
+    let inbox = s.mailbox("ana", "INBOX").await.unwrap().unwrap();
+    assert_eq!(inbox.uidvalidity, uidvalidity);
+    assert_eq!(inbox.uidnext, 2);
+    let m = &s.messages(&inbox.id).await.unwrap()[0];
+    assert_eq!(m.flags, flags);
+    assert_eq!(s.read_blob(&m.blob).await.unwrap(), b"Subject: x\r\n\r\nhello\r\n");
+    assert_eq!(s.queue().await.unwrap().len(), 1);
+    // The op log continues where it stopped.
+    s.deliver(b"Subject: y\r\n\r\n".to_vec(), &["ana".into()]).await.unwrap();
+    let ops = s.ops_since(0, 100).await.unwrap();
+    let seqs: Vec<u64> = ops.iter().map(|o| o.origin_seq).collect();
+    assert_eq!(seqs, (1..=ops.len() as u64).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn changes_are_broadcast_after_commit() {
+    let (_d, s) = store();
+    s.create_account("ana", "", "pw").await.unwrap();
+    let inbox = s.mailbox("ana", "INBOX").await.unwrap().unwrap();
+    let mut rx = s.subscribe();
+    s.deliver(b"Subject: x\r\n\r\n".to_vec(), &["ana".into()]).await.unwrap();
+    let c = rx.recv().await.unwrap();
+    assert_eq!(
+        c,
+        Change::Appended {
+            mailbox: inbox.id.clone(),
+            uids: vec![1]
+        }
+    );
+    // The notified state is readable.
+    assert_eq!(s.messages(&inbox.id).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn read_only_store_refuses_writes() {
+    let (_d, s) = store();
+    s.set_writable(false);
+    assert!(matches!(
+        s.create_account("ana", "", "pw").await,
+        Err(StoreError::ReadOnly)
+    ));
+}
+
+#[test]
+fn names_are_validated() {
+    assert!(normalize_account("sistemas").is_ok());
+    assert!(normalize_account("a b").is_err());
+    assert!(normalize_account("").is_err());
+    assert_eq!(normalize_mailbox_name("inbox/Sub").unwrap(), "INBOX/Sub");
+    assert!(normalize_mailbox_name("a//b").is_err());
+    assert!(normalize_mailbox_name("a*").is_err());
+}
