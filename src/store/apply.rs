@@ -5,7 +5,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::op::{LoggedOp, NewMailbox, Op};
 use super::{
-    Change, MailboxInfo, MessageMeta, QueueEntry, Result, SpecialUse, StoreError,
+    Change, ContentEntry, MailboxInfo, MessageMeta, QueueEntry, Result, SpecialUse, StoreError,
 };
 
 fn special_to_str(s: Option<SpecialUse>) -> Option<String> {
@@ -210,6 +210,22 @@ pub fn apply(conn: &Connection, op: &Op) -> Result<()> {
                 params![key, value],
             )?;
         }
+        Op::ContentPut {
+            path,
+            blob,
+            size,
+            mtime,
+        } => {
+            conn.execute(
+                "INSERT INTO content (path, blob, size, mtime) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (path) DO UPDATE SET blob = excluded.blob, size = excluded.size,
+                 mtime = excluded.mtime",
+                params![path, blob, *size as i64, mtime],
+            )?;
+        }
+        Op::ContentDelete { path } => {
+            conn.execute("DELETE FROM content WHERE path = ?1", [path])?;
+        }
         Op::Batch { ops } => {
             for op in ops {
                 apply(conn, op)?;
@@ -260,6 +276,9 @@ pub fn changes_of(op: &Op) -> Vec<Change> {
         }],
         Op::QueueAdd { .. } | Op::QueueUpdate { .. } | Op::QueueRemove { .. } => {
             vec![Change::Queue]
+        }
+        Op::ContentPut { path, .. } | Op::ContentDelete { path } => {
+            vec![Change::Content { path: path.clone() }]
         }
         Op::Batch { ops } => ops.iter().flat_map(changes_of).collect(),
         _ => Vec::new(),
@@ -402,6 +421,21 @@ pub fn queue(conn: &Connection) -> Result<Vec<QueueEntry>> {
             attempts: r.get(6)?,
             next_attempt: r.get(7)?,
             last_error: r.get(8)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+pub fn content(conn: &Connection, prefix: &str) -> Result<Vec<ContentEntry>> {
+    let mut st = conn.prepare(
+        "SELECT path, blob, size, mtime FROM content WHERE substr(path, 1, ?1) = ?2 ORDER BY path",
+    )?;
+    let rows = st.query_map(params![prefix.len() as i64, prefix], |r| {
+        Ok(ContentEntry {
+            path: r.get(0)?,
+            blob: r.get(1)?,
+            size: r.get::<_, i64>(2)? as u64,
+            mtime: r.get(3)?,
         })
     })?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)

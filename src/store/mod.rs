@@ -792,6 +792,76 @@ impl Store {
             .map(|_| ())
     }
 
+    // ---------------------------------------------------------------- content
+
+    /// Sets a file of the content area (site files, zone files). Unchanged content is
+    /// not re-committed.
+    pub async fn put_content(&self, path: &str, data: Vec<u8>) -> Result<ContentEntry> {
+        let path = normalize_content_path(path)?;
+        let (blob, size) = self.put_blob(data).await?;
+        if let Some(old) = self.content_entry(&path).await? {
+            if old.blob == blob {
+                return Ok(old);
+            }
+        }
+        let mtime = now();
+        self.commit(move |_| {
+            Ok(Op::ContentPut {
+                path,
+                blob,
+                size,
+                mtime,
+            })
+        })
+        .await
+        .map(|op| match op {
+            Op::ContentPut {
+                path,
+                blob,
+                size,
+                mtime,
+            } => ContentEntry {
+                path,
+                blob,
+                size,
+                mtime,
+            },
+            _ => unreachable!(),
+        })
+    }
+
+    pub async fn delete_content(&self, path: &str) -> Result<()> {
+        let path = normalize_content_path(path)?;
+        self.commit(move |_| Ok(Op::ContentDelete { path }))
+            .await
+            .map(|_| ())
+    }
+
+    /// The entry for one content path.
+    pub async fn content_entry(&self, path: &str) -> Result<Option<ContentEntry>> {
+        let path = normalize_content_path(path)?;
+        self.read(move |conn| {
+            Ok(apply::content(conn, &path)?
+                .into_iter()
+                .find(|e| e.path == path))
+        })
+        .await
+    }
+
+    /// The bytes of one content file.
+    pub async fn content(&self, path: &str) -> Result<Option<Vec<u8>>> {
+        match self.content_entry(path).await? {
+            Some(e) => Ok(Some(self.read_blob(&e.blob).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Content entries whose path starts with `prefix` (e.g. `zones/`), by path.
+    pub async fn content_list(&self, prefix: &str) -> Result<Vec<ContentEntry>> {
+        let prefix = prefix.to_string();
+        self.read(move |conn| apply::content(conn, &prefix)).await
+    }
+
     // ---------------------------------------------------------------- op log
 
     /// Sequence number of the last committed op (0 when the log is empty).
@@ -875,6 +945,20 @@ pub fn normalize_mailbox_name(name: &str) -> Result<String> {
         parts[0] = "INBOX";
     }
     Ok(parts.join("/"))
+}
+
+/// Content paths are relative, `/`-separated, without empty, `.` or `..` segments.
+pub fn normalize_content_path(path: &str) -> Result<String> {
+    let p = path.trim_start_matches('/');
+    let ok = !p.is_empty()
+        && p.len() <= 1024
+        && !p.chars().any(|c| c.is_control() || c == '\\')
+        && p.split('/').all(|s| !s.is_empty() && s != "." && s != "..");
+    if ok {
+        Ok(p.to_string())
+    } else {
+        Err(StoreError::InvalidName(format!("content path {path:?}")))
+    }
 }
 
 /// A fresh globally unique id (random 128 bits, hex).

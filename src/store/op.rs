@@ -87,6 +87,16 @@ pub enum Op {
         key: String,
         value: String,
     },
+    /// A file of the content area (web site, zones) set to the given blob.
+    ContentPut {
+        path: String,
+        blob: BlobId,
+        size: u64,
+        mtime: i64,
+    },
+    ContentDelete {
+        path: String,
+    },
     /// Several ops that commit or fail together (e.g. MOVE = append + expunge).
     Batch {
         ops: Vec<Op>,

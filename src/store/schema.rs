@@ -60,6 +60,12 @@ CREATE TABLE IF NOT EXISTS queue (
     next_attempt INTEGER NOT NULL,
     last_error TEXT
 );
+CREATE TABLE IF NOT EXISTS content (
+    path TEXT PRIMARY KEY,
+    blob TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 ";
 

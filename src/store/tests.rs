@@ -222,3 +222,23 @@ fn names_are_validated() {
     assert!(normalize_mailbox_name("a//b").is_err());
     assert!(normalize_mailbox_name("a*").is_err());
 }
+
+#[tokio::test]
+async fn content_files_are_stored_listed_and_replaced() {
+    let (_d, s) = store();
+    let mut rx = s.subscribe();
+    s.put_content("zones/a.zone", b"one".to_vec()).await.unwrap();
+    assert_eq!(rx.recv().await.unwrap(), Change::Content { path: "zones/a.zone".into() });
+    s.put_content("/zones/a.zone", b"two".to_vec()).await.unwrap();
+    s.put_content("www/index.html", b"<h1>".to_vec()).await.unwrap();
+    assert_eq!(s.content("zones/a.zone").await.unwrap().unwrap(), b"two");
+    let zones = s.content_list("zones/").await.unwrap();
+    assert_eq!(zones.len(), 1);
+    assert_eq!(zones[0].size, 3);
+    let seq = s.last_seq().await.unwrap();
+    s.put_content("zones/a.zone", b"two".to_vec()).await.unwrap();
+    assert_eq!(s.last_seq().await.unwrap(), seq, "unchanged content is not re-committed");
+    s.delete_content("zones/a.zone").await.unwrap();
+    assert!(s.content("zones/a.zone").await.unwrap().is_none());
+    assert!(s.put_content("../etc/passwd", vec![]).await.is_err());
+}

@@ -120,6 +120,17 @@ pub struct QueueEntry {
     pub last_error: Option<String>,
 }
 
+/// A file in the content area (site files under `www/`, zone files under `zones/`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContentEntry {
+    /// Relative path, `/`-separated, no `..`, e.g. `zones/cluster.com.ec.zone`.
+    pub path: String,
+    pub blob: BlobId,
+    pub size: u64,
+    /// Unix seconds of the last change.
+    pub mtime: i64,
+}
+
 /// Broadcast after every commit so sessions (IMAP IDLE, webmail) can refresh.
 /// A receiver should re-read the mailbox rather than trust the payload for state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,6 +147,8 @@ pub enum Change {
     Accounts,
     /// The outbound queue changed.
     Queue,
+    /// A file of the content area changed or was removed.
+    Content { path: String },
 }
 
 impl Change {
