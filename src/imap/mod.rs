@@ -1,13 +1,171 @@
-//! IMAP4rev1 server (placeholder: being written).
+//! IMAP4rev1 server (RFC 3501) with LITERAL+ (RFC 7888), SASL-IR (RFC 4959), IDLE
+//! (RFC 2177), UIDPLUS (RFC 4315), MOVE (RFC 6851), NAMESPACE (RFC 2342), ID
+//! (RFC 2971), UNSELECT (RFC 3691), ENABLE (RFC 5161), SPECIAL-USE (RFC 6154) and
+//! CHILDREN (RFC 3348). Plain listeners offer STARTTLS; `tls_listen` is implicit TLS
+//! (RFC 8314). Mailboxes, messages and flags live in the store; this module is the
+//! protocol front-end only.
+//!
+//! Files: `conn` (stream, framing of lines and literals, limits, timeouts), `session`
+//! (state machine and commands), `fetch` (FETCH items, glue to `mime` and `search`),
+//! `list` (LIST patterns), `utf7` (modified UTF-7 names), `wire` (response syntax).
+//!
+//! Implementation notes
+//! - We drive imap-codec's `CommandCodec` from our own I/O loop rather than
+//!   imap-next's `Server`: we need STARTTLS on the same connection, a tagged BAD for
+//!   malformed commands (imap-next drops them silently), per-read timeouts that also
+//!   catch clients stalled mid-literal, and limits on line and literal sizes before
+//!   anything is buffered. The framing (a line, then for each `{N}`/`{N+}` at its end
+//!   a continuation request for synchronizing literals and N bytes) is small; parsing
+//!   of the complete command is left to imap-codec. Responses are written by hand
+//!   (`wire`), so literals and quoting are under our control.
+//! - ID and NAMESPACE are recognised before imap-codec (its `ext_id`/`ext_namespace`
+//!   features are off in this build).
+//! - Each session keeps the selected mailbox's sequence-number map: the UIDs in order
+//!   plus, per message, the flags last reported to the client. The map grows (new
+//!   messages, EXISTS) whenever the session refreshes, but it only shrinks in
+//!   `Session::refresh(allow_expunge = true)`, i.e. where EXPUNGE responses may be
+//!   sent: after commands other than FETCH, STORE and SEARCH (RFC 3501 7.4.1; their
+//!   UID forms are fine), on NOOP and during IDLE. Until then, messages expunged by
+//!   others stay in the map as "expunged" entries and are skipped by FETCH/STORE/COPY
+//!   (RFC 2180 4.1). EXPUNGE responses are sent in descending order so every number
+//!   is valid when the client applies it.
+//! - The view is refreshed from the store (`Store::messages`) only when a `Change`
+//!   for the selected mailbox was broadcast (or the receiver lagged) or this session
+//!   changed it; receivers never trust the payload. A session's own STORE/FETCH
+//!   updates its reported flags directly, so the client is not told twice.
+//! - IDLE waits on the socket and the change broadcast at once, so another session's
+//!   APPEND reaches an idling client as soon as it is committed.
+//! - `\Recent` is per session: messages that arrived while the mailbox was selected.
+//! - Security: LOGIN and AUTHENTICATE PLAIN need TLS or a client address in
+//!   `imap.allow_plaintext_auth_from` (else LOGINDISABLED is advertised and they get
+//!   `NO [PRIVACYREQUIRED]`). Failed authentications are answered after a delay that
+//!   grows with the failures recently seen from that address; a session is closed
+//!   after 5 failures. Sessions are capped at `imap.max_sessions` (the rest get
+//!   `BYE`), lines at 64 KiB, literals at 64 MiB; `imap.timeout_s` of silence
+//!   logs the client out, also mid-command. A standby node (store not writable)
+//!   greets with `BYE [UNAVAILABLE]`.
 
+mod conn;
+mod fetch;
+mod list;
 pub mod mime;
 pub mod search;
+mod session;
+mod utf7;
+mod wire;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 
 use crate::node::Ctx;
+use conn::{Conn, Stream};
+use session::Session;
 
-/// Binds the IMAP listeners and spawns their accept loops.
-pub async fn start(_ctx: Arc<Ctx>) -> anyhow::Result<()> {
+/// State shared by all IMAP sessions of this node.
+pub(crate) struct Server {
+    ctx: Arc<Ctx>,
+    sessions: Arc<Semaphore>,
+    /// Recent authentication failures per client address, with the time of the last.
+    failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+}
+
+/// Failures older than this are forgotten.
+const FAILURE_MEMORY: Duration = Duration::from_secs(600);
+
+impl Server {
+    /// Records a failed authentication; returns how long to wait before answering.
+    fn login_failed(&self, ip: IpAddr) -> Duration {
+        let mut map = self.failures.lock().unwrap();
+        let now = Instant::now();
+        map.retain(|_, (_, t)| now.duration_since(*t) < FAILURE_MEMORY);
+        let entry = map.entry(ip).or_insert((0, now));
+        entry.0 = entry.0.saturating_add(1);
+        entry.1 = now;
+        // 1 s, growing by 0.5 s per recent failure, at most 5 s.
+        Duration::from_millis(1000 + 500 * u64::from(entry.0.min(9) - 1))
+    }
+
+    fn login_succeeded(&self, ip: IpAddr) {
+        self.failures.lock().unwrap().remove(&ip);
+    }
+}
+
+/// Binds the IMAP listeners (`imap.listen` with STARTTLS, `imap.tls_listen` with
+/// implicit TLS) and spawns their accept loops.
+pub async fn start(ctx: Arc<Ctx>) -> anyhow::Result<()> {
+    let server = Arc::new(Server {
+        sessions: Arc::new(Semaphore::new(ctx.cfg.imap.max_sessions)),
+        failures: Mutex::new(HashMap::new()),
+        ctx: ctx.clone(),
+    });
+    for addr in &ctx.cfg.imap.listen {
+        let l = crate::node::bind(*addr, "imap.listen").await?;
+        tracing::info!(%addr, "imap: listening");
+        tokio::spawn(accept_loop(server.clone(), l, false));
+    }
+    for addr in &ctx.cfg.imap.tls_listen {
+        let l = crate::node::bind(*addr, "imap.tls_listen").await?;
+        tracing::info!(%addr, "imap: listening (TLS)");
+        tokio::spawn(accept_loop(server.clone(), l, true));
+    }
     Ok(())
+}
+
+async fn accept_loop(server: Arc<Server>, listener: TcpListener, implicit_tls: bool) {
+    loop {
+        match listener.accept().await {
+            Ok((tcp, peer)) => {
+                tokio::spawn(serve(server.clone(), tcp, peer, implicit_tls));
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!("imap: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn serve(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr, implicit_tls: bool) {
+    let _ = tcp.set_nodelay(true);
+    let timeout = Duration::from_secs(server.ctx.cfg.imap.timeout_s);
+    let permit = server.sessions.clone().try_acquire_owned().ok();
+    let stream = if implicit_tls {
+        let hs = session::handshake_timeout(server.ctx.cfg.imap.timeout_s);
+        match tokio::time::timeout(hs, server.ctx.tls.accept(tcp)).await {
+            Ok(Ok(tls)) => Stream::Tls(Box::new(tls)),
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, "imap: TLS handshake failed: {e}");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "imap: TLS handshake timed out");
+                return;
+            }
+        }
+    } else {
+        Stream::Plain(tcp)
+    };
+    let mut conn = Conn::new(stream, timeout);
+    let Some(_permit) = permit else {
+        tracing::warn!(%peer, "imap: too many sessions");
+        conn.line("* BYE [UNAVAILABLE] Too many sessions; try again later");
+        conn.shutdown().await;
+        return;
+    };
+    if !server.ctx.store.is_writable() {
+        conn.line("* BYE [UNAVAILABLE] This node is on standby; try again later");
+        conn.shutdown().await;
+        return;
+    }
+    tracing::debug!(%peer, "imap: session start");
+    Session::new(server, conn, crate::config::canonical_ip(peer.ip()))
+        .run()
+        .await;
+    tracing::debug!(%peer, "imap: session end");
 }

@@ -1,0 +1,326 @@
+//! The connection under an IMAP session: a plain or TLS stream, an input buffer, the
+//! framing of commands (lines plus literals, RFC 3501 4.3 and RFC 7888 LITERAL+) with
+//! limits, and buffered output. No IMAP semantics here.
+//!
+//! Every read waits at most the session timeout, so a client that stalls anywhere
+//! (between commands, mid-line, mid-literal) is logged out. Output is buffered and
+//! flushed before the session waits for input, which keeps pipelined commands cheap.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+/// Longest line (without literals) a client may send.
+pub const MAX_LINE: usize = 64 * 1024;
+/// Largest literal a client may announce.
+pub const MAX_LITERAL: usize = 64 * 1024 * 1024;
+/// Largest literal before authentication (user names and passwords only).
+pub const MAX_LITERAL_UNAUTHENTICATED: usize = 8 * 1024;
+/// Largest whole command (lines and literals).
+pub const MAX_COMMAND: usize = MAX_LITERAL + 1024 * 1024;
+/// Output is flushed once this much is buffered.
+const FLUSH_AT: usize = 256 * 1024;
+
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    /// Transitional state during STARTTLS; never read from.
+    Gone,
+}
+
+/// What reading one command produced.
+pub enum Frame {
+    /// A complete command: lines with CRLF and literal data, as sent.
+    Command(Vec<u8>),
+    /// A line exceeded [`MAX_LINE`]; the connection must be closed.
+    LineTooLong { tag: Option<String> },
+    /// A literal above the limits was announced. For a synchronizing literal nothing of
+    /// it was read and the session may go on; for LITERAL+ it must close.
+    LiteralTooBig { tag: Option<String>, nonsync: bool },
+}
+
+#[derive(Debug)]
+pub enum ReadError {
+    Eof,
+    Timeout,
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for ReadError {
+    fn from(e: std::io::Error) -> Self {
+        ReadError::Io(e)
+    }
+}
+
+pub struct Conn {
+    stream: Stream,
+    rbuf: Vec<u8>,
+    out: Vec<u8>,
+    pub timeout: Duration,
+    /// Current cap on literal sizes (raised after login).
+    pub max_literal: usize,
+}
+
+impl Conn {
+    pub fn new(stream: Stream, timeout: Duration) -> Conn {
+        Conn {
+            stream,
+            rbuf: Vec::with_capacity(4096),
+            out: Vec::with_capacity(4096),
+            timeout,
+            max_literal: MAX_LITERAL_UNAUTHENTICATED,
+        }
+    }
+
+    pub fn is_tls(&self) -> bool {
+        matches!(self.stream, Stream::Tls(_))
+    }
+
+    /// Queues bytes for the client.
+    pub fn write(&mut self, bytes: &[u8]) {
+        self.out.extend_from_slice(bytes);
+    }
+
+    /// Queues a line; CRLF is appended.
+    pub fn line(&mut self, text: &str) {
+        self.out.extend_from_slice(text.as_bytes());
+        self.out.extend_from_slice(b"\r\n");
+    }
+
+    /// Flushes if a lot of output is waiting (used while producing large responses).
+    pub async fn maybe_flush(&mut self) -> std::io::Result<()> {
+        if self.out.len() >= FLUSH_AT {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    pub async fn flush(&mut self) -> std::io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let out = std::mem::take(&mut self.out);
+        let timeout = self.timeout;
+        let res = tokio::time::timeout(timeout, async {
+            match &mut self.stream {
+                Stream::Plain(s) => {
+                    s.write_all(&out).await?;
+                    s.flush().await
+                }
+                Stream::Tls(s) => {
+                    s.write_all(&out).await?;
+                    s.flush().await
+                }
+                Stream::Gone => Err(std::io::Error::other("stream gone")),
+            }
+        })
+        .await;
+        self.out = out;
+        self.out.clear();
+        match res {
+            Ok(r) => r,
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "client does not read",
+            )),
+        }
+    }
+
+    /// Reads more input into the buffer (flushing output first). Cancel-safe: if the
+    /// future is dropped before completing, no input is lost.
+    pub async fn fill(&mut self) -> Result<(), ReadError> {
+        self.flush().await?;
+        let mut buf = [0u8; 16 * 1024];
+        let n = match &mut self.stream {
+            Stream::Plain(s) => s.read(&mut buf).await?,
+            Stream::Tls(s) => s.read(&mut buf).await?,
+            Stream::Gone => return Err(ReadError::Eof),
+        };
+        if n == 0 {
+            return Err(ReadError::Eof);
+        }
+        self.rbuf.extend_from_slice(&buf[..n]);
+        Ok(())
+    }
+
+    async fn fill_timeout(&mut self) -> Result<(), ReadError> {
+        let t = self.timeout;
+        match tokio::time::timeout(t, self.fill()).await {
+            Ok(r) => r,
+            Err(_) => Err(ReadError::Timeout),
+        }
+    }
+
+    /// Takes one complete line (with its line ending) from the buffer, if there is one.
+    pub fn take_line(&mut self) -> Option<Vec<u8>> {
+        let pos = self.rbuf.iter().position(|&b| b == b'\n')?;
+        let rest = self.rbuf.split_off(pos + 1);
+        Some(std::mem::replace(&mut self.rbuf, rest))
+    }
+
+    /// Bytes buffered but not yet consumed.
+    pub fn buffered(&self) -> usize {
+        self.rbuf.len()
+    }
+
+    /// Reads one line (for AUTHENTICATE responses and IDLE's DONE), at most
+    /// [`MAX_LINE`] long. `Ok(None)` when the line was too long.
+    pub async fn read_line(&mut self) -> Result<Option<Vec<u8>>, ReadError> {
+        loop {
+            if let Some(line) = self.take_line() {
+                if line.len() > MAX_LINE {
+                    return Ok(None);
+                }
+                return Ok(Some(line));
+            }
+            if self.rbuf.len() > MAX_LINE {
+                return Ok(None);
+            }
+            self.fill_timeout().await?;
+        }
+    }
+
+    /// Reads one command: a line, and for each literal it announces at its end the
+    /// continuation request (for synchronizing literals), the literal data and the line
+    /// that follows.
+    pub async fn read_command(&mut self) -> Result<Frame, ReadError> {
+        let mut msg: Vec<u8> = Vec::new();
+        loop {
+            let line = loop {
+                if let Some(line) = self.take_line() {
+                    if line.len() > MAX_LINE {
+                        return Ok(Frame::LineTooLong {
+                            tag: tag_of(if msg.is_empty() { &line } else { &msg }),
+                        });
+                    }
+                    break line;
+                }
+                if self.rbuf.len() > MAX_LINE {
+                    let tag = tag_of(if msg.is_empty() { &self.rbuf } else { &msg });
+                    return Ok(Frame::LineTooLong { tag });
+                }
+                self.fill_timeout().await?;
+            };
+            msg.extend_from_slice(&line);
+            let Some((len, nonsync)) = literal_announcement(&line) else {
+                return Ok(Frame::Command(msg));
+            };
+            if len > self.max_literal || msg.len() + len > MAX_COMMAND {
+                return Ok(Frame::LiteralTooBig {
+                    tag: tag_of(&msg),
+                    nonsync,
+                });
+            }
+            if !nonsync {
+                self.line("+ Ready for literal data");
+            }
+            while self.rbuf.len() < len {
+                self.fill_timeout().await?;
+            }
+            let rest = self.rbuf.split_off(len);
+            let literal = std::mem::replace(&mut self.rbuf, rest);
+            msg.extend_from_slice(&literal);
+        }
+    }
+
+    /// RFC 3501 6.2.1: switches to TLS after the tagged OK was sent. Input the client
+    /// pipelined after STARTTLS is discarded (it was not protected).
+    pub async fn start_tls(&mut self, acceptor: &TlsAcceptor) -> anyhow::Result<()> {
+        self.flush().await?;
+        self.rbuf.clear();
+        let Stream::Plain(tcp) = std::mem::replace(&mut self.stream, Stream::Gone) else {
+            anyhow::bail!("STARTTLS on a stream that is not plain");
+        };
+        let tls = tokio::time::timeout(self.timeout, acceptor.accept(tcp))
+            .await
+            .map_err(|_| anyhow::anyhow!("TLS handshake timed out"))??;
+        self.stream = Stream::Tls(Box::new(tls));
+        Ok(())
+    }
+
+    /// Closes the write side after flushing (best effort).
+    pub async fn shutdown(&mut self) {
+        let _ = self.flush().await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            match &mut self.stream {
+                Stream::Plain(s) => s.shutdown().await,
+                Stream::Tls(s) => s.shutdown().await,
+                Stream::Gone => Ok(()),
+            }
+        })
+        .await;
+    }
+}
+
+/// `{N}` or `{N+}` at the end of a line (before CRLF/LF): the literal's length and
+/// whether it is non-synchronizing.
+pub fn literal_announcement(line: &[u8]) -> Option<(usize, bool)> {
+    let line = line.strip_suffix(b"\n")?;
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let line = line.strip_suffix(b"}")?;
+    let open = line.iter().rposition(|&b| b == b'{')?;
+    let mut inner = &line[open + 1..];
+    let nonsync = inner.last() == Some(&b'+');
+    if nonsync {
+        inner = &inner[..inner.len() - 1];
+    }
+    if inner.is_empty() || inner.len() > 19 || !inner.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n: u64 = std::str::from_utf8(inner).ok()?.parse().ok()?;
+    Some((usize::try_from(n).unwrap_or(usize::MAX), nonsync))
+}
+
+/// The tag at the start of a (possibly malformed) command, if it is a valid tag
+/// (RFC 3501 9: 1*<any ASTRING-CHAR except "+">).
+pub fn tag_of(bytes: &[u8]) -> Option<String> {
+    let end = bytes
+        .iter()
+        .position(|&b| b == b' ' || b == b'\r' || b == b'\n')
+        .unwrap_or(bytes.len());
+    let tag = &bytes[..end];
+    let ok = !tag.is_empty()
+        && tag.len() <= 64
+        && tag.iter().all(|&b| {
+            b.is_ascii_graphic()
+                && !matches!(b, b'(' | b')' | b'{' | b'%' | b'*' | b'"' | b'\\' | b'+')
+        });
+    ok.then(|| String::from_utf8_lossy(tag).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literal_announcements() {
+        assert_eq!(
+            literal_announcement(b"a APPEND x {12}\r\n"),
+            Some((12, false))
+        );
+        assert_eq!(
+            literal_announcement(b"a APPEND x {12+}\r\n"),
+            Some((12, true))
+        );
+        assert_eq!(literal_announcement(b"a LOGIN {3}\n"), Some((3, false)));
+        assert_eq!(literal_announcement(b"a NOOP\r\n"), None);
+        assert_eq!(literal_announcement(b"a x {}\r\n"), None);
+        assert_eq!(literal_announcement(b"a x {1a}\r\n"), None);
+        assert_eq!(
+            literal_announcement(b"a x {99999999999999}\r\n"),
+            Some((99999999999999, false))
+        );
+    }
+
+    #[test]
+    fn tags() {
+        assert_eq!(tag_of(b"a1 FOO\r\n").as_deref(), Some("a1"));
+        assert_eq!(tag_of(b"* LOGIN\r\n"), None);
+        assert_eq!(tag_of(b"\r\n"), None);
+        assert_eq!(tag_of(b"\x00\x01 x"), None);
+        assert_eq!(tag_of(b"A001").as_deref(), Some("A001"));
+    }
+}
