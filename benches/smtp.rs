@@ -1,1 +1,455 @@
-fn main() {}
+//! SMTP durable-accept benchmark: clusterd against a private Postfix instance, side by
+//! side in one run, driven by Postfix's `smtp-source` (Debian package `postfix`).
+//!
+//! `cargo bench --bench smtp` (cargo builds the clusterd binary with the bench profile
+//! and passes its path in `CARGO_BIN_EXE_clusterd`). For each body size (1 KB and
+//! 100 KB) it runs `smtp-source -s 16 -m N -l SIZE` against each server; smtp-source
+//! returns after the last `250` to DATA, i.e. once every message is durably accepted
+//! (clusterd: body fsynced and committed to the store; Postfix: queue file fsynced by
+//! cleanup, then delivered to a Maildir by virtual(8) in the background). It prints
+//! messages/s and the ratio clusterd/Postfix. `BENCH_SMTP_MESSAGES` sets N (default
+//! 5000); `BENCH_SMTP_DIR` the directory for both servers' state (default: temp dir).
+//!
+//! Both servers listen on 127.0.0.1 high ports with their state in one temp dir. Every
+//! process started here is stopped by PID (and the temp dir removed) when the guards
+//! drop, also when a step fails. Nothing is installed; a missing tool is a loud error.
+//! Postfix needs root (its daemons drop to the `postfix` user), as does this bench.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SESSIONS: u32 = 16;
+const SIZES: [u32; 2] = [1024, 102_400];
+const WARMUP: u32 = 200;
+
+fn main() {
+    let n: u32 = std::env::var("BENCH_SMTP_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5000);
+    for tool in ["smtp-source", "postfix", "postconf"] {
+        let found = Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {tool}"))
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        assert!(
+            found,
+            "`{tool}` not found: install Debian's postfix package"
+        );
+    }
+    // BENCH_SMTP_DIR puts both servers' state elsewhere (e.g. /dev/shm to see the
+    // figures without fsync cost); default: the system temp dir.
+    let parent = std::env::var_os("BENCH_SMTP_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let tmp = tempfile::Builder::new()
+        .prefix("clusterd-bench-smtp-")
+        .tempdir_in(&parent)
+        .expect("temp dir");
+    // Guards drop in reverse order: both servers stop before the temp dir goes.
+    let clusterd = Clusterd::start(&tmp.path().join("clusterd"));
+    let postfix = Postfix::start(&tmp.path().join("postfix"));
+
+    println!("smtp-source -s {SESSIONS} -m {n}, loopback; durable accepts per second");
+    let mut results = Vec::new();
+    // Postfix delivers to its Maildir after the 250; each timed run starts once that
+    // background work is done, so neither server runs against the other's leftovers.
+    let mut sent_to_postfix = 0usize;
+    let settle = |postfix: &Postfix, sent: usize| {
+        let got = postfix.wait_delivered(sent, Duration::from_secs(120));
+        assert_eq!(got, sent, "postfix did not deliver its queue within 120 s");
+    };
+    for size in SIZES {
+        smtp_source(clusterd.port, "bench@cluster.com.ec", WARMUP, size);
+        smtp_source(postfix.port, "bench@bench.example", WARMUP, size);
+        sent_to_postfix += WARMUP as usize;
+        settle(&postfix, sent_to_postfix);
+        let c = smtp_source(clusterd.port, "bench@cluster.com.ec", n, size);
+        settle(&postfix, sent_to_postfix);
+        let p = smtp_source(postfix.port, "bench@bench.example", n, size);
+        sent_to_postfix += n as usize;
+        let (cr, pr) = (n as f64 / c, n as f64 / p);
+        println!(
+            "-l {size:>6}: clusterd {cr:>8.0} msg/s ({c:.2} s)   postfix {pr:>8.0} msg/s ({p:.2} s)   ratio {:.2}x",
+            cr / pr
+        );
+        results.push((size, cr, pr));
+    }
+    // Every acknowledged message must be in the mailbox.
+    let expected = (WARMUP + n) * SIZES.len() as u32;
+    let got = clusterd.inbox_count();
+    assert_eq!(
+        got, expected,
+        "clusterd INBOX holds {got} messages, expected {expected}"
+    );
+    println!("clusterd INBOX holds all {got} accepted messages");
+    let delivered = postfix.wait_delivered(expected as usize, Duration::from_secs(120));
+    println!("postfix delivered {delivered}/{expected} to its Maildir");
+    for (size, cr, pr) in results {
+        println!("ratio clusterd/postfix -l {size}: {:.2}x", cr / pr);
+    }
+    drop(postfix);
+    drop(clusterd);
+    drop(tmp);
+}
+
+/// Runs smtp-source and returns the wall time in seconds; fails on any error reply.
+fn smtp_source(port: u16, to: &str, n: u32, size: u32) -> f64 {
+    let start = Instant::now();
+    let out = Command::new("smtp-source")
+        .args([
+            "-s",
+            &SESSIONS.to_string(),
+            "-m",
+            &n.to_string(),
+            "-l",
+            &size.to_string(),
+        ])
+        .args([
+            "-f",
+            "sender@bench.example",
+            "-t",
+            to,
+            "-M",
+            "client.bench.example",
+        ])
+        .arg(format!("127.0.0.1:{port}"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run smtp-source");
+    let secs = start.elapsed().as_secs_f64();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "smtp-source against port {port} failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    secs
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind 127.0.0.1:0")
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_port(port: u16, child: Option<&mut Child>, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut child = child;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Some(c) = child.as_deref_mut() {
+            assert!(
+                c.try_wait().unwrap().is_none(),
+                "{what} exited during start-up"
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not listen on {port} within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn kill(pid: u32, sig: &str) {
+    let _ = Command::new("kill").args([sig, &pid.to_string()]).status();
+}
+
+/// Whether the process exists and is not a zombie waiting for its parent.
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| Some(s.rsplit_once(") ")?.1.starts_with('Z')))
+        .is_some_and(|zombie| !zombie)
+}
+
+struct Clusterd {
+    child: Child,
+    config: PathBuf,
+    port: u16,
+    imap_port: u16,
+}
+
+impl Clusterd {
+    fn start(dir: &Path) -> Clusterd {
+        std::fs::create_dir_all(dir).unwrap();
+        let bin = PathBuf::from(env!("CARGO_BIN_EXE_clusterd"));
+        let port = free_port();
+        let imap_port = free_port();
+        let config = dir.join("clusterd.toml");
+        let text = format!(
+            r#"[node]
+name = "bench"
+data_dir = "{d}/data"
+control_socket = "{d}/control.sock"
+[domain]
+name = "cluster.com.ec"
+local_domains = ["cluster.com.ec"]
+[smtp]
+listen = ["127.0.0.1:{port}"]
+submission_listen = ["127.0.0.1:{sub}"]
+submissions_listen = ["127.0.0.1:{subs}"]
+relay_from = ["127.0.0.1/32"]
+require_resolvable_sender = false
+[imap]
+listen = ["127.0.0.1:{imap_port}"]
+tls_listen = ["127.0.0.1:{imaps}"]
+"#,
+            d = dir.display(),
+            sub = free_port(),
+            subs = free_port(),
+            imaps = free_port(),
+        );
+        std::fs::write(&config, text).unwrap();
+        let log = std::fs::File::create(dir.join("clusterd.log")).unwrap();
+        let mut child = Command::new(&bin)
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
+        wait_port(port, Some(&mut child), "clusterd");
+        let c = Clusterd {
+            child,
+            config,
+            port,
+            imap_port,
+        };
+        // The control socket may come up a moment after the listeners.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut add = Command::new(&bin)
+                .args(["user", "add", "bench", "--password-stdin", "--config"])
+                .arg(&c.config)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            add.stdin.take().unwrap().write_all(b"benchpw\n").unwrap();
+            let out = add.wait_with_output().unwrap();
+            if out.status.success() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "clusterd user add failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        c
+    }
+
+    /// Messages in bench's INBOX, over IMAP.
+    fn inbox_count(&self) -> u32 {
+        let s = TcpStream::connect(("127.0.0.1", self.imap_port)).expect("imap connect");
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut w = s.try_clone().unwrap();
+        let mut r = BufReader::new(s);
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        w.write_all(b"a LOGIN bench benchpw\r\nb STATUS INBOX (MESSAGES)\r\nc LOGOUT\r\n")
+            .unwrap();
+        let mut all = String::new();
+        let _ = r.read_to_string(&mut all);
+        all.lines()
+            .find_map(|l| {
+                let rest = l.strip_prefix("* STATUS ")?;
+                let n = rest.split("MESSAGES ").nth(1)?;
+                n.trim_end_matches(')').trim().parse().ok()
+            })
+            .unwrap_or_else(|| panic!("no STATUS in IMAP reply: {all}"))
+    }
+}
+
+impl Drop for Clusterd {
+    fn drop(&mut self) {
+        let pid = self.child.id();
+        kill(pid, "-TERM");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.child.try_wait().ok().flatten().is_none() {
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// A private Postfix instance: own config, queue and data directories, listening on
+/// 127.0.0.1 only, no DNS, delivering to a virtual Maildir (fsync per delivery).
+struct Postfix {
+    etc: PathBuf,
+    queue: PathBuf,
+    maildir: PathBuf,
+    log: PathBuf,
+    port: u16,
+    master_pid: Option<u32>,
+}
+
+impl Postfix {
+    fn start(dir: &Path) -> Postfix {
+        let etc = dir.join("etc");
+        let queue = dir.join("queue");
+        let data = dir.join("data");
+        let vmail = dir.join("vmail");
+        for d in [&etc, &queue, &data, &vmail] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let id = |flag: &str, name: &str| -> String {
+            let out = Command::new("id").args([flag, name]).output().unwrap();
+            assert!(out.status.success(), "no `{name}` user/group for Postfix");
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        };
+        let (uid, gid) = (id("-u", "postfix"), id("-g", "postfix"));
+        for d in [&vmail, &data] {
+            let chown = Command::new("chown")
+                .args([format!("{uid}:{gid}"), d.display().to_string()])
+                .status()
+                .unwrap();
+            assert!(chown.success(), "chown {} (needs root)", d.display());
+        }
+        let port = free_port();
+        let main_cf = format!(
+            "compatibility_level = 3.6
+queue_directory = {queue}
+data_directory = {data}
+mail_owner = postfix
+setgid_group = postdrop
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+myhostname = bench.localdomain
+mydestination =
+mynetworks = 127.0.0.0/8
+smtpd_recipient_restrictions = permit_mynetworks, reject
+smtp_dns_support_level = disabled
+smtp_host_lookup = native
+alias_maps =
+alias_database =
+virtual_mailbox_domains = bench.example
+virtual_mailbox_base = {vmail}
+virtual_mailbox_maps = static:box/
+virtual_uid_maps = static:{uid}
+virtual_gid_maps = static:{gid}
+default_process_limit = 100
+in_flow_delay = 0
+maillog_file = {log}
+maillog_file_prefixes = {dir}
+",
+            dir = dir.display(),
+            queue = queue.display(),
+            data = data.display(),
+            vmail = vmail.display(),
+            log = dir.join("maillog").display(),
+        );
+        let master_cf = format!(
+            "127.0.0.1:{port} inet n - n - - smtpd
+cleanup   unix  n - n - 0 cleanup
+qmgr      unix  n - n 300 1 qmgr
+rewrite   unix  - - n - - trivial-rewrite
+bounce    unix  - - n - 0 bounce
+defer     unix  - - n - 0 bounce
+trace     unix  - - n - 0 bounce
+verify    unix  - - n - 1 verify
+flush     unix  n - n 1000? 0 flush
+proxymap  unix  - - n - - proxymap
+showq     unix  n - n - - showq
+error     unix  - - n - - error
+retry     unix  - - n - - error
+discard   unix  - - n - - discard
+virtual   unix  - n n - - virtual
+anvil     unix  - - n - 1 anvil
+scache    unix  - - n - 1 scache
+postlog   unix-dgram n - n - 1 postlogd
+pickup    unix  n - n 60 1 pickup
+"
+        );
+        std::fs::write(etc.join("main.cf"), main_cf).unwrap();
+        std::fs::write(etc.join("master.cf"), master_cf).unwrap();
+        let mut pf = Postfix {
+            etc,
+            queue,
+            maildir: vmail.join("box"),
+            log: dir.join("maillog"),
+            port,
+            master_pid: None,
+        };
+        let out = Command::new("postfix")
+            .arg("-c")
+            .arg(&pf.etc)
+            .arg("start")
+            .output()
+            .expect("run postfix");
+        // Read the PID before checking, so a half-started instance is still stopped.
+        pf.master_pid = pf.read_pid();
+        assert!(
+            out.status.success(),
+            "postfix start failed: {}{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(&pf.log).unwrap_or_default()
+        );
+        wait_port(port, None, "postfix");
+        pf.master_pid = pf.read_pid();
+        assert!(pf.master_pid.is_some(), "no Postfix master.pid");
+        pf
+    }
+
+    fn read_pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.queue.join("pid/master.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Waits until the Maildir holds `n` messages or the time is up; returns the count.
+    fn wait_delivered(&self, n: usize, limit: Duration) -> usize {
+        let deadline = Instant::now() + limit;
+        loop {
+            let count = std::fs::read_dir(self.maildir.join("new"))
+                .map(|d| d.count())
+                .unwrap_or(0);
+            if count >= n || Instant::now() > deadline {
+                return count;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Postfix {
+    fn drop(&mut self) {
+        let _ = Command::new("postfix")
+            .arg("-c")
+            .arg(&self.etc)
+            .arg("stop")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if let Some(pid) = self.master_pid.or_else(|| self.read_pid()) {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while alive(pid) {
+                if Instant::now() > deadline {
+                    kill(pid, "-KILL");
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}

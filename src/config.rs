@@ -213,7 +213,9 @@ impl Default for ImapConfig {
 impl ImapConfig {
     pub fn plaintext_allowed(&self, ip: IpAddr) -> bool {
         let ip = canonical_ip(ip);
-        self.allow_plaintext_auth_from.iter().any(|n| n.contains(&ip))
+        self.allow_plaintext_auth_from
+            .iter()
+            .any(|n| n.contains(&ip))
     }
 }
 
@@ -229,7 +231,10 @@ impl Config {
     /// Reads, parses and validates `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigError(format!("{}: cannot read the configuration: {e}", path.display()))
+            ConfigError(format!(
+                "{}: cannot read the configuration: {e}",
+                path.display()
+            ))
         })?;
         Self::parse(&text, path)
     }
@@ -373,10 +378,10 @@ fn locate_span(text: &str, pos: usize) -> (usize, String) {
             if i + 1 == line_no {
                 key.clear();
             }
-        } else if i + 1 == line_no {
-            if let Some((k, _)) = t.split_once('=') {
-                key = k.trim().trim_matches('"').to_string();
-            }
+        } else if i + 1 == line_no
+            && let Some((k, _)) = t.split_once('=')
+        {
+            key = k.trim().trim_matches('"').to_string();
         }
     }
     let full = if key.is_empty() || section.is_empty() {
@@ -394,12 +399,11 @@ fn find_key_line(text: &str, section: &str, key: &str) -> Option<usize> {
         let t = line.trim();
         if t.starts_with('[') {
             current = t.trim_matches(|c| c == '[' || c == ']').trim().to_string();
-        } else if current == section {
-            if let Some((k, _)) = t.split_once('=') {
-                if k.trim().trim_matches('"') == key {
-                    return Some(i + 1);
-                }
-            }
+        } else if current == section
+            && let Some((k, _)) = t.split_once('=')
+            && k.trim().trim_matches('"') == key
+        {
+            return Some(i + 1);
         }
     }
     None
@@ -494,9 +498,11 @@ mod tests {
 
     #[test]
     fn misspelled_key_names_line_and_key() {
-        let e = parse("[node]\nname = \"n1\"\ndata_dir = \"/tmp/x\"\n[smtp]\nlisen = [\"127.0.0.1:25\"]\n")
-            .unwrap_err()
-            .0;
+        let e = parse(
+            "[node]\nname = \"n1\"\ndata_dir = \"/tmp/x\"\n[smtp]\nlisen = [\"127.0.0.1:25\"]\n",
+        )
+        .unwrap_err()
+        .0;
         assert!(e.contains("clusterd.toml"), "{e}");
         assert!(e.contains("line 5"), "{e}");
         assert!(e.contains("lisen"), "{e}");

@@ -15,7 +15,11 @@ use clusterd::store::Store;
 const DEFAULT_CONFIG: &str = "/etc/clusterd/clusterd.toml";
 
 #[derive(Parser)]
-#[command(name = "clusterd", version, about = "Two-node HA appliance: DNS, web, webmail, SMTP, IMAP")]
+#[command(
+    name = "clusterd",
+    version,
+    about = "Two-node HA appliance: DNS, web, webmail, SMTP, IMAP"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -153,14 +157,12 @@ async fn dispatch(cmd: Cmd) -> Result<()> {
         Cmd::User { cmd } => user(cmd).await,
         Cmd::Status { config, json } => {
             let cfg = load(&config)?;
-            let data = via_control(&cfg, Request::Status)
-                .await?
-                .ok_or_else(|| {
-                    anyhow!(
-                        "the node is not running (no answer on {})",
-                        cfg.node.control_socket.display()
-                    )
-                })?;
+            let data = via_control(&cfg, Request::Status).await?.ok_or_else(|| {
+                anyhow!(
+                    "the node is not running (no answer on {})",
+                    cfg.node.control_socket.display()
+                )
+            })?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&data)?);
             } else {

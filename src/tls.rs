@@ -29,7 +29,10 @@ pub async fn identity(cfg: &Config, store: &Store) -> Result<(String, String)> {
             .with_context(|| format!("reading tls.key {}", tls.key.display()))?;
         return Ok((cert, key));
     }
-    if let (Some(c), Some(k)) = (store.setting(CERT_KEY).await?, store.setting(KEY_KEY).await?) {
+    if let (Some(c), Some(k)) = (
+        store.setting(CERT_KEY).await?,
+        store.setting(KEY_KEY).await?,
+    ) {
         return Ok((c, k));
     }
     let mut names = vec![cfg.domain.name.clone()];
@@ -47,12 +50,19 @@ pub async fn identity(cfg: &Config, store: &Store) -> Result<(String, String)> {
     let (c, k) = (cert.pem(), signing_key.serialize_pem());
     store.set_setting(KEY_KEY, &k).await?;
     store.set_setting(CERT_KEY, &c).await?;
-    tracing::info!("generated a self-signed TLS certificate for {}", cfg.domain.name);
+    tracing::info!(
+        "generated a self-signed TLS certificate for {}",
+        cfg.domain.name
+    );
     Ok((c, k))
 }
 
 /// A rustls server configuration for the PEM pair, with the given ALPN protocols.
-pub fn server_config(cert_pem: &str, key_pem: &str, alpn: &[&[u8]]) -> Result<Arc<rustls::ServerConfig>> {
+pub fn server_config(
+    cert_pem: &str,
+    key_pem: &str,
+    alpn: &[&[u8]],
+) -> Result<Arc<rustls::ServerConfig>> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
         .collect::<Result<_, _>>()
         .map_err(|e| anyhow!("bad certificate PEM: {e}"))?;

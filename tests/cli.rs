@@ -44,7 +44,10 @@ fn check_config_rejects_bad_cidr_and_missing_config_file() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("line 5") && err.contains("imap.allow_plaintext_auth_from"), "{err}");
+    assert!(
+        err.contains("line 5") && err.contains("imap.allow_plaintext_auth_from"),
+        "{err}"
+    );
 
     let out = Command::new(bin())
         .args(["check-config", "--config", "/nonexistent/clusterd.toml"])
@@ -57,7 +60,10 @@ fn check_config_rejects_bad_cidr_and_missing_config_file() {
 #[test]
 fn config_example_passes_check_config() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(bin()).args(["config", "example"]).output().unwrap();
+    let out = Command::new(bin())
+        .args(["config", "example"])
+        .output()
+        .unwrap();
     let text = assert_ok(&out, "config example");
     let path = dir.path().join("example.toml");
     std::fs::write(&path, text).unwrap();
@@ -75,28 +81,46 @@ fn users_are_managed_offline_and_through_the_running_node() {
     node.add_user("sistemas", "s3cret");
     let list = assert_ok(&node.cli(&["user", "list"], None), "user list");
     assert!(list.contains("sistemas"), "{list}");
-    let dup = node.cli(&["user", "add", "sistemas", "--password-stdin"], Some("x\n"));
+    let dup = node.cli(
+        &["user", "add", "sistemas", "--password-stdin"],
+        Some("x\n"),
+    );
     assert!(!dup.status.success());
     assert!(String::from_utf8_lossy(&dup.stderr).contains("already exists"));
 
     let status = assert_ok(&node.cli(&["status"], None), "status");
-    assert!(status.contains("clusternodo1") && status.contains("active"), "{status}");
+    assert!(
+        status.contains("clusternodo1") && status.contains("active"),
+        "{status}"
+    );
     assert!(status.contains("accounts:    1"), "{status}");
-    assert!(status.contains("imap:") && status.contains("ok (127.0.0.1"), "{status}");
+    assert!(
+        status.contains("imap:") && status.contains("ok (127.0.0.1"),
+        "{status}"
+    );
 
     // Offline: the CLI opens the store itself.
     node.stop();
     let out = node.cli(&["status"], None);
-    assert!(!out.status.success(), "status without a running node must fail");
+    assert!(
+        !out.status.success(),
+        "status without a running node must fail"
+    );
     let mut cmd = Command::new(bin());
     cmd.args(["user", "add", "ana", "--password-stdin", "--config"])
         .arg(&node.config);
     assert_ok(&run_with_stdin(cmd, Some("pw\n")), "offline user add");
     assert_ok(
-        &node.cli(&["user", "passwd", "ana", "--password-stdin"], Some("pw2\n")),
+        &node.cli(
+            &["user", "passwd", "ana", "--password-stdin"],
+            Some("pw2\n"),
+        ),
         "offline passwd",
     );
-    assert_ok(&node.cli(&["user", "del", "sistemas"], None), "offline user del");
+    assert_ok(
+        &node.cli(&["user", "del", "sistemas"], None),
+        "offline user del",
+    );
     let list = assert_ok(&node.cli(&["user", "list"], None), "user list");
     assert!(list.contains("ana") && !list.contains("sistemas"), "{list}");
 }

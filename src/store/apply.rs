@@ -256,7 +256,10 @@ pub fn changes_of(op: &Op) -> Vec<Change> {
         Op::Append { messages } => {
             let mut out: Vec<Change> = Vec::new();
             for m in messages {
-                match out.iter_mut().find(|c| c.mailbox() == Some(m.mailbox.as_str())) {
+                match out
+                    .iter_mut()
+                    .find(|c| c.mailbox() == Some(m.mailbox.as_str()))
+                {
                     Some(Change::Appended { uids, .. }) => uids.push(m.uid),
                     _ => out.push(Change::Appended {
                         mailbox: m.mailbox.clone(),
@@ -294,7 +297,8 @@ pub fn account_exists(conn: &Connection, name: &str) -> Result<bool> {
         .is_some())
 }
 
-const MAILBOX_COLS: &str = "m.id, m.account, m.name, m.uidvalidity, m.uidnext, m.highest_modseq, m.special_use,
+const MAILBOX_COLS: &str =
+    "m.id, m.account, m.name, m.uidvalidity, m.uidnext, m.highest_modseq, m.special_use,
     EXISTS (SELECT 1 FROM subscriptions s WHERE s.account = m.account AND s.name = m.name),
     (SELECT count(*) FROM messages x WHERE x.mailbox = m.id),
     (SELECT count(*) FROM messages x WHERE x.mailbox = m.id AND x.seen = 0)";
@@ -384,11 +388,18 @@ pub fn messages_changed(
     let mut st = conn.prepare_cached(&format!(
         "SELECT {MESSAGE_COLS} FROM messages WHERE mailbox = ?1 AND (uid >= ?2 OR modseq > ?3) ORDER BY uid"
     ))?;
-    let rows = st.query_map(params![mailbox, from_uid, changed_since as i64], message_row)?;
+    let rows = st.query_map(
+        params![mailbox, from_uid, changed_since as i64],
+        message_row,
+    )?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
-pub fn messages_by_uids(conn: &Connection, mailbox: &str, uids: &[u32]) -> Result<Vec<MessageMeta>> {
+pub fn messages_by_uids(
+    conn: &Connection,
+    mailbox: &str,
+    uids: &[u32],
+) -> Result<Vec<MessageMeta>> {
     let mut st = conn.prepare_cached(&format!(
         "SELECT {MESSAGE_COLS} FROM messages WHERE mailbox = ?1 AND uid = ?2"
     ))?;
@@ -397,7 +408,10 @@ pub fn messages_by_uids(conn: &Connection, mailbox: &str, uids: &[u32]) -> Resul
     sorted.dedup();
     let mut out = Vec::with_capacity(sorted.len());
     for uid in sorted {
-        if let Some(m) = st.query_row(params![mailbox, uid], message_row).optional()? {
+        if let Some(m) = st
+            .query_row(params![mailbox, uid], message_row)
+            .optional()?
+        {
             out.push(m);
         }
     }

@@ -294,7 +294,8 @@ impl Store {
 
     pub async fn list_mailboxes(&self, account: &str) -> Result<Vec<MailboxInfo>> {
         let account = account.to_ascii_lowercase();
-        self.read(move |conn| apply::mailboxes(conn, &account, None)).await
+        self.read(move |conn| apply::mailboxes(conn, &account, None))
+            .await
     }
 
     /// Looks a mailbox up by name (`INBOX` matched case-insensitively).
@@ -799,10 +800,10 @@ impl Store {
     pub async fn put_content(&self, path: &str, data: Vec<u8>) -> Result<ContentEntry> {
         let path = normalize_content_path(path)?;
         let (blob, size) = self.put_blob(data).await?;
-        if let Some(old) = self.content_entry(&path).await? {
-            if old.blob == blob {
-                return Ok(old);
-            }
+        if let Some(old) = self.content_entry(&path).await?
+            && old.blob == blob
+        {
+            return Ok(old);
         }
         let mtime = now();
         self.commit(move |_| {
@@ -867,9 +868,11 @@ impl Store {
     /// Sequence number of the last committed op (0 when the log is empty).
     pub async fn last_seq(&self) -> Result<u64> {
         self.read(|conn| {
-            Ok(conn.query_row("SELECT coalesce(max(seq), 0) FROM oplog", [], |r| {
-                r.get::<_, i64>(0)
-            })? as u64)
+            Ok(
+                conn.query_row("SELECT coalesce(max(seq), 0) FROM oplog", [], |r| {
+                    r.get::<_, i64>(0)
+                })? as u64,
+            )
         })
         .await
     }
@@ -915,8 +918,7 @@ pub fn normalize_account(name: &str) -> Result<String> {
     let ok = !n.is_empty()
         && n.len() <= 64
         && n.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && n
-            .chars()
+        && n.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     if ok {
         Ok(n)

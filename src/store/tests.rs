@@ -44,8 +44,11 @@ async fn concurrent_deliveries_get_distinct_increasing_uids() {
     for i in 0..50 {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
-            s.deliver(format!("Subject: {i}\r\n\r\nbody {i}\r\n").into_bytes(), &["ana".into()])
-                .await
+            s.deliver(
+                format!("Subject: {i}\r\n\r\nbody {i}\r\n").into_bytes(),
+                &["ana".into()],
+            )
+            .await
         }));
     }
     for t in tasks {
@@ -60,7 +63,10 @@ async fn concurrent_deliveries_get_distinct_increasing_uids() {
     // One op per delivery (plus the account), in order, all from this node.
     let ops = s.ops_since(0, 1000).await.unwrap();
     assert_eq!(ops.len(), 51);
-    assert!(ops.windows(2).all(|w| w[0].seq < w[1].seq && w[0].hlc < w[1].hlc));
+    assert!(
+        ops.windows(2)
+            .all(|w| w[0].seq < w[1].seq && w[0].hlc < w[1].hlc)
+    );
     assert!(ops.iter().all(|o| o.origin == "n1"));
 }
 
@@ -85,35 +91,58 @@ async fn flags_copy_move_expunge() {
     let inbox = s.mailbox("ana", "INBOX").await.unwrap().unwrap();
     let trash = s.mailbox("ana", "Trash").await.unwrap().unwrap();
     for i in 0..3 {
-        s.append(&inbox.id, format!("Subject: {i}\r\n\r\n").into_bytes(), &[], Some(1000))
-            .await
-            .unwrap();
+        s.append(
+            &inbox.id,
+            format!("Subject: {i}\r\n\r\n").into_bytes(),
+            &[],
+            Some(1000),
+        )
+        .await
+        .unwrap();
     }
     let up = s
-        .store_flags(&inbox.id, &[1, 2], FlagMode::Add, &["\\seen".into(), "$Work".into()])
+        .store_flags(
+            &inbox.id,
+            &[1, 2],
+            FlagMode::Add,
+            &["\\seen".into(), "$Work".into()],
+        )
         .await
         .unwrap();
     assert_eq!(up.len(), 2);
     assert_eq!(up[0].flags, ["$Work", "\\Seen"]);
     assert!(up[1].modseq > up[0].modseq);
     // Adding again changes nothing.
-    assert!(s
-        .store_flags(&inbox.id, &[1], FlagMode::Add, &["\\Seen".into()])
+    assert!(
+        s.store_flags(&inbox.id, &[1], FlagMode::Add, &["\\Seen".into()])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let c = s
+        .copy(&inbox.id, &[2, 3, 9], &trash.id, false)
         .await
-        .unwrap()
-        .is_empty());
-    let c = s.copy(&inbox.id, &[2, 3, 9], &trash.id, false).await.unwrap();
+        .unwrap();
     assert_eq!(c.src_uids, [2, 3]);
     assert_eq!(c.dst_uids, [1, 2]);
     assert_eq!(c.uidvalidity, trash.uidvalidity);
     let m = s.copy(&inbox.id, &[1], &trash.id, true).await.unwrap();
     assert_eq!((m.src_uids, m.dst_uids), (vec![1], vec![3]));
-    let left: Vec<u32> = s.messages(&inbox.id).await.unwrap().iter().map(|m| m.uid).collect();
+    let left: Vec<u32> = s
+        .messages(&inbox.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.uid)
+        .collect();
     assert_eq!(left, [2, 3]);
     s.store_flags(&inbox.id, &[3], FlagMode::Replace, &["\\Deleted".into()])
         .await
         .unwrap();
-    assert_eq!(s.expunge(&inbox.id, Some(&[2])).await.unwrap(), Vec::<u32>::new());
+    assert_eq!(
+        s.expunge(&inbox.id, Some(&[2])).await.unwrap(),
+        Vec::<u32>::new()
+    );
     assert_eq!(s.expunge(&inbox.id, None).await.unwrap(), [3]);
     let trash_msgs = s.messages(&trash.id).await.unwrap();
     assert_eq!(trash_msgs[2].flags, ["$Work", "\\Seen"]);
@@ -140,14 +169,24 @@ async fn mailbox_create_rename_delete() {
     s.rename_mailbox("ana", "Work", "Job").await.unwrap();
     assert!(s.mailbox("ana", "Job/2026").await.unwrap().is_some());
     assert!(s.mailbox("ana", "Work/2026").await.unwrap().is_none());
-    assert!(s.subscriptions("ana").await.unwrap().contains(&"Job/2026".to_string()));
+    assert!(
+        s.subscriptions("ana")
+            .await
+            .unwrap()
+            .contains(&"Job/2026".to_string())
+    );
     s.delete_mailbox("ana", "Job/2026").await.unwrap();
     s.delete_mailbox("ana", "Job").await.unwrap();
     assert!(s.delete_mailbox("ana", "INBOX").await.is_err());
     // RFC 3501 6.3.5: renaming INBOX moves its messages and leaves it empty.
-    s.deliver(b"Subject: x\r\n\r\n".to_vec(), &["ana".into()]).await.unwrap();
+    s.deliver(b"Subject: x\r\n\r\n".to_vec(), &["ana".into()])
+        .await
+        .unwrap();
     s.rename_mailbox("ana", "INBOX", "Old").await.unwrap();
-    assert_eq!(s.mailbox("ana", "INBOX").await.unwrap().unwrap().messages, 0);
+    assert_eq!(
+        s.mailbox("ana", "INBOX").await.unwrap().unwrap().messages,
+        0
+    );
     assert_eq!(s.mailbox("ana", "Old").await.unwrap().unwrap().messages, 1);
 }
 
@@ -164,9 +203,13 @@ async fn state_survives_reopen() {
         s.store_flags(&inbox.id, &[1], FlagMode::Add, &["\\Flagged".into()])
             .await
             .unwrap();
-        s.enqueue("ana@cluster.com.ec", &["x@example.org".into()], b"Subject: q\r\n\r\n".to_vec())
-            .await
-            .unwrap();
+        s.enqueue(
+            "ana@cluster.com.ec",
+            &["x@example.org".into()],
+            b"Subject: q\r\n\r\n".to_vec(),
+        )
+        .await
+        .unwrap();
         (inbox.uidvalidity, vec!["\\Flagged".to_string()])
     };
     let s = Store::open(dir.path(), "n1").unwrap();
@@ -175,10 +218,15 @@ async fn state_survives_reopen() {
     assert_eq!(inbox.uidnext, 2);
     let m = &s.messages(&inbox.id).await.unwrap()[0];
     assert_eq!(m.flags, flags);
-    assert_eq!(s.read_blob(&m.blob).await.unwrap(), b"Subject: x\r\n\r\nhello\r\n");
+    assert_eq!(
+        s.read_blob(&m.blob).await.unwrap(),
+        b"Subject: x\r\n\r\nhello\r\n"
+    );
     assert_eq!(s.queue().await.unwrap().len(), 1);
     // The op log continues where it stopped.
-    s.deliver(b"Subject: y\r\n\r\n".to_vec(), &["ana".into()]).await.unwrap();
+    s.deliver(b"Subject: y\r\n\r\n".to_vec(), &["ana".into()])
+        .await
+        .unwrap();
     let ops = s.ops_since(0, 100).await.unwrap();
     let seqs: Vec<u64> = ops.iter().map(|o| o.origin_seq).collect();
     assert_eq!(seqs, (1..=ops.len() as u64).collect::<Vec<_>>());
@@ -190,7 +238,9 @@ async fn changes_are_broadcast_after_commit() {
     s.create_account("ana", "", "pw").await.unwrap();
     let inbox = s.mailbox("ana", "INBOX").await.unwrap().unwrap();
     let mut rx = s.subscribe();
-    s.deliver(b"Subject: x\r\n\r\n".to_vec(), &["ana".into()]).await.unwrap();
+    s.deliver(b"Subject: x\r\n\r\n".to_vec(), &["ana".into()])
+        .await
+        .unwrap();
     let c = rx.recv().await.unwrap();
     assert_eq!(
         c,
@@ -227,17 +277,34 @@ fn names_are_validated() {
 async fn content_files_are_stored_listed_and_replaced() {
     let (_d, s) = store();
     let mut rx = s.subscribe();
-    s.put_content("zones/a.zone", b"one".to_vec()).await.unwrap();
-    assert_eq!(rx.recv().await.unwrap(), Change::Content { path: "zones/a.zone".into() });
-    s.put_content("/zones/a.zone", b"two".to_vec()).await.unwrap();
-    s.put_content("www/index.html", b"<h1>".to_vec()).await.unwrap();
+    s.put_content("zones/a.zone", b"one".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(
+        rx.recv().await.unwrap(),
+        Change::Content {
+            path: "zones/a.zone".into()
+        }
+    );
+    s.put_content("/zones/a.zone", b"two".to_vec())
+        .await
+        .unwrap();
+    s.put_content("www/index.html", b"<h1>".to_vec())
+        .await
+        .unwrap();
     assert_eq!(s.content("zones/a.zone").await.unwrap().unwrap(), b"two");
     let zones = s.content_list("zones/").await.unwrap();
     assert_eq!(zones.len(), 1);
     assert_eq!(zones[0].size, 3);
     let seq = s.last_seq().await.unwrap();
-    s.put_content("zones/a.zone", b"two".to_vec()).await.unwrap();
-    assert_eq!(s.last_seq().await.unwrap(), seq, "unchanged content is not re-committed");
+    s.put_content("zones/a.zone", b"two".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(
+        s.last_seq().await.unwrap(),
+        seq,
+        "unchanged content is not re-committed"
+    );
     s.delete_content("zones/a.zone").await.unwrap();
     assert!(s.content("zones/a.zone").await.unwrap().is_none());
     assert!(s.put_content("../etc/passwd", vec![]).await.is_err());

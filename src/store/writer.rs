@@ -75,9 +75,8 @@ impl WriterState {
             [&node],
             |r| r.get(0),
         )?;
-        let hlc: i64 = conn.query_row("SELECT coalesce(max(hlc), 0) FROM oplog", [], |r| {
-            r.get(0)
-        })?;
+        let hlc: i64 =
+            conn.query_row("SELECT coalesce(max(hlc), 0) FROM oplog", [], |r| r.get(0))?;
         Ok(WriterState {
             node,
             next_origin_seq: last as u64 + 1,
@@ -99,7 +98,12 @@ impl WriterState {
         self.last_hlc
     }
 
-    fn run_batch(&mut self, conn: &mut Connection, batch: Vec<Job>, changes: &broadcast::Sender<Change>) {
+    fn run_batch(
+        &mut self,
+        conn: &mut Connection,
+        batch: Vec<Job>,
+        changes: &broadcast::Sender<Change>,
+    ) {
         let saved = (self.next_origin_seq, self.last_hlc);
         let mut results: Vec<(oneshot::Sender<Result<Op>>, Result<Op>)> = Vec::new();
         let outcome = (|| -> Result<()> {

@@ -1,0 +1,762 @@
+//! The async driver of one SMTP session: reads lines (bounded, with the inactivity
+//! timeout), prepares verdicts that need I/O, feeds the lines to the mailin engine,
+//! and writes its replies; owns TLS, AUTH, the message size limit and the durable
+//! commit after DATA.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Result, anyhow};
+use base64::Engine as _;
+use mailin::{Action, Response};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+
+use super::engine::{self, Engine, NULL_PATH_TOKEN, Prepared, Rcpt};
+use super::{MAX_COMMAND_LINE, MAX_RECIPIENTS, Mode, Resolver};
+use crate::node::Ctx;
+
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+type Conn = BufReader<Box<dyn Io>>;
+
+enum Line {
+    /// The line is in the caller's buffer.
+    Ok,
+    TooLong,
+    Eof,
+    /// No byte arrived within the idle limit.
+    Idle,
+}
+
+/// Reads one line (with its terminator) of at most `max` bytes. Longer lines are
+/// consumed to their end without being kept and reported as `TooLong`, so memory stays
+/// bounded whatever the client sends. A final line without terminator counts as EOF.
+/// With `idle`, each wait for more input may last that long (the DATA timeout of RFC
+/// 5321 4.5.3.2.6, which is per read; a timer per buffer refill, not per line).
+async fn read_line(
+    conn: &mut Conn,
+    max: usize,
+    buf: &mut Vec<u8>,
+    idle: Option<Duration>,
+) -> std::io::Result<Line> {
+    buf.clear();
+    let mut too_long = false;
+    loop {
+        if let (Some(idle), true) = (idle, conn.buffer().is_empty()) {
+            match tokio::time::timeout(idle, conn.fill_buf()).await {
+                Err(_) => return Ok(Line::Idle),
+                Ok(r) => r?,
+            };
+        }
+        let avail = conn.fill_buf().await?;
+        if avail.is_empty() {
+            return Ok(Line::Eof);
+        }
+        let (n, done) = match avail.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (avail.len(), false),
+        };
+        if !too_long {
+            if buf.len() + n > max {
+                too_long = true;
+                buf.clear();
+                buf.shrink_to(8192);
+            } else {
+                buf.extend_from_slice(&avail[..n]);
+            }
+        }
+        conn.consume(n);
+        if done {
+            return Ok(if too_long { Line::TooLong } else { Line::Ok });
+        }
+    }
+}
+
+/// The line with its terminator normalised to CRLF (mailin requires CRLF; clients that
+/// end lines with a bare LF are tolerated).
+fn crlf(mut line: Vec<u8>) -> Vec<u8> {
+    crlf_in_place(&mut line);
+    line
+}
+
+fn crlf_in_place(line: &mut Vec<u8>) {
+    if line.ends_with(b"\r\n") {
+        return;
+    }
+    if line.last() == Some(&b'\n') {
+        line.pop();
+    }
+    line.extend_from_slice(b"\r\n");
+}
+
+fn reply(code: u16, text: &str) -> Response {
+    Response::custom(code, text.to_string())
+}
+
+enum Next {
+    Continue,
+    Close,
+    StartTls,
+}
+
+struct Session {
+    ctx: Arc<Ctx>,
+    resolver: Resolver,
+    peer: IpAddr,
+    mode: Mode,
+    tls: bool,
+    esmtp: bool,
+    /// The authenticated account (submission ports).
+    user: Option<String>,
+    engine: mailin::Session<Engine>,
+    env: Engine,
+    /// Replies not yet written: flushed when no pipelined input is waiting (RFC 2920).
+    out: Vec<u8>,
+    timeout: Duration,
+}
+
+pub async fn serve(
+    ctx: Arc<Ctx>,
+    resolver: Resolver,
+    sock: tokio::net::TcpStream,
+    peer: IpAddr,
+    mode: Mode,
+) -> Result<()> {
+    let timeout = Duration::from_secs(ctx.cfg.smtp.timeout_s);
+    let host = ctx.cfg.hostname();
+    let mut stream: Box<dyn Io> = if mode == Mode::Submissions {
+        // RFC 8314 3.3: TLS from the first byte.
+        Box::new(tokio::time::timeout(timeout, ctx.tls.accept(sock)).await??)
+    } else {
+        Box::new(sock)
+    };
+    if !ctx.store.is_writable() {
+        // Only the active node accepts mail; clients retry (against the VIP).
+        let msg = format!("421 4.3.2 {host} is the standby node, try again later\r\n");
+        let _ = tokio::time::timeout(timeout, async {
+            stream.write_all(msg.as_bytes()).await?;
+            stream.shutdown().await
+        })
+        .await;
+        return Ok(());
+    }
+    let (mut engine, env) = engine::session(&host, peer, mode != Mode::Submissions);
+    if mode == Mode::Submissions {
+        engine.tls_active();
+    }
+    let mut conn: Conn = BufReader::new(stream);
+    let mut s = Session {
+        ctx,
+        resolver,
+        peer,
+        mode,
+        tls: mode == Mode::Submissions,
+        esmtp: false,
+        user: None,
+        engine,
+        env,
+        out: Vec::new(),
+        timeout,
+    };
+    s.out
+        .extend_from_slice(format!("220 {host} ESMTP clusterd\r\n").as_bytes());
+    let mut buf = Vec::new();
+    loop {
+        if conn.buffer().is_empty() {
+            s.flush(&mut conn).await?;
+        }
+        let line = match tokio::time::timeout(
+            timeout,
+            read_line(&mut conn, MAX_COMMAND_LINE, &mut buf, None),
+        )
+        .await
+        {
+            // RFC 5321 4.5.3.2.7: the server may close an idle session; say so first.
+            Err(_) => {
+                s.push(&reply(421, "4.4.2 Timeout waiting for a command, closing"));
+                break;
+            }
+            Ok(r) => r?,
+        };
+        let line = match line {
+            Line::Eof | Line::Idle => return Ok(()),
+            // RFC 5321 4.5.3.1.4 / 4.2.2.
+            Line::TooLong => {
+                s.push(&reply(500, "5.5.2 Line too long"));
+                continue;
+            }
+            Line::Ok => crlf(std::mem::take(&mut buf)),
+        };
+        match s.command(line, &mut conn).await? {
+            Next::Continue => {}
+            Next::Close => break,
+            Next::StartTls => {
+                s.flush(&mut conn).await?;
+                // RFC 3207 4.2: whatever the client pipelined after STARTTLS is
+                // discarded (dropping the BufReader drops it).
+                let stream = conn.into_inner();
+                let tls = tokio::time::timeout(timeout, s.ctx.tls.accept(stream)).await??;
+                conn = BufReader::new(Box::new(tls));
+                s.tls = true;
+                s.esmtp = false;
+                s.env.env().reset();
+                s.env.env().helo = None;
+                s.engine.tls_active();
+            }
+        }
+    }
+    let _ = tokio::time::timeout(timeout, s.flush(&mut conn)).await;
+    Ok(())
+}
+
+impl Session {
+    fn push(&mut self, r: &Response) {
+        self.out.extend_from_slice(&engine::render(r));
+    }
+
+    async fn flush(&mut self, conn: &mut Conn) -> Result<()> {
+        if !self.out.is_empty() {
+            let w = conn.get_mut();
+            tokio::time::timeout(self.timeout, async {
+                w.write_all(&self.out).await?;
+                w.flush().await
+            })
+            .await
+            .map_err(|_| anyhow!("timeout writing to the client"))??;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    /// Hands a line to mailin and queues its reply.
+    fn feed(&mut self, line: &[u8]) -> Next {
+        let r = self.engine.process(line);
+        if r.action == Action::NoReply {
+            return Next::Continue;
+        }
+        self.push(&r);
+        match r.action {
+            Action::Close => Next::Close,
+            Action::UpgradeTls => Next::StartTls,
+            _ => Next::Continue,
+        }
+    }
+
+    fn needs_auth(&self) -> bool {
+        self.mode != Mode::Mx && self.user.is_none()
+    }
+
+    async fn command(&mut self, line: Vec<u8>, conn: &mut Conn) -> Result<Next> {
+        // Commands are ASCII (RFC 5321 2.4); anything else is left to mailin's parser,
+        // which answers 500.
+        let text = String::from_utf8_lossy(&line[..line.len() - 2]).into_owned();
+        let (verb, arg) = match text.split_once(' ') {
+            Some((v, a)) => (v.to_ascii_uppercase(), a.trim()),
+            None => (text.to_ascii_uppercase(), ""),
+        };
+        match verb.as_str() {
+            "EHLO" | "HELO" if arg.is_empty() => {
+                self.push(&reply(501, "5.5.4 Syntax: EHLO hostname"));
+            }
+            "EHLO" | "HELO" => {
+                let r = self.engine.process(&line);
+                if r.code != 250 {
+                    self.push(&r);
+                    return Ok(Next::Continue);
+                }
+                self.esmtp = verb == "EHLO";
+                let host = self.ctx.cfg.hostname();
+                if !self.esmtp {
+                    self.out
+                        .extend_from_slice(format!("250 {host}\r\n").as_bytes());
+                    return Ok(Next::Continue);
+                }
+                self.out.extend_from_slice(&self.ehlo_reply(&host));
+            }
+            "AUTH" => self.auth(arg, conn).await?,
+            "MAIL" => self.mail(arg).await,
+            "RCPT" => self.rcpt(arg).await,
+            "DATA" => {
+                let r = self.engine.process(&line);
+                self.push(&r);
+                if r.code == 354 {
+                    return self.data(conn).await;
+                }
+                if r.action == Action::Close {
+                    return Ok(Next::Close);
+                }
+            }
+            "RSET" => {
+                self.env.env().reset();
+                return Ok(self.feed(&line));
+            }
+            "STARTTLS" if self.tls => self.push(&reply(503, "5.5.1 TLS already active")),
+            "HELP" => self.push(&reply(214, "2.0.0 See RFC 5321; this is clusterd")),
+            "BDAT" => self.push(&reply(502, "5.5.1 CHUNKING is not offered")),
+            "VRFY" => self.push(&reply(
+                252,
+                "2.5.0 Cannot VRFY, but will accept the message",
+            )),
+            _ => return Ok(self.feed(&line)),
+        }
+        Ok(Next::Continue)
+    }
+
+    /// RFC 5321 4.1.1.1 EHLO reply with our extensions (mailin's lists only 8BITMIME,
+    /// STARTTLS and AUTH).
+    fn ehlo_reply(&self, host: &str) -> Vec<u8> {
+        let mut ext = vec![
+            host.to_string(),
+            "PIPELINING".to_string(),
+            format!("SIZE {}", self.ctx.cfg.smtp.max_message_bytes),
+            "8BITMIME".to_string(),
+            "ENHANCEDSTATUSCODES".to_string(),
+        ];
+        if !self.tls {
+            ext.push("STARTTLS".into());
+        }
+        if self.mode != Mode::Mx && self.tls {
+            ext.push("AUTH PLAIN LOGIN".into());
+        }
+        ext.push("HELP".into());
+        let n = ext.len();
+        let mut out = Vec::new();
+        for (i, e) in ext.into_iter().enumerate() {
+            let sep = if i + 1 == n { ' ' } else { '-' };
+            out.extend_from_slice(format!("250{sep}{e}\r\n").as_bytes());
+        }
+        out
+    }
+
+    /// RFC 4954 AUTH with PLAIN (RFC 4616) and LOGIN, on the submission ports after TLS.
+    async fn auth(&mut self, arg: &str, conn: &mut Conn) -> Result<()> {
+        if let Some(r) = self.auth_outcome(arg, conn).await? {
+            self.push(&r);
+        }
+        Ok(())
+    }
+
+    /// The reply to AUTH; `None` when an exchange already queued it.
+    async fn auth_outcome(&mut self, arg: &str, conn: &mut Conn) -> Result<Option<Response>> {
+        if self.mode == Mode::Mx {
+            return Ok(Some(reply(
+                502,
+                "5.5.1 AUTH is offered on the submission ports only",
+            )));
+        }
+        if !self.tls {
+            return Ok(Some(reply(
+                538,
+                "5.7.11 Encryption required: use STARTTLS first",
+            )));
+        }
+        if self.env.env().helo.is_none() || !self.esmtp {
+            return Ok(Some(reply(503, "5.5.1 Send EHLO first")));
+        }
+        if self.user.is_some() {
+            return Ok(Some(reply(503, "5.5.1 Already authenticated")));
+        }
+        if self.env.env().sender.is_some() {
+            return Ok(Some(reply(
+                503,
+                "5.5.1 AUTH not allowed during a mail transaction",
+            )));
+        }
+        let mut parts = arg.split_whitespace();
+        let mech = parts.next().unwrap_or("").to_ascii_uppercase();
+        let initial = parts.next().map(str::to_string);
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let decode = |s: &str| -> Option<String> {
+            // "=" is the empty initial response (RFC 4954 4).
+            if s == "=" {
+                return Some(String::new());
+            }
+            b64.decode(s.trim())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+        };
+        let (user, pass) = match mech.as_str() {
+            "PLAIN" => {
+                let resp = match initial {
+                    Some(r) => r,
+                    None => match self.challenge("", conn).await? {
+                        Some(r) => r,
+                        None => return Ok(None),
+                    },
+                };
+                let Some(dec) = decode(&resp) else {
+                    return Ok(Some(reply(501, "5.5.2 Invalid base64")));
+                };
+                let fields: Vec<&str> = dec.split('\0').collect();
+                let [_authz, user, pass] = fields[..] else {
+                    return Ok(Some(reply(501, "5.5.2 Malformed PLAIN response")));
+                };
+                (user.to_string(), pass.to_string())
+            }
+            "LOGIN" => {
+                let user = match initial {
+                    Some(u) => u,
+                    None => match self.challenge("VXNlcm5hbWU6", conn).await? {
+                        Some(u) => u,
+                        None => return Ok(None),
+                    },
+                };
+                let Some(pass) = self.challenge("UGFzc3dvcmQ6", conn).await? else {
+                    return Ok(None);
+                };
+                match (decode(&user), decode(&pass)) {
+                    (Some(u), Some(p)) => (u, p),
+                    _ => return Ok(Some(reply(501, "5.5.2 Invalid base64"))),
+                }
+            }
+            "" => return Ok(Some(reply(501, "5.5.4 Syntax: AUTH mechanism"))),
+            _ => {
+                return Ok(Some(reply(
+                    504,
+                    "5.5.4 Unrecognised authentication mechanism",
+                )));
+            }
+        };
+        // The account may be given as a bare name or as its address.
+        let name = match user.rsplit_once('@') {
+            Some((l, d)) if self.ctx.cfg.domain.is_local(d) => l.to_string(),
+            _ => user.clone(),
+        };
+        match self.ctx.store.verify_password(&name, &pass).await {
+            Ok(Some(account)) => {
+                tracing::info!(peer = %self.peer, account, "smtp: authenticated");
+                self.user = Some(account);
+                Ok(Some(reply(235, "2.7.0 Authentication successful")))
+            }
+            Ok(None) => {
+                tracing::info!(peer = %self.peer, user = name, "smtp: authentication failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                Ok(Some(reply(535, "5.7.8 Authentication credentials invalid")))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "smtp auth: store failure");
+                Ok(Some(reply(454, "4.7.0 Temporary authentication failure")))
+            }
+        }
+    }
+
+    /// Sends a 334 challenge and reads the answer; `None` when cancelled with `*`
+    /// (RFC 4954 4) or unusable, the reply already queued.
+    async fn challenge(&mut self, prompt: &str, conn: &mut Conn) -> Result<Option<String>> {
+        self.out
+            .extend_from_slice(format!("334 {prompt}\r\n").as_bytes());
+        self.flush(conn).await?;
+        let mut buf = Vec::new();
+        let line = tokio::time::timeout(
+            self.timeout,
+            read_line(conn, MAX_COMMAND_LINE, &mut buf, None),
+        )
+        .await
+        .map_err(|_| anyhow!("timeout in AUTH"))??;
+        match line {
+            Line::Ok => {
+                let s = String::from_utf8_lossy(&buf).trim().to_string();
+                if s == "*" {
+                    self.push(&reply(501, "5.0.0 Authentication cancelled"));
+                    Ok(None)
+                } else {
+                    Ok(Some(s))
+                }
+            }
+            Line::TooLong => {
+                self.push(&reply(500, "5.5.2 Line too long"));
+                Ok(None)
+            }
+            Line::Eof | Line::Idle => Err(anyhow!("connection closed in AUTH")),
+        }
+    }
+
+    async fn mail(&mut self, arg: &str) {
+        if self.needs_auth() {
+            // RFC 6409 4.3 / RFC 4954 6.
+            return self.push(&reply(530, "5.7.0 Authentication required"));
+        }
+        if self.env.env().sender.is_some() {
+            // RFC 5321 4.1.4, whatever the syntax of the nested command.
+            return self.push(&reply(503, "5.5.1 Nested MAIL command"));
+        }
+        let Some(path) = engine::parse_path(arg, "FROM:") else {
+            return self.push(&reply(501, "5.5.4 Syntax: MAIL FROM:<address>"));
+        };
+        let params = match engine::mail_params(path.params) {
+            Ok(p) => p,
+            Err((code, text)) => return self.push(&reply(code, text)),
+        };
+        let addr = path.addr.to_string();
+        let domain = if addr.is_empty() {
+            None
+        } else {
+            match engine::valid_mailbox(&addr) {
+                Some((_, d)) => Some(d.to_string()),
+                None => return self.push(&reply(553, "5.1.7 Bad sender address syntax")),
+            }
+        };
+        let in_sequence = self.env.env().helo.is_some();
+        let body = if params.eight_bit {
+            " BODY=8BITMIME"
+        } else {
+            ""
+        };
+        let feed_addr = if addr.is_empty() {
+            NULL_PATH_TOKEN
+        } else {
+            &addr
+        };
+        let line = format!("MAIL FROM:<{feed_addr}>{body}\r\n");
+        if !in_sequence {
+            // mailin answers the sequence error (503).
+            self.feed(line.as_bytes());
+            return;
+        }
+        let verdict = self.sender_verdict(domain.as_deref(), params.size).await;
+        self.env.env().prepared = Some(Prepared::Mail {
+            reply: verdict,
+            sender: addr,
+        });
+        self.feed(line.as_bytes());
+        self.env.env().prepared = None;
+    }
+
+    async fn sender_verdict(&self, domain: Option<&str>, size: Option<u64>) -> Response {
+        let cfg = &self.ctx.cfg;
+        // RFC 1870 6.1: refuse an announced size over the limit at MAIL.
+        if size.is_some_and(|n| n > cfg.smtp.max_message_bytes) {
+            return reply(552, "5.3.4 Message size exceeds fixed maximum message size");
+        }
+        if let Some(domain) = domain
+            && cfg.smtp.require_resolvable_sender
+            && !cfg.domain.is_local(domain)
+        {
+            match super::domain_resolves(&self.resolver, domain).await {
+                Ok(true) => {}
+                Ok(false) => return reply(550, "5.1.8 Sender address domain does not exist"),
+                Err(()) => {
+                    return reply(
+                        450,
+                        "4.1.8 Cannot resolve the sender domain now, try again later",
+                    );
+                }
+            }
+        }
+        reply(250, "2.1.0 OK")
+    }
+
+    async fn rcpt(&mut self, arg: &str) {
+        let Some(path) = engine::parse_path(arg, "TO:") else {
+            return self.push(&reply(501, "5.5.4 Syntax: RCPT TO:<address>"));
+        };
+        // RFC 5321 4.5.1: <postmaster> without a domain must be accepted.
+        let (addr, local, domain) = if path.addr.eq_ignore_ascii_case("postmaster") {
+            (
+                path.addr.to_string(),
+                "postmaster".to_string(),
+                self.ctx.cfg.domain.name.clone(),
+            )
+        } else {
+            match engine::valid_mailbox(path.addr) {
+                Some((l, d)) => (path.addr.to_string(), l.to_string(), d.to_string()),
+                None => return self.push(&reply(501, "5.1.3 Bad recipient address syntax")),
+            }
+        };
+        let line = format!("RCPT TO:<{addr}>\r\n");
+        let (in_sequence, count) = {
+            let env = self.env.env();
+            (env.sender.is_some(), env.rcpts.len())
+        };
+        if !in_sequence {
+            self.feed(line.as_bytes());
+            return;
+        }
+        let (verdict, rcpt) = if count >= MAX_RECIPIENTS {
+            // RFC 5321 4.5.3.1.10.
+            (reply(452, "4.5.3 Too many recipients"), None)
+        } else {
+            self.recipient_verdict(addr, &local, &domain).await
+        };
+        self.env.env().prepared = Some(Prepared::Rcpt {
+            reply: verdict,
+            rcpt,
+        });
+        self.feed(line.as_bytes());
+        self.env.env().prepared = None;
+    }
+
+    /// The relay policy: local domains for existing accounts (after aliases) from
+    /// anyone; other domains only from `relay_from` or an authenticated session.
+    async fn recipient_verdict(
+        &self,
+        addr: String,
+        local: &str,
+        domain: &str,
+    ) -> (Response, Option<Rcpt>) {
+        let cfg = &self.ctx.cfg;
+        if cfg.domain.is_local(domain) {
+            let account = cfg.domain.resolve_local_part(local);
+            return match self.ctx.store.account(&account).await {
+                Ok(Some(a)) => (
+                    reply(250, "2.1.5 OK"),
+                    Some(Rcpt::Local {
+                        addr,
+                        account: a.name,
+                    }),
+                ),
+                Ok(None) => (reply(550, "5.1.1 No such user here"), None),
+                Err(e) => {
+                    tracing::warn!(error = %e, "smtp rcpt: store failure");
+                    (
+                        reply(451, "4.3.0 Temporary local problem, try again later"),
+                        None,
+                    )
+                }
+            };
+        }
+        if self.user.is_some() || cfg.smtp.may_relay(self.peer) {
+            (reply(250, "2.1.5 OK"), Some(Rcpt::Remote(addr)))
+        } else {
+            (reply(550, "5.7.1 Relay access denied"), None)
+        }
+    }
+
+    /// Receives the message after `354`, counting bytes against `max_message_bytes`
+    /// as they arrive, and answers only after the durable commit.
+    async fn data(&mut self, conn: &mut Conn) -> Result<Next> {
+        self.flush(conn).await?;
+        let max = self.ctx.cfg.smtp.max_message_bytes as usize;
+        let id = crate::store::new_id()[..16].to_uppercase();
+        let header = self.received_header(&id);
+        self.env.env().body = Vec::with_capacity(header.len() + 8192);
+        self.env.env().body.extend_from_slice(header.as_bytes());
+        let mut size = 0usize;
+        let mut oversize = false;
+        let mut buf = Vec::new();
+        loop {
+            // A line longer than what is left of the size budget makes the message
+            // too big; it is skipped without being kept.
+            let cap = (max - size.min(max)) + 3;
+            let line = match read_line(conn, cap, &mut buf, Some(self.timeout)).await? {
+                Line::Idle => {
+                    self.push(&reply(421, "4.4.2 Timeout during DATA, closing"));
+                    self.env.env().reset();
+                    return Ok(Next::Close);
+                }
+                // The transaction is abandoned; nothing was acknowledged.
+                Line::Eof => return Ok(Next::Close),
+                Line::TooLong => {
+                    oversize = true;
+                    continue;
+                }
+                Line::Ok => {
+                    crlf_in_place(&mut buf);
+                    &buf
+                }
+            };
+            if line == b".\r\n" {
+                break;
+            }
+            let content = line.len() - usize::from(line.first() == Some(&b'.'));
+            if oversize || size + content > max {
+                oversize = true;
+                continue;
+            }
+            size += content;
+            // mailin removes the dot-stuffing (RFC 5321 4.5.2) and hands the line to
+            // the engine's body buffer.
+            self.engine.process(line);
+        }
+        // Leaves mailin's DATA state; its reply is replaced below.
+        self.engine.process(b".\r\n");
+        if oversize {
+            self.env.env().reset();
+            self.push(&reply(
+                552,
+                "5.3.4 Message size exceeds fixed maximum message size",
+            ));
+            return Ok(Next::Continue);
+        }
+        let (msg, sender, accounts, remotes) = {
+            let mut env = self.env.env();
+            let accounts: Vec<String> = env.locals().map(|(_, a)| a.to_string()).collect();
+            let remotes: Vec<String> = env.remotes().map(str::to_string).collect();
+            let sender = env.sender.clone().unwrap_or_default();
+            let msg = std::mem::take(&mut env.body);
+            env.reset();
+            (msg, sender, accounts, remotes)
+        };
+        let r = self.commit(msg, &sender, &accounts, &remotes).await;
+        match r {
+            Ok(()) => {
+                tracing::info!(id, from = %sender, local = accounts.len(), remote = remotes.len(), size, "smtp: accepted");
+                self.push(&reply(250, &format!("2.0.0 OK: queued as {id}")));
+            }
+            Err(e) => {
+                tracing::error!(id, error = %e, "smtp: could not store a message");
+                self.push(&reply(
+                    451,
+                    "4.3.0 Local error in processing, try again later",
+                ));
+            }
+        }
+        Ok(Next::Continue)
+    }
+
+    /// Makes the message durable: one `deliver` for all local accounts, one `enqueue`
+    /// for all relayed recipients. Only when every part succeeded is `250` sent.
+    async fn commit(
+        &self,
+        msg: Vec<u8>,
+        sender: &str,
+        accounts: &[String],
+        remotes: &[String],
+    ) -> crate::store::Result<()> {
+        let store = &self.ctx.store;
+        match (accounts.is_empty(), remotes.is_empty()) {
+            (false, true) => store.deliver(msg, accounts).await,
+            (true, false) => store.enqueue(sender, remotes, msg).await.map(|_| ()),
+            (false, false) => {
+                let (a, b) = tokio::join!(
+                    store.deliver(msg.clone(), accounts),
+                    store.enqueue(sender, remotes, msg)
+                );
+                a.and(b.map(|_| ()))
+            }
+            (true, true) => Err(crate::store::StoreError::Other("no recipients".into())),
+        }
+    }
+
+    /// RFC 5321 4.4 trace header; `with` per RFC 3848.
+    fn received_header(&self, id: &str) -> String {
+        let env = self.env.env();
+        let with = match (self.esmtp, self.tls, self.user.is_some()) {
+            (false, _, _) => "SMTP",
+            (true, false, false) => "ESMTP",
+            (true, false, true) => "ESMTPA",
+            (true, true, false) => "ESMTPS",
+            (true, true, true) => "ESMTPSA",
+        };
+        let rcpt = match env.rcpts.as_slice() {
+            [Rcpt::Local { addr, .. }] | [Rcpt::Remote(addr)] => format!("\r\n\tfor <{addr}>"),
+            _ => String::new(),
+        };
+        let helo: String = env
+            .helo
+            .as_deref()
+            .unwrap_or("unknown")
+            .chars()
+            .filter(|c| c.is_ascii_graphic())
+            .take(255)
+            .collect();
+        format!(
+            "Received: from {helo} ([{ip}])\r\n\tby {host} (clusterd) with {with} id {id}{rcpt};\r\n\t{date}\r\n",
+            ip = self.peer,
+            host = self.ctx.cfg.hostname(),
+            date = chrono::Utc::now().to_rfc2822(),
+        )
+    }
+}
