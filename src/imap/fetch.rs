@@ -6,7 +6,7 @@ use imap_codec::imap_types::fetch::{MessageDataItem, MessageDataItemName, Part, 
 use imap_codec::imap_types::search::SearchKey;
 
 use super::session::Selected;
-use super::wire;
+use super::{mime, wire};
 use crate::store::MessageMeta;
 
 /// Whether fetching this item needs the message text.
@@ -122,7 +122,9 @@ pub fn section_name(out: &mut Vec<u8>, section: Option<&Section<'_>>) {
             if i > 0 {
                 out.push(b' ');
             }
-            let bytes: &[u8] = f.as_ref();
+            // Field names are case-insensitive; echoed in upper case (as Dovecot).
+            let bytes = AsRef::<[u8]>::as_ref(f).to_ascii_uppercase();
+            let bytes = bytes.as_slice();
             let atom = !bytes.is_empty()
                 && bytes.iter().all(|&b| {
                     b.is_ascii_graphic()
@@ -306,61 +308,6 @@ pub fn search_matches(
         K::Body(s) | K::Text(s) => contains(raw, s.as_ref()),
         #[allow(unreachable_patterns)]
         _ => false,
-    }
-}
-
-// INTERIM stand-ins for `super::mime` and `super::search`, which another engineer is
-// writing (they were placeholders when this was written). Once they land, delete
-// these two modules, import `super::{mime, search}` above, and adapt the four call
-// sites in this file (`item`, `search_ctx`, `search_needs_body`, `search_matches`)
-// to their signatures; `encode_value` turns imap-types ENVELOPE/BODYSTRUCTURE values
-// into wire bytes if that is what `mime` returns.
-mod mime {
-    use imap_codec::imap_types::fetch::Section;
-    pub fn envelope(_raw: &[u8]) -> Vec<u8> {
-        b"(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)".to_vec()
-    }
-    pub fn body_structure(_raw: &[u8], _ext: bool) -> Vec<u8> {
-        b"(\"TEXT\" \"PLAIN\" NIL NIL NIL \"7BIT\" 0 0)".to_vec()
-    }
-    /// Interim: top-level HEADER, TEXT, HEADER.FIELDS[.NOT] only.
-    pub fn section(raw: &[u8], s: Option<&Section<'_>>) -> Option<Vec<u8>> {
-        let split = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .map(|p| p + 4)
-            .or_else(|| raw.windows(2).position(|w| w == b"\n\n").map(|p| p + 2))
-            .unwrap_or(raw.len());
-        let (head, text) = raw.split_at(split);
-        let fields = |names: &[imap_codec::imap_types::core::AString<'_>], keep: bool| {
-            let mut out = Vec::new();
-            let mut on = false;
-            for line in head.split_inclusive(|&b| b == b'\n') {
-                if line == b"\r\n" || line == b"\n" {
-                    break;
-                }
-                if !line.starts_with(b" ") && !line.starts_with(b"\t") {
-                    let name = line.split(|&b| b == b':').next().unwrap_or_default();
-                    let listed = names
-                        .iter()
-                        .any(|n| AsRef::<[u8]>::as_ref(n).eq_ignore_ascii_case(name.trim_ascii()));
-                    on = listed == keep;
-                }
-                if on {
-                    out.extend_from_slice(line);
-                }
-            }
-            out.extend_from_slice(b"\r\n");
-            out
-        };
-        Some(match s {
-            None => raw.to_vec(),
-            Some(Section::Header(None)) => head.to_vec(),
-            Some(Section::Text(None)) => text.to_vec(),
-            Some(Section::HeaderFields(None, names)) => fields(names.as_ref(), true),
-            Some(Section::HeaderFieldsNot(None, names)) => fields(names.as_ref(), false),
-            _ => return None,
-        })
     }
 }
 
