@@ -22,6 +22,9 @@
 //!   a `message/rfc822` in base64 or quoted-printable is not looked into; a section
 //!   that does not exist is an empty string, and a leaf part answers to one extra
 //!   `.1` (so `BODY[1.1]` of a single-part child is the part itself).
+//! - Known difference: an extended parameter without a section number (`title*=`)
+//!   next to RFC 2231 continuations is shown as `title*`; Dovecot 2.3 shows it as
+//!   `title*1*`, which looks like a slip on its side and is not copied.
 
 use imap_codec::imap_types::core::AString;
 use imap_codec::imap_types::fetch::{Part as PartPath, Section};
@@ -232,19 +235,28 @@ fn unfold(v: &[u8]) -> Vec<u8> {
         .collect()
 }
 
-/// The last occurrence of a field, unfolded, with leading blanks removed.
-fn header_raw(header: &[u8], name: &str) -> Option<Vec<u8>> {
+/// The last occurrence of a field with leading blanks removed, still folded.
+fn header_folded<'h>(header: &'h [u8], name: &str) -> Option<&'h [u8]> {
     fields(header)
         .filter(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
         .last()
         .map(|(_, v)| {
-            let v = unfold(v);
             let start = v
                 .iter()
-                .position(|&b| b != b' ' && b != b'\t')
+                .position(|&b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
                 .unwrap_or(v.len());
-            v[start..].to_vec()
+            let end = v.len()
+                - v.iter()
+                    .rev()
+                    .take_while(|&&b| b == b'\n' || b == b'\r')
+                    .count();
+            &v[start..end.max(start)]
         })
+}
+
+/// The last occurrence of a field, unfolded, with leading blanks removed.
+fn header_raw(header: &[u8], name: &str) -> Option<Vec<u8>> {
+    header_folded(header, name).map(unfold)
 }
 
 /// Like [`header_raw`], as text (bytes that are not UTF-8 are replaced).
@@ -909,7 +921,7 @@ fn write_envelope(out: &mut Vec<u8>, header: &[u8]) {
     out.push(b'(');
     env_nstring(out, raw("Date").as_deref());
     out.push(b' ');
-    human_nstring(out, raw("Subject").as_deref());
+    human_nstring(out, header_folded(header, "Subject"));
     for list in [
         from.clone(),
         sender,
