@@ -407,7 +407,7 @@ fn join_continuations(params: Vec<(String, String)>) -> Vec<(String, String)> {
             (base.to_string(), index, ext, v)
         })
         .collect();
-    segs.sort_by(|a, b| (a.0.to_ascii_lowercase(), a.1).cmp(&(b.0.to_ascii_lowercase(), b.1)));
+    segs.sort_by_key(|s| (s.0.to_ascii_lowercase(), s.1));
     let mut i = 0;
     while i < segs.len() {
         let base = segs[i].0.clone();
