@@ -6,7 +6,7 @@ use imap_codec::imap_types::fetch::{MessageDataItem, MessageDataItemName, Part, 
 use imap_codec::imap_types::search::SearchKey;
 
 use super::session::Selected;
-use super::{mime, wire};
+use super::{mime, search, wire};
 use crate::store::MessageMeta;
 
 /// Whether fetching this item needs the message text.
@@ -199,20 +199,13 @@ pub fn encode_value(item: MessageDataItem<'_>) -> Vec<u8> {
 
 // ------------------------------------------------------------------ SEARCH glue
 
-/// Per-command facts SEARCH keys refer to.
-pub struct SearchCtx;
-
-pub fn search_ctx(_sel: &Selected) -> SearchCtx {
-    SearchCtx
-}
-
-/// Whether evaluating `key` needs message text (headers or body).
-pub fn search_needs_body(key: &SearchKey<'_>) -> bool {
+/// Whether evaluating `key` needs message text (headers, body or the Date field).
+pub fn search_needs_text(key: &SearchKey<'_>) -> bool {
     use SearchKey as K;
     match key {
-        K::And(keys) => keys.as_ref().iter().any(search_needs_body),
-        K::Not(k) => search_needs_body(k),
-        K::Or(a, b) => search_needs_body(a) || search_needs_body(b),
+        K::And(keys) => keys.as_ref().iter().any(search_needs_text),
+        K::Not(k) => search_needs_text(k),
+        K::Or(a, b) => search_needs_text(a) || search_needs_text(b),
         K::Bcc(_)
         | K::Body(_)
         | K::Cc(_)
@@ -228,50 +221,28 @@ pub fn search_needs_body(key: &SearchKey<'_>) -> bool {
     }
 }
 
-/// INTERIM evaluation (flags, sizes, dates, sets, and substring matches on the raw
-/// text) until `search::matches` lands.
+/// Whether message `index` of the selected mailbox matches `key` (RFC 3501 6.4.4).
+/// `text` is the message's text when [`search_needs_text`] said so; one per message,
+/// shared by all keys so each piece is decoded once.
 pub fn search_matches(
     key: &SearchKey<'_>,
     sel: &Selected,
     index: usize,
-    raw: Option<&[u8]>,
-    ctx: &SearchCtx,
+    text: Option<&search::Text<'_>>,
 ) -> bool {
     use SearchKey as K;
-    let _ = ctx;
-    let e = &sel.msgs[index];
-    let m = &e.meta;
-    let raw = raw.unwrap_or_default();
-    let day = |unix: i64| chrono::DateTime::from_timestamp(unix, 0).map(|d| d.date_naive());
-    let contains = |hay: &[u8], needle: &[u8]| {
-        let hay = hay.to_ascii_lowercase();
-        let needle = needle.to_ascii_lowercase();
-        needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle.as_slice())
-    };
-    let header = |name: &str, needle: &[u8]| {
-        let end = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .unwrap_or(raw.len());
-        raw[..end]
-            .split(|&b| b == b'\n')
-            .filter(|l| {
-                l.len() > name.len()
-                    && l[..name.len()].eq_ignore_ascii_case(name.as_bytes())
-                    && l[name.len()] == b':'
-            })
-            .any(|l| contains(&l[name.len() + 1..], needle))
-    };
+    let m = &sel.msgs[index].meta;
+    let internal_day =
+        || chrono::DateTime::from_timestamp(m.internal_date, 0).map(|d| d.date_naive());
+    let sent_day = || text.and_then(|t| t.sent_date(m.internal_date));
+    let on_text = |f: &dyn Fn(&search::Text<'_>) -> bool| text.is_some_and(f);
     match key {
         K::And(keys) => keys
             .as_ref()
             .iter()
-            .all(|k| search_matches(k, sel, index, Some(raw), ctx)),
-        K::Not(k) => !search_matches(k, sel, index, Some(raw), ctx),
-        K::Or(a, b) => {
-            search_matches(a, sel, index, Some(raw), ctx)
-                || search_matches(b, sel, index, Some(raw), ctx)
-        }
+            .all(|k| search_matches(k, sel, index, text)),
+        K::Not(k) => !search_matches(k, sel, index, text),
+        K::Or(a, b) => search_matches(a, sel, index, text) || search_matches(b, sel, index, text),
         K::SequenceSet(set) => sel
             .resolve_indexes(set, false)
             .is_some_and(|v| v.binary_search(&index).is_ok()),
@@ -296,16 +267,23 @@ pub fn search_matches(
         K::Old => !sel.recent.contains(&m.uid),
         K::Larger(n) => m.size > u64::from(*n),
         K::Smaller(n) => m.size < u64::from(*n),
-        K::Before(d) | K::SentBefore(d) => day(m.internal_date).is_some_and(|x| x < *d.as_ref()),
-        K::On(d) | K::SentOn(d) => day(m.internal_date).is_some_and(|x| x == *d.as_ref()),
-        K::Since(d) | K::SentSince(d) => day(m.internal_date).is_some_and(|x| x >= *d.as_ref()),
-        K::Bcc(s) => header("Bcc", s.as_ref()),
-        K::Cc(s) => header("Cc", s.as_ref()),
-        K::From(s) => header("From", s.as_ref()),
-        K::To(s) => header("To", s.as_ref()),
-        K::Subject(s) => header("Subject", s.as_ref()),
-        K::Header(name, s) => header(&String::from_utf8_lossy(name.as_ref()), s.as_ref()),
-        K::Body(s) | K::Text(s) => contains(raw, s.as_ref()),
+        K::Before(d) => internal_day().is_some_and(|x| x < *d.as_ref()),
+        K::On(d) => internal_day().is_some_and(|x| x == *d.as_ref()),
+        K::Since(d) => internal_day().is_some_and(|x| x >= *d.as_ref()),
+        K::SentBefore(d) => sent_day().is_some_and(|x| x < *d.as_ref()),
+        K::SentOn(d) => sent_day().is_some_and(|x| x == *d.as_ref()),
+        K::SentSince(d) => sent_day().is_some_and(|x| x >= *d.as_ref()),
+        K::Bcc(s) => on_text(&|t| t.address("Bcc", s.as_ref())),
+        K::Cc(s) => on_text(&|t| t.address("Cc", s.as_ref())),
+        K::From(s) => on_text(&|t| t.address("From", s.as_ref())),
+        K::To(s) => on_text(&|t| t.address("To", s.as_ref())),
+        K::Subject(s) => on_text(&|t| t.subject(s.as_ref())),
+        K::Header(name, s) => {
+            let name = String::from_utf8_lossy(name.as_ref());
+            on_text(&|t| t.header(&name, s.as_ref()))
+        }
+        K::Body(s) => on_text(&|t| t.body(s.as_ref())),
+        K::Text(s) => on_text(&|t| t.text(s.as_ref())),
         #[allow(unreachable_patterns)]
         _ => false,
     }

@@ -23,7 +23,7 @@ use imap_codec::imap_types::status::StatusDataItemName;
 use tokio::sync::broadcast;
 
 use super::conn::{Conn, Frame, MAX_LINE, ReadError, tag_of};
-use super::{Server, fetch, list, utf7, wire};
+use super::{Server, fetch, list, search, utf7, wire};
 use crate::store::{Change, FlagMode, MessageMeta, StoreError};
 
 /// Flags every mailbox supports (RFC 3501 2.3.2).
@@ -948,13 +948,12 @@ impl Session {
         let store = self.srv.ctx.store.clone();
         let sel = self.selected.as_ref().expect("selected");
         let mut hits = Vec::new();
-        let ctx = fetch::search_ctx(sel);
-        let needs_body = fetch::search_needs_body(key);
+        let needs_text = fetch::search_needs_text(key);
         for (i, e) in sel.msgs.iter().enumerate() {
             if e.expunged {
                 continue;
             }
-            let raw = if needs_body {
+            let raw = if needs_text {
                 match store.read_blob(&e.meta.blob).await {
                     Ok(r) => Some(r),
                     Err(err) => {
@@ -965,7 +964,8 @@ impl Session {
             } else {
                 None
             };
-            if fetch::search_matches(key, sel, i, raw.as_deref(), &ctx) {
+            let text = raw.as_deref().map(search::Text::new);
+            if fetch::search_matches(key, sel, i, text.as_ref()) {
                 hits.push(if uid { e.meta.uid } else { i as u32 + 1 });
             }
         }
