@@ -1,30 +1,41 @@
-//! MIME structure of a stored message, for FETCH: ENVELOPE, BODY and BODYSTRUCTURE
-//! (RFC 3501 7.4.2) and body sections `BODY[1.2.MIME]`, `BODY[n.HEADER.FIELDS (...)]`
-//! (RFC 3501 6.4.5). Pure functions of the raw message bytes; no I/O.
+//! MIME structure of a stored message: the one parsing layer for FETCH and SEARCH.
+//! It owns the part tree, header fields, Content-Type and its parameters, the RFC
+//! 5322/2045 lexer and the address-list parser, and writes from them ENVELOPE, BODY
+//! and BODYSTRUCTURE (RFC 3501 7.4.2) and body sections `BODY[1.2.MIME]`,
+//! `BODY[n.HEADER.FIELDS (...)]` (RFC 3501 6.4.5). search.rs reads the same tree and
+//! fields (`pub(super)`). Pure functions of the raw message bytes; no I/O.
 //!
 //! Implementation notes
-//! - The message is split once into a tree of [`Part`]s borrowing the raw bytes: each
-//!   part has a header block (up to and including the blank line; the whole part when
-//!   there is none) and a body. A multipart body is cut at lines beginning with
-//!   `--boundary` (RFC 2046 5.1.1); the CRLF before a delimiter belongs to the
-//!   delimiter, so it is not counted in the part's size. The preamble and epilogue
-//!   are ignored; a missing close delimiter ends the last part at the end of its
-//!   parent. `message/rfc822` parts (and the parts of `multipart/digest`, RFC 2046
-//!   5.1.5) hold an embedded message, parsed the same way.
+//! - The message is parsed once into a tree of [`Part`]s borrowing the raw bytes:
+//!   each part has a header block (up to and including the blank line; the whole
+//!   part when there is none) and a body. A multipart body is cut at lines beginning
+//!   with `--boundary` (RFC 2046 5.1.1); the boundaries of all enclosing multiparts
+//!   count, the longest that matches wins (as Dovecot), so a boundary line of an
+//!   outer multipart also ends an inner one. The CRLF before a delimiter belongs to
+//!   the delimiter, so it is not counted in the part's size. The preamble and
+//!   epilogue are ignored; a missing close delimiter ends the last part at the end
+//!   of its parent. `message/rfc822` parts (and the parts of `multipart/digest`, RFC
+//!   2046 5.1.5) hold an embedded message, parsed the same way, whatever their
+//!   transfer encoding. Nesting is cut at 64 levels.
 //! - Where RFC 3501 leaves the answer to malformed input open, the choices follow
 //!   Dovecot 2.3 so that clients see the same structure as on the server they came
-//!   from (tests/imap_dovecot.rs compares the two on a corpus): ENVELOPE fields are
+//!   from (tests/imap_dovecot.rs compares the two on a corpus): the first
+//!   Content-Type decides the structure; BODYSTRUCTURE shows the first occurrence of
+//!   each Content-* field except Content-Disposition (the last); ENVELOPE fields are
 //!   the raw header values (last occurrence; unfolded, leading blanks dropped; RFC
 //!   2047 words left encoded), Sender and Reply-To default to From, missing address
-//!   parts are `MISSING_MAILBOX`/`MISSING_DOMAIN`; a multipart without any delimiter
-//!   has one empty text/plain part; a Content-Type that does not parse becomes `""
-//!   ""` without parameters; text parts get `charset=us-ascii` when they name none;
-//!   a `message/rfc822` in base64 or quoted-printable is not looked into; a section
-//!   that does not exist is an empty string, and a leaf part answers to one extra
-//!   `.1` (so `BODY[1.1]` of a single-part child is the part itself).
-//! - Known difference: an extended parameter without a section number (`title*=`)
+//!   parts are `MISSING_MAILBOX`/`MISSING_DOMAIN`, an unclosed `<` gives
+//!   `SYNTAX_ERROR` and ends the list; a multipart without any delimiter has one
+//!   empty text/plain part; a Content-Type that does not parse (or has an empty
+//!   subtype) becomes `"" ""` without parameters; text parts get `charset=us-ascii`
+//!   when they name none; a section that does not exist is an empty string, and a
+//!   leaf part answers to one extra `.1` (so `BODY[1.1]` of a single-part child is
+//!   the part itself).
+//! - Known differences: an extended parameter without a section number (`title*=`)
 //!   next to RFC 2231 continuations is shown as `title*`; Dovecot 2.3 shows it as
-//!   `title*1*`, which looks like a slip on its side and is not copied.
+//!   `title*1*`, which looks like a slip on its side and is not copied. Dovecot
+//!   skips a malformed parameter and reads the ones after it; here the parameter
+//!   list ends there.
 
 use imap_codec::imap_types::core::AString;
 use imap_codec::imap_types::fetch::{Part as PartPath, Section};
@@ -32,34 +43,46 @@ use imap_codec::imap_types::fetch::{Part as PartPath, Section};
 use super::wire;
 
 /// One MIME entity.
-pub struct Part<'a> {
+pub(super) struct Part<'a> {
     /// The header block, including the blank line that ends it when there is one.
-    pub header: &'a [u8],
+    pub(super) header: &'a [u8],
     /// Everything after the header block, up to the part's end.
-    pub body: &'a [u8],
+    pub(super) body: &'a [u8],
     ctype: ContentType,
     kind: Kind<'a>,
 }
 
-enum Kind<'a> {
+pub(super) enum Kind<'a> {
     Leaf,
+    /// The parts between the delimiters: none when the boundary is missing or never
+    /// occurs.
     Multipart(Vec<Part<'a>>),
     /// `message/rfc822`: the embedded message.
     Message(Box<Part<'a>>),
 }
 
+impl<'a> Part<'a> {
+    pub(super) fn kind(&self) -> &Kind<'a> {
+        &self.kind
+    }
+    /// The Content-Type the structure follows (the first one), or the default.
+    pub(super) fn content_type(&self) -> &ContentType {
+        &self.ctype
+    }
+}
+
 /// A parsed Content-Type. `valid` is false when the header did not parse; then the
 /// type and subtype are what could be read and there are no parameters.
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct ContentType {
-    ty: String,
-    subtype: String,
-    params: Vec<(String, String)>,
-    /// Whether the part had a Content-Type header at all (else the default applies).
-    explicit: bool,
+pub(super) struct ContentType {
+    pub(super) ty: String,
+    pub(super) subtype: String,
+    pub(super) params: Vec<(String, String)>,
+    pub(super) valid: bool,
 }
 
 impl ContentType {
+    /// The type of a part without Content-Type (RFC 2045 5.2, RFC 2046 5.1.5).
     fn default_for(parent_digest: bool) -> Self {
         let (ty, subtype) = if parent_digest {
             ("message", "rfc822")
@@ -70,19 +93,19 @@ impl ContentType {
             ty: ty.into(),
             subtype: subtype.into(),
             params: Vec::new(),
-            explicit: false,
+            valid: true,
         }
     }
-    fn is(&self, ty: &str, subtype: &str) -> bool {
+    pub(super) fn is(&self, ty: &str, subtype: &str) -> bool {
         self.ty.eq_ignore_ascii_case(ty) && self.subtype.eq_ignore_ascii_case(subtype)
     }
-    fn is_text(&self) -> bool {
+    pub(super) fn is_text(&self) -> bool {
         self.ty.eq_ignore_ascii_case("text")
     }
     fn is_multipart(&self) -> bool {
         self.ty.eq_ignore_ascii_case("multipart")
     }
-    fn param(&self, name: &str) -> Option<&str> {
+    pub(super) fn param(&self, name: &str) -> Option<&str> {
         self.params
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
@@ -92,166 +115,273 @@ impl ContentType {
 
 // ------------------------------------------------------------------ parsing
 
+/// Nesting deeper than this is not parsed: a multipart or message/rfc822 part at
+/// this depth is a leaf (a guard against hostile messages).
+const MAX_DEPTH: usize = 64;
+
 /// Parses a whole message.
-pub fn parse(raw: &[u8]) -> Part<'_> {
-    parse_part(raw, false)
+pub(super) fn parse(raw: &[u8]) -> Part<'_> {
+    parse_entity(raw, 0, false, &mut Vec::new(), 0).0
 }
 
-fn parse_part(region: &[u8], in_digest: bool) -> Part<'_> {
-    let (header, body) = split_header(region);
-    let ctype = header_value(header, "Content-Type")
-        .map(|v| parse_content_type(&v))
+/// The header block of a message (see [`Part::header`]) without parsing the rest.
+pub(super) fn message_header(raw: &[u8]) -> &[u8] {
+    let (end, _) = header_block(raw, 0, &[]);
+    &raw[..end]
+}
+
+/// End of the line starting at `start`: the index after its LF, or the end.
+pub(super) fn line_end(raw: &[u8], start: usize) -> usize {
+    raw[start..]
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(raw.len(), |p| start + p + 1)
+}
+
+pub(super) fn strip_eol(line: &[u8]) -> &[u8] {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// The entity at `start` and where it stops: the start of the boundary line (of an
+/// enclosing multipart, `stack` from outermost to innermost) that ends it, or the
+/// end of `raw`. The CRLF before that line belongs to the delimiter.
+fn parse_entity<'a>(
+    raw: &'a [u8],
+    start: usize,
+    in_digest: bool,
+    stack: &mut Vec<Vec<u8>>,
+    depth: usize,
+) -> (Part<'a>, usize) {
+    let (header_end, body_start) = header_block(raw, start, stack);
+    let header = &raw[start..header_end];
+    // The first Content-Type decides the structure (as Dovecot's parser).
+    let ctype = header_first(header, "Content-Type")
+        .map(|v| parse_content_type(&lossy(&unfold(v))))
         .unwrap_or_else(|| ContentType::default_for(in_digest));
-    let kind = if ctype.is_multipart() {
+    let (kind, stop) = if depth >= MAX_DEPTH {
+        (Kind::Leaf, next_boundary(raw, body_start, stack))
+    } else if ctype.is_multipart() {
         let digest = ctype.subtype.eq_ignore_ascii_case("digest");
-        let boundary = ctype.param("boundary").map(|b| b.as_bytes().to_vec());
-        let mut children: Vec<Part<'_>> = boundary
-            .map(|b| split_multipart(body, &b))
-            .unwrap_or_default()
-            .into_iter()
-            .map(|r| parse_part(r, digest))
-            .collect();
-        if children.is_empty() {
-            // No delimiter at all: one empty part (as Dovecot).
-            children.push(parse_part(&body[body.len()..], digest));
-        }
-        Kind::Multipart(children)
-    } else if ctype.is("message", "rfc822") {
-        let cte = header_value(header, "Content-Transfer-Encoding").unwrap_or_default();
-        let cte = cte.trim().to_ascii_lowercase();
-        let inner = if cte.is_empty() || matches!(cte.as_str(), "7bit" | "8bit" | "binary") {
-            body
-        } else {
-            // Encoded: the embedded message is not looked into.
-            &body[body.len()..]
+        let mut children = Vec::new();
+        let stop = match ctype.param("boundary") {
+            None => next_boundary(raw, body_start, stack),
+            Some(b) => {
+                stack.push(b.as_bytes().to_vec());
+                let stop = scan_multipart(raw, body_start, digest, stack, depth, &mut children);
+                stack.pop();
+                stop
+            }
         };
-        Kind::Message(Box::new(parse_part(inner, false)))
+        (Kind::Multipart(children), stop)
+    } else if ctype.is("message", "rfc822") {
+        // Looked into whatever the transfer encoding says (as Dovecot).
+        let (inner, stop) = parse_entity(raw, body_start, false, stack, depth + 1);
+        (Kind::Message(Box::new(inner)), stop)
     } else {
-        Kind::Leaf
+        (Kind::Leaf, next_boundary(raw, body_start, stack))
     };
-    Part {
-        header,
-        body,
+    let mut end = stop;
+    if stop < raw.len() && end > start && raw[end - 1] == b'\n' {
+        end -= 1;
+        if end > start && raw[end - 1] == b'\r' {
+            end -= 1;
+        }
+    }
+    let part = Part {
+        header: &raw[start..header_end.min(end)],
+        body: &raw[body_start.min(end)..end],
         ctype,
         kind,
+    };
+    (part, stop)
+}
+/// The header block of the entity at `start`: (end of the header, start of the
+/// body). It ends after an empty line, or at a boundary line of an enclosing
+/// multipart (then the body is empty), or at the end.
+fn header_block(raw: &[u8], start: usize, stack: &[Vec<u8>]) -> (usize, usize) {
+    let mut ls = start;
+    while ls < raw.len() {
+        let le = line_end(raw, ls);
+        let content = strip_eol(&raw[ls..le]);
+        if content.is_empty() {
+            return (le, le);
+        }
+        if boundary_of(content, stack).is_some() {
+            return (ls, ls);
+        }
+        ls = le;
+    }
+    (raw.len(), raw.len())
+}
+
+/// The parts of the multipart whose boundary is the last one on `stack`, from its
+/// body at `from` (RFC 2046 5.1.1): the preamble is skipped, each delimiter starts a
+/// part, the close delimiter ends them and the epilogue runs to the next boundary
+/// line of an enclosing multipart. A boundary line of an enclosing multipart also
+/// ends the multipart when there was no close delimiter. Returns where it stops.
+fn scan_multipart<'a>(
+    raw: &'a [u8],
+    from: usize,
+    digest: bool,
+    stack: &mut Vec<Vec<u8>>,
+    depth: usize,
+    children: &mut Vec<Part<'a>>,
+) -> usize {
+    let level = stack.len() - 1;
+    let mut pos = from;
+    loop {
+        let Some(b) = find_boundary(raw, pos, stack) else {
+            return raw.len();
+        };
+        if b.level != level {
+            return b.start;
+        }
+        if b.close {
+            return next_boundary(raw, b.next, &stack[..level]);
+        }
+        let (part, stop) = parse_entity(raw, b.next, digest, stack, depth + 1);
+        children.push(part);
+        pos = stop;
     }
 }
 
-/// Splits at the first empty line: the header keeps that line. Without one, the
-/// whole region is header.
-fn split_header(region: &[u8]) -> (&[u8], &[u8]) {
-    let mut pos = 0;
-    while pos < region.len() {
-        let rest = &region[pos..];
-        if rest.starts_with(b"\r\n") {
-            return region.split_at(pos + 2);
-        }
-        if rest.starts_with(b"\n") {
-            return region.split_at(pos + 1);
-        }
-        match rest.iter().position(|&b| b == b'\n') {
-            Some(i) => pos += i + 1,
-            None => break,
-        }
-    }
-    region.split_at(region.len())
-}
-
-/// The parts of a multipart body (RFC 2046 5.1.1), as byte ranges of `body`.
-fn split_multipart<'a>(body: &'a [u8], boundary: &[u8]) -> Vec<&'a [u8]> {
-    let mut delim = b"--".to_vec();
-    delim.extend_from_slice(boundary);
-    let mut parts = Vec::new();
-    // Start of the current part's content, once the first delimiter was seen.
-    let mut start: Option<usize> = None;
-    let mut pos = 0;
-    while pos < body.len() {
-        let line_end = body[pos..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(body.len(), |i| pos + i + 1);
-        if body[pos..].starts_with(&delim) {
-            if let Some(s) = start {
-                // The newline before the delimiter belongs to the delimiter.
-                let mut end = pos;
-                if end > s && body[end - 1] == b'\n' {
-                    end -= 1;
-                    if end > s && body[end - 1] == b'\r' {
-                        end -= 1;
-                    }
-                }
-                parts.push(&body[s..end]);
+/// The multipart boundary a line (without its line break) starts, as an index into
+/// `stack`, and whether it is a close delimiter. As Dovecot: the longest boundary
+/// that the line starts with wins, the innermost among equal ones, and one that
+/// matches the whole line (with or without the closing `--`) ends the search.
+fn boundary_of(line: &[u8], stack: &[Vec<u8>]) -> Option<(usize, bool)> {
+    let rest = line.strip_prefix(b"--")?;
+    let dashes = rest.len() > 2 && rest.ends_with(b"--");
+    let mut best: Option<usize> = None;
+    for (level, b) in stack.iter().enumerate().rev() {
+        if rest.starts_with(b) && best.is_none_or(|i| stack[i].len() < b.len()) {
+            best = Some(level);
+            if b.len() == rest.len() || (dashes && b.len() + 2 == rest.len()) {
+                break;
             }
-            if body[pos + delim.len()..].starts_with(b"--") {
-                return parts;
-            }
-            start = Some(line_end);
         }
-        pos = line_end;
     }
-    if let Some(s) = start {
-        parts.push(&body[s.min(body.len())..]);
-    }
-    parts
+    best.map(|level| (level, rest[stack[level].len()..].starts_with(b"--")))
 }
 
-/// Iterates the fields of a header block: (name, raw value with folds).
-fn fields(header: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+struct BoundaryLine {
+    start: usize,
+    next: usize,
+    level: usize,
+    close: bool,
+}
+
+/// The first boundary line at or after `from`.
+fn find_boundary(raw: &[u8], from: usize, stack: &[Vec<u8>]) -> Option<BoundaryLine> {
+    if stack.is_empty() {
+        return None;
+    }
+    let mut ls = from;
+    while ls < raw.len() {
+        let le = line_end(raw, ls);
+        if let Some((level, close)) = boundary_of(strip_eol(&raw[ls..le]), stack) {
+            return Some(BoundaryLine {
+                start: ls,
+                next: le,
+                level,
+                close,
+            });
+        }
+        ls = le;
+    }
+    None
+}
+
+/// Where a leaf at `from` stops: the next boundary line, or the end.
+fn next_boundary(raw: &[u8], from: usize, stack: &[Vec<u8>]) -> usize {
+    find_boundary(raw, from, stack).map_or(raw.len(), |b| b.start)
+}
+
+// ------------------------------------------------------------------ header fields
+
+/// One header field: `line` is the whole field (continuation lines included)
+/// without its final line break, `name` what precedes the colon without the blanks
+/// before it (empty for a line without a colon), `value` what follows the colon.
+pub(super) struct Field<'a> {
+    pub(super) line: &'a [u8],
+    pub(super) name: &'a [u8],
+    pub(super) value: &'a [u8],
+}
+
+impl Field<'_> {
+    pub(super) fn is(&self, name: &str) -> bool {
+        self.name.eq_ignore_ascii_case(name.as_bytes())
+    }
+}
+
+/// The fields of a header block, up to the empty line that ends it. A line that
+/// starts with a blank continues the field before it.
+pub(super) fn fields(header: &[u8]) -> impl Iterator<Item = Field<'_>> {
     let mut pos = 0;
     std::iter::from_fn(move || {
-        loop {
-            if pos >= header.len() {
-                return None;
-            }
-            let start = pos;
-            // A field runs to the end of its last continuation line.
-            let mut end = start;
-            loop {
-                end = header[end..]
-                    .iter()
-                    .position(|&b| b == b'\n')
-                    .map_or(header.len(), |i| end + i + 1);
-                if end >= header.len() || !matches!(header[end], b' ' | b'\t') {
-                    break;
-                }
-            }
-            pos = end;
-            let field = &header[start..end];
-            if let Some(colon) = field.iter().position(|&b| b == b':') {
-                let name = field[..colon].trim_ascii_end();
-                if !name.is_empty() && !name.contains(&b'\n') {
-                    return Some((name, &field[colon + 1..]));
-                }
-            }
+        if pos >= header.len() {
+            return None;
         }
+        let start = pos;
+        let first = strip_eol(&header[start..line_end(header, start)]);
+        if first.is_empty() {
+            pos = header.len();
+            return None;
+        }
+        let mut end = line_end(header, start);
+        while end < header.len() && matches!(header[end], b' ' | b'\t') {
+            end = line_end(header, end);
+        }
+        pos = end;
+        let line = strip_eol(&header[start..end]);
+        let (name, value) = match first.iter().position(|&b| b == b':') {
+            Some(c) => {
+                let mut name = &first[..c];
+                while let [rest @ .., b' ' | b'\t'] = name {
+                    name = rest;
+                }
+                (name, &line[c + 1..])
+            }
+            None => (&line[..0], &line[line.len()..]),
+        };
+        Some(Field { line, name, value })
     })
 }
 
-/// Removes CR and LF (unfolding, RFC 5322 2.2.3).
-fn unfold(v: &[u8]) -> Vec<u8> {
+/// Removes CR and LF (unfolding, RFC 5322 2.2.3), keeping the blanks that follow.
+pub(super) fn unfold(v: &[u8]) -> Vec<u8> {
     v.iter()
         .copied()
         .filter(|&b| b != b'\r' && b != b'\n')
         .collect()
 }
 
-/// The last occurrence of a field with leading blanks removed, still folded.
+fn lossy(v: &[u8]) -> String {
+    String::from_utf8_lossy(v).into_owned()
+}
+
+/// The first occurrence of a field, as written after the colon.
+fn header_first<'h>(header: &'h [u8], name: &str) -> Option<&'h [u8]> {
+    fields(header).find(|f| f.is(name)).map(|f| f.value)
+}
+
+/// The last occurrence of a field with leading blanks and line breaks removed,
+/// still folded.
 fn header_folded<'h>(header: &'h [u8], name: &str) -> Option<&'h [u8]> {
     fields(header)
-        .filter(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+        .filter(|f| f.is(name))
         .last()
-        .map(|(_, v)| {
-            let start = v
-                .iter()
-                .position(|&b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
-                .unwrap_or(v.len());
-            let end = v.len()
-                - v.iter()
-                    .rev()
-                    .take_while(|&&b| b == b'\n' || b == b'\r')
-                    .count();
-            &v[start..end.max(start)]
-        })
+        .map(|f| trim_lead(f.value))
+}
+
+/// A value without its leading blanks and line breaks.
+fn trim_lead(v: &[u8]) -> &[u8] {
+    let start = v
+        .iter()
+        .position(|&b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+        .unwrap_or(v.len());
+    &v[start..]
 }
 
 /// The last occurrence of a field, unfolded, with leading blanks removed.
@@ -259,36 +389,39 @@ fn header_raw(header: &[u8], name: &str) -> Option<Vec<u8>> {
     header_folded(header, name).map(unfold)
 }
 
-/// Like [`header_raw`], as text (bytes that are not UTF-8 are replaced).
-fn header_value(header: &[u8], name: &str) -> Option<String> {
-    header_raw(header, name).map(|v| String::from_utf8_lossy(&v).into_owned())
-}
-
 // ------------------------------------------------------------------ RFC 2045 lexer
 
 /// A cursor over a structured header value (RFC 5322 3.2, RFC 2045 5.1).
-struct Lexer<'a> {
-    s: &'a [u8],
-    pos: usize,
+pub(super) struct Lexer<'a> {
+    pub(super) s: &'a [u8],
+    pub(super) pos: usize,
 }
 
 const TSPECIALS: &[u8] = b"()<>@,;:\\\"/[]?=";
+
+/// RFC 5322 specials (RFC 822's, with `.`).
+const SPECIALS: &[u8] = b"()<>@,;:\\\".[]";
+
+/// An RFC 822 atom character.
+pub(super) fn is_atext(b: u8) -> bool {
+    b > b' ' && b != 0x7f && !SPECIALS.contains(&b)
+}
 
 impl<'a> Lexer<'a> {
     fn new(s: &'a str) -> Self {
         Lexer::bytes(s.as_bytes())
     }
-    fn bytes(s: &'a [u8]) -> Self {
+    pub(super) fn bytes(s: &'a [u8]) -> Self {
         Lexer { s, pos: 0 }
     }
-    fn peek(&self) -> Option<u8> {
+    pub(super) fn peek(&self) -> Option<u8> {
         self.s.get(self.pos).copied()
     }
     fn at_end(&self) -> bool {
         self.pos >= self.s.len()
     }
     /// Skips blanks and comments; returns the text of the comments skipped.
-    fn skip_cfws(&mut self) -> Vec<Vec<u8>> {
+    pub(super) fn skip_cfws(&mut self) -> Vec<Vec<u8>> {
         let mut comments = Vec::new();
         while let Some(b) = self.peek() {
             match b {
@@ -330,8 +463,17 @@ impl<'a> Lexer<'a> {
         }
         out
     }
-    /// A quoted string; the cursor is on `"`.
-    fn quoted(&mut self) -> String {
+    /// Skips blanks and comments: (anything skipped, the last comment's text).
+    pub(super) fn skip_cfws_last(&mut self) -> (bool, Option<Vec<u8>>) {
+        let start = self.pos;
+        let last = self.skip_cfws().pop();
+        (self.pos > start, last)
+    }
+    /// A quoted string's content (unescaped, line breaks dropped), if one starts here.
+    pub(super) fn quoted_bytes(&mut self) -> Option<Vec<u8>> {
+        if self.peek() != Some(b'"') {
+            return None;
+        }
         self.pos += 1;
         let mut out = Vec::new();
         while let Some(b) = self.peek() {
@@ -344,10 +486,24 @@ impl<'a> Lexer<'a> {
                         self.pos += 1;
                     }
                 }
+                b'\r' | b'\n' => {}
                 _ => out.push(b),
             }
         }
-        String::from_utf8_lossy(&out).into_owned()
+        Some(out)
+    }
+    /// A quoted string as text; the cursor is on `"`.
+    fn quoted(&mut self) -> String {
+        lossy(&self.quoted_bytes().unwrap_or_default())
+    }
+    /// An RFC 822 atom, if one starts here.
+    pub(super) fn atom(&mut self) -> Option<&'a [u8]> {
+        let start = self.pos;
+        while self.peek().is_some_and(is_atext) {
+            self.pos += 1;
+        }
+        let s: &'a [u8] = self.s;
+        (self.pos > start).then(|| &s[start..self.pos])
     }
     /// An RFC 2045 token (possibly empty).
     fn token(&mut self) -> String {
@@ -449,14 +605,14 @@ fn percent_encode(v: &str) -> String {
     out
 }
 
-/// Content-Type (RFC 2045 5.1). Unparsable values keep what was read of type and
-/// subtype and lose their parameters.
-fn parse_content_type(v: &str) -> ContentType {
+/// Content-Type (RFC 2045 5.1). Unparsable values (also an empty subtype, as
+/// Dovecot) keep what was read of type and subtype and lose their parameters.
+pub(super) fn parse_content_type(v: &str) -> ContentType {
     let broken = |ty: &str, subtype: &str| ContentType {
         ty: ty.into(),
         subtype: subtype.into(),
         params: Vec::new(),
-        explicit: true,
+        valid: false,
     };
     let mut lx = Lexer::new(v);
     lx.skip_cfws();
@@ -478,14 +634,14 @@ fn parse_content_type(v: &str) -> ContentType {
     }
     let subtype = lx.token();
     lx.skip_cfws();
-    if !lx.at_end() && lx.peek() != Some(b';') {
+    if subtype.is_empty() || (!lx.at_end() && lx.peek() != Some(b';')) {
         return broken("", "");
     }
     ContentType {
         ty,
         subtype,
         params: lx.params(),
-        explicit: true,
+        valid: true,
     }
 }
 
@@ -516,6 +672,265 @@ fn parse_languages(v: &str) -> Vec<String> {
     out
 }
 
+// ------------------------------------------------------------------ addresses
+
+struct Word {
+    text: Vec<u8>,
+    /// An atom or a dot (not a quoted string).
+    bare: bool,
+    /// Whitespace or a comment came before it.
+    gap: bool,
+}
+
+/// Words (atoms, quoted strings, dots) and the last comment among them.
+fn phrase(lx: &mut Lexer<'_>) -> (Vec<Word>, Option<Vec<u8>>) {
+    let mut words = Vec::new();
+    let mut last_comment = None;
+    loop {
+        let (gap, comment) = lx.skip_cfws_last();
+        if comment.is_some() {
+            last_comment = comment;
+        }
+        let word = if let Some(a) = lx.atom() {
+            Word {
+                text: a.to_vec(),
+                bare: true,
+                gap,
+            }
+        } else if let Some(q) = lx.quoted_bytes() {
+            Word {
+                text: q,
+                bare: false,
+                gap,
+            }
+        } else if lx.peek() == Some(b'.') {
+            lx.pos += 1;
+            Word {
+                text: b".".to_vec(),
+                bare: true,
+                gap,
+            }
+        } else {
+            return (words, last_comment);
+        };
+        words.push(word);
+    }
+}
+
+/// Words joined with one space where the field had whitespace or comments.
+fn phrase_text(words: &[Word]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (i, w) in words.iter().enumerate() {
+        if i > 0 && w.gap {
+            out.push(b' ');
+        }
+        out.extend_from_slice(&w.text);
+    }
+    out
+}
+
+/// Words joined as a local part (no spaces).
+fn local_text(words: &[Word]) -> Vec<u8> {
+    words.iter().flat_map(|w| w.text.iter().copied()).collect()
+}
+
+/// `atom *("." atom)` or a domain literal; `None` when there is none.
+fn domain(lx: &mut Lexer<'_>) -> Option<Vec<u8>> {
+    lx.skip_cfws();
+    if lx.peek() == Some(b'[') {
+        let start = lx.pos;
+        while let Some(b) = lx.peek() {
+            lx.pos += 1;
+            if b == b']' {
+                break;
+            }
+        }
+        return Some(lx.s[start..lx.pos].to_vec());
+    }
+    let mut out = lx.atom()?.to_vec();
+    loop {
+        let save = lx.pos;
+        lx.skip_cfws();
+        if lx.peek() != Some(b'.') {
+            lx.pos = save;
+            return Some(out);
+        }
+        lx.pos += 1;
+        lx.skip_cfws();
+        out.push(b'.');
+        match lx.atom() {
+            Some(a) => out.extend_from_slice(a),
+            None => return Some(out),
+        }
+    }
+}
+
+/// A mailbox of an address list as Dovecot parses it (`message_address_parse`):
+/// `route` keeps its `:`, and `syntax_error` is set when `>` was missing (then the
+/// rest of the list was dropped).
+#[derive(Default)]
+pub(super) struct Mailbox {
+    pub(super) name: Vec<u8>,
+    pub(super) route: Vec<u8>,
+    pub(super) local: Vec<u8>,
+    pub(super) domain: Option<Vec<u8>>,
+    pub(super) syntax_error: bool,
+}
+
+pub(super) enum Item {
+    Mailbox(Mailbox),
+    GroupStart(Vec<u8>),
+    GroupEnd,
+}
+
+enum Element {
+    Mailbox(Mailbox),
+    Group(Vec<u8>),
+    /// Nothing before the next `,`, `;` or the end.
+    Empty,
+}
+
+fn element(lx: &mut Lexer<'_>, in_group: bool) -> Element {
+    let (words, comment) = phrase(lx);
+    match lx.peek() {
+        Some(b':') if !in_group && !words.is_empty() => {
+            lx.pos += 1;
+            Element::Group(phrase_text(&words))
+        }
+        Some(b'<') => {
+            lx.pos += 1;
+            let mut m = angle_addr(lx);
+            m.name = phrase_text(&words);
+            Element::Mailbox(m)
+        }
+        Some(b'@') => {
+            lx.pos += 1;
+            let domain = domain(lx);
+            let (_, after) = lx.skip_cfws_last();
+            Element::Mailbox(Mailbox {
+                name: after.or(comment).unwrap_or_default(),
+                local: local_text(&words),
+                domain,
+                ..Mailbox::default()
+            })
+        }
+        _ if words.is_empty() => Element::Empty,
+        _ if words
+            .iter()
+            .enumerate()
+            .all(|(i, w)| w.bare && (i == 0 || !w.gap)) =>
+        {
+            Element::Mailbox(Mailbox {
+                name: comment.unwrap_or_default(),
+                local: local_text(&words),
+                ..Mailbox::default()
+            })
+        }
+        _ => Element::Mailbox(Mailbox {
+            name: phrase_text(&words),
+            ..Mailbox::default()
+        }),
+    }
+}
+
+/// After `<`: `[route ":"] local ["@" domain] ">"`.
+fn angle_addr(lx: &mut Lexer<'_>) -> Mailbox {
+    let mut m = Mailbox::default();
+    lx.skip_cfws();
+    while lx.peek() == Some(b'@') {
+        lx.pos += 1;
+        m.route.push(b'@');
+        m.route.extend(domain(lx).unwrap_or_default());
+        lx.skip_cfws();
+        match lx.peek() {
+            Some(b',') => {
+                lx.pos += 1;
+                m.route.push(b',');
+                lx.skip_cfws();
+            }
+            Some(b':') => {
+                lx.pos += 1;
+                m.route.push(b':');
+                break;
+            }
+            _ => break,
+        }
+    }
+    let (words, _) = phrase(lx);
+    m.local = local_text(&words);
+    if lx.peek() == Some(b'@') {
+        lx.pos += 1;
+        m.domain = domain(lx);
+        lx.skip_cfws();
+    }
+    if lx.peek() == Some(b'>') {
+        lx.pos += 1;
+    } else {
+        m.syntax_error = true;
+    }
+    m
+}
+
+/// Parses an address list (RFC 5322 3.4), forgiving errors as Dovecot does.
+pub(super) fn parse_addresses(value: &[u8]) -> Vec<Item> {
+    let mut lx = Lexer::bytes(value);
+    let mut items = Vec::new();
+    loop {
+        lx.skip_cfws();
+        match lx.peek() {
+            None => break,
+            Some(b',') => {
+                lx.pos += 1;
+                items.push(Item::Mailbox(Mailbox::default()));
+                continue;
+            }
+            Some(_) => {}
+        }
+        match element(&mut lx, false) {
+            Element::Empty => {
+                // Garbage where an address belongs: one empty address, and the rest
+                // of the list is dropped (as Dovecot).
+                items.push(Item::Mailbox(Mailbox::default()));
+                break;
+            }
+            Element::Mailbox(m) => items.push(Item::Mailbox(m)),
+            Element::Group(name) => {
+                items.push(Item::GroupStart(name));
+                lx.skip_cfws();
+                if lx.peek() == Some(b';') {
+                    lx.pos += 1;
+                } else {
+                    loop {
+                        match element(&mut lx, true) {
+                            Element::Mailbox(m) => items.push(Item::Mailbox(m)),
+                            _ => items.push(Item::Mailbox(Mailbox::default())),
+                        }
+                        lx.skip_cfws();
+                        match lx.peek() {
+                            Some(b',') => lx.pos += 1,
+                            Some(b';') => {
+                                lx.pos += 1;
+                                break;
+                            }
+                            _ => {
+                                items.push(Item::GroupEnd);
+                                return items;
+                            }
+                        }
+                    }
+                }
+                items.push(Item::GroupEnd);
+            }
+        }
+        lx.skip_cfws();
+        if lx.peek() != Some(b',') {
+            break;
+        }
+        lx.pos += 1;
+    }
+    items
+}
+
 // ------------------------------------------------------------------ ENVELOPE
 
 /// An address as ENVELOPE shows it: (name, adl, mailbox, host); a group start has
@@ -528,320 +943,39 @@ struct Addr {
     host: Option<Vec<u8>>,
 }
 
-/// A token of an address header (RFC 5322 3.4).
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Tok {
-    Word(Vec<u8>),
-    Quoted(Vec<u8>),
-    Literal(Vec<u8>),
-    Special(u8),
-}
-
-/// Tokens of an address list, each with the comments that followed it.
-fn address_tokens(v: &[u8]) -> (Vec<Tok>, Vec<Vec<Vec<u8>>>) {
-    let mut toks = Vec::new();
-    let mut comments: Vec<Vec<Vec<u8>>> = vec![Vec::new()];
-    let mut i = 0;
-    while i < v.len() {
-        let b = v[i];
-        match b {
-            b' ' | b'\t' | b'\r' | b'\n' => i += 1,
-            b'(' => {
-                let mut lx = Lexer::bytes(&v[i..]);
-                let c = lx.comment();
-                if let Some(last) = comments.last_mut() {
-                    last.push(c);
-                }
-                i += lx.pos;
-            }
-            b'"' => {
-                let mut out = Vec::new();
-                i += 1;
-                while i < v.len() && v[i] != b'"' {
-                    if v[i] == b'\\' && i + 1 < v.len() {
-                        i += 1;
-                    }
-                    out.push(v[i]);
-                    i += 1;
-                }
-                i += 1;
-                toks.push(Tok::Quoted(out));
-                comments.push(Vec::new());
-            }
-            b'[' => {
-                let end = v[i..]
-                    .iter()
-                    .position(|&c| c == b']')
-                    .map_or(v.len(), |e| i + e + 1);
-                toks.push(Tok::Literal(v[i..end].to_vec()));
-                comments.push(Vec::new());
-                i = end;
-            }
-            b'<' | b'>' | b'@' | b',' | b';' | b':' | b'.' => {
-                toks.push(Tok::Special(b));
-                comments.push(Vec::new());
-                i += 1;
-            }
-            _ => {
-                let start = i;
-                while i < v.len()
-                    && !matches!(
-                        v[i],
-                        b' ' | b'\t'
-                            | b'\r'
-                            | b'\n'
-                            | b'('
-                            | b')'
-                            | b'"'
-                            | b'['
-                            | b']'
-                            | b'<'
-                            | b'>'
-                            | b'@'
-                            | b','
-                            | b';'
-                            | b':'
-                            | b'.'
-                            | b'\\'
-                    )
-                {
-                    i += 1;
-                }
-                if i == start {
-                    // A stray `)`, `]` or `\`: skip it.
-                    i += 1;
-                    continue;
-                }
-                toks.push(Tok::Word(v[start..i].to_vec()));
-                comments.push(Vec::new());
-            }
-        }
-    }
-    (toks, comments)
-}
-
 const MISSING_MAILBOX: &[u8] = b"MISSING_MAILBOX";
 const MISSING_DOMAIN: &[u8] = b"MISSING_DOMAIN";
+pub(super) const SYNTAX_ERROR: &[u8] = b"SYNTAX_ERROR";
 
 fn or_missing(v: Vec<u8>, missing: &[u8]) -> Vec<u8> {
     if v.is_empty() { missing.to_vec() } else { v }
 }
 
-/// Parses an address list (RFC 5322 3.4) into ENVELOPE addresses, forgiving errors.
-fn parse_addresses(v: &[u8]) -> Vec<Addr> {
-    let (toks, comments) = address_tokens(v);
-    let mut p = AddrParser {
-        toks,
-        comments,
-        pos: 0,
-        out: Vec::new(),
-    };
-    p.list(false);
-    p.out
-}
-
-struct AddrParser {
-    toks: Vec<Tok>,
-    /// `comments[i]` follow token i-1 (`comments[0]` precede the first token).
-    comments: Vec<Vec<Vec<u8>>>,
-    pos: usize,
-    out: Vec<Addr>,
-}
-
-impl AddrParser {
-    fn peek(&self) -> Option<&Tok> {
-        self.toks.get(self.pos)
-    }
-    fn is(&self, c: u8) -> bool {
-        self.peek() == Some(&Tok::Special(c))
-    }
-    /// address *("," address); inside a group it stops at `;`.
-    fn list(&mut self, in_group: bool) {
-        if self.peek().is_none() {
-            return;
-        }
-        loop {
-            if in_group && (self.is(b';') || self.peek().is_none()) {
-                return;
-            }
-            self.address(in_group);
-            if self.is(b',') {
-                self.pos += 1;
-                if self.peek().is_none() {
-                    return;
-                }
-                continue;
-            }
-            if self.peek().is_none() || (in_group && self.is(b';')) {
-                return;
-            }
-            // Garbage: skip a token and go on.
-            self.pos += 1;
-            if self.peek().is_none() {
-                return;
-            }
-        }
-    }
-    /// Reads words (and dots) up to a special; returns them joined by single spaces,
-    /// except around dots.
-    fn phrase(&mut self) -> Vec<u8> {
-        let mut out: Vec<u8> = Vec::new();
-        let mut last_dot = false;
-        while let Some(t) = self.peek() {
-            match t {
-                Tok::Word(w) | Tok::Quoted(w) => {
-                    if !out.is_empty() && !last_dot {
-                        out.push(b' ');
-                    }
-                    out.extend_from_slice(w);
-                    last_dot = false;
-                }
-                Tok::Special(b'.') => {
-                    out.push(b'.');
-                    last_dot = true;
-                }
-                _ => break,
-            }
-            self.pos += 1;
-        }
-        out
-    }
-    /// Text of the last comment among tokens `from..self.pos` (and those after).
-    fn last_comment(&self, from: usize) -> Option<Vec<u8>> {
-        (from..=self.pos.min(self.comments.len() - 1))
-            .rev()
-            .find_map(|i| self.comments[i].last().cloned())
-    }
-    fn address(&mut self, in_group: bool) {
-        let start = self.pos;
-        // Words up to `@`, `<`, `:` (group) or the end of the element.
-        let phrase = self.phrase();
-        match self.peek() {
-            Some(Tok::Special(b':')) if !in_group => {
-                self.pos += 1;
-                self.out.push(Addr {
-                    mailbox: Some(phrase),
-                    ..Addr::default()
-                });
-                self.list(true);
-                if self.is(b';') {
-                    self.pos += 1;
-                }
-                self.out.push(Addr::default());
-            }
-            Some(Tok::Special(b'<')) => {
-                self.pos += 1;
-                let mut addr = self.angle_addr();
-                addr.name = (!phrase.is_empty()).then_some(phrase);
-                self.out.push(addr);
-            }
-            Some(Tok::Special(b'@')) => {
-                // addr-spec: the words were the local part (no spaces between them).
-                let local = self.local_from(start);
-                self.pos += 1;
-                let host = self.domain();
-                self.out.push(Addr {
-                    name: self.last_comment(start),
-                    adl: None,
-                    mailbox: Some(or_missing(local, MISSING_MAILBOX)),
-                    host: Some(host.unwrap_or_else(|| MISSING_DOMAIN.to_vec())),
-                });
-            }
-            _ => {
-                // No `@`: a dot-atom is a local part without domain; anything else
-                // (several words, a quoted string) is a name without an address.
-                let toks = &self.toks[start..self.pos];
-                let dot_atom = toks.iter().enumerate().all(|(i, t)| match t {
-                    Tok::Word(_) => i == 0 || toks[i - 1] == Tok::Special(b'.'),
-                    Tok::Special(b'.') => true,
-                    _ => false,
-                });
-                let (name, local) = if dot_atom {
-                    (self.last_comment(start), self.local_from(start))
-                } else {
-                    (Some(phrase), Vec::new())
-                };
-                self.out.push(Addr {
-                    name,
-                    adl: None,
-                    mailbox: Some(or_missing(local, MISSING_MAILBOX)),
-                    host: Some(MISSING_DOMAIN.to_vec()),
-                });
-            }
-        }
-    }
-    /// The local part made of the tokens from `start` to the cursor, without spaces.
-    fn local_from(&self, start: usize) -> Vec<u8> {
-        let mut out = Vec::new();
-        for t in &self.toks[start..self.pos] {
-            match t {
-                Tok::Word(w) | Tok::Quoted(w) => out.extend_from_slice(w),
-                Tok::Special(c) => out.push(*c),
-                Tok::Literal(l) => out.extend_from_slice(l),
-            }
-        }
-        out
-    }
-    /// A domain: words and dots, or a domain literal. None when empty.
-    fn domain(&mut self) -> Option<Vec<u8>> {
-        let mut out = Vec::new();
-        while let Some(t) = self.peek() {
-            match t {
-                Tok::Word(w) | Tok::Literal(w) => out.extend_from_slice(w),
-                Tok::Special(b'.') => out.push(b'.'),
-                _ => break,
-            }
-            self.pos += 1;
-        }
-        (!out.is_empty()).then_some(out)
-    }
-    /// After `<`: [route ":"] addr-spec ">".
-    fn angle_addr(&mut self) -> Addr {
-        let mut addr = Addr::default();
-        if self.is(b'@') {
-            // Obsolete route: @a,@b:
-            let mut route = Vec::new();
-            while self.is(b'@') || self.is(b',') {
-                let c = if self.is(b'@') { b'@' } else { b',' };
-                self.pos += 1;
-                route.push(c);
-                if c == b'@'
-                    && let Some(d) = self.domain()
-                {
-                    route.extend_from_slice(&d);
+/// An address list as ENVELOPE shows it.
+fn envelope_addresses(v: &[u8]) -> Vec<Addr> {
+    parse_addresses(v)
+        .into_iter()
+        .map(|item| match item {
+            Item::GroupStart(name) => Addr {
+                mailbox: Some(name),
+                ..Addr::default()
+            },
+            Item::GroupEnd => Addr::default(),
+            Item::Mailbox(m) => {
+                let route = m.route.strip_suffix(b":").unwrap_or(&m.route);
+                Addr {
+                    name: (!m.name.is_empty()).then_some(m.name.clone()),
+                    adl: (!route.is_empty()).then(|| route.to_vec()),
+                    mailbox: Some(or_missing(m.local, MISSING_MAILBOX)),
+                    host: Some(match m.domain {
+                        _ if m.syntax_error => SYNTAX_ERROR.to_vec(),
+                        Some(d) => or_missing(d, MISSING_DOMAIN),
+                        None => MISSING_DOMAIN.to_vec(),
+                    }),
                 }
             }
-            if self.is(b':') {
-                self.pos += 1;
-            }
-            addr.adl = Some(route);
-        }
-        let start = self.pos;
-        while matches!(
-            self.peek(),
-            Some(Tok::Word(_)) | Some(Tok::Quoted(_)) | Some(Tok::Special(b'.'))
-        ) {
-            self.pos += 1;
-        }
-        let local = self.local_from(start);
-        let host = if self.is(b'@') {
-            self.pos += 1;
-            self.domain()
-        } else {
-            None
-        };
-        // Skip to the closing `>`.
-        while let Some(t) = self.peek() {
-            let close = t == &Tok::Special(b'>');
-            self.pos += 1;
-            if close {
-                break;
-            }
-        }
-        addr.mailbox = Some(or_missing(local, MISSING_MAILBOX));
-        addr.host = Some(host.unwrap_or_else(|| MISSING_DOMAIN.to_vec()));
-        addr
-    }
+        })
+        .collect()
 }
 
 /// Text meant for people (Subject, display names), as Dovecot writes it: runs of
@@ -909,11 +1043,11 @@ fn write_addresses(out: &mut Vec<u8>, addrs: &[Addr]) {
 /// The ENVELOPE of a message (RFC 3501 7.4.2) from its header block.
 fn write_envelope(out: &mut Vec<u8>, header: &[u8]) {
     let raw = |name: &str| header_raw(header, name);
-    let addrs = |name: &str| raw(name).map(|v| parse_addresses(&v));
+    let addrs = |name: &str| raw(name).map(|v| envelope_addresses(&v));
     let from = addrs("From").unwrap_or_default();
     // Sender and Reply-To default to From when absent or empty (RFC 3501 7.4.2).
     let or_from = |name: &str| match raw(name) {
-        Some(v) if !v.trim_ascii().is_empty() => parse_addresses(&v),
+        Some(v) if !v.trim_ascii().is_empty() => envelope_addresses(&v),
         _ => from.clone(),
     };
     let sender = or_from("Sender");
@@ -943,7 +1077,7 @@ fn write_envelope(out: &mut Vec<u8>, header: &[u8]) {
 /// `ENVELOPE` value of a whole message.
 pub fn envelope(raw: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    write_envelope(&mut out, split_header(raw).0);
+    write_envelope(&mut out, message_header(raw));
     out
 }
 
@@ -980,14 +1114,16 @@ fn count_lines(s: &[u8]) -> usize {
 }
 
 impl Part<'_> {
+    /// A field as BODYSTRUCTURE shows it: the first occurrence (as Dovecot; only
+    /// Content-Disposition is the last), unfolded, without leading blanks.
     fn field(&self, name: &str) -> Option<String> {
-        header_value(self.header, name)
+        header_first(self.header, name).map(|v| lossy(&unfold(trim_lead(v))))
     }
 
     /// body-ext-1part / body-ext-mpart tail: disposition, language, location.
     fn write_dsp_lang_loc(&self, out: &mut Vec<u8>) {
         out.push(b' ');
-        match self.field("Content-Disposition") {
+        match header_raw(self.header, "Content-Disposition").map(|v| lossy(&v)) {
             Some(v) => {
                 let (ty, params) = parse_disposition(&v);
                 out.push(b'(');
@@ -1022,6 +1158,13 @@ impl Part<'_> {
         if let Kind::Multipart(children) = &self.kind {
             for c in children {
                 c.write_structure(out, ext);
+            }
+            if children.is_empty() {
+                // No delimiter at all: one empty text/plain part (as Dovecot).
+                out.extend_from_slice(
+                    b"(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0",
+                );
+                out.extend_from_slice(if ext { b" NIL NIL NIL NIL)" } else { b")" });
             }
             out.push(b' ');
             string(out, &self.ctype.subtype);
@@ -1107,11 +1250,11 @@ impl Part<'_> {
         Some(part)
     }
 
-    /// The message a `HEADER`/`TEXT` section of this `message/rfc822` part reads: its
-    /// body taken as a message, also when it is encoded (as Dovecot).
-    fn message(&self) -> Option<Part<'_>> {
+    /// The message a `HEADER`/`TEXT` section of this `message/rfc822` part reads: the
+    /// embedded message.
+    fn message(&self) -> Option<&Part<'_>> {
         match &self.kind {
-            Kind::Message(_) => Some(parse_part(self.body, false)),
+            Kind::Message(inner) => Some(inner.as_ref()),
             _ => None,
         }
     }
@@ -1178,7 +1321,7 @@ pub fn section(raw: &[u8], s: Option<&Section<'_>>) -> Option<Vec<u8>> {
     // inside the part at `path`.
     let with_message = |path: &Option<PartPath>, f: &dyn Fn(&Part<'_>) -> Vec<u8>| match path {
         None => Some(f(&root)),
-        Some(p) => root.find(p.0.as_ref())?.message().map(|m| f(&m)),
+        Some(p) => root.find(p.0.as_ref())?.message().map(f),
     };
     let data = match s {
         Section::Part(p) => root.find(p.0.as_ref()).map(|p| p.body.to_vec()),
@@ -1244,9 +1387,14 @@ mod tests {
             ),
             ("\"a\\\\b\" <x@y>", "(({3}\r\na\\b NIL \"x\" \"y\"))"),
         ];
+        assert_addresses(cases);
+    }
+
+    /// Each address list is shown in ENVELOPE as `want`.
+    fn assert_addresses(cases: &[(&str, &str)]) {
         for (input, want) in cases {
             let mut out = Vec::new();
-            write_addresses(&mut out, &parse_addresses(input.as_bytes()));
+            write_addresses(&mut out, &envelope_addresses(input.as_bytes()));
             assert_eq!(s(out), *want, "address list {input:?}");
         }
     }
@@ -1371,6 +1519,81 @@ mod tests {
         for (m, want) in cases {
             assert_eq!(s(body_structure(&crlf(m), true)), *want, "{m}");
         }
+    }
+
+    /// Each expectation is what Dovecot 2.3.19 answered for the same message.
+    #[test]
+    fn structure_follows_dovecot_on_duplicates_nested_boundaries_and_encoded_messages() {
+        let tp = "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\"";
+        let cases: &[(&str, String)] = &[
+            // The first Content-Type decides.
+            (
+                "Content-Type: text/plain\nContent-Type: multipart/mixed; boundary=B\n\n--B\n\none\n--B--\n",
+                format!("{tp} 19 4 NIL NIL NIL NIL)"),
+            ),
+            // An inner boundary that starts with the outer one: the longest wins.
+            (
+                "Content-Type: multipart/mixed; boundary=BB\n\n--BB\nContent-Type: multipart/alternative; boundary=BB2\n\n--BB2\n\na\n--BB2\n\nb\n--BB2--\n--BB\n\nc\n--BB--\n",
+                format!(
+                    "(({tp} 1 0 NIL NIL NIL NIL){tp} 1 0 NIL NIL NIL NIL) \"alternative\" (\"boundary\" \"BB2\") NIL NIL NIL){tp} 1 0 NIL NIL NIL NIL) \"mixed\" (\"boundary\" \"BB\") NIL NIL NIL)"
+                ),
+            ),
+            // An empty boundary and an RFC 2231 one are boundaries too.
+            (
+                "Content-Type: multipart/mixed; boundary=\"\"\n\n--\n\none\n----\n",
+                format!("({tp} 3 0 NIL NIL NIL NIL) \"mixed\" (\"boundary\" \"\") NIL NIL NIL)"),
+            ),
+            (
+                "Content-Type: multipart/mixed; boundary*0=a; boundary*1=b\n\n--ab\n\none\n--ab--\n",
+                format!("({tp} 3 0 NIL NIL NIL NIL) \"mixed\" (\"boundary\" \"ab\") NIL NIL NIL)"),
+            ),
+            // A message/rfc822 is looked into whatever its encoding; the first
+            // Content-Transfer-Encoding is shown.
+            (
+                "Content-Type: message/rfc822\nContent-Transfer-Encoding: x-unknown\nContent-Transfer-Encoding: base64\n\nSubject: in\n\nbody\n",
+                format!(
+                    "(\"message\" \"rfc822\" NIL NIL NIL \"x-unknown\" 21 (NIL \"in\" NIL NIL NIL NIL NIL NIL NIL NIL) {tp} 6 1 NIL NIL NIL NIL) 3 NIL NIL NIL NIL)"
+                ),
+            ),
+            // First Content-ID etc., last Content-Disposition.
+            (
+                "Content-Type: text/plain\nContent-ID: <1>\nContent-ID: <2>\nContent-Description: d1\nContent-Description: d2\nContent-Disposition: inline\nContent-Disposition: attachment\nContent-Language: en\nContent-Language: es\nContent-Location: l1\nContent-Location: l2\nContent-MD5: m1\nContent-MD5: m2\n\nbody\n",
+                "(\"text\" \"plain\" (\"charset\" \"us-ascii\") \"<1>\" \"d1\" \"7bit\" 6 1 \"m1\" (\"attachment\" NIL) (\"en\") \"l1\")".to_string(),
+            ),
+            // A multipart/digest without delimiters: one empty text/plain part.
+            (
+                "Content-Type: multipart/digest; boundary=Q\n\nno delimiters\n",
+                format!("({tp} 0 0 NIL NIL NIL NIL) \"digest\" (\"boundary\" \"Q\") NIL NIL NIL)"),
+            ),
+            ("Content-Type: text/;charset=x\n\nb\n", "(\"\" \"\" NIL NIL NIL \"7bit\" 3 NIL NIL NIL NIL)".to_string()),
+        ];
+        for (m, want) in cases {
+            assert_eq!(s(body_structure(&crlf(m), true)), *want, "{m}");
+        }
+        // A blank before the colon is not part of the name; a form feed is.
+        let m = crlf("Subject\u{c}: ff\nTo : a@b\n\n");
+        assert_eq!(
+            s(envelope(&m)),
+            "(NIL NIL NIL NIL NIL ((NIL NIL \"a\" \"b\")) NIL NIL NIL NIL)"
+        );
+    }
+
+    #[test]
+    fn envelope_addresses_stop_at_syntax_errors_as_dovecot() {
+        let cases: &[(&str, &str)] = &[
+            ("<a@b", "((NIL NIL \"a\" \"SYNTAX_ERROR\"))"),
+            ("x <c@d e>, f@g", "((\"x\" NIL \"c\" \"SYNTAX_ERROR\"))"),
+            (
+                ";, @, x@y",
+                "((NIL NIL \"MISSING_MAILBOX\" \"MISSING_DOMAIN\"))",
+            ),
+            (
+                "x@y, >, z@w",
+                "((NIL NIL \"x\" \"y\")(NIL NIL \"MISSING_MAILBOX\" \"MISSING_DOMAIN\"))",
+            ),
+            ("x@y ;, z@w", "((NIL NIL \"x\" \"y\"))"),
+        ];
+        assert_addresses(cases);
     }
 
     fn sec(raw: &[u8], spec: &str) -> String {
