@@ -202,11 +202,15 @@ require_resolvable_sender = false
 [imap]
 listen = ["127.0.0.1:{imap_port}"]
 tls_listen = ["127.0.0.1:{imaps}"]
+[dns]
+listen = ["127.0.0.1:{dns}"]
+zones_dir = "{d}/zones"
 "#,
             d = dir.display(),
             sub = free_port(),
             subs = free_port(),
             imaps = free_port(),
+            dns = free_port(),
         );
         std::fs::write(&config, text).unwrap();
         let log = std::fs::File::create(dir.join("clusterd.log")).unwrap();

@@ -27,6 +27,8 @@ pub struct Config {
     pub smtp: SmtpConfig,
     #[serde(default)]
     pub imap: ImapConfig,
+    #[serde(default)]
+    pub dns: DnsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -216,6 +218,62 @@ impl ImapConfig {
         self.allow_plaintext_auth_from
             .iter()
             .any(|n| n.contains(&ip))
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsConfig {
+    /// Addresses answering DNS over UDP and TCP.
+    #[serde(default = "default_dns_listen")]
+    pub listen: Vec<SocketAddr>,
+    /// Directory of RFC 1035 zone files (`NAME.zone`), watched for changes.
+    #[serde(default = "default_zones_dir")]
+    pub zones_dir: PathBuf,
+    /// Clients that may ask for names outside our zones (answered via `forwarders`).
+    #[serde(default = "default_recursion_from")]
+    pub recursion_from: Vec<IpNet>,
+    /// Upstream resolvers for names outside our zones; none means SERVFAIL.
+    #[serde(default)]
+    pub forwarders: Vec<SocketAddr>,
+    /// Clients allowed zone transfers (AXFR).
+    #[serde(default = "default_axfr_from")]
+    pub axfr_from: Vec<IpNet>,
+}
+
+fn default_dns_listen() -> Vec<SocketAddr> {
+    vec!["0.0.0.0:53".parse().unwrap()]
+}
+fn default_zones_dir() -> PathBuf {
+    PathBuf::from("/etc/clusterd/zones")
+}
+fn default_recursion_from() -> Vec<IpNet> {
+    ["127.0.0.0/8", "::1/128", "10.0.0.0/8"]
+        .iter()
+        .map(|n| n.parse().unwrap())
+        .collect()
+}
+fn default_axfr_from() -> Vec<IpNet> {
+    ["127.0.0.0/8", "::1/128", "192.168.1.0/24"]
+        .iter()
+        .map(|n| n.parse().unwrap())
+        .collect()
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults parse")
+    }
+}
+
+impl DnsConfig {
+    pub fn may_recurse(&self, ip: IpAddr) -> bool {
+        let ip = canonical_ip(ip);
+        self.recursion_from.iter().any(|n| n.contains(&ip))
+    }
+    pub fn may_transfer(&self, ip: IpAddr) -> bool {
+        let ip = canonical_ip(ip);
+        self.axfr_from.iter().any(|n| n.contains(&ip))
     }
 }
 
@@ -466,6 +524,20 @@ allow_plaintext_auth_from = ["127.0.0.0/8"]
 timeout_s = 1800
 # Most concurrent sessions.
 max_sessions = 500
+
+[dns]
+# Authoritative for the zones below, and the LAN's resolver. UDP and TCP on each.
+listen = ["0.0.0.0:53"]
+# RFC 1035 zone files named ZONE.zone; a changed file is reloaded, a broken one is
+# reported and the previous version keeps serving. Loaded into the store, so the
+# peer serves the same data.
+zones_dir = "/etc/clusterd/zones"
+# Clients that may ask for names outside our zones (others get REFUSED).
+recursion_from = ["127.0.0.0/8", "::1/128", "10.0.0.0/8"]
+# Upstream resolvers for those names (none: SERVFAIL).
+forwarders = []
+# Clients allowed zone transfers (AXFR).
+axfr_from = ["127.0.0.0/8", "::1/128", "192.168.1.0/24"]
 "#;
 
 #[cfg(test)]

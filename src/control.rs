@@ -31,6 +31,8 @@ pub enum Request {
     },
     UserList,
     QueueList,
+    /// Re-read the zone files now.
+    Reload,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -117,6 +119,11 @@ pub async fn execute(store: &Store, ctx: Option<&Ctx>, req: Request) -> Result<s
         }
         Request::UserList => serde_json::to_value(store.list_accounts().await?)?,
         Request::QueueList => serde_json::to_value(store.queue().await?)?,
+        Request::Reload => {
+            let ctx = ctx.ok_or_else(|| anyhow!("the node is not running"))?;
+            ctx.dns_reload.notify_one();
+            serde_json::Value::Null
+        }
     })
 }
 

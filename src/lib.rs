@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod control;
+pub mod dns;
 pub mod imap;
 pub mod node;
 pub mod smtp;

@@ -66,6 +66,14 @@ enum Cmd {
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
+    /// Make the running node re-read its zone files now (it also notices changes
+    /// by itself within a second).
+    Reload {
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Check one zone file (ZONE.zone); exits 1 naming the file, line and problem.
+    CheckZone { file: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -200,6 +208,22 @@ async fn dispatch(cmd: Cmd) -> Result<()> {
             println!("{} message(s) queued", entries.len());
             Ok(())
         }
+        Cmd::Reload { config } => {
+            let cfg = load(&config)?;
+            via_control(&cfg, Request::Reload).await?.ok_or_else(|| {
+                anyhow!(
+                    "the node is not running (no answer on {})",
+                    cfg.node.control_socket.display()
+                )
+            })?;
+            println!("reload requested");
+            Ok(())
+        }
+        Cmd::CheckZone { file } => {
+            let summary = clusterd::dns::check_zone_file(&file).map_err(|e| anyhow!("{e}"))?;
+            println!("{summary}");
+            Ok(())
+        }
     }
 }
 
@@ -305,6 +329,18 @@ async fn user(cmd: UserCmd) -> Result<()> {
 }
 
 /// `clusterd demo`: a node on loopback high ports with a demo account.
+/// The repository's zones/, for the demo node.
+const DEMO_ZONES: [(&str, &str); 2] = [
+    (
+        "cluster.com.ec.zone",
+        include_str!("../zones/cluster.com.ec.zone"),
+    ),
+    (
+        "0.0.10.in-addr.arpa.zone",
+        include_str!("../zones/0.0.10.in-addr.arpa.zone"),
+    ),
+];
+
 async fn demo(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let dir = dir.canonicalize()?;
@@ -327,10 +363,23 @@ require_resolvable_sender = false
 [imap]
 listen = ["127.0.0.1:2143"]
 tls_listen = ["127.0.0.1:2993"]
+
+[dns]
+listen = ["127.0.0.1:2053"]
+zones_dir = "{zones}"
 "#,
         data = dir.join("data").display(),
-        sock = dir.join("control.sock").display()
+        sock = dir.join("control.sock").display(),
+        zones = dir.join("zones").display(),
     );
+    // The reference deployment's zones, written once so they can be edited.
+    let zones = dir.join("zones");
+    if !zones.exists() {
+        std::fs::create_dir_all(&zones)?;
+        for (name, text) in DEMO_ZONES {
+            std::fs::write(zones.join(name), text)?;
+        }
+    }
     let path = dir.join("clusterd.toml");
     std::fs::write(&path, &text)?;
     let cfg = Config::parse(&text, &path).map_err(|e| anyhow!("{e}"))?;
@@ -341,8 +390,10 @@ tls_listen = ["127.0.0.1:2993"]
         }
     }
     eprintln!(
-        "demo node: SMTP 127.0.0.1:2525 (submission 2587, 2465), IMAP 127.0.0.1:2143 (IMAPS 2993)\n\
+        "demo node: SMTP 127.0.0.1:2525 (submission 2587, 2465), IMAP 127.0.0.1:2143 (IMAPS 2993),\n\
+         DNS 127.0.0.1:2053 (zones in {}/zones)\n\
          account demo@cluster.com.ec, password \"demo\"; config in {}",
+        dir.display(),
         path.display()
     );
     clusterd::node::run(cfg).await

@@ -9,11 +9,13 @@ use tokio_rustls::TlsAcceptor;
 use crate::config::Config;
 use crate::store::Store;
 
-/// What every front-end gets: the config, the store and the TLS acceptor.
+/// What every front-end gets: the config, the store and the TLS acceptor, and the
+/// signal `clusterd reload` raises (the DNS zones re-read their files).
 pub struct Ctx {
     pub cfg: Config,
     pub store: Store,
     pub tls: TlsAcceptor,
+    pub dns_reload: tokio::sync::Notify,
 }
 
 /// Binds a TCP listener, naming the address and the config key on failure.
@@ -35,10 +37,16 @@ pub async fn run(cfg: Config) -> Result<()> {
     let store = Store::open(&cfg.node.data_dir, &cfg.node.name)
         .with_context(|| format!("opening the store in {}", cfg.node.data_dir.display()))?;
     let tls = crate::tls::acceptor(&cfg, &store).await?;
-    let ctx = Arc::new(Ctx { cfg, store, tls });
+    let ctx = Arc::new(Ctx {
+        cfg,
+        store,
+        tls,
+        dns_reload: tokio::sync::Notify::new(),
+    });
 
     crate::smtp::start(ctx.clone()).await?;
     crate::imap::start(ctx.clone()).await?;
+    crate::dns::start(ctx.clone()).await?;
     crate::control::start(ctx.clone()).await?;
     tracing::info!(node = %ctx.cfg.node.name, "clusterd is serving");
 

@@ -38,12 +38,27 @@ pub fn require_tool(name: &str) {
     );
 }
 
+/// The repository's zones/ directory.
+pub fn repo_zones_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("zones")
+}
+
+/// Copies the files of `from` into `to` (created).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create dir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("dir entry");
+        std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy file");
+    }
+}
+
 #[derive(Default, Clone)]
 pub struct Builder {
     node: String,
     domain: String,
     smtp: String,
     imap: String,
+    dns: String,
     extra: String,
     name: Option<String>,
 }
@@ -73,6 +88,12 @@ impl Builder {
         self.imap.push('\n');
         self
     }
+    /// Extra lines for `[dns]` (the listener is always on a free loopback port).
+    pub fn dns(mut self, lines: &str) -> Self {
+        self.dns.push_str(lines);
+        self.dns.push('\n');
+        self
+    }
     /// Extra whole sections appended at the end.
     pub fn extra(mut self, text: &str) -> Self {
         self.extra.push_str(text);
@@ -95,9 +116,11 @@ impl Builder {
             submissions_port: free_port(),
             imap_port: free_port(),
             imaps_port: free_port(),
+            dns_port: free_port(),
             config: dir.path().join("clusterd.toml"),
             control_socket: dir.path().join("control.sock"),
             data_dir: dir.path().join("data"),
+            zones_dir: dir.path().join("zones"),
             log: dir.path().join("clusterd.log"),
             dir,
             child: None,
@@ -123,6 +146,9 @@ submissions_listen = ["127.0.0.1:{subs}"]
 listen = ["127.0.0.1:{imap}"]
 tls_listen = ["127.0.0.1:{imaps}"]
 {imap_extra}
+[dns]
+{dns_listen}
+{dns_extra}
 {extra}"#,
             name = self.name.as_deref().unwrap_or("clusternodo1"),
             data = node.data_dir.display(),
@@ -145,9 +171,22 @@ tls_listen = ["127.0.0.1:{imaps}"]
             imap = node.imap_port,
             imaps = node.imaps_port,
             imap_extra = self.imap,
+            // A test that sets its own listen address or zones keeps them.
+            dns_listen = [
+                (!self.dns.contains("listen"))
+                    .then(|| format!("listen = [\"127.0.0.1:{}\"]", node.dns_port)),
+                (!self.dns.contains("zones_dir"))
+                    .then(|| format!("zones_dir = \"{}\"", node.zones_dir.display())),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join("\n"),
+            dns_extra = self.dns,
             extra = self.extra,
         );
         std::fs::write(&node.config, text).expect("write config");
+        copy_dir(&repo_zones_dir(), &node.zones_dir);
         node.launch();
         node
     }
@@ -165,6 +204,10 @@ pub struct Node {
     pub submissions_port: u16,
     pub imap_port: u16,
     pub imaps_port: u16,
+    /// UDP and TCP.
+    pub dns_port: u16,
+    /// A copy of the repository's zones/ the node serves (tests may edit it).
+    pub zones_dir: PathBuf,
     child: Option<Child>,
 }
 

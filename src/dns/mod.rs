@@ -1,0 +1,195 @@
+//! DNS: authoritative for the zones in `dns.zones_dir` (the organisation's zone and
+//! its reverse zone), and the LAN's resolver: names outside our zones are forwarded
+//! to `dns.forwarders` for clients in `dns.recursion_from` and REFUSED for others.
+//! UDP and TCP on every `dns.listen` address; AXFR for `dns.axfr_from`.
+//!
+//! Files: `zone` (a zone: parse, checks, answers), `server` (requests to responses,
+//! UDP and TCP I/O, the response cache), `forward` (forwarding with a TTL cache).
+//!
+//! Implementation notes
+//! - The zone files are the administrator's to edit; the store's content area
+//!   (`zones/NAME.zone`) is what is served, so that the peer serves the same data once
+//!   replication copies it. A file is loaded into the store only after it parses and
+//!   passes the checks; a broken edit is logged (file, line, problem) and the previous
+//!   version keeps serving. The directory is polled every [`POLL`] and on `clusterd
+//!   reload`; a deleted file removes its zone.
+//! - Zones are swapped as a whole (`Arc<Zones>` behind a lock held only to clone the
+//!   `Arc`); the response cache is emptied on every swap.
+//! - The zone's name is its file name without `.zone`.
+
+mod forward;
+mod server;
+mod zone;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use anyhow::Result;
+use hickory_proto::rr::LowerName;
+
+use crate::node::Ctx;
+use crate::store::Store;
+
+pub use zone::Zone;
+
+/// How often `zones_dir` is checked for changes.
+pub const POLL: Duration = Duration::from_millis(500);
+
+/// Prefix of zone files in the store's content area.
+const CONTENT_PREFIX: &str = "zones/";
+
+/// The zones being served.
+#[derive(Default)]
+pub struct Zones {
+    zones: Vec<Zone>,
+}
+
+impl Zones {
+    /// The zone `name` belongs to (the longest matching origin).
+    pub fn find(&self, name: &LowerName) -> Option<&Zone> {
+        self.zones
+            .iter()
+            .filter(|z| z.origin().zone_of(name))
+            .max_by_key(|z| z.origin().num_labels())
+    }
+}
+
+/// Checks one zone file as `clusterd check-zone` does: Ok(summary) or the problem.
+pub fn check_zone_file(path: &Path) -> Result<String, String> {
+    let (origin, text) = read_zone_file(path)?;
+    let zone = Zone::parse(&text, &origin, &path.display().to_string())?;
+    Ok(format!(
+        "{}: zone {} serial {} OK",
+        path.display(),
+        zone.origin(),
+        zone.serial()
+    ))
+}
+
+/// The zone name (from the file name) and the text of a `NAME.zone` file.
+fn read_zone_file(path: &Path) -> Result<(String, String), String> {
+    let origin = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_suffix(".zone"))
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| format!("{}: zone files are named ZONE.zone", path.display()))?
+        .to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    Ok((origin, text))
+}
+
+/// What the watcher last saw of a file: modification time and size.
+type Seen = BTreeMap<String, (SystemTime, u64)>;
+
+fn scan(dir: &Path) -> Seen {
+    let mut seen = Seen::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !name.ends_with(".zone") {
+                continue;
+            }
+            if let Ok(md) = e.metadata() {
+                let mtime = md.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+                seen.insert(name, (mtime, md.len()));
+            }
+        }
+    }
+    seen
+}
+
+/// Loads every valid zone file of `dir` into the store (only when its text changed)
+/// and removes zones whose file is gone. Broken files are logged and skipped.
+async fn import_dir(store: &Store, dir: &Path) -> Result<()> {
+    if !dir.is_dir() {
+        tracing::warn!(dir = %dir.display(), "dns: zones_dir does not exist; serving the zones in the store");
+        return Ok(());
+    }
+    let files = scan(dir);
+    for name in files.keys() {
+        let path = dir.join(name);
+        let checked = read_zone_file(&path).and_then(|(origin, text)| {
+            Zone::parse(&text, &origin, &path.display().to_string()).map(|_| text)
+        });
+        match checked {
+            Ok(text) => {
+                let key = format!("{CONTENT_PREFIX}{name}");
+                if store.content(&key).await?.as_deref() != Some(text.as_bytes()) {
+                    store.put_content(&key, text.into_bytes()).await?;
+                    tracing::info!(file = %path.display(), "dns: zone loaded");
+                }
+            }
+            Err(problem) => {
+                tracing::error!("dns: {problem}; the previous version of the zone keeps serving");
+            }
+        }
+    }
+    for entry in store.content_list(CONTENT_PREFIX).await? {
+        let name = entry.path.trim_start_matches(CONTENT_PREFIX);
+        if !files.contains_key(name) {
+            store.delete_content(&entry.path).await?;
+            tracing::info!(zone = name, "dns: zone file removed; zone no longer served");
+        }
+    }
+    Ok(())
+}
+
+/// Builds the served zones from the store's content area.
+async fn zones_from_store(store: &Store) -> Result<Zones> {
+    let mut zones = Vec::new();
+    for entry in store.content_list(CONTENT_PREFIX).await? {
+        let name = entry.path.trim_start_matches(CONTENT_PREFIX);
+        let Some(origin) = name.strip_suffix(".zone") else {
+            continue;
+        };
+        let Some(data) = store.content(&entry.path).await? else {
+            continue;
+        };
+        match Zone::parse(&String::from_utf8_lossy(&data), origin, &entry.path) {
+            Ok(z) => zones.push(z),
+            Err(problem) => tracing::error!("dns: stored zone does not load: {problem}"),
+        }
+    }
+    Ok(Zones { zones })
+}
+
+/// Starts the DNS service: loads the zones, binds the listeners, watches the files.
+pub async fn start(ctx: Arc<Ctx>) -> Result<()> {
+    let cfg = &ctx.cfg.dns;
+    import_dir(&ctx.store, &cfg.zones_dir).await?;
+    let zones = Arc::new(RwLock::new(Arc::new(zones_from_store(&ctx.store).await?)));
+    let srv = server::Server::new(cfg.clone(), zones.clone());
+    srv.clone().listen(&cfg.listen).await?;
+
+    let watch_ctx = ctx.clone();
+    tokio::spawn(async move {
+        let dir = watch_ctx.cfg.dns.zones_dir.clone();
+        let mut seen = scan(&dir);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(POLL) => {
+                    if scan(&dir) == seen {
+                        continue;
+                    }
+                }
+                _ = watch_ctx.dns_reload.notified() => {}
+            }
+            seen = scan(&dir);
+            if let Err(e) = import_dir(&watch_ctx.store, &dir).await {
+                tracing::error!("dns: loading zones: {e:#}");
+            }
+            match zones_from_store(&watch_ctx.store).await {
+                Ok(z) => {
+                    *zones.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(z);
+                    srv.zones_changed();
+                }
+                Err(e) => tracing::error!("dns: reading zones from the store: {e:#}"),
+            }
+        }
+    });
+    Ok(())
+}

@@ -1,0 +1,453 @@
+//! From a request's bytes to a response's (RFC 1035 4.1, EDNS(0) RFC 6891), and the
+//! UDP and TCP listeners (RFC 1035 4.2, RFC 7766).
+//!
+//! Implementation notes
+//! - UDP is served by blocking threads ([`UDP_THREADS`] sockets per address with
+//!   SO_REUSEPORT); TCP by tokio tasks. Forwarded queries are handed to the tokio
+//!   runtime so a slow upstream never holds a UDP thread.
+//! - Response cache: a well-formed query (one question, no compression in it, at most
+//!   an OPT record) is looked up by its bytes after the ID, with the name lowercased,
+//!   plus the client's policy and the transport. A hit is the stored response with
+//!   the query's ID and question bytes (same length, so compression pointers into the
+//!   question stay valid, and the client's case is echoed). Every answer that depends
+//!   only on those (all but forwarded ones) is stored; the cache is emptied when the
+//!   zones change and when it is full.
+//! - Size: over UDP a response fits the client's EDNS payload (at least 512, at most
+//!   [`EDNS_PAYLOAD`]) or 512 without EDNS. What does not fit loses the additional
+//!   section first, then the answer and authority sections with TC set (RFC 2181 9).
+//! - Bad input never takes the server down: unparsable requests with a readable
+//!   header get FORMERR, shorter ones and responses are dropped; a panic while
+//!   handling one request is caught and logged.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
+use hickory_proto::rr::{DNSClass, LowerName, RecordType, SerialNumber};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::Zones;
+use super::forward::Forwarder;
+use super::zone::Answer;
+use crate::config::DnsConfig;
+
+/// UDP sockets (and threads) per listen address.
+pub const UDP_THREADS: usize = 2;
+/// The EDNS payload size we advertise and honour at most (DNS flag day 2020).
+pub const EDNS_PAYLOAD: u16 = 1232;
+/// Entries in the response cache before it is emptied.
+const CACHE_ENTRIES: usize = 20_000;
+/// A TCP connection idle this long is closed (RFC 7766 6.2.3).
+const TCP_IDLE: Duration = Duration::from_secs(10);
+/// Concurrent TCP connections.
+const TCP_MAX: usize = 256;
+/// How long the forwarder waits for each upstream.
+const FORWARD_TIMEOUT: Duration = Duration::from_millis(1500);
+
+pub struct Server {
+    cfg: DnsConfig,
+    zones: Arc<RwLock<Arc<Zones>>>,
+    forwarder: Arc<Forwarder>,
+    cache: Mutex<HashMap<Vec<u8>, Vec<u8>>>,
+}
+
+/// What to do with a request.
+enum Outcome {
+    Reply(Vec<u8>),
+    /// Ask the forwarder; the response must fit `max` bytes.
+    Forward(Message, usize),
+    /// A zone transfer: these messages, in order (TCP only).
+    Transfer(Vec<Vec<u8>>),
+    Drop,
+}
+
+impl Server {
+    pub fn new(cfg: DnsConfig, zones: Arc<RwLock<Arc<Zones>>>) -> Arc<Server> {
+        let forwarder = Arc::new(Forwarder::new(cfg.forwarders.clone(), FORWARD_TIMEOUT));
+        Arc::new(Server {
+            cfg,
+            zones,
+            forwarder,
+            cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Forgets cached responses (the zones changed).
+    pub fn zones_changed(&self) {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// Binds UDP and TCP on every address and starts serving.
+    pub async fn listen(self: Arc<Self>, addrs: &[SocketAddr]) -> Result<()> {
+        let rt = tokio::runtime::Handle::current();
+        for &addr in addrs {
+            for i in 0..UDP_THREADS {
+                let sock = udp_socket(addr)
+                    .with_context(|| format!("dns.listen: cannot listen on {addr} (UDP)"))?;
+                let srv = self.clone();
+                let rt = rt.clone();
+                std::thread::Builder::new()
+                    .name(format!("dns-udp-{i}"))
+                    .spawn(move || srv.serve_udp(sock, rt))
+                    .context("dns: starting a UDP thread")?;
+            }
+            let listener = crate::node::bind(addr, "dns.listen").await?;
+            let srv = self.clone();
+            tokio::spawn(async move { srv.serve_tcp(listener).await });
+        }
+        Ok(())
+    }
+
+    fn serve_udp(self: Arc<Self>, sock: std::net::UdpSocket, rt: tokio::runtime::Handle) {
+        let mut buf = vec![0u8; 65_535];
+        loop {
+            let (n, src) = match sock.recv_from(&mut buf) {
+                Ok(r) => r,
+                Err(e) => {
+                    // E.g. an ICMP error for an earlier reply; the socket is fine.
+                    tracing::debug!("dns: udp receive: {e}");
+                    continue;
+                }
+            };
+            let pkt = &buf[..n];
+            match self.handle_guarded(pkt, src.ip(), false) {
+                Outcome::Reply(resp) => {
+                    let _ = sock.send_to(&resp, src);
+                }
+                Outcome::Forward(msg, max) => {
+                    let Ok(sock) = sock.try_clone() else { continue };
+                    let fwd = self.forwarder.clone();
+                    rt.spawn(async move {
+                        let resp = fit(fwd.resolve(&msg).await, max);
+                        let _ = sock.send_to(&resp, src);
+                    });
+                }
+                Outcome::Transfer(_) | Outcome::Drop => {}
+            }
+        }
+    }
+
+    async fn serve_tcp(self: Arc<Self>, listener: tokio::net::TcpListener) {
+        let limit = Arc::new(tokio::sync::Semaphore::new(TCP_MAX));
+        loop {
+            let Ok((stream, peer)) = listener.accept().await else {
+                continue;
+            };
+            let Ok(permit) = limit.clone().try_acquire_owned() else {
+                drop(stream);
+                continue;
+            };
+            let srv = self.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                if let Err(e) = srv.tcp_connection(stream, peer.ip()).await {
+                    tracing::debug!(%peer, "dns: tcp: {e}");
+                }
+            });
+        }
+    }
+
+    async fn tcp_connection(&self, mut stream: tokio::net::TcpStream, peer: IpAddr) -> Result<()> {
+        loop {
+            let mut len = [0u8; 2];
+            match tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut len)).await {
+                Ok(Ok(_)) => {}
+                _ => return Ok(()),
+            }
+            let mut pkt = vec![0u8; u16::from_be_bytes(len) as usize];
+            tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut pkt)).await??;
+            let replies = match self.handle_guarded(&pkt, peer, true) {
+                Outcome::Reply(r) => vec![r],
+                Outcome::Forward(msg, max) => vec![fit(self.forwarder.resolve(&msg).await, max)],
+                Outcome::Transfer(msgs) => msgs,
+                Outcome::Drop => Vec::new(),
+            };
+            for r in replies {
+                let mut out = Vec::with_capacity(r.len() + 2);
+                out.extend_from_slice(&(r.len() as u16).to_be_bytes());
+                out.extend_from_slice(&r);
+                tokio::time::timeout(TCP_IDLE, stream.write_all(&out)).await??;
+            }
+        }
+    }
+
+    /// [`Self::handle`], with a panic turned into a dropped request.
+    fn handle_guarded(&self, pkt: &[u8], src: IpAddr, tcp: bool) -> Outcome {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.handle(pkt, src, tcp)))
+            .unwrap_or_else(|_| {
+                tracing::error!(%src, "dns: internal error on a request; dropped");
+                Outcome::Drop
+            })
+    }
+
+    fn handle(&self, pkt: &[u8], src: IpAddr, tcp: bool) -> Outcome {
+        let recursion = self.cfg.may_recurse(src);
+        let key = cache_key(pkt, recursion, tcp);
+        if let Some((key, qend)) = &key {
+            let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(stored) = cache.get(key) {
+                let mut resp = stored.clone();
+                resp[..2].copy_from_slice(&pkt[..2]);
+                resp[12..*qend].copy_from_slice(&pkt[12..*qend]);
+                return Outcome::Reply(resp);
+            }
+        }
+        let outcome = self.answer(pkt, src, recursion, tcp);
+        if let (Some((key, _)), Outcome::Reply(resp)) = (key, &outcome) {
+            let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            if cache.len() >= CACHE_ENTRIES {
+                cache.clear();
+            }
+            cache.insert(key, resp.clone());
+        }
+        outcome
+    }
+
+    fn answer(&self, pkt: &[u8], src: IpAddr, recursion: bool, tcp: bool) -> Outcome {
+        let req = match Message::from_vec(pkt) {
+            Ok(m) => m,
+            Err(_) => return formerr_from_header(pkt),
+        };
+        if req.metadata.message_type == MessageType::Response {
+            return Outcome::Drop;
+        }
+        let max = if tcp {
+            u16::MAX as usize
+        } else {
+            req.edns
+                .as_ref()
+                .map_or(512, |e| e.max_payload().clamp(512, EDNS_PAYLOAD) as usize)
+        };
+        let reply = |rcode: ResponseCode, aa: bool, ans: Answer| {
+            Outcome::Reply(response(&req, rcode, aa, recursion, ans, max))
+        };
+        match req.metadata.op_code {
+            OpCode::Query => {}
+            // We are the primary: NOTIFY (RFC 1996) is not for us.
+            OpCode::Notify => return reply(ResponseCode::Refused, false, Answer::default()),
+            _ => return reply(ResponseCode::NotImp, false, Answer::default()),
+        }
+        if req.queries.len() != 1 {
+            return reply(ResponseCode::FormErr, false, Answer::default());
+        }
+        if req.edns.as_ref().is_some_and(|e| e.version() > 0) {
+            // RFC 6891 6.1.3.
+            return reply(ResponseCode::BADVERS, false, Answer::default());
+        }
+        let q = &req.queries[0];
+        let qname = LowerName::new(q.name());
+        let qtype = q.query_type();
+        if q.query_class() != DNSClass::IN {
+            return reply(ResponseCode::Refused, false, Answer::default());
+        }
+        let zones = self.zones.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let zone = zones.find(&qname);
+        if matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
+            // RFC 5936 4.2: transfers only over TCP, of a zone we hold, to allowed peers.
+            if !tcp {
+                return reply(ResponseCode::NotImp, false, Answer::default());
+            }
+            let Some(zone) = zone.filter(|z| *z.origin() == qname) else {
+                return reply(ResponseCode::NotAuth, false, Answer::default());
+            };
+            if !self.cfg.may_transfer(src) {
+                return reply(ResponseCode::Refused, false, Answer::default());
+            }
+            return Outcome::Transfer(transfer(&req, zone));
+        }
+        let Some(zone) = zone else {
+            if recursion && req.metadata.recursion_desired {
+                return Outcome::Forward(req, max);
+            }
+            return reply(ResponseCode::Refused, false, Answer::default());
+        };
+        let ans = zone.answer(&qname, qtype);
+        reply(ans.rcode, true, ans)
+    }
+}
+
+/// A UDP socket on `addr` shared with the other threads (SO_REUSEPORT).
+fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    sock.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
+    sock.bind(&addr.into())?;
+    Ok(sock.into())
+}
+
+/// The cache key of a plain query, and where its question name ends; None for
+/// anything unusual (those always take the full path).
+fn cache_key(pkt: &[u8], recursion: bool, tcp: bool) -> Option<(Vec<u8>, usize)> {
+    if pkt.len() < 17 || pkt.len() > 512 {
+        return None;
+    }
+    let count = |i: usize| u16::from_be_bytes([pkt[i], pkt[i + 1]]);
+    // QR = 0, opcode QUERY; one question; at most one additional (OPT).
+    if pkt[2] & 0xf8 != 0 || count(4) != 1 || count(6) != 0 || count(8) != 0 || count(10) > 1 {
+        return None;
+    }
+    let mut pos = 12;
+    loop {
+        let len = *pkt.get(pos)? as usize;
+        if len & 0xc0 != 0 {
+            return None;
+        }
+        pos += 1 + len;
+        if len == 0 {
+            break;
+        }
+        if pos > 12 + 255 {
+            return None;
+        }
+    }
+    if pos + 4 > pkt.len() {
+        return None;
+    }
+    let mut key = Vec::with_capacity(pkt.len());
+    key.push(recursion as u8);
+    key.push(tcp as u8);
+    key.extend_from_slice(&pkt[2..]);
+    key[12..pos].make_ascii_lowercase();
+    Some((key, pos))
+}
+
+/// FORMERR for a request whose header can be read (RFC 1035 4.1.1); otherwise drop.
+fn formerr_from_header(pkt: &[u8]) -> Outcome {
+    if pkt.len() < 12 || pkt[2] & 0x80 != 0 {
+        return Outcome::Drop;
+    }
+    let mut resp = vec![0u8; 12];
+    resp[..2].copy_from_slice(&pkt[..2]);
+    // QR, the opcode and RD from the request; RCODE 1.
+    resp[2] = 0x80 | (pkt[2] & 0x79);
+    resp[3] = ResponseCode::FormErr.low();
+    Outcome::Reply(resp)
+}
+
+fn base_response(req: &Message, rcode: ResponseCode, aa: bool, ra: bool) -> Message {
+    let mut m = Message::new(req.metadata.id, MessageType::Response, req.metadata.op_code);
+    m.metadata.authoritative = aa;
+    m.metadata.recursion_desired = req.metadata.recursion_desired;
+    m.metadata.recursion_available = ra;
+    m.metadata.checking_disabled = req.metadata.checking_disabled;
+    m.metadata.response_code = rcode;
+    m.queries = req.queries.clone();
+    if let Some(e) = &req.edns {
+        let mut edns = Edns::new();
+        edns.set_max_payload(EDNS_PAYLOAD);
+        edns.set_version(0);
+        edns.set_dnssec_ok(e.flags().dnssec_ok);
+        m.set_edns(edns);
+    }
+    m
+}
+
+/// The response for `req`, made to fit `max` bytes.
+fn response(
+    req: &Message,
+    rcode: ResponseCode,
+    aa: bool,
+    ra: bool,
+    ans: Answer,
+    max: usize,
+) -> Vec<u8> {
+    let mut m = base_response(req, rcode, aa, ra);
+    m.answers = ans.answers;
+    m.authorities = ans.authorities;
+    m.additionals = ans.additionals;
+    fit(m, max)
+}
+
+/// Encodes `m` within `max` bytes: without the additional section if needed, then
+/// with TC and no records (RFC 2181 9).
+fn fit(mut m: Message, max: usize) -> Vec<u8> {
+    let mut bytes = m.to_vec().unwrap_or_default();
+    if bytes.len() > max && !m.additionals.is_empty() {
+        m.additionals.clear();
+        bytes = m.to_vec().unwrap_or_default();
+    }
+    if bytes.len() > max {
+        m.answers.clear();
+        m.authorities.clear();
+        m.metadata.truncation = true;
+        bytes = m.to_vec().unwrap_or_default();
+    }
+    bytes
+}
+
+/// A zone transfer (RFC 5936 2.2): the records in order, several per message. An
+/// IXFR (RFC 1995) from a client that already has our serial gets the SOA alone
+/// (RFC 1995 4); any other IXFR gets the whole zone, as we keep no history.
+fn transfer(req: &Message, zone: &super::Zone) -> Vec<Vec<u8>> {
+    const PER_MESSAGE: usize = 100;
+    let client_serial = req.authorities.iter().find_map(|r| match &r.data {
+        hickory_proto::rr::RData::SOA(soa) => Some(soa.serial),
+        _ => None,
+    });
+    let ixfr = req.queries[0].query_type() == RecordType::IXFR;
+    let up_to_date = ixfr
+        && client_serial.is_some_and(|c| SerialNumber::new(c) >= SerialNumber::new(zone.serial()));
+    let records = if up_to_date {
+        zone.soa_record().cloned().into_iter().collect()
+    } else {
+        zone.transfer()
+    };
+    tracing::info!(zone = %zone.origin(), records = records.len(), "dns: zone transfer");
+    records
+        .chunks(PER_MESSAGE)
+        .map(|chunk| {
+            let mut m = base_response(req, ResponseCode::NoError, true, false);
+            m.answers = chunk.to_vec();
+            m.to_vec().unwrap_or_default()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_key_lowercases_the_name_and_skips_unusual_queries() {
+        // id 0x1234, RD, one question: Www.Cluster.com.ec A IN.
+        let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        for label in ["Www", "Cluster", "com", "ec"] {
+            q.push(label.len() as u8);
+            q.extend_from_slice(label.as_bytes());
+        }
+        q.extend_from_slice(&[0, 0, 1, 0, 1]);
+        let (key, end) = cache_key(&q, false, false).unwrap();
+        assert_eq!(end, q.len() - 4);
+        assert!(String::from_utf8_lossy(&key).contains("www\x07cluster"));
+        let mut other_id = q.clone();
+        other_id[0] = 0x99;
+        assert_eq!(cache_key(&other_id, false, false).unwrap().0, key);
+        assert_ne!(cache_key(&q, true, false).unwrap().0, key);
+        // A response (QR) or a compressed name takes the full path.
+        let mut resp = q.clone();
+        resp[2] |= 0x80;
+        assert!(cache_key(&resp, false, false).is_none());
+        let mut ptr = q.clone();
+        ptr[12] = 0xc0;
+        assert!(cache_key(&ptr, false, false).is_none());
+    }
+
+    #[test]
+    fn rfc1035_formerr_keeps_the_id_and_short_garbage_is_dropped() {
+        let Outcome::Reply(r) =
+            formerr_from_header(&[0xab, 0xcd, 0x01, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xff])
+        else {
+            panic!("expected a reply")
+        };
+        assert_eq!(&r[..2], &[0xab, 0xcd]);
+        assert_eq!(r[2] & 0x80, 0x80);
+        assert_eq!(r[3] & 0x0f, 1);
+        assert!(matches!(formerr_from_header(&[1, 2, 3]), Outcome::Drop));
+    }
+}
