@@ -5,13 +5,14 @@
 //! - UDP is served by blocking threads ([`UDP_THREADS`] sockets per address with
 //!   SO_REUSEPORT); TCP by tokio tasks. Forwarded queries are handed to the tokio
 //!   runtime so a slow upstream never holds a UDP thread.
-//! - Response cache: a well-formed query (one question, no compression in it, at most
-//!   an OPT record) is looked up by its bytes after the ID, with the name lowercased,
-//!   plus the client's policy and the transport. A hit is the stored response with
-//!   the query's ID and question bytes (same length, so compression pointers into the
+//! - Response cache (UDP): a well-formed query (one question, no compression in it,
+//!   at most an OPT record) is looked up by its bytes after the ID, with the name
+//!   lowercased, plus the client's policy. A hit is the stored response with the
+//!   query's ID and question bytes (same length, so compression pointers into the
 //!   question stay valid, and the client's case is echoed). Every answer that depends
-//!   only on those (all but forwarded ones) is stored; the cache is emptied when the
-//!   zones change and when it is full.
+//!   only on those (all but forwarded ones) is stored. Each UDP thread has its own
+//!   cache (no lock on the hot path); a generation counter bumped when the zones
+//!   change empties them, as does reaching [`CACHE_ENTRIES`].
 //! - Size: over UDP a response fits the client's EDNS payload (at least 512, at most
 //!   [`EDNS_PAYLOAD`]) or 512 without EDNS. What does not fit loses the additional
 //!   section first, then the answer and authority sections with TC set (RFC 2181 9).
@@ -21,7 +22,8 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -51,7 +53,8 @@ pub struct Server {
     cfg: DnsConfig,
     zones: Arc<RwLock<Arc<Zones>>>,
     forwarder: Arc<Forwarder>,
-    cache: Mutex<HashMap<Vec<u8>, Vec<u8>>>,
+    /// Bumped when the zones change; the UDP threads' caches follow it.
+    generation: AtomicU64,
 }
 
 /// What to do with a request.
@@ -71,13 +74,13 @@ impl Server {
             cfg,
             zones,
             forwarder,
-            cache: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
         })
     }
 
     /// Forgets cached responses (the zones changed).
     pub fn zones_changed(&self) {
-        self.cache.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.generation.fetch_add(1, Ordering::Release);
     }
 
     /// Binds UDP and TCP on every address and starts serving.
@@ -103,6 +106,8 @@ impl Server {
 
     fn serve_udp(self: Arc<Self>, sock: std::net::UdpSocket, rt: tokio::runtime::Handle) {
         let mut buf = vec![0u8; 65_535];
+        let mut cache = ResponseCache::default();
+        let mut out = Vec::with_capacity(4096);
         loop {
             let (n, src) = match sock.recv_from(&mut buf) {
                 Ok(r) => r,
@@ -113,8 +118,15 @@ impl Server {
                 }
             };
             let pkt = &buf[..n];
+            let recursion = self.cfg.may_recurse(src.ip());
+            let generation = self.generation.load(Ordering::Acquire);
+            if cache.hit(generation, pkt, recursion, &mut out) {
+                let _ = sock.send_to(&out, src);
+                continue;
+            }
             match self.handle_guarded(pkt, src.ip(), false) {
                 Outcome::Reply(resp) => {
+                    cache.store(&resp);
                     let _ = sock.send_to(&resp, src);
                 }
                 Outcome::Forward(msg, max) => {
@@ -174,36 +186,16 @@ impl Server {
         }
     }
 
-    /// [`Self::handle`], with a panic turned into a dropped request.
+    /// [`Self::answer`], with a panic turned into a dropped request.
     fn handle_guarded(&self, pkt: &[u8], src: IpAddr, tcp: bool) -> Outcome {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.handle(pkt, src, tcp)))
-            .unwrap_or_else(|_| {
-                tracing::error!(%src, "dns: internal error on a request; dropped");
-                Outcome::Drop
-            })
-    }
-
-    fn handle(&self, pkt: &[u8], src: IpAddr, tcp: bool) -> Outcome {
         let recursion = self.cfg.may_recurse(src);
-        let key = cache_key(pkt, recursion, tcp);
-        if let Some((key, qend)) = &key {
-            let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(stored) = cache.get(key) {
-                let mut resp = stored.clone();
-                resp[..2].copy_from_slice(&pkt[..2]);
-                resp[12..*qend].copy_from_slice(&pkt[12..*qend]);
-                return Outcome::Reply(resp);
-            }
-        }
-        let outcome = self.answer(pkt, src, recursion, tcp);
-        if let (Some((key, _)), Outcome::Reply(resp)) = (key, &outcome) {
-            let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-            if cache.len() >= CACHE_ENTRIES {
-                cache.clear();
-            }
-            cache.insert(key, resp.clone());
-        }
-        outcome
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.answer(pkt, src, recursion, tcp)
+        }))
+        .unwrap_or_else(|_| {
+            tracing::error!(%src, "dns: internal error on a request; dropped");
+            Outcome::Drop
+        })
     }
 
     fn answer(&self, pkt: &[u8], src: IpAddr, recursion: bool, tcp: bool) -> Outcome {
@@ -281,9 +273,60 @@ fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     Ok(sock.into())
 }
 
-/// The cache key of a plain query, and where its question name ends; None for
-/// anything unusual (those always take the full path).
-fn cache_key(pkt: &[u8], recursion: bool, tcp: bool) -> Option<(Vec<u8>, usize)> {
+/// One UDP thread's cache of encoded responses.
+#[derive(Default)]
+struct ResponseCache {
+    generation: u64,
+    map: HashMap<Vec<u8>, Vec<u8>>,
+    /// The key of the last query looked up, when it was cacheable.
+    key: Vec<u8>,
+    cacheable: bool,
+}
+
+impl ResponseCache {
+    /// Puts the cached response to `pkt` into `out` and returns true, or prepares
+    /// [`Self::store`] for the response computed instead.
+    fn hit(&mut self, generation: u64, pkt: &[u8], recursion: bool, out: &mut Vec<u8>) -> bool {
+        if generation != self.generation {
+            self.map.clear();
+            self.generation = generation;
+        }
+        self.cacheable = false;
+        let Some(qend) = plain_question_end(pkt) else {
+            return false;
+        };
+        self.key.clear();
+        self.key.push(recursion as u8);
+        self.key.extend_from_slice(&pkt[1..]);
+        // key[i + 1] is pkt[i]: lowercase the name, and drop the ID's second byte.
+        self.key[13..qend + 1].make_ascii_lowercase();
+        self.key[1] = 0;
+        self.cacheable = true;
+        let Some(stored) = self.map.get(self.key.as_slice()) else {
+            return false;
+        };
+        out.clear();
+        out.extend_from_slice(stored);
+        out[..2].copy_from_slice(&pkt[..2]);
+        out[12..qend].copy_from_slice(&pkt[12..qend]);
+        true
+    }
+
+    /// Keeps `resp` for the query last passed to [`Self::hit`], if it was cacheable.
+    fn store(&mut self, resp: &[u8]) {
+        if !self.cacheable {
+            return;
+        }
+        if self.map.len() >= CACHE_ENTRIES {
+            self.map.clear();
+        }
+        self.map.insert(self.key.clone(), resp.to_vec());
+    }
+}
+
+/// Where the question name of a plain query ends; None for anything unusual (those
+/// are never cached).
+fn plain_question_end(pkt: &[u8]) -> Option<usize> {
     if pkt.len() < 17 || pkt.len() > 512 {
         return None;
     }
@@ -306,15 +349,7 @@ fn cache_key(pkt: &[u8], recursion: bool, tcp: bool) -> Option<(Vec<u8>, usize)>
             return None;
         }
     }
-    if pos + 4 > pkt.len() {
-        return None;
-    }
-    let mut key = Vec::with_capacity(pkt.len());
-    key.push(recursion as u8);
-    key.push(tcp as u8);
-    key.extend_from_slice(&pkt[2..]);
-    key[12..pos].make_ascii_lowercase();
-    Some((key, pos))
+    (pos + 4 <= pkt.len()).then_some(pos)
 }
 
 /// FORMERR for a request whose header can be read (RFC 1035 4.1.1); otherwise drop.
@@ -414,28 +449,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cache_key_lowercases_the_name_and_skips_unusual_queries() {
+    fn response_cache_matches_any_id_and_case_and_echoes_the_query() {
         // id 0x1234, RD, one question: Www.Cluster.com.ec A IN.
-        let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
-        for label in ["Www", "Cluster", "com", "ec"] {
-            q.push(label.len() as u8);
-            q.extend_from_slice(label.as_bytes());
-        }
-        q.extend_from_slice(&[0, 0, 1, 0, 1]);
-        let (key, end) = cache_key(&q, false, false).unwrap();
-        assert_eq!(end, q.len() - 4);
-        assert!(String::from_utf8_lossy(&key).contains("www\x07cluster"));
-        let mut other_id = q.clone();
-        other_id[0] = 0x99;
-        assert_eq!(cache_key(&other_id, false, false).unwrap().0, key);
-        assert_ne!(cache_key(&q, true, false).unwrap().0, key);
-        // A response (QR) or a compressed name takes the full path.
-        let mut resp = q.clone();
+        let query = |id: u8, name: [&str; 4]| {
+            let mut q = vec![id, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+            for label in name {
+                q.push(label.len() as u8);
+                q.extend_from_slice(label.as_bytes());
+            }
+            q.extend_from_slice(&[0, 0, 1, 0, 1]);
+            q
+        };
+        let q1 = query(0x12, ["Www", "Cluster", "com", "ec"]);
+        let mut cache = ResponseCache::default();
+        let mut out = Vec::new();
+        assert!(!cache.hit(0, &q1, false, &mut out));
+        let mut resp = q1.clone();
         resp[2] |= 0x80;
-        assert!(cache_key(&resp, false, false).is_none());
-        let mut ptr = q.clone();
+        resp.extend_from_slice(b"answer");
+        cache.store(&resp);
+        // Another ID and case: a hit carrying the new ID and the new case.
+        let q2 = query(0x99, ["WWW", "cluster", "COM", "ec"]);
+        assert!(cache.hit(0, &q2, false, &mut out));
+        assert_eq!(&out[..2], &q2[..2]);
+        assert_eq!(&out[12..q2.len() - 4], &q2[12..q2.len() - 4]);
+        assert!(out.ends_with(b"answer"));
+        // Another policy, or a new generation of zones: a miss.
+        assert!(!cache.hit(0, &q2, true, &mut out));
+        assert!(!cache.hit(1, &q2, false, &mut out));
+        // A response (QR) or a compressed name is never cached.
+        let mut qr = q1.clone();
+        qr[2] |= 0x80;
+        assert!(plain_question_end(&qr).is_none());
+        let mut ptr = q1.clone();
         ptr[12] = 0xc0;
-        assert!(cache_key(&ptr, false, false).is_none());
+        assert!(plain_question_end(&ptr).is_none());
     }
 
     #[test]
