@@ -69,6 +69,7 @@ pub async fn execute(store: &Store, ctx: Option<&Ctx>, req: Request) -> Result<s
                 ("submissions", &ctx.cfg.smtp.submissions_listen),
                 ("imap", &ctx.cfg.imap.listen),
                 ("imaps", &ctx.cfg.imap.tls_listen),
+                ("dns", &ctx.cfg.dns.listen),
             ] {
                 let health = match addrs.first() {
                     None => "disabled".to_string(),
