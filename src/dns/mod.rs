@@ -4,7 +4,8 @@
 //! UDP and TCP on every `dns.listen` address; AXFR for `dns.axfr_from`.
 //!
 //! Files: `zone` (a zone: parse, checks, answers), `server` (requests to responses,
-//! UDP and TCP I/O, the response cache), `forward` (forwarding with a TTL cache).
+//! UDP and TCP I/O, the response cache), `batch` (recvmmsg/sendmmsg), `forward`
+//! (forwarding with a TTL cache).
 //!
 //! Implementation notes
 //! - The zone files are the administrator's to edit; the store's content area
@@ -17,6 +18,7 @@
 //!   `Arc`); the response cache is emptied on every swap.
 //! - The zone's name is its file name without `.zone`.
 
+mod batch;
 mod forward;
 mod server;
 mod zone;

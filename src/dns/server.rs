@@ -2,8 +2,9 @@
 //! UDP and TCP listeners (RFC 1035 4.2, RFC 7766).
 //!
 //! Implementation notes
-//! - UDP is served by blocking threads ([`UDP_THREADS`] sockets per address with
-//!   SO_REUSEPORT); TCP by tokio tasks. Forwarded queries are handed to the tokio
+//! - UDP is served by [`UDP_THREADS`] blocking threads sharing one socket per
+//!   address (so every thread takes whatever arrives: per-thread SO_REUSEPORT sockets
+//!   pin each client flow to one thread and measured slower); TCP by tokio tasks. Forwarded queries are handed to the tokio
 //!   runtime so a slow upstream never holds a UDP thread.
 //! - Response cache (UDP): a well-formed query (one question, no compression in it,
 //!   at most an OPT record) is looked up by its bytes after the ID, with the name
@@ -32,6 +33,7 @@ use hickory_proto::rr::{DNSClass, LowerName, RecordType, SerialNumber};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::Zones;
+use super::batch::Batch;
 use super::forward::Forwarder;
 use super::zone::Answer;
 use crate::config::DnsConfig;
@@ -87,9 +89,10 @@ impl Server {
     pub async fn listen(self: Arc<Self>, addrs: &[SocketAddr]) -> Result<()> {
         let rt = tokio::runtime::Handle::current();
         for &addr in addrs {
+            let shared = udp_socket(addr)
+                .with_context(|| format!("dns.listen: cannot listen on {addr} (UDP)"))?;
             for i in 0..UDP_THREADS {
-                let sock = udp_socket(addr)
-                    .with_context(|| format!("dns.listen: cannot listen on {addr} (UDP)"))?;
+                let sock = shared.try_clone().context("dns: sharing the UDP socket")?;
                 let srv = self.clone();
                 let rt = rt.clone();
                 std::thread::Builder::new()
@@ -105,40 +108,40 @@ impl Server {
     }
 
     fn serve_udp(self: Arc<Self>, sock: std::net::UdpSocket, rt: tokio::runtime::Handle) {
-        let mut buf = vec![0u8; 65_535];
+        let mut batch = Batch::default();
         let mut cache = ResponseCache::default();
-        let mut out = Vec::with_capacity(4096);
         loop {
-            let (n, src) = match sock.recv_from(&mut buf) {
-                Ok(r) => r,
-                Err(e) => {
-                    // E.g. an ICMP error for an earlier reply; the socket is fine.
-                    tracing::debug!("dns: udp receive: {e}");
-                    continue;
-                }
-            };
-            let pkt = &buf[..n];
-            let recursion = self.cfg.may_recurse(src.ip());
-            let generation = self.generation.load(Ordering::Acquire);
-            if cache.hit(generation, pkt, recursion, &mut out) {
-                let _ = sock.send_to(&out, src);
+            if let Err(e) = batch.recv(&sock) {
+                // E.g. an ICMP error for an earlier reply; the socket is fine.
+                tracing::debug!("dns: udp receive: {e}");
                 continue;
             }
-            match self.handle_guarded(pkt, src.ip(), false) {
-                Outcome::Reply(resp) => {
-                    cache.store(&resp);
-                    let _ = sock.send_to(&resp, src);
+            let generation = self.generation.load(Ordering::Acquire);
+            batch.for_each(|pkt, src, out| {
+                let recursion = self.cfg.may_recurse(src.ip());
+                if cache.hit(generation, pkt, recursion, out) {
+                    return true;
                 }
-                Outcome::Forward(msg, max) => {
-                    let Ok(sock) = sock.try_clone() else { continue };
-                    let fwd = self.forwarder.clone();
-                    rt.spawn(async move {
-                        let resp = fit(fwd.resolve(&msg).await, max);
-                        let _ = sock.send_to(&resp, src);
-                    });
+                match self.handle_guarded(pkt, src.ip(), false) {
+                    Outcome::Reply(resp) => {
+                        cache.store(&resp);
+                        out.extend_from_slice(&resp);
+                        true
+                    }
+                    Outcome::Forward(msg, max) => {
+                        if let Ok(sock) = sock.try_clone() {
+                            let fwd = self.forwarder.clone();
+                            rt.spawn(async move {
+                                let resp = fit(fwd.resolve(&msg).await, max);
+                                let _ = sock.send_to(&resp, src);
+                            });
+                        }
+                        false
+                    }
+                    Outcome::Transfer(_) | Outcome::Drop => false,
                 }
-                Outcome::Transfer(_) | Outcome::Drop => {}
-            }
+            });
+            batch.send(&sock);
         }
     }
 
@@ -261,11 +264,10 @@ impl Server {
     }
 }
 
-/// A UDP socket on `addr` shared with the other threads (SO_REUSEPORT).
+/// The UDP socket on `addr`.
 fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    sock.set_reuse_port(true)?;
     if addr.is_ipv6() {
         sock.set_only_v6(true)?;
     }
