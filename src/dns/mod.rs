@@ -17,6 +17,14 @@
 //! - Zones are swapped as a whole (`Arc<Zones>` behind a lock held only to clone the
 //!   `Arc`); the response cache is emptied on every swap.
 //! - The zone's name is its file name without `.zone`.
+//! - Built on hickory-proto (messages, zone-file parser), not hickory-server: the
+//!   answer logic is ours so that the sections match NSD's (tests/dns_nsd.rs) and a
+//!   repeated question is answered from cached bytes (the throughput target is NSD's).
+//! - Not yet: the UDP socket answers from the address the kernel picks, so a query
+//!   sent to an address that is not the interface's primary one (the virtual IP)
+//!   must be served by a UDP socket bound to that address (UDP sockets are bound
+//!   with IP_FREEBIND so the standby can bind the virtual IP before it holds it);
+//!   the HA issue wires the listeners to the virtual IP.
 
 mod batch;
 mod forward;

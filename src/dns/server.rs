@@ -268,8 +268,13 @@ impl Server {
 fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    // An address this node does not hold yet (the virtual IP on the standby) can be
+    // bound all the same.
     if addr.is_ipv6() {
         sock.set_only_v6(true)?;
+        sock.set_freebind_v6(true)?;
+    } else {
+        sock.set_freebind_v4(true)?;
     }
     sock.bind(&addr.into())?;
     Ok(sock.into())
