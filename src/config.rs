@@ -29,6 +29,9 @@ pub struct Config {
     pub imap: ImapConfig,
     #[serde(default)]
     pub dns: DnsConfig,
+    /// Absent: a single node that is always active.
+    #[serde(default)]
+    pub cluster: Option<ClusterConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -277,6 +280,107 @@ impl DnsConfig {
     }
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// The other node's name. Required.
+    pub peer: String,
+    /// The node that takes the service back when it returns (auto failback); none:
+    /// the active node keeps it.
+    #[serde(default)]
+    pub preferred: Option<String>,
+    /// The shared secret that authenticates heartbeats (same file on both nodes).
+    #[serde(default = "default_auth_key_file")]
+    pub auth_key_file: PathBuf,
+    #[serde(default = "default_keepalive_ms")]
+    pub keepalive_ms: u64,
+    /// Silence on every medium for this long and the peer is dead.
+    #[serde(default = "default_deadtime_ms")]
+    pub deadtime_ms: u64,
+    /// Silence on one medium for this long is logged as a warning.
+    #[serde(default = "default_warntime_ms")]
+    pub warntime_ms: u64,
+    /// At start-up, how long to wait for the peer before acting alone.
+    #[serde(default = "default_initdead_ms")]
+    pub initdead_ms: u64,
+    /// The virtual IP with its prefix, held by the active node. Required.
+    pub vip: ipnet::Ipv4Net,
+    #[serde(default = "default_vip_interface")]
+    pub vip_interface: String,
+    #[serde(default = "default_garp_count")]
+    pub garp_count: u32,
+    #[serde(default = "default_garp_interval_ms")]
+    pub garp_interval_ms: u64,
+    /// Gratuitous ARP re-sent this often while active; 0 = never.
+    #[serde(default = "default_garp_refresh_s")]
+    pub garp_refresh_s: u64,
+    /// Tie-breakers: a node that reaches none of these does not take over.
+    #[serde(default)]
+    pub ping_nodes: Vec<IpAddr>,
+    /// A watchdog device kicked while the cluster loop is healthy.
+    #[serde(default)]
+    pub watchdog: Option<PathBuf>,
+    /// The heartbeat media; at least one.
+    #[serde(default)]
+    pub heartbeat: Vec<HeartbeatConfig>,
+}
+
+/// One heartbeat medium: exactly one of `udp` and `serial`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatConfig {
+    #[serde(default)]
+    pub udp: Option<UdpHeartbeat>,
+    #[serde(default)]
+    pub serial: Option<SerialHeartbeat>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UdpHeartbeat {
+    pub bind: SocketAddr,
+    pub peer: SocketAddr,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SerialHeartbeat {
+    pub device: PathBuf,
+    #[serde(default = "default_baud")]
+    pub baud: u32,
+}
+
+fn default_auth_key_file() -> PathBuf {
+    PathBuf::from("/etc/clusterd/authkey")
+}
+fn default_keepalive_ms() -> u64 {
+    100
+}
+fn default_deadtime_ms() -> u64 {
+    1000
+}
+fn default_warntime_ms() -> u64 {
+    500
+}
+fn default_initdead_ms() -> u64 {
+    5000
+}
+fn default_vip_interface() -> String {
+    "eth0".into()
+}
+fn default_garp_count() -> u32 {
+    5
+}
+fn default_garp_interval_ms() -> u64 {
+    200
+}
+fn default_garp_refresh_s() -> u64 {
+    60
+}
+fn default_baud() -> u32 {
+    115_200
+}
+
 /// IPv4-mapped IPv6 addresses compare as IPv4.
 pub fn canonical_ip(ip: IpAddr) -> IpAddr {
     match ip {
@@ -385,6 +489,9 @@ impl Config {
                 "must be at least 1024".into(),
             ));
         }
+        if let Some(c) = &self.cluster {
+            self.validate_cluster(c, &err)?;
+        }
         for (section, key, v) in [
             ("smtp", "timeout_s", self.smtp.timeout_s),
             ("imap", "timeout_s", self.imap.timeout_s),
@@ -394,6 +501,85 @@ impl Config {
             if v == 0 {
                 return Err(err(section, key, "must be greater than 0".into()));
             }
+        }
+        Ok(())
+    }
+
+    fn validate_cluster(
+        &self,
+        c: &ClusterConfig,
+        err: &dyn Fn(&str, &str, String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        if crate::store::normalize_account(&c.peer).is_err() || c.peer == self.node.name {
+            return Err(err(
+                "cluster",
+                "peer",
+                format!(
+                    "{:?} must be the other node's name (not {:?})",
+                    c.peer, self.node.name
+                ),
+            ));
+        }
+        if let Some(p) = &c.preferred
+            && *p != c.peer
+            && *p != self.node.name
+        {
+            return Err(err(
+                "cluster",
+                "preferred",
+                format!(
+                    "{p:?} is neither this node ({:?}) nor the peer ({:?})",
+                    self.node.name, c.peer
+                ),
+            ));
+        }
+        if !c.auth_key_file.is_file() {
+            return Err(err(
+                "cluster",
+                "auth_key_file",
+                format!(
+                    "file {} does not exist or is not a file",
+                    c.auth_key_file.display()
+                ),
+            ));
+        }
+        if c.keepalive_ms == 0 || c.deadtime_ms < 2 * c.keepalive_ms {
+            return Err(err(
+                "cluster",
+                "deadtime_ms",
+                format!(
+                    "must be at least twice keepalive_ms ({} ms)",
+                    c.keepalive_ms
+                ),
+            ));
+        }
+        if c.warntime_ms >= c.deadtime_ms {
+            return Err(err(
+                "cluster",
+                "warntime_ms",
+                "must be shorter than deadtime_ms".into(),
+            ));
+        }
+        if c.heartbeat.is_empty() {
+            return Err(err(
+                "cluster",
+                "heartbeat",
+                "at least one [[cluster.heartbeat]] medium is needed".into(),
+            ));
+        }
+        if let Some(i) = c
+            .heartbeat
+            .iter()
+            .position(|h| h.udp.is_some() == h.serial.is_some())
+        {
+            return Err(err(
+                "cluster",
+                "heartbeat",
+                format!(
+                    "medium {}: give exactly one of `udp = {{ bind, peer }}` or `serial = {{ device, baud }}`",
+                    i + 1
+                ),
+            ));
         }
         Ok(())
     }
@@ -538,6 +724,35 @@ recursion_from = ["127.0.0.0/8", "::1/128", "10.0.0.0/8"]
 forwarders = []
 # Clients allowed zone transfers (AXFR).
 axfr_from = ["127.0.0.0/8", "::1/128", "192.168.1.0/24"]
+
+# Without [cluster] the node is alone and always active. For the pair, uncomment
+# (peer, vip and at least one heartbeat medium are required; the key file must exist).
+# [cluster]
+# peer = "clusternodo2"
+# # Takes the service back when it returns; omit for no failback.
+# preferred = "clusternodo1"
+# # Same secret on both nodes; authenticates every heartbeat.
+# auth_key_file = "/etc/clusterd/authkey"
+# keepalive_ms = 100
+# # The peer is dead after this long with no heartbeat on any medium.
+# deadtime_ms = 1000
+# # One medium silent this long is logged as a warning.
+# warntime_ms = 500
+# # At start-up, wait this long for the peer before acting alone.
+# initdead_ms = 5000
+# vip = "10.0.0.100/8"
+# vip_interface = "eth0"
+# garp_count = 5
+# garp_interval_ms = 200
+# # Re-announce the VIP this often while active; 0 = off.
+# garp_refresh_s = 60
+# # Quorum tie-breakers: a node reaching none of them does not take over.
+# ping_nodes = []
+# # watchdog = "/dev/watchdog"
+# [[cluster.heartbeat]]
+# udp = { bind = "192.168.1.1:694", peer = "192.168.1.2:694" }
+# [[cluster.heartbeat]]
+# serial = { device = "/dev/ttyS0", baud = 115200 }
 "#;
 
 #[cfg(test)]

@@ -33,6 +33,10 @@ pub enum Request {
     QueueList,
     /// Re-read the zone files now.
     Reload,
+    /// Hand the service to the peer and stay standby.
+    Standby,
+    /// Take the service from the peer.
+    Takeover,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -54,6 +58,9 @@ pub struct Status {
     pub queue: usize,
     pub last_op_seq: u64,
     pub services: Vec<(String, String)>,
+    /// None for a single node.
+    #[serde(default)]
+    pub cluster: Option<crate::cluster::ClusterStatus>,
 }
 
 /// Executes a request against a store (used by the node, and by the CLI when no node
@@ -90,16 +97,16 @@ pub async fn execute(store: &Store, ctx: Option<&Ctx>, req: Request) -> Result<s
             }
             serde_json::to_value(Status {
                 node: ctx.cfg.node.name.clone(),
-                role: if store.is_writable() {
-                    "active (single node)".into()
-                } else {
-                    "standby".into()
+                role: match &ctx.cluster {
+                    Some(c) => c.status().role,
+                    None => "active (single node)".into(),
                 },
                 writable: store.is_writable(),
                 accounts: store.list_accounts().await?.len(),
                 queue: store.queue().await?.len(),
                 last_op_seq: store.last_seq().await?,
                 services,
+                cluster: ctx.cluster.as_ref().map(|c| c.status()),
             })?
         }
         Request::UserAdd {
@@ -120,6 +127,20 @@ pub async fn execute(store: &Store, ctx: Option<&Ctx>, req: Request) -> Result<s
         }
         Request::UserList => serde_json::to_value(store.list_accounts().await?)?,
         Request::QueueList => serde_json::to_value(store.queue().await?)?,
+        Request::Standby | Request::Takeover => {
+            let ctx = ctx.ok_or_else(|| anyhow!("the node is not running"))?;
+            let cluster = ctx.cluster.as_ref().ok_or_else(|| {
+                anyhow!("this node has no [cluster] section: it is always active")
+            })?;
+            cluster
+                .command(if matches!(req, Request::Standby) {
+                    crate::cluster::Command::Standby
+                } else {
+                    crate::cluster::Command::Takeover
+                })
+                .await?;
+            serde_json::Value::Null
+        }
         Request::Reload => {
             let ctx = ctx.ok_or_else(|| anyhow!("the node is not running"))?;
             ctx.dns_reload.notify_one();

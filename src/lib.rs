@@ -1,6 +1,7 @@
 //! clusterd: a two-node high-availability appliance serving DNS, web, webmail, SMTP and
 //! IMAP from one binary. See DESIGN.md (shared) and README.md for the picture.
 
+pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod dns;

@@ -74,6 +74,16 @@ enum Cmd {
     },
     /// Check one zone file (ZONE.zone); exits 1 naming the file, line and problem.
     CheckZone { file: PathBuf },
+    /// Hand the service (virtual IP, writes) to the peer and stay standby.
+    Standby {
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Take the service from the peer and keep it.
+    Takeover {
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -181,6 +191,33 @@ async fn dispatch(cmd: Cmd) -> Result<()> {
                 println!("accounts:    {}", st.accounts);
                 println!("queue:       {} message(s)", st.queue);
                 println!("op log:      seq {}", st.last_op_seq);
+                if let Some(c) = &st.cluster {
+                    println!("epoch:       {}", c.epoch);
+                    println!(
+                        "peer:        {} ({}{})",
+                        c.peer,
+                        if c.peer_alive { "alive" } else { "dead" },
+                        c.peer_role
+                            .as_deref()
+                            .map(|r| format!(", {r}"))
+                            .unwrap_or_default()
+                    );
+                    for (medium, heard) in &c.media {
+                        let heard = heard.map_or("never heard".to_string(), |ms| {
+                            format!("last heartbeat {ms} ms ago")
+                        });
+                        println!("medium:      {medium}: {heard}");
+                    }
+                    println!(
+                        "vip:         {} {}",
+                        c.vip,
+                        if c.vip_held {
+                            "held here"
+                        } else {
+                            "not held here"
+                        }
+                    );
+                }
                 for (name, health) in st.services {
                     println!("{:<12} {health}", format!("{name}:"));
                 }
@@ -219,12 +256,32 @@ async fn dispatch(cmd: Cmd) -> Result<()> {
             println!("reload requested");
             Ok(())
         }
+        Cmd::Standby { config } => switchover(&config, Request::Standby).await,
+        Cmd::Takeover { config } => switchover(&config, Request::Takeover).await,
         Cmd::CheckZone { file } => {
             let summary = clusterd::dns::check_zone_file(&file).map_err(|e| anyhow!("{e}"))?;
             println!("{summary}");
             Ok(())
         }
     }
+}
+
+/// `clusterd standby` / `clusterd takeover` against the running node.
+async fn switchover(config: &Path, req: Request) -> Result<()> {
+    let cfg = load(config)?;
+    let what = if matches!(req, Request::Standby) {
+        "standby"
+    } else {
+        "takeover"
+    };
+    via_control(&cfg, req).await?.ok_or_else(|| {
+        anyhow!(
+            "the node is not running (no answer on {})",
+            cfg.node.control_socket.display()
+        )
+    })?;
+    println!("{what} requested");
+    Ok(())
 }
 
 /// Sends a request to the running node; `None` when no node runs.

@@ -16,6 +16,8 @@ pub struct Ctx {
     pub store: Store,
     pub tls: TlsAcceptor,
     pub dns_reload: tokio::sync::Notify,
+    /// The cluster loop; None for a single node (always active).
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// Binds a TCP listener, naming the address and the config key on failure.
@@ -37,11 +39,16 @@ pub async fn run(cfg: Config) -> Result<()> {
     let store = Store::open(&cfg.node.data_dir, &cfg.node.name)
         .with_context(|| format!("opening the store in {}", cfg.node.data_dir.display()))?;
     let tls = crate::tls::acceptor(&cfg, &store).await?;
+    let cluster = match &cfg.cluster {
+        Some(c) => Some(crate::cluster::start(&cfg.node.name, c, store.clone()).await?),
+        None => None,
+    };
     let ctx = Arc::new(Ctx {
         cfg,
         store,
         tls,
         dns_reload: tokio::sync::Notify::new(),
+        cluster,
     });
 
     crate::smtp::start(ctx.clone()).await?;

@@ -115,6 +115,10 @@ fn scan(dir: &Path) -> Seen {
 /// Loads every valid zone file of `dir` into the store (only when its text changed)
 /// and removes zones whose file is gone. Broken files are logged and skipped.
 async fn import_dir(store: &Store, dir: &Path) -> Result<()> {
+    if !store.is_writable() {
+        // A standby serves what replication brings; the active node imports.
+        return Ok(());
+    }
     if !dir.is_dir() {
         tracing::warn!(dir = %dir.display(), "dns: zones_dir does not exist; serving the zones in the store");
         return Ok(());
@@ -179,16 +183,20 @@ pub async fn start(ctx: Arc<Ctx>) -> Result<()> {
     tokio::spawn(async move {
         let dir = watch_ctx.cfg.dns.zones_dir.clone();
         let mut seen = scan(&dir);
+        let mut writable = watch_ctx.store.is_writable();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(POLL) => {
-                    if scan(&dir) == seen {
+                    // Also import when this node becomes active.
+                    let now_writable = watch_ctx.store.is_writable();
+                    if scan(&dir) == seen && now_writable == writable {
                         continue;
                     }
                 }
                 _ = watch_ctx.dns_reload.notified() => {}
             }
             seen = scan(&dir);
+            writable = watch_ctx.store.is_writable();
             if let Err(e) = import_dir(&watch_ctx.store, &dir).await {
                 tracing::error!("dns: loading zones: {e:#}");
             }

@@ -1,0 +1,409 @@
+//! The cluster: heartbeats with the peer over every configured medium, the role
+//! state machine, and the resources the active node holds (the virtual IP with its
+//! gratuitous ARP, and the store open for writes). Without `[cluster]` in the
+//! config none of this runs and the node is always active.
+//!
+//! Files: `wire` (heartbeat frames: HMAC, replay guard, serial framing), `media` (UDP
+//! and serial transports), `role` (the state machine), `vip` (netlink address with a
+//! kernel lifetime, gratuitous ARP).
+//!
+//! Implementation notes
+//! - One task owns the state machine; heartbeats, the keepalive timer and the
+//!   administrator's commands reach it through channels, so there is no lock order
+//!   to get wrong. [`Cluster::status`] is a snapshot it publishes.
+//! - A heartbeat goes out every `keepalive_ms` and at once after any role change or
+//!   command, so the peer reacts in milliseconds (failback, `standby`).
+//! - Becoming active: the VIP is added (with a kernel lifetime of `deadtime_ms`
+//!   rounded down to whole seconds, at least 1 s, renewed every keepalive),
+//!   gratuitous ARP is sent, then the store opens for writes.
+//!   Standing down: the store closes for writes, then the VIP goes. If the process
+//!   dies, the kernel drops the VIP when its lifetime ends, so a crashed node stops
+//!   answering ARP for it within about `deadtime_ms`; a stale VIP is removed at
+//!   start-up.
+
+pub mod media;
+pub mod role;
+pub mod vip;
+pub mod wire;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::config::ClusterConfig;
+use crate::store::Store;
+use role::{Action, Machine, PeerReport, Request, Role, Settings};
+
+/// An administrator's command for the running cluster loop.
+#[derive(Debug, Clone, Copy)]
+pub enum Command {
+    Standby,
+    Takeover,
+}
+
+/// What `clusterd status` shows of the cluster.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    pub role: String,
+    pub epoch: u64,
+    pub peer: String,
+    pub peer_alive: bool,
+    pub peer_role: Option<String>,
+    /// Per medium: its description and milliseconds since it last carried a
+    /// heartbeat (None: never).
+    pub media: Vec<(String, Option<u64>)>,
+    pub vip: String,
+    pub vip_held: bool,
+}
+
+pub struct Cluster {
+    commands: mpsc::Sender<Command>,
+    status: Arc<Mutex<ClusterStatus>>,
+}
+
+impl Cluster {
+    pub async fn command(&self, c: Command) -> Result<()> {
+        self.commands
+            .send(c)
+            .await
+            .map_err(|_| anyhow::anyhow!("the cluster loop has stopped"))
+    }
+
+    pub fn status(&self) -> ClusterStatus {
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+fn describe(m: &crate::config::HeartbeatConfig) -> String {
+    match (&m.udp, &m.serial) {
+        (Some(u), _) => format!("udp {} -> {}", u.bind, u.peer),
+        (_, Some(s)) => format!("serial {}", s.device.display()),
+        _ => "none".into(),
+    }
+}
+
+/// Starts the cluster loop for `cfg` (this node is `me`). The store starts closed for
+/// writes; the loop opens it when this node becomes active.
+pub async fn start(me: &str, cfg: &ClusterConfig, store: Store) -> Result<Arc<Cluster>> {
+    store.set_writable(false);
+    let key = wire::read_key_file(&cfg.auth_key_file)?;
+    let (rx_tx, mut rx) = mpsc::channel(1024);
+    let media_cfg: Vec<media::MediumConfig> = cfg
+        .heartbeat
+        .iter()
+        .filter_map(|h| match (&h.udp, &h.serial) {
+            (Some(u), _) => Some(media::MediumConfig::Udp {
+                bind: u.bind,
+                peer: u.peer,
+            }),
+            (_, Some(s)) => Some(media::MediumConfig::Serial {
+                device: s.device.clone(),
+                baud: s.baud,
+            }),
+            _ => None,
+        })
+        .collect();
+    let names: Vec<String> = cfg.heartbeat.iter().map(describe).collect();
+    let media = media::Media::start(media_cfg, key.clone(), rx_tx)
+        .await
+        .context("cluster: starting the heartbeat media")?;
+    let vip = Arc::new(
+        vip::Vip::open(cfg.vip, &cfg.vip_interface)
+            .await
+            .with_context(|| format!("cluster.vip_interface: {}", cfg.vip_interface))?,
+    );
+    if vip.held().await.unwrap_or(false) {
+        tracing::warn!(vip = %cfg.vip, "cluster: removing a stale virtual IP left by an earlier run");
+    }
+    vip.release()
+        .await
+        .context("cluster: removing a stale virtual IP")?;
+
+    let keepalive = Duration::from_millis(cfg.keepalive_ms);
+    let deadtime = Duration::from_millis(cfg.deadtime_ms);
+    // The kernel counts address lifetimes in whole seconds and removes an expired
+    // one up to ~0.5 s late: deadtime rounded down keeps a crashed node's VIP gone
+    // within deadtime plus a second.
+    let lifetime = Duration::from_secs((cfg.deadtime_ms / 1000).max(1));
+    let settings = Settings {
+        me: me.to_string(),
+        peer: cfg.peer.clone(),
+        preferred: cfg.preferred.clone(),
+        deadtime,
+        warntime: Duration::from_millis(cfg.warntime_ms),
+        initdead: Duration::from_millis(cfg.initdead_ms),
+        ping_nodes: !cfg.ping_nodes.is_empty(),
+        media: names.len(),
+    };
+    let (commands, mut cmd_rx) = mpsc::channel(16);
+    let status = Arc::new(Mutex::new(ClusterStatus {
+        role: Role::Init.name().into(),
+        peer: cfg.peer.clone(),
+        vip: cfg.vip.to_string(),
+        media: names.iter().map(|n| (n.clone(), None)).collect(),
+        ..ClusterStatus::default()
+    }));
+    let cluster = Arc::new(Cluster {
+        commands,
+        status: status.clone(),
+    });
+
+    let cfg = cfg.clone();
+    let me = me.to_string();
+    tokio::spawn(async move {
+        let mut machine = Machine::new(settings, Instant::now());
+        let mut guard = wire::ReplayGuard::new();
+        let boot_id: u64 = rand::random();
+        let mut seq: u64 = 0;
+        let mut timer = tokio::time::interval(keepalive);
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let garp_refresh = Duration::from_secs(cfg.garp_refresh_s);
+        let mut last_garp = Instant::now();
+        let mut pinger = ping::Pinger::new(&cfg.ping_nodes, deadtime);
+        loop {
+            let mut send_now = false;
+            tokio::select! {
+                _ = timer.tick() => send_now = true,
+                Some((medium, hb)) = rx.recv() => {
+                    if hb.node != cfg.peer {
+                        tracing::debug!(node = %hb.node, "cluster: heartbeat from an unknown node ignored");
+                        continue;
+                    }
+                    match guard.check(&hb) {
+                        wire::Verdict::Replay => {
+                            tracing::debug!(medium, "cluster: replayed heartbeat ignored");
+                            continue;
+                        }
+                        wire::Verdict::Duplicate => machine.heard_copy(Instant::now(), medium),
+                        wire::Verdict::New => {
+                            machine.heard(Instant::now(), medium, PeerReport {
+                                role: Role::from_code(hb.role),
+                                epoch: hb.epoch,
+                                store_seq: hb.store_seq,
+                                healthy: hb.healthy,
+                                ping_ok: hb.ping_ok,
+                                request: Request::from_code(hb.request),
+                            });
+                        }
+                    }
+                }
+                Some(cmd) = cmd_rx.recv() => {
+                    match cmd {
+                        Command::Standby => machine.standby(),
+                        Command::Takeover => machine.takeover(),
+                    }
+                    tracing::info!(?cmd, "cluster: administrator command");
+                    send_now = true;
+                }
+            }
+            machine.ping_ok = pinger.ok();
+            let now = Instant::now();
+            let actions = machine.tick(now);
+            for action in &actions {
+                match action {
+                    Action::Activate => {
+                        tracing::info!(epoch = machine.epoch(), vip = %cfg.vip, "cluster: becoming active");
+                        if let Err(e) = vip.hold(lifetime).await {
+                            tracing::error!("cluster: adding the virtual IP: {e:#}");
+                        }
+                        announce(&vip, &cfg);
+                        last_garp = now;
+                        store.set_writable(true);
+                    }
+                    Action::Deactivate => {
+                        store.set_writable(false);
+                        if let Err(e) = vip.release().await {
+                            tracing::error!("cluster: removing the virtual IP: {e:#}");
+                        }
+                        tracing::info!("cluster: standing by");
+                    }
+                    Action::Announce => {
+                        tracing::info!(
+                            "cluster: the peer stood down; announcing the virtual IP again"
+                        );
+                        announce(&vip, &cfg);
+                        last_garp = now;
+                    }
+                    Action::MediumSilent(i) => tracing::warn!(
+                        medium = %names[*i],
+                        "cluster: heartbeat medium silent for {} ms",
+                        cfg.warntime_ms
+                    ),
+                    Action::MediumBack(i) => {
+                        tracing::info!(medium = %names[*i], "cluster: heartbeat medium carries heartbeats again")
+                    }
+                    Action::PeerLost => {
+                        tracing::warn!(peer = %cfg.peer, "cluster: peer is dead (silent on every medium)")
+                    }
+                    Action::PeerFound => tracing::info!(peer = %cfg.peer, "cluster: peer heard"),
+                }
+            }
+            send_now |= actions
+                .iter()
+                .any(|a| matches!(a, Action::Activate | Action::Deactivate));
+            if machine.role() == Role::Active {
+                if send_now && let Err(e) = vip.hold(lifetime).await {
+                    tracing::error!("cluster: renewing the virtual IP: {e:#}");
+                }
+                if !garp_refresh.is_zero() && now.duration_since(last_garp) >= garp_refresh {
+                    announce(&vip, &cfg);
+                    last_garp = now;
+                }
+            }
+            if send_now {
+                seq += 1;
+                let hb = wire::Heartbeat {
+                    node: me.clone(),
+                    boot_id,
+                    seq,
+                    role: machine.role().code(),
+                    epoch: machine.epoch(),
+                    store_seq: 0,
+                    healthy: machine.healthy,
+                    ping_ok: machine.ping_ok,
+                    request: machine.request().code(),
+                };
+                media.send(&wire::encode(&hb, &key));
+            }
+            let mut st = status.lock().unwrap_or_else(|e| e.into_inner());
+            st.role = machine.role().name().into();
+            st.epoch = machine.epoch();
+            st.peer_alive = machine.peer_alive();
+            st.peer_role = machine.peer().map(|p| p.role.name().to_string());
+            st.vip_held = machine.role() == Role::Active;
+            for (i, heard) in machine.media_heard().iter().enumerate() {
+                st.media[i].1 = heard.map(|t| now.saturating_duration_since(t).as_millis() as u64);
+            }
+        }
+    });
+    Ok(cluster)
+}
+
+/// Sends the configured gratuitous ARPs in the background.
+fn announce(vip: &Arc<vip::Vip>, cfg: &ClusterConfig) {
+    let vip = vip.clone();
+    let (count, interval) = (cfg.garp_count, Duration::from_millis(cfg.garp_interval_ms));
+    tokio::spawn(async move {
+        if let Err(e) = vip.announce(count, interval).await {
+            tracing::error!("cluster: gratuitous ARP: {e:#}");
+        }
+    });
+}
+
+mod ping {
+    //! Reachability of the ping nodes: ICMP echo over a raw socket (CAP_NET_RAW),
+    //! one probe per node every half second; a node counts as reached when it
+    //! answered within the dead time.
+    use std::net::IpAddr;
+    use std::time::Duration;
+
+    pub struct Pinger {
+        nodes: Vec<IpAddr>,
+        last_ok: std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>>,
+        window: Duration,
+    }
+
+    impl Pinger {
+        pub fn new(nodes: &[IpAddr], window: Duration) -> Pinger {
+            let p = Pinger {
+                nodes: nodes.to_vec(),
+                last_ok: Default::default(),
+                window,
+            };
+            if !p.nodes.is_empty() {
+                let nodes = p.nodes.clone();
+                let last_ok = p.last_ok.clone();
+                std::thread::Builder::new()
+                    .name("cluster-ping".into())
+                    .spawn(move || probe_loop(nodes, last_ok))
+                    .ok();
+            }
+            p
+        }
+
+        /// True when no ping nodes are configured, or one answered recently.
+        pub fn ok(&mut self) -> bool {
+            if self.nodes.is_empty() {
+                return true;
+            }
+            self.last_ok
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_some_and(|t| t.elapsed() < self.window)
+        }
+    }
+
+    fn probe_loop(
+        nodes: Vec<IpAddr>,
+        last_ok: std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>>,
+    ) {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let sock = match Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4)) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("cluster: ping nodes need a raw ICMP socket (CAP_NET_RAW): {e}");
+                return;
+            }
+        };
+        let _ = sock.set_read_timeout(Some(Duration::from_millis(100)));
+        let id = std::process::id() as u16;
+        let mut seq: u16 = 0;
+        loop {
+            for node in &nodes {
+                let IpAddr::V4(v4) = node else { continue };
+                seq = seq.wrapping_add(1);
+                let mut pkt = [
+                    8u8,
+                    0,
+                    0,
+                    0,
+                    (id >> 8) as u8,
+                    id as u8,
+                    (seq >> 8) as u8,
+                    seq as u8,
+                ];
+                let sum = checksum(&pkt);
+                pkt[2..4].copy_from_slice(&sum.to_be_bytes());
+                let _ = sock.send_to(&pkt, &std::net::SocketAddr::new((*v4).into(), 0).into());
+            }
+            let until = std::time::Instant::now() + Duration::from_millis(500);
+            while std::time::Instant::now() < until {
+                let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1500];
+                let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                    continue;
+                };
+                // SAFETY: recv_from initialised the first n bytes.
+                let data: Vec<u8> = buf[..n]
+                    .iter()
+                    .map(|b| unsafe { b.assume_init() })
+                    .collect();
+                let ihl = data.first().map_or(0, |b| ((b & 0x0f) as usize) * 4);
+                let icmp = data.get(ihl..).unwrap_or_default();
+                let from_node = from.as_socket().is_some_and(|a| nodes.contains(&a.ip()));
+                // Echo reply (type 0) with our identifier.
+                if from_node && icmp.len() >= 8 && icmp[0] == 0 && icmp[4..6] == id.to_be_bytes() {
+                    *last_ok.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some(std::time::Instant::now());
+                }
+            }
+        }
+    }
+
+    fn checksum(data: &[u8]) -> u16 {
+        let mut sum: u32 = 0;
+        for chunk in data.chunks(2) {
+            let word = u16::from_be_bytes([chunk[0], *chunk.get(1).unwrap_or(&0)]);
+            sum += u32::from(word);
+        }
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        !(sum as u16)
+    }
+}
