@@ -199,14 +199,17 @@ impl Machine {
         self.peer = Some(report);
     }
 
-    /// A copy of a heartbeat already applied arrived on `medium` (possibly late, from
-    /// a slower medium): it proves the medium and the peer, but its contents are not
-    /// newer than what we have.
+    /// A copy of a heartbeat already applied arrived on `medium` (the same frame goes
+    /// out on every medium). It proves that medium only if the original arrived just
+    /// before, and never the peer: a recorded frame replayed by someone else is also
+    /// a "copy", and must not keep a dead peer alive.
     pub fn heard_copy(&mut self, now: Instant, medium: usize) {
-        if let Some(t) = self.medium_heard.get_mut(medium) {
+        let fresh = self
+            .peer_heard
+            .is_some_and(|t| now.saturating_duration_since(t) < self.s.warntime / 2);
+        if fresh && let Some(t) = self.medium_heard.get_mut(medium) {
             *t = Some(now);
         }
-        self.peer_heard = Some(now);
     }
 
     /// `clusterd standby` here: give the service to the peer and stay standby.
@@ -492,6 +495,25 @@ mod tests {
         t += 100 * MS;
         m.heard(t, 0, report(Role::Active));
         assert!(m.tick(t).contains(&Action::MediumBack(0)));
+    }
+
+    #[test]
+    fn replayed_copies_do_not_keep_a_dead_peer_alive() {
+        let now = Instant::now();
+        let mut m = Machine::new(settings("clusternodo2", Some("clusternodo1"), false), now);
+        m.heard(now, 0, report(Role::Active));
+        m.tick(now);
+        assert!(m.peer_alive());
+        // The peer dies; copies of its last frame keep arriving on both media.
+        let mut t = now;
+        for _ in 0..20 {
+            t += 100 * MS;
+            m.heard_copy(t, 0);
+            m.heard_copy(t, 1);
+            m.tick(t);
+        }
+        assert!(!m.peer_alive());
+        assert_eq!(m.role(), Role::Active, "the standby took over");
     }
 
     #[test]
