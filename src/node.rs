@@ -63,6 +63,9 @@ pub async fn run(cfg: Config) -> Result<()> {
         _ = tokio::signal::ctrl_c() => {}
     }
     tracing::info!("shutting down");
+    if let Some(c) = &ctx.cluster {
+        c.shutdown().await;
+    }
     let _ = std::fs::remove_file(&ctx.cfg.node.control_socket);
     Ok(())
 }

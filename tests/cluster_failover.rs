@@ -570,3 +570,22 @@ fn forged_and_replayed_heartbeats_do_not_keep_a_dead_node_alive() {
         lab.diagnostics()
     );
 }
+
+#[test]
+fn clean_stop_of_the_active_node_hands_over_before_the_deadtime() {
+    let mut lab = Lab::new();
+    start_cluster(&mut lab);
+    let t0 = Instant::now();
+    // SIGTERM: the node releases the VIP and asks the peer to take over at once.
+    lab.stop_node(N1);
+    let took = lab.expect_within(
+        t0,
+        DEADTIME / 2,
+        "clusternodo2 alone holds the VIP after a clean stop of clusternodo1",
+        |l| l.vip_holders() == [N2],
+    );
+    println!(
+        "VIP on clusternodo2 {} ms after SIGTERM to clusternodo1",
+        ms(took)
+    );
+}

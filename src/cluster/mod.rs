@@ -5,7 +5,7 @@
 //!
 //! Files: `wire` (heartbeat frames: HMAC, replay guard, serial framing), `media` (UDP
 //! and serial transports), `role` (the state machine), `vip` (netlink address with a
-//! kernel lifetime, gratuitous ARP).
+//! kernel lifetime, gratuitous ARP), `watchdog` (kicked on every keepalive).
 //!
 //! Implementation notes
 //! - One task owns the state machine; heartbeats, the keepalive timer and the
@@ -24,6 +24,7 @@
 pub mod media;
 pub mod role;
 pub mod vip;
+pub mod watchdog;
 pub mod wire;
 
 use std::sync::{Arc, Mutex};
@@ -38,10 +39,15 @@ use crate::store::Store;
 use role::{Action, Machine, PeerReport, Request, Role, Settings};
 
 /// An administrator's command for the running cluster loop.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub enum Command {
     Standby,
     Takeover,
+    /// The node is stopping: release the service, tell the peer to take over at
+    /// once, disarm the watchdog; `done` fires when that is finished.
+    Shutdown {
+        done: tokio::sync::oneshot::Sender<()>,
+    },
 }
 
 /// What `clusterd status` shows of the cluster.
@@ -70,6 +76,14 @@ impl Cluster {
             .send(c)
             .await
             .map_err(|_| anyhow::anyhow!("the cluster loop has stopped"))
+    }
+
+    /// Hands over and stops the loop (see [`Command::Shutdown`]).
+    pub async fn shutdown(&self) {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        if self.command(Command::Shutdown { done }).await.is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), wait).await;
+        }
     }
 
     pub fn status(&self) -> ClusterStatus {
@@ -125,6 +139,11 @@ pub async fn start(me: &str, cfg: &ClusterConfig, store: Store) -> Result<Arc<Cl
         .await
         .context("cluster: removing a stale virtual IP")?;
 
+    let mut watchdog = cfg
+        .watchdog
+        .as_deref()
+        .map(watchdog::Watchdog::open)
+        .transpose()?;
     let keepalive = Duration::from_millis(cfg.keepalive_ms);
     let deadtime = Duration::from_millis(cfg.deadtime_ms);
     // The kernel counts address lifetimes in whole seconds and removes an expired
@@ -169,7 +188,12 @@ pub async fn start(me: &str, cfg: &ClusterConfig, store: Store) -> Result<Arc<Cl
         loop {
             let mut send_now = false;
             tokio::select! {
-                _ = timer.tick() => send_now = true,
+                _ = timer.tick() => {
+                    send_now = true;
+                    if let Some(w) = &mut watchdog {
+                        w.kick();
+                    }
+                }
                 Some((medium, hb)) = rx.recv() => {
                     if hb.node != cfg.peer {
                         tracing::debug!(node = %hb.node, "cluster: heartbeat from an unknown node ignored");
@@ -194,11 +218,38 @@ pub async fn start(me: &str, cfg: &ClusterConfig, store: Store) -> Result<Arc<Cl
                     }
                 }
                 Some(cmd) = cmd_rx.recv() => {
+                    tracing::info!(?cmd, "cluster: command");
                     match cmd {
                         Command::Standby => machine.standby(),
                         Command::Takeover => machine.takeover(),
+                        Command::Shutdown { done } => {
+                            store.set_writable(false);
+                            if let Err(e) = vip.release().await {
+                                tracing::error!("cluster: removing the virtual IP: {e:#}");
+                            }
+                            machine.standby();
+                            seq += 1;
+                            let hb = wire::Heartbeat {
+                                node: me.clone(),
+                                boot_id,
+                                seq,
+                                role: Role::Standby.code(),
+                                epoch: machine.epoch(),
+                                store_seq: 0,
+                                healthy: false,
+                                ping_ok: machine.ping_ok,
+                                request: Request::TakeOver.code(),
+                            };
+                            media.send(&wire::encode(&hb, &key));
+                            // Let the media tasks write the last heartbeat.
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            if let Some(w) = watchdog.take() {
+                                w.disarm();
+                            }
+                            let _ = done.send(());
+                            return;
+                        }
                     }
-                    tracing::info!(?cmd, "cluster: administrator command");
                     send_now = true;
                 }
             }
