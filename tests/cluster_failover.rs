@@ -589,3 +589,43 @@ fn clean_stop_of_the_active_node_hands_over_before_the_deadtime() {
         ms(took)
     );
 }
+
+#[test]
+fn lan_clients_resolve_through_the_vip_over_udp_and_tcp() {
+    common_require_dig();
+    let mut lab = Lab::new();
+    start_cluster(&mut lab);
+    for transport in ["+notcp", "+tcp"] {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", &lab.client_ns(), "dig", "@10.0.0.100"])
+            .args([
+                transport,
+                "+tries=1",
+                "+time=2",
+                "+short",
+                "www.cluster.com.ec",
+                "A",
+            ])
+            .output()
+            .expect("run dig in the client namespace");
+        let answer = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            answer.trim(),
+            "10.0.0.100",
+            "dig {transport} @VIP from the client ({:?}): {answer}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+fn common_require_dig() {
+    let found = std::process::Command::new("sh")
+        .args(["-c", "command -v dig"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "required tool `dig` is not installed (.ci/run installs it)"
+    );
+}

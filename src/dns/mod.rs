@@ -20,11 +20,12 @@
 //! - Built on hickory-proto (messages, zone-file parser), not hickory-server: the
 //!   answer logic is ours so that the sections match NSD's (tests/dns_nsd.rs) and a
 //!   repeated question is answered from cached bytes (the throughput target is NSD's).
-//! - Not yet: the UDP socket answers from the address the kernel picks, so a query
-//!   sent to an address that is not the interface's primary one (the virtual IP)
-//!   must be served by a UDP socket bound to that address (UDP sockets are bound
-//!   with IP_FREEBIND so the standby can bind the virtual IP before it holds it);
-//!   the HA issue wires the listeners to the virtual IP.
+//! - Replies over UDP leave from the address the query was sent to (IP_PKTINFO), so
+//!   a node listening on 0.0.0.0 answers queries to the virtual IP correctly; UDP
+//!   sockets are also bound with IP_FREEBIND, so a listed address the node does not
+//!   hold yet can be bound.
+//! - Until replication (issue 6) copies the active node's zones, a node whose store
+//!   is closed for writes also serves its own `zones_dir` files.
 
 mod batch;
 mod forward;
@@ -152,8 +153,11 @@ async fn import_dir(store: &Store, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Builds the served zones from the store's content area.
-async fn zones_from_store(store: &Store) -> Result<Zones> {
+/// Builds the served zones from the store's content area. A node whose store is
+/// closed for writes (a standby, or a cluster node before it becomes active) also
+/// serves the valid files of its own `dir` for zones the store does not have yet;
+/// replication of the active node's zones replaces that.
+async fn load_zones(store: &Store, dir: &Path) -> Result<Zones> {
     let mut zones = Vec::new();
     for entry in store.content_list(CONTENT_PREFIX).await? {
         let name = entry.path.trim_start_matches(CONTENT_PREFIX);
@@ -168,6 +172,19 @@ async fn zones_from_store(store: &Store) -> Result<Zones> {
             Err(problem) => tracing::error!("dns: stored zone does not load: {problem}"),
         }
     }
+    if !store.is_writable() {
+        for name in scan(dir).keys() {
+            let path = dir.join(name);
+            let parsed = read_zone_file(&path).and_then(|(origin, text)| {
+                Zone::parse(&text, &origin, &path.display().to_string())
+            });
+            match parsed {
+                Ok(z) if !zones.iter().any(|have| have.origin() == z.origin()) => zones.push(z),
+                Ok(_) => {}
+                Err(problem) => tracing::error!("dns: {problem}"),
+            }
+        }
+    }
     Ok(Zones { zones })
 }
 
@@ -175,7 +192,9 @@ async fn zones_from_store(store: &Store) -> Result<Zones> {
 pub async fn start(ctx: Arc<Ctx>) -> Result<()> {
     let cfg = &ctx.cfg.dns;
     import_dir(&ctx.store, &cfg.zones_dir).await?;
-    let zones = Arc::new(RwLock::new(Arc::new(zones_from_store(&ctx.store).await?)));
+    let zones = Arc::new(RwLock::new(Arc::new(
+        load_zones(&ctx.store, &cfg.zones_dir).await?,
+    )));
     let srv = server::Server::new(cfg.clone(), zones.clone());
     srv.clone().listen(&cfg.listen).await?;
 
@@ -200,7 +219,7 @@ pub async fn start(ctx: Arc<Ctx>) -> Result<()> {
             if let Err(e) = import_dir(&watch_ctx.store, &dir).await {
                 tracing::error!("dns: loading zones: {e:#}");
             }
-            match zones_from_store(&watch_ctx.store).await {
+            match load_zones(&watch_ctx.store, &dir).await {
                 Ok(z) => {
                     *zones.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(z);
                     srv.zones_changed();

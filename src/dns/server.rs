@@ -33,7 +33,7 @@ use hickory_proto::rr::{DNSClass, LowerName, RecordType, SerialNumber};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::Zones;
-use super::batch::Batch;
+use super::batch::{self, Batch};
 use super::forward::Forwarder;
 use super::zone::Answer;
 use crate::config::DnsConfig;
@@ -117,7 +117,7 @@ impl Server {
                 continue;
             }
             let generation = self.generation.load(Ordering::Acquire);
-            batch.for_each(|pkt, src, out| {
+            batch.for_each(|pkt, src, dst, out| {
                 let recursion = self.cfg.may_recurse(src.ip());
                 if cache.hit(generation, pkt, recursion, out) {
                     return true;
@@ -133,7 +133,7 @@ impl Server {
                             let fwd = self.forwarder.clone();
                             rt.spawn(async move {
                                 let resp = fit(fwd.resolve(&msg).await, max);
-                                let _ = sock.send_to(&resp, src);
+                                let _ = batch::send_one(&sock, &resp, src, dst);
                             });
                         }
                         false
@@ -277,7 +277,10 @@ fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
         sock.set_freebind_v4(true)?;
     }
     sock.bind(&addr.into())?;
-    Ok(sock.into())
+    let sock: std::net::UdpSocket = sock.into();
+    // Replies leave from the address each query was sent to (the virtual IP too).
+    batch::enable_destination_info(&sock, addr.is_ipv6())?;
+    Ok(sock)
 }
 
 /// One UDP thread's cache of encoded responses.
