@@ -209,13 +209,15 @@ async fn dispatch(cmd: Cmd) -> Result<()> {
                         println!("medium:      {medium}: {heard}");
                     }
                     println!(
-                        "vip:         {} {}",
+                        "vip:         {} held by {}",
                         c.vip,
-                        if c.vip_held {
-                            "held here"
-                        } else {
-                            "not held here"
-                        }
+                        c.vip_holder.as_deref().unwrap_or("nobody")
+                    );
+                    println!(
+                        "store:       seq {} here, {} on the peer",
+                        c.store_seq,
+                        c.peer_store_seq
+                            .map_or("unknown".to_string(), |s| s.to_string())
                     );
                 }
                 for (name, health) in st.services {

@@ -63,6 +63,11 @@ pub struct ClusterStatus {
     pub media: Vec<(String, Option<u64>)>,
     pub vip: String,
     pub vip_held: bool,
+    /// Who holds the VIP as far as this node knows: itself, the peer, or nobody.
+    pub vip_holder: Option<String>,
+    /// The op-log positions: this node's and the peer's last reported one.
+    pub store_seq: u64,
+    pub peer_store_seq: Option<u64>,
 }
 
 pub struct Cluster {
@@ -307,6 +312,11 @@ pub async fn start(me: &str, cfg: &ClusterConfig, store: Store) -> Result<Arc<Cl
                     last_garp = now;
                 }
             }
+            let store_seq = if send_now {
+                store.last_seq().await.unwrap_or(0)
+            } else {
+                status.lock().unwrap_or_else(|e| e.into_inner()).store_seq
+            };
             if send_now {
                 seq += 1;
                 let hb = wire::Heartbeat {
@@ -315,7 +325,7 @@ pub async fn start(me: &str, cfg: &ClusterConfig, store: Store) -> Result<Arc<Cl
                     seq,
                     role: machine.role().code(),
                     epoch: machine.epoch(),
-                    store_seq: 0,
+                    store_seq,
                     healthy: machine.healthy,
                     ping_ok: machine.ping_ok,
                     request: machine.request().code(),
@@ -328,6 +338,16 @@ pub async fn start(me: &str, cfg: &ClusterConfig, store: Store) -> Result<Arc<Cl
             st.peer_alive = machine.peer_alive();
             st.peer_role = machine.peer().map(|p| p.role.name().to_string());
             st.vip_held = machine.role() == Role::Active;
+            st.vip_holder = if st.vip_held {
+                Some(me.clone())
+            } else if machine.peer_alive() && machine.peer().is_some_and(|p| p.role == Role::Active)
+            {
+                Some(cfg.peer.clone())
+            } else {
+                None
+            };
+            st.store_seq = store_seq;
+            st.peer_store_seq = machine.peer().map(|p| p.store_seq);
             for (i, heard) in machine.media_heard().iter().enumerate() {
                 st.media[i].1 = heard.map(|t| now.saturating_duration_since(t).as_millis() as u64);
             }
