@@ -307,19 +307,8 @@ fn push_name(out: &mut Vec<u8>, name: &[u8]) {
     if name.windows(2).any(|w| w == b"=?") || name.iter().all(|&b| is_atext(b)) {
         out.extend_from_slice(name);
     } else {
-        push_quoted(out, name);
+        super::wire::quoted_bytes(out, name);
     }
-}
-
-fn push_quoted(out: &mut Vec<u8>, s: &[u8]) {
-    out.push(b'"');
-    for &b in s {
-        if b == b'"' || b == b'\\' {
-            out.push(b'\\');
-        }
-        out.push(b);
-    }
-    out.push(b'"');
 }
 
 fn render_addresses(items: &[Item]) -> Vec<u8> {
@@ -362,7 +351,7 @@ fn render_addresses(items: &[Item]) -> Vec<u8> {
                 } else if m.local.iter().all(|&b| is_atext(b) || b == b'.') {
                     out.extend_from_slice(&m.local);
                 } else {
-                    push_quoted(&mut out, &m.local);
+                    super::wire::quoted_bytes(&mut out, &m.local);
                 }
                 out.push(b'@');
                 match &m.domain {

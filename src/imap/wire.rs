@@ -7,17 +7,22 @@ pub fn string(out: &mut Vec<u8>, s: &[u8]) {
         && s.iter()
             .all(|&b| b != 0 && b != b'\r' && b != b'\n' && b < 0x80);
     if quotable {
-        out.push(b'"');
-        for &b in s {
-            if b == b'"' || b == b'\\' {
-                out.push(b'\\');
-            }
-            out.push(b);
-        }
-        out.push(b'"');
+        quoted_bytes(out, s);
     } else {
         literal(out, s);
     }
+}
+
+/// `"..."` with `"` and `\` escaped (IMAP quoted strings and RFC 5322 ones alike).
+pub fn quoted_bytes(out: &mut Vec<u8>, s: &[u8]) {
+    out.push(b'"');
+    for &b in s {
+        if b == b'"' || b == b'\\' {
+            out.push(b'\\');
+        }
+        out.push(b);
+    }
+    out.push(b'"');
 }
 
 /// A literal `{N}CRLF` followed by the bytes.
