@@ -97,7 +97,7 @@ pub async fn execute(store: &Store, ctx: Option<&Ctx>, req: Request) -> Result<s
             }
             serde_json::to_value(Status {
                 node: ctx.cfg.node.name.clone(),
-                role: match &ctx.cluster {
+                role: match ctx.cluster.get() {
                     Some(c) => c.status().role,
                     None => "active (single node)".into(),
                 },
@@ -106,7 +106,7 @@ pub async fn execute(store: &Store, ctx: Option<&Ctx>, req: Request) -> Result<s
                 queue: store.queue().await?.len(),
                 last_op_seq: store.last_seq().await?,
                 services,
-                cluster: ctx.cluster.as_ref().map(|c| c.status()),
+                cluster: ctx.cluster.get().map(|c| c.status()),
             })?
         }
         Request::UserAdd {
@@ -129,7 +129,7 @@ pub async fn execute(store: &Store, ctx: Option<&Ctx>, req: Request) -> Result<s
         Request::QueueList => serde_json::to_value(store.queue().await?)?,
         Request::Standby | Request::Takeover => {
             let ctx = ctx.ok_or_else(|| anyhow!("the node is not running"))?;
-            let cluster = ctx.cluster.as_ref().ok_or_else(|| {
+            let cluster = ctx.cluster.get().ok_or_else(|| {
                 anyhow!("this node has no [cluster] section: it is always active")
             })?;
             cluster

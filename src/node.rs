@@ -16,8 +16,9 @@ pub struct Ctx {
     pub store: Store,
     pub tls: TlsAcceptor,
     pub dns_reload: tokio::sync::Notify,
-    /// The cluster loop; None for a single node (always active).
-    pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// The cluster loop, set once the listeners are up; unset for a single node
+    /// (always active).
+    pub cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
 }
 
 /// Binds a TCP listener, naming the address and the config key on failure.
@@ -39,22 +40,27 @@ pub async fn run(cfg: Config) -> Result<()> {
     let store = Store::open(&cfg.node.data_dir, &cfg.node.name)
         .with_context(|| format!("opening the store in {}", cfg.node.data_dir.display()))?;
     let tls = crate::tls::acceptor(&cfg, &store).await?;
-    let cluster = match &cfg.cluster {
-        Some(c) => Some(crate::cluster::start(&cfg.node.name, c, store.clone()).await?),
-        None => None,
-    };
+    if cfg.cluster.is_some() {
+        // A cluster node serves nothing writable until its role says so.
+        store.set_writable(false);
+    }
     let ctx = Arc::new(Ctx {
         cfg,
         store,
         tls,
         dns_reload: tokio::sync::Notify::new(),
-        cluster,
+        cluster: std::sync::OnceLock::new(),
     });
 
     crate::smtp::start(ctx.clone()).await?;
     crate::imap::start(ctx.clone()).await?;
     crate::dns::start(ctx.clone()).await?;
     crate::control::start(ctx.clone()).await?;
+    // Last: the VIP may only arrive once every service listens.
+    if let Some(c) = &ctx.cfg.cluster {
+        let cluster = crate::cluster::start(&ctx.cfg.node.name, c, ctx.store.clone()).await?;
+        let _ = ctx.cluster.set(cluster);
+    }
     tracing::info!(node = %ctx.cfg.node.name, "clusterd is serving");
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -63,7 +69,7 @@ pub async fn run(cfg: Config) -> Result<()> {
         _ = tokio::signal::ctrl_c() => {}
     }
     tracing::info!("shutting down");
-    if let Some(c) = &ctx.cluster {
+    if let Some(c) = ctx.cluster.get() {
         c.shutdown().await;
     }
     let _ = std::fs::remove_file(&ctx.cfg.node.control_socket);

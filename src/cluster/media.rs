@@ -369,6 +369,9 @@ async fn udp_send(
 fn open_serial(device: &Path, baud: u32) -> tokio_serial::Result<SerialStream> {
     let mut port = tokio_serial::new(device.to_string_lossy(), baud).open_native_async()?;
     port.set_exclusive(false)?;
+    // Whatever waited in the line while we were away is stale (possibly from before
+    // our restart): start from what the peer sends now.
+    tokio_serial::SerialPort::clear(&port, tokio_serial::ClearBuffer::Input)?;
     Ok(port)
 }
 
