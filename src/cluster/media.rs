@@ -65,7 +65,8 @@ pub enum MediumConfig {
 }
 
 impl MediumConfig {
-    fn label(&self) -> String {
+    /// How logs and `clusterd status` name the medium.
+    pub fn label(&self) -> String {
         match self {
             MediumConfig::Udp { bind, peer } => format!("udp {bind} -> {peer}"),
             MediumConfig::Serial { device, baud } => {

@@ -99,14 +99,6 @@ impl Cluster {
     }
 }
 
-fn describe(m: &crate::config::HeartbeatConfig) -> String {
-    match (&m.udp, &m.serial) {
-        (Some(u), _) => format!("udp {} -> {}", u.bind, u.peer),
-        (_, Some(s)) => format!("serial {}", s.device.display()),
-        _ => "none".into(),
-    }
-}
-
 /// Starts the cluster loop for `cfg` (this node is `me`). The store starts closed for
 /// writes; the loop opens it when this node becomes active.
 pub async fn start(me: &str, cfg: &ClusterConfig, store: Store) -> Result<Arc<Cluster>> {
@@ -128,7 +120,7 @@ pub async fn start(me: &str, cfg: &ClusterConfig, store: Store) -> Result<Arc<Cl
             _ => None,
         })
         .collect();
-    let names: Vec<String> = cfg.heartbeat.iter().map(describe).collect();
+    let names: Vec<String> = media_cfg.iter().map(media::MediumConfig::label).collect();
     let media = media::Media::start(media_cfg, key.clone(), rx_tx)
         .await
         .context("cluster: starting the heartbeat media")?;
@@ -190,6 +182,7 @@ pub async fn start(me: &str, cfg: &ClusterConfig, store: Store) -> Result<Arc<Cl
         let garp_refresh = Duration::from_secs(cfg.garp_refresh_s);
         let mut last_garp = Instant::now();
         let mut pinger = ping::Pinger::new(&cfg.ping_nodes, deadtime);
+        let mut store_seq: u64 = 0;
         loop {
             let mut send_now = false;
             tokio::select! {
@@ -312,12 +305,8 @@ pub async fn start(me: &str, cfg: &ClusterConfig, store: Store) -> Result<Arc<Cl
                     last_garp = now;
                 }
             }
-            let store_seq = if send_now {
-                store.last_seq().await.unwrap_or(0)
-            } else {
-                status.lock().unwrap_or_else(|e| e.into_inner()).store_seq
-            };
             if send_now {
+                store_seq = store.last_seq().await.unwrap_or(store_seq);
                 seq += 1;
                 let hb = wire::Heartbeat {
                     node: me.clone(),

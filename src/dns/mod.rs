@@ -204,18 +204,17 @@ pub async fn start(ctx: Arc<Ctx>) -> Result<()> {
         let mut seen = scan(&dir);
         let mut writable = watch_ctx.store.is_writable();
         loop {
-            tokio::select! {
-                _ = tokio::time::sleep(POLL) => {
-                    // Also import when this node becomes active.
-                    let now_writable = watch_ctx.store.is_writable();
-                    if scan(&dir) == seen && now_writable == writable {
-                        continue;
-                    }
-                }
-                _ = watch_ctx.dns_reload.notified() => {}
+            let reload = tokio::select! {
+                _ = tokio::time::sleep(POLL) => false,
+                _ = watch_ctx.dns_reload.notified() => true,
+            };
+            // Also import when this node becomes active.
+            let (now_seen, now_writable) = (scan(&dir), watch_ctx.store.is_writable());
+            if !reload && now_seen == seen && now_writable == writable {
+                continue;
             }
-            seen = scan(&dir);
-            writable = watch_ctx.store.is_writable();
+            seen = now_seen;
+            writable = now_writable;
             if let Err(e) = import_dir(&watch_ctx.store, &dir).await {
                 tracing::error!("dns: loading zones: {e:#}");
             }

@@ -89,10 +89,12 @@ impl Server {
     pub async fn listen(self: Arc<Self>, addrs: &[SocketAddr]) -> Result<()> {
         let rt = tokio::runtime::Handle::current();
         for &addr in addrs {
-            let shared = udp_socket(addr)
-                .with_context(|| format!("dns.listen: cannot listen on {addr} (UDP)"))?;
+            let shared = Arc::new(
+                udp_socket(addr)
+                    .with_context(|| format!("dns.listen: cannot listen on {addr} (UDP)"))?,
+            );
             for i in 0..UDP_THREADS {
-                let sock = shared.try_clone().context("dns: sharing the UDP socket")?;
+                let sock = shared.clone();
                 let srv = self.clone();
                 let rt = rt.clone();
                 std::thread::Builder::new()
@@ -107,11 +109,11 @@ impl Server {
         Ok(())
     }
 
-    fn serve_udp(self: Arc<Self>, sock: std::net::UdpSocket, rt: tokio::runtime::Handle) {
+    fn serve_udp(self: Arc<Self>, sock: Arc<std::net::UdpSocket>, rt: tokio::runtime::Handle) {
         let mut batch = Batch::default();
         let mut cache = ResponseCache::default();
         loop {
-            if let Err(e) = batch.recv(&sock) {
+            if let Err(e) = batch.recv(&*sock) {
                 // E.g. an ICMP error for an earlier reply; the socket is fine.
                 tracing::debug!("dns: udp receive: {e}");
                 continue;
@@ -122,26 +124,24 @@ impl Server {
                 if cache.hit(generation, pkt, recursion, out) {
                     return true;
                 }
-                match self.handle_guarded(pkt, src.ip(), false) {
+                match self.handle_guarded(pkt, src.ip(), recursion, false) {
                     Outcome::Reply(resp) => {
                         cache.store(&resp);
                         out.extend_from_slice(&resp);
                         true
                     }
                     Outcome::Forward(msg, max) => {
-                        if let Ok(sock) = sock.try_clone() {
-                            let fwd = self.forwarder.clone();
-                            rt.spawn(async move {
-                                let resp = fit(fwd.resolve(&msg).await, max);
-                                let _ = batch::send_one(&sock, &resp, src, dst);
-                            });
-                        }
+                        let (fwd, sock) = (self.forwarder.clone(), sock.clone());
+                        rt.spawn(async move {
+                            let resp = fit(fwd.resolve(&msg).await, max);
+                            let _ = batch::send_one(&*sock, &resp, src, dst);
+                        });
                         false
                     }
                     Outcome::Transfer(_) | Outcome::Drop => false,
                 }
             });
-            batch.send(&sock);
+            batch.send(&*sock);
         }
     }
 
@@ -174,7 +174,7 @@ impl Server {
             }
             let mut pkt = vec![0u8; u16::from_be_bytes(len) as usize];
             tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut pkt)).await??;
-            let replies = match self.handle_guarded(&pkt, peer, true) {
+            let replies = match self.handle_guarded(&pkt, peer, self.cfg.may_recurse(peer), true) {
                 Outcome::Reply(r) => vec![r],
                 Outcome::Forward(msg, max) => vec![fit(self.forwarder.resolve(&msg).await, max)],
                 Outcome::Transfer(msgs) => msgs,
@@ -190,8 +190,7 @@ impl Server {
     }
 
     /// [`Self::answer`], with a panic turned into a dropped request.
-    fn handle_guarded(&self, pkt: &[u8], src: IpAddr, tcp: bool) -> Outcome {
-        let recursion = self.cfg.may_recurse(src);
+    fn handle_guarded(&self, pkt: &[u8], src: IpAddr, recursion: bool, tcp: bool) -> Outcome {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             self.answer(pkt, src, recursion, tcp)
         }))
@@ -439,7 +438,7 @@ fn transfer(req: &Message, zone: &super::Zone) -> Vec<Vec<u8>> {
     let up_to_date = ixfr
         && client_serial.is_some_and(|c| SerialNumber::new(c) >= SerialNumber::new(zone.serial()));
     let records = if up_to_date {
-        zone.soa_record().cloned().into_iter().collect()
+        zone.soa().cloned().into_iter().collect()
     } else {
         zone.transfer()
     };

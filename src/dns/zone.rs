@@ -119,7 +119,8 @@ impl Zone {
         self.nodes.get(name).and_then(|n| n.get(&ty))
     }
 
-    fn soa(&self) -> Option<&Record> {
+    /// The zone's SOA record.
+    pub fn soa(&self) -> Option<&Record> {
         self.rrset(&self.origin, RecordType::SOA)
             .and_then(|v| v.first())
     }
@@ -216,11 +217,6 @@ impl Zone {
             }
         }
         out
-    }
-
-    /// The zone's SOA record.
-    pub fn soa_record(&self) -> Option<&Record> {
-        self.soa()
     }
 
     /// Every record for a zone transfer (RFC 5936 2.2): the SOA, the rest, the SOA.

@@ -2,7 +2,7 @@
 //! `mime` (ENVELOPE, BODYSTRUCTURE, body sections) and `search` (SEARCH keys).
 
 use imap_codec::imap_types::core::AString;
-use imap_codec::imap_types::fetch::{MessageDataItem, MessageDataItemName, Part, Section};
+use imap_codec::imap_types::fetch::{MessageDataItemName, Part, Section};
 use imap_codec::imap_types::search::SearchKey;
 
 use super::session::Selected;
@@ -174,29 +174,6 @@ pub fn section_name(out: &mut Vec<u8>, section: Option<&Section<'_>>) {
     }
 }
 
-/// The wire form of one FETCH data item's value as imap-codec encodes it (used for
-/// ENVELOPE and BODYSTRUCTURE values built as imap-types).
-#[allow(dead_code)]
-pub fn encode_value(item: MessageDataItem<'_>) -> Vec<u8> {
-    use imap_codec::ResponseCodec;
-    use imap_codec::encode::Encoder;
-    use imap_codec::imap_types::core::Vec1;
-    use imap_codec::imap_types::response::{Data, Response};
-    let resp = Response::Data(Data::Fetch {
-        seq: std::num::NonZeroU32::MIN,
-        items: Vec1::from(item),
-    });
-    let bytes = ResponseCodec::default().encode(&resp).dump();
-    let inner = bytes
-        .strip_prefix(b"* 1 FETCH (".as_slice())
-        .and_then(|b| b.strip_suffix(b")\r\n".as_slice()))
-        .unwrap_or(b"NIL");
-    match inner.iter().position(|&b| b == b' ') {
-        Some(p) => inner[p + 1..].to_vec(),
-        None => b"NIL".to_vec(),
-    }
-}
-
 // ------------------------------------------------------------------ SEARCH glue
 
 /// Whether evaluating `key` needs message text (headers, body or the Date field).
@@ -286,32 +263,5 @@ pub fn search_matches(
         K::Text(s) => on_text(&|t| t.text(s.as_ref())),
         #[allow(unreachable_patterns)]
         _ => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use imap_codec::imap_types::core::NString;
-    use imap_codec::imap_types::envelope::Envelope;
-
-    #[test]
-    fn encodes_an_envelope_value() {
-        let env = Envelope {
-            date: NString(None),
-            subject: NString::try_from("hola").unwrap(),
-            from: vec![],
-            sender: vec![],
-            reply_to: vec![],
-            to: vec![],
-            cc: vec![],
-            bcc: vec![],
-            in_reply_to: NString(None),
-            message_id: NString(None),
-        };
-        assert_eq!(
-            encode_value(MessageDataItem::Envelope(env)),
-            b"(NIL \"hola\" NIL NIL NIL NIL NIL NIL NIL NIL)".to_vec()
-        );
     }
 }
