@@ -66,6 +66,8 @@
 
 #[path = "../tests/cluster_lab/mod.rs"]
 mod cluster_lab;
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 use std::fmt::Write as _;
 use std::io::Read as _;

@@ -15,10 +15,14 @@
 //! drop, also when a step fails. Nothing is installed; a missing tool is a loud error.
 //! Postfix needs root (its daemons drop to the `postfix` user), as does this bench.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::Node;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const SESSIONS: u32 = 16;
@@ -31,16 +35,7 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(5000);
     for tool in ["smtp-source", "postfix", "postconf"] {
-        let found = Command::new("sh")
-            .arg("-c")
-            .arg(format!("command -v {tool}"))
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-        assert!(
-            found,
-            "`{tool}` not found: install Debian's postfix package"
-        );
+        common::require_tool(tool);
     }
     // BENCH_SMTP_DIR puts both servers' state elsewhere (e.g. /dev/shm to see the
     // figures without fsync cost); default: the system temp dir.
@@ -52,7 +47,8 @@ fn main() {
         .tempdir_in(&parent)
         .expect("temp dir");
     // Guards drop in reverse order: both servers stop before the temp dir goes.
-    let clusterd = Clusterd::start(&tmp.path().join("clusterd"));
+    let clusterd = Node::builder().log("warn").temp_in(tmp.path()).start();
+    clusterd.add_user("bench", "benchpw");
     let postfix = Postfix::start(&tmp.path().join("postfix"));
 
     println!("smtp-source -s {SESSIONS} -m {n}, loopback; durable accepts per second");
@@ -65,11 +61,11 @@ fn main() {
         assert_eq!(got, sent, "postfix did not deliver its queue within 120 s");
     };
     for size in SIZES {
-        smtp_source(clusterd.port, "bench@cluster.com.ec", WARMUP, size);
+        smtp_source(clusterd.smtp_port, "bench@cluster.com.ec", WARMUP, size);
         smtp_source(postfix.port, "bench@bench.example", WARMUP, size);
         sent_to_postfix += WARMUP as usize;
         settle(&postfix, sent_to_postfix);
-        let c = smtp_source(clusterd.port, "bench@cluster.com.ec", n, size);
+        let c = smtp_source(clusterd.smtp_port, "bench@cluster.com.ec", n, size);
         settle(&postfix, sent_to_postfix);
         let p = smtp_source(postfix.port, "bench@bench.example", n, size);
         sent_to_postfix += n as usize;
@@ -82,7 +78,7 @@ fn main() {
     }
     // Every acknowledged message must be in the mailbox.
     let expected = (WARMUP + n) * SIZES.len() as u32;
-    let got = clusterd.inbox_count();
+    let got = inbox_count(clusterd.imap_port);
     assert_eq!(
         got, expected,
         "clusterd INBOX holds {got} messages, expected {expected}"
@@ -133,24 +129,9 @@ fn smtp_source(port: u16, to: &str, n: u32, size: u32) -> f64 {
     secs
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind 127.0.0.1:0")
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_port(port: u16, child: Option<&mut Child>, what: &str) {
+fn wait_port(port: u16, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
-    let mut child = child;
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Some(c) = child.as_deref_mut() {
-            assert!(
-                c.try_wait().unwrap().is_none(),
-                "{what} exited during start-up"
-            );
-        }
         assert!(
             Instant::now() < deadline,
             "{what} did not listen on {port} within 30 s"
@@ -159,139 +140,25 @@ fn wait_port(port: u16, child: Option<&mut Child>, what: &str) {
     }
 }
 
-fn kill(pid: u32, sig: &str) {
-    let _ = Command::new("kill").args([sig, &pid.to_string()]).status();
-}
-
-/// Whether the process exists and is not a zombie waiting for its parent.
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| Some(s.rsplit_once(") ")?.1.starts_with('Z')))
-        .is_some_and(|zombie| !zombie)
-}
-
-struct Clusterd {
-    child: Child,
-    config: PathBuf,
-    port: u16,
-    imap_port: u16,
-}
-
-impl Clusterd {
-    fn start(dir: &Path) -> Clusterd {
-        std::fs::create_dir_all(dir).unwrap();
-        let bin = PathBuf::from(env!("CARGO_BIN_EXE_clusterd"));
-        let port = free_port();
-        let imap_port = free_port();
-        let config = dir.join("clusterd.toml");
-        let text = format!(
-            r#"[node]
-name = "bench"
-data_dir = "{d}/data"
-control_socket = "{d}/control.sock"
-[domain]
-name = "cluster.com.ec"
-local_domains = ["cluster.com.ec"]
-[smtp]
-listen = ["127.0.0.1:{port}"]
-submission_listen = ["127.0.0.1:{sub}"]
-submissions_listen = ["127.0.0.1:{subs}"]
-relay_from = ["127.0.0.1/32"]
-require_resolvable_sender = false
-[imap]
-listen = ["127.0.0.1:{imap_port}"]
-tls_listen = ["127.0.0.1:{imaps}"]
-[dns]
-listen = ["127.0.0.1:{dns}"]
-zones_dir = "{d}/zones"
-"#,
-            d = dir.display(),
-            sub = free_port(),
-            subs = free_port(),
-            imaps = free_port(),
-            dns = free_port(),
-        );
-        std::fs::write(&config, text).unwrap();
-        let log = std::fs::File::create(dir.join("clusterd.log")).unwrap();
-        let mut child = Command::new(&bin)
-            .args(["run", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
-        wait_port(port, Some(&mut child), "clusterd");
-        let c = Clusterd {
-            child,
-            config,
-            port,
-            imap_port,
-        };
-        // The control socket may come up a moment after the listeners.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let mut add = Command::new(&bin)
-                .args(["user", "add", "bench", "--password-stdin", "--config"])
-                .arg(&c.config)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            add.stdin.take().unwrap().write_all(b"benchpw\n").unwrap();
-            let out = add.wait_with_output().unwrap();
-            if out.status.success() {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "clusterd user add failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        c
-    }
-
-    /// Messages in bench's INBOX, over IMAP.
-    fn inbox_count(&self) -> u32 {
-        let s = TcpStream::connect(("127.0.0.1", self.imap_port)).expect("imap connect");
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let mut w = s.try_clone().unwrap();
-        let mut r = BufReader::new(s);
-        let mut line = String::new();
-        r.read_line(&mut line).unwrap();
-        w.write_all(b"a LOGIN bench benchpw\r\nb STATUS INBOX (MESSAGES)\r\nc LOGOUT\r\n")
-            .unwrap();
-        let mut all = String::new();
-        let _ = r.read_to_string(&mut all);
-        all.lines()
-            .find_map(|l| {
-                let rest = l.strip_prefix("* STATUS ")?;
-                let n = rest.split("MESSAGES ").nth(1)?;
-                n.trim_end_matches(')').trim().parse().ok()
-            })
-            .unwrap_or_else(|| panic!("no STATUS in IMAP reply: {all}"))
-    }
-}
-
-impl Drop for Clusterd {
-    fn drop(&mut self) {
-        let pid = self.child.id();
-        kill(pid, "-TERM");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.child.try_wait().ok().flatten().is_none() {
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
+/// Messages in bench's INBOX, over IMAP.
+fn inbox_count(imap_port: u16) -> u32 {
+    let s = TcpStream::connect(("127.0.0.1", imap_port)).expect("imap connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    w.write_all(b"a LOGIN bench benchpw\r\nb STATUS INBOX (MESSAGES)\r\nc LOGOUT\r\n")
+        .unwrap();
+    let mut all = String::new();
+    let _ = r.read_to_string(&mut all);
+    all.lines()
+        .find_map(|l| {
+            let rest = l.strip_prefix("* STATUS ")?;
+            let n = rest.split("MESSAGES ").nth(1)?;
+            n.trim_end_matches(')').trim().parse().ok()
+        })
+        .unwrap_or_else(|| panic!("no STATUS in IMAP reply: {all}"))
 }
 
 /// A private Postfix instance: own config, queue and data directories, listening on
@@ -327,7 +194,7 @@ impl Postfix {
                 .unwrap();
             assert!(chown.success(), "chown {} (needs root)", d.display());
         }
-        let port = free_port();
+        let port = common::free_port();
         let main_cf = format!(
             "compatibility_level = 3.6
 queue_directory = {queue}
@@ -407,7 +274,7 @@ pickup    unix  n - n 60 1 pickup
             String::from_utf8_lossy(&out.stderr),
             std::fs::read_to_string(&pf.log).unwrap_or_default()
         );
-        wait_port(port, None, "postfix");
+        wait_port(port, "postfix");
         pf.master_pid = pf.read_pid();
         assert!(pf.master_pid.is_some(), "no Postfix master.pid");
         pf
@@ -447,9 +314,9 @@ impl Drop for Postfix {
             .status();
         if let Some(pid) = self.master_pid.or_else(|| self.read_pid()) {
             let deadline = Instant::now() + Duration::from_secs(10);
-            while alive(pid) {
+            while common::pid_alive(pid) {
                 if Instant::now() > deadline {
-                    kill(pid, "-KILL");
+                    common::signal(pid, "-KILL");
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(50));

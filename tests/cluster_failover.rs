@@ -8,6 +8,7 @@
 //! The first two tests check the lab itself and need no cluster.
 
 mod cluster_lab;
+mod common;
 
 use std::time::{Duration, Instant};
 

@@ -64,24 +64,9 @@ pub const INITDEAD: Duration = Duration::from_millis(3000);
 /// A MAC no lab interface has (used to poison the client's ARP entry).
 pub const BOGUS_MAC: &str = "02:00:de:ad:be:ef";
 
-/// Path of the binary under test.
-pub fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_clusterd"))
-}
-
-/// Fails the test loudly when a program the lab needs is missing.
-pub fn require_tool(name: &str) {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {name}"))
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        found,
-        "required tool `{name}` is not installed (.ci/run installs it)"
-    );
-}
+// The binary under test and the loud tool check are the test harness's (the crate
+// that includes this lab also declares `mod common`).
+pub use crate::common::{bin, require_tool};
 
 /// One of the two cluster nodes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -492,8 +477,8 @@ serial = {{ device = "{tty}", baud = 115200 }}
     /// Cuts the serial cable: socat is stopped (by PID) and both pty ends vanish;
     /// a node reading its end sees EOF/EIO and its device path disappears.
     pub fn cut_serial(&mut self) {
-        if let Some(child) = self.socat.take() {
-            terminate(child, Duration::from_secs(3));
+        if let Some(mut child) = self.socat.take() {
+            crate::common::terminate(&mut child, Duration::from_secs(3));
         }
         for node in [N1, N2] {
             let _ = std::fs::remove_file(self.serial_path(node));
@@ -654,8 +639,8 @@ serial = {{ device = "{tty}", baud = 115200 }}
 
     /// SIGTERM (an orderly stop), SIGKILL after 10 s.
     pub fn stop_node(&mut self, node: NodeId) {
-        if let Some(child) = self.nodes[node.index()].take() {
-            terminate(child, Duration::from_secs(10));
+        if let Some(mut child) = self.nodes[node.index()].take() {
+            crate::common::terminate(&mut child, Duration::from_secs(10));
         }
     }
 
@@ -1259,23 +1244,6 @@ fn die_with_parent(cmd: &mut Command) {
             Ok(())
         });
     }
-}
-
-/// SIGTERM, then SIGKILL after `grace`; always reaps.
-fn terminate(mut child: Child, grace: Duration) {
-    // SAFETY: kill(2) on the PID of our own unreaped child.
-    unsafe {
-        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
-    }
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 /// Waits for a child's output, killing it after `limit`.

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod dns;
+
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -60,6 +62,10 @@ pub struct Builder {
     imap: String,
     dns: String,
     extra: String,
+    /// RUST_LOG for the node (default "info").
+    log_filter: Option<String>,
+    /// Where the node's temp dir goes (default: the system temp dir).
+    parent_dir: Option<PathBuf>,
     name: Option<String>,
 }
 
@@ -100,6 +106,16 @@ impl Builder {
         self.extra.push('\n');
         self
     }
+    /// The node's log filter (RUST_LOG), e.g. "warn" for benchmarks.
+    pub fn log(mut self, filter: &str) -> Self {
+        self.log_filter = Some(filter.into());
+        self
+    }
+    /// Puts the node's data under `parent` instead of the system temp dir.
+    pub fn temp_in(mut self, parent: &Path) -> Self {
+        self.parent_dir = Some(parent.to_path_buf());
+        self
+    }
     pub fn name(mut self, name: &str) -> Self {
         self.name = Some(name.into());
         self
@@ -108,7 +124,7 @@ impl Builder {
     pub fn start(self) -> Node {
         let dir = tempfile::Builder::new()
             .prefix("clusterd-test-")
-            .tempdir()
+            .tempdir_in(self.parent_dir.clone().unwrap_or_else(std::env::temp_dir))
             .expect("temp dir");
         let mut node = Node {
             smtp_port: free_port(),
@@ -117,6 +133,7 @@ impl Builder {
             imap_port: free_port(),
             imaps_port: free_port(),
             dns_port: free_port(),
+            log_filter: self.log_filter.clone().unwrap_or_else(|| "info".into()),
             config: dir.path().join("clusterd.toml"),
             control_socket: dir.path().join("control.sock"),
             data_dir: dir.path().join("data"),
@@ -208,6 +225,7 @@ pub struct Node {
     pub dns_port: u16,
     /// A copy of the repository's zones/ the node serves (tests may edit it).
     pub zones_dir: PathBuf,
+    log_filter: String,
     child: Option<Child>,
 }
 
@@ -234,7 +252,7 @@ impl Node {
         let child = Command::new(bin())
             .args(["run", "--config"])
             .arg(&self.config)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", &self.log_filter)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -281,20 +299,7 @@ impl Node {
     /// Stops the node with SIGTERM (SIGKILL after 10 s) and waits for it.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let pid = child.id() as i32;
-            unsafe_kill(pid, 15);
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                if child.try_wait().unwrap().is_some() {
-                    break;
-                }
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            terminate(&mut child, Duration::from_secs(10));
         }
     }
 
@@ -339,11 +344,50 @@ impl Drop for Node {
     }
 }
 
-fn unsafe_kill(pid: i32, sig: i32) {
+/// Stops a child we started: SIGTERM, then SIGKILL if it is still there after
+/// `grace`; always reaped.
+pub fn terminate(child: &mut Child, grace: Duration) {
+    signal(child.id(), "-TERM");
+    let deadline = Instant::now() + grace;
+    while matches!(child.try_wait(), Ok(None)) {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.wait();
+}
+
+/// Sends `sig` (e.g. "-TERM") to `pid` with kill(1).
+pub fn signal(pid: u32, sig: &str) {
     let _ = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
+        .args([sig, &pid.to_string()])
+        .stderr(Stdio::null())
         .status();
+}
+
+/// Whether the process exists and is not a zombie.
+pub fn pid_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| Some(!s.rsplit_once(") ")?.1.starts_with('Z')))
+        .unwrap_or(false)
+}
+
+/// PIDs whose parent is `parent` (from /proc).
+pub fn child_pids(parent: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| {
+            let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let ppid: u32 = stat.rsplit_once(") ")?.1.split(' ').nth(1)?.parse().ok()?;
+            (ppid == parent).then_some(pid)
+        })
+        .collect()
 }
 
 /// Runs a command with optional stdin text, capturing output.
