@@ -792,7 +792,7 @@ serial = {{ device = "{tty}", baud = 115200 }}
                 "3",
             ],
         );
-        python_ok(&out, "arping")
+        crate::common::assert_ok(&out, "arping")
             .lines()
             .map(|l| l.trim().to_string())
             .filter(|l| !l.is_empty())
@@ -803,7 +803,7 @@ serial = {{ device = "{tty}", baud = 115200 }}
     /// self-tests move an address by hand with it).
     pub fn send_garp(&self, node: NodeId, addr: &str, count: u32) {
         let out = python_in(&self.ns(node), GARP_PY, &["eth0", addr, &count.to_string()]);
-        python_ok(&out, "garp");
+        crate::common::assert_ok(&out, "garp");
     }
 
     /// ICMP echo from namespace `ns` to `addr` (3 tries, 300 ms each): any reply.
@@ -868,7 +868,7 @@ serial = {{ device = "{tty}", baud = 115200 }}
                 &format!("{:.3}", duration.as_secs_f64()),
             ],
         );
-        python_ok(&out, "udp capture")
+        crate::common::assert_ok(&out, "udp capture")
             .lines()
             .filter(|l| !l.trim().is_empty())
             .map(|l| hex::decode(l.trim()).expect("hex from the sniffer"))
@@ -1102,7 +1102,7 @@ impl Probe {
     pub fn finish(mut self) -> ProbeReport {
         let child = self.child.take().unwrap();
         let out = wait_output(child, self.duration + Duration::from_secs(10), "tcp probe");
-        let text = python_ok(&out, "tcp probe");
+        let text = crate::common::assert_ok(&out, "tcp probe");
         let v: serde_json::Value = serde_json::from_str(text.trim())
             .unwrap_or_else(|e| panic!("tcp probe printed no JSON ({e}): {text}"));
         ProbeReport {
@@ -1134,7 +1134,7 @@ impl Forger {
     pub fn finish(mut self) -> serde_json::Value {
         let child = self.child.take().unwrap();
         let out = wait_output(child, Duration::from_secs(60), "forger");
-        let text = python_ok(&out, "forger");
+        let text = crate::common::assert_ok(&out, "forger");
         serde_json::from_str(text.trim())
             .unwrap_or_else(|e| panic!("forger printed no JSON ({e}): {text}"))
     }
@@ -1182,19 +1182,8 @@ pub fn python_in(ns: &str, script: &str, args: &[&str]) -> Output {
     cmd.output().expect("run python3")
 }
 
-fn python_ok(out: &Output, what: &str) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
 fn cli_ok(out: Output, what: &str) -> String {
-    python_ok(&out, what)
+    crate::common::assert_ok(&out, what)
 }
 
 /// Runs `ip -n NS ARGS` (ARGS split at whitespace); panics with its stderr when
