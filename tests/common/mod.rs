@@ -121,7 +121,21 @@ impl Builder {
         self
     }
 
+    /// Starts the node. Ports are picked free but not held, so another test may take
+    /// one before the node binds it: then the start is retried with fresh ports.
     pub fn start(self) -> Node {
+        let mut last = String::new();
+        for _ in 0..3 {
+            match self.try_start() {
+                Ok(node) => return node,
+                Err(log) if log.contains("Address already in use") => last = log,
+                Err(log) => panic!("clusterd exited during start-up; log:\n{log}"),
+            }
+        }
+        panic!("clusterd could not bind its ports in 3 attempts; last log:\n{last}");
+    }
+
+    fn try_start(&self) -> Result<Node, String> {
         let dir = tempfile::Builder::new()
             .prefix("clusterd-test-")
             .tempdir_in(self.parent_dir.clone().unwrap_or_else(std::env::temp_dir))
@@ -204,8 +218,9 @@ tls_listen = ["127.0.0.1:{imaps}"]
         );
         std::fs::write(&node.config, text).expect("write config");
         copy_dir(&repo_zones_dir(), &node.zones_dir);
-        node.launch();
-        node
+        node.spawn();
+        node.wait_ready()?;
+        Ok(node)
     }
 }
 
@@ -243,7 +258,15 @@ impl Node {
         bin()
     }
 
+    /// Starts the process and waits until it serves; panics if it does not.
     fn launch(&mut self) {
+        self.spawn();
+        if let Err(log) = self.wait_ready() {
+            panic!("clusterd exited during start-up; log:\n{log}");
+        }
+    }
+
+    fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -259,25 +282,23 @@ impl Node {
             .spawn()
             .expect("start clusterd");
         self.child = Some(child);
-        self.wait_ready();
     }
 
     /// Waits (bounded) until the SMTP and IMAP ports and the control socket answer.
-    fn wait_ready(&mut self) {
+    /// Waits until the node serves; Err(its log) if the process exited first.
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!(
-                    "clusterd exited during start-up ({status}); log:\n{}",
-                    self.log_text()
-                );
+                self.child = None;
+                return Err(format!("({status})\n{}", self.log_text()));
             }
             let up = [self.smtp_port, self.imap_port]
                 .iter()
                 .all(|p| TcpStream::connect(("127.0.0.1", *p)).is_ok())
                 && std::os::unix::net::UnixStream::connect(&self.control_socket).is_ok();
             if up {
-                return;
+                return Ok(());
             }
             assert!(
                 Instant::now() < deadline,
