@@ -29,6 +29,10 @@ pub struct Config {
     pub imap: ImapConfig,
     #[serde(default)]
     pub dns: DnsConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default)]
+    pub webmail: WebmailConfig,
     /// Absent: a single node that is always active.
     #[serde(default)]
     pub cluster: Option<ClusterConfig>,
@@ -261,6 +265,50 @@ fn default_axfr_from() -> Vec<IpNet> {
         .iter()
         .map(|n| n.parse().unwrap())
         .collect()
+}
+
+/// The web site (static content from the store) and the mount point of the webmail.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Plain HTTP addresses.
+    #[serde(default = "default_http_listen")]
+    pub listen: Vec<SocketAddr>,
+    /// HTTPS addresses (HTTP/1.1 and HTTP/2, the same certificate as mail).
+    #[serde(default = "default_https_listen")]
+    pub https_listen: Vec<SocketAddr>,
+}
+
+fn default_http_listen() -> Vec<SocketAddr> {
+    vec!["0.0.0.0:80".parse().unwrap()]
+}
+fn default_https_listen() -> Vec<SocketAddr> {
+    vec!["0.0.0.0:443".parse().unwrap()]
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults parse")
+    }
+}
+
+/// The webmail at `/webmail/`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebmailConfig {
+    /// A session unused for this long is logged out.
+    #[serde(default = "default_webmail_idle")]
+    pub session_idle_minutes: u64,
+}
+
+fn default_webmail_idle() -> u64 {
+    30
+}
+
+impl Default for WebmailConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults parse")
+    }
 }
 
 impl Default for DnsConfig {

@@ -55,6 +55,7 @@ pub async fn run(cfg: Config) -> Result<()> {
     crate::smtp::start(ctx.clone()).await?;
     crate::imap::start(ctx.clone()).await?;
     crate::dns::start(ctx.clone()).await?;
+    crate::http::start(ctx.clone()).await?;
     crate::control::start(ctx.clone()).await?;
     // Last: the VIP may only arrive once every service listens.
     if let Some(c) = &ctx.cfg.cluster {
