@@ -426,6 +426,10 @@ tls_listen = ["127.0.0.1:2993"]
 [dns]
 listen = ["127.0.0.1:2053"]
 zones_dir = "{zones}"
+
+[http]
+listen = ["127.0.0.1:2080"]
+https_listen = ["127.0.0.1:2443"]
 "#,
         data = dir.join("data").display(),
         sock = dir.join("control.sock").display(),
@@ -450,7 +454,7 @@ zones_dir = "{zones}"
     }
     eprintln!(
         "demo node: SMTP 127.0.0.1:2525 (submission 2587, 2465), IMAP 127.0.0.1:2143 (IMAPS 2993),\n\
-         DNS 127.0.0.1:2053 (zones in {}/zones)\n\
+         DNS 127.0.0.1:2053 (zones in {}/zones), web http://127.0.0.1:2080/ (https 2443, webmail /webmail/)\n\
          account demo@cluster.com.ec, password \"demo\"; config in {}",
         dir.display(),
         path.display()

@@ -61,6 +61,8 @@ pub struct Builder {
     smtp: String,
     imap: String,
     dns: String,
+    http: String,
+    webmail: String,
     extra: String,
     /// RUST_LOG for the node (default "info").
     log_filter: Option<String>,
@@ -101,6 +103,20 @@ impl Builder {
         self
     }
     /// Extra whole sections appended at the end.
+    /// Extra lines for `[http]` (HTTP and HTTPS always listen on free loopback ports).
+    pub fn http(mut self, lines: &str) -> Self {
+        self.http.push_str(lines);
+        self.http.push('\n');
+        self
+    }
+
+    /// Extra lines for `[webmail]`.
+    pub fn webmail(mut self, lines: &str) -> Self {
+        self.webmail.push_str(lines);
+        self.webmail.push('\n');
+        self
+    }
+
     pub fn extra(mut self, text: &str) -> Self {
         self.extra.push_str(text);
         self.extra.push('\n');
@@ -147,6 +163,8 @@ impl Builder {
             imap_port: free_port(),
             imaps_port: free_port(),
             dns_port: free_port(),
+            http_port: free_port(),
+            https_port: free_port(),
             log_filter: self.log_filter.clone().unwrap_or_else(|| "info".into()),
             config: dir.path().join("clusterd.toml"),
             control_socket: dir.path().join("control.sock"),
@@ -180,6 +198,12 @@ tls_listen = ["127.0.0.1:{imaps}"]
 [dns]
 {dns_listen}
 {dns_extra}
+[http]
+listen = ["127.0.0.1:{http}"]
+https_listen = ["127.0.0.1:{https}"]
+{http_extra}
+[webmail]
+{webmail_extra}
 {extra}"#,
             name = self.name.as_deref().unwrap_or("clusternodo1"),
             data = node.data_dir.display(),
@@ -214,6 +238,10 @@ tls_listen = ["127.0.0.1:{imaps}"]
             .collect::<Vec<_>>()
             .join("\n"),
             dns_extra = self.dns,
+            http = node.http_port,
+            https = node.https_port,
+            http_extra = self.http,
+            webmail_extra = self.webmail,
             extra = self.extra,
         );
         std::fs::write(&node.config, text).expect("write config");
@@ -238,6 +266,8 @@ pub struct Node {
     pub imaps_port: u16,
     /// UDP and TCP.
     pub dns_port: u16,
+    pub http_port: u16,
+    pub https_port: u16,
     /// A copy of the repository's zones/ the node serves (tests may edit it).
     pub zones_dir: PathBuf,
     log_filter: String,
