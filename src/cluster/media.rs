@@ -557,6 +557,7 @@ mod tests {
             healthy: true,
             ping_ok: true,
             request: 0,
+            vip_held: node == "a",
         }
     }
 

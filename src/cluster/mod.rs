@@ -183,6 +183,10 @@ pub async fn start(me: &str, cfg: &ClusterConfig, store: Store) -> Result<Arc<Cl
         let mut last_garp = Instant::now();
         let mut pinger = ping::Pinger::new(&cfg.ping_nodes, deadtime);
         let mut store_seq: u64 = 0;
+        let mut held = Held::No;
+        // How long a yielding node keeps the VIP for a taker that has not said it is
+        // active yet; after that it lets go anyway (a gap, not a conflict).
+        let linger = (keepalive * 2 + Duration::from_millis(100)).min(deadtime);
         loop {
             let mut send_now = false;
             tokio::select! {
@@ -211,6 +215,7 @@ pub async fn start(me: &str, cfg: &ClusterConfig, store: Store) -> Result<Arc<Cl
                                 healthy: hb.healthy,
                                 ping_ok: hb.ping_ok,
                                 request: Request::from_code(hb.request),
+                                vip_held: hb.vip_held,
                             });
                         }
                     }
@@ -222,22 +227,45 @@ pub async fn start(me: &str, cfg: &ClusterConfig, store: Store) -> Result<Arc<Cl
                         Command::Takeover => machine.takeover(),
                         Command::Shutdown { done } => {
                             store.set_writable(false);
-                            if let Err(e) = vip.release().await {
-                                tracing::error!("cluster: removing the virtual IP: {e:#}");
-                            }
                             machine.standby();
-                            seq += 1;
-                            let hb = wire::Heartbeat {
+                            let peer_up = machine.peer_alive();
+                            let keep = held == Held::Yes && peer_up && vip.can_hold_silently();
+                            let mut hb = wire::Heartbeat {
                                 node: me.clone(),
                                 boot_id,
-                                seq,
+                                seq: 0,
                                 role: Role::Standby.code(),
                                 epoch: machine.epoch(),
                                 store_seq: 0,
                                 healthy: false,
                                 ping_ok: machine.ping_ok,
                                 request: Request::TakeOver.code(),
+                                vip_held: keep,
                             };
+                            if keep {
+                                // Keep the VIP until the peer says it is active (it has
+                                // turned the clients' ARP caches), as in any handover.
+                                seq += 1;
+                                hb.seq = seq;
+                                media.send(&wire::encode(&hb, &key));
+                                let until = tokio::time::Instant::now() + linger;
+                                while let Ok(Some((_, peer_hb))) =
+                                    tokio::time::timeout_at(until, rx.recv()).await
+                                {
+                                    if peer_hb.node == cfg.peer
+                                        && guard.check(&peer_hb) == wire::Verdict::New
+                                        && Role::from_code(peer_hb.role) == Role::Active
+                                    {
+                                        break;
+                                    }
+                                }
+                            }
+                            if let Err(e) = vip.release().await {
+                                tracing::error!("cluster: removing the virtual IP: {e:#}");
+                            }
+                            seq += 1;
+                            hb.seq = seq;
+                            hb.vip_held = false;
                             media.send(&wire::encode(&hb, &key));
                             // Let the media tasks write the last heartbeat.
                             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -257,9 +285,19 @@ pub async fn start(me: &str, cfg: &ClusterConfig, store: Store) -> Result<Arc<Cl
             for action in &actions {
                 match action {
                     Action::Activate => {
-                        tracing::info!(epoch = machine.epoch(), vip = %cfg.vip, "cluster: becoming active");
-                        if let Err(e) = vip.hold(lifetime).await {
-                            tracing::error!("cluster: adding the virtual IP: {e:#}");
+                        let peer_holds = machine.peer_alive()
+                            && machine.peer().is_some_and(|p| p.vip_held)
+                            && vip.can_hold_silently();
+                        tracing::info!(epoch = machine.epoch(), vip = %cfg.vip, handover = peer_holds, "cluster: becoming active");
+                        let result = if peer_holds {
+                            vip.hold_silent(lifetime).await
+                        } else {
+                            vip.hold(lifetime).await
+                        };
+                        match result {
+                            Ok(()) if peer_holds => held = Held::Silently,
+                            Ok(()) => held = Held::Yes,
+                            Err(e) => tracing::error!("cluster: adding the virtual IP: {e:#}"),
                         }
                         announce(&vip, &cfg);
                         last_garp = now;
@@ -267,8 +305,15 @@ pub async fn start(me: &str, cfg: &ClusterConfig, store: Store) -> Result<Arc<Cl
                     }
                     Action::Deactivate => {
                         store.set_writable(false);
-                        if let Err(e) = vip.release().await {
-                            tracing::error!("cluster: removing the virtual IP: {e:#}");
+                        if held == Held::Yes && machine.peer_alive() && vip.can_hold_silently() {
+                            // The peer takes over: keep answering for the VIP until it
+                            // says it is active, so no packet meets a node without it.
+                            held = Held::Yielding(now + linger);
+                        } else {
+                            if let Err(e) = vip.release().await {
+                                tracing::error!("cluster: removing the virtual IP: {e:#}");
+                            }
+                            held = Held::No;
                         }
                         tracing::info!("cluster: standing by");
                     }
@@ -296,9 +341,51 @@ pub async fn start(me: &str, cfg: &ClusterConfig, store: Store) -> Result<Arc<Cl
             send_now |= actions
                 .iter()
                 .any(|a| matches!(a, Action::Activate | Action::Deactivate));
+            let peer_active =
+                machine.peer_alive() && machine.peer().is_some_and(|p| p.role == Role::Active);
+            let peer_holds = machine.peer_alive() && machine.peer().is_some_and(|p| p.vip_held);
+            match held {
+                Held::Yielding(until) if peer_active || !machine.peer_alive() || now >= until => {
+                    if let Err(e) = vip.release().await {
+                        tracing::error!("cluster: removing the virtual IP: {e:#}");
+                    }
+                    held = Held::No;
+                    send_now = true;
+                    tracing::info!(taken = peer_active, "cluster: virtual IP handed over");
+                }
+                Held::Silently if !peer_holds => {
+                    // The peer let go: the VIP moves onto the LAN interface (ARP
+                    // answered from now on) and is announced once more.
+                    match vip.hold(lifetime).await {
+                        Ok(()) => {
+                            held = Held::Yes;
+                            if let Err(e) = vip.release_silent().await {
+                                tracing::error!(
+                                    "cluster: removing the silent copy of the virtual IP: {e:#}"
+                                );
+                            }
+                            let v = vip.clone();
+                            tokio::spawn(async move {
+                                if let Err(e) = v.announce(1, Duration::ZERO).await {
+                                    tracing::error!("cluster: gratuitous ARP: {e:#}");
+                                }
+                            });
+                        }
+                        Err(e) => tracing::error!("cluster: adding the virtual IP: {e:#}"),
+                    }
+                    send_now = true;
+                }
+                _ => {}
+            }
             if machine.role() == Role::Active {
-                if send_now && let Err(e) = vip.hold(lifetime).await {
-                    tracing::error!("cluster: renewing the virtual IP: {e:#}");
+                if send_now {
+                    let renewed = match held {
+                        Held::Silently => vip.hold_silent(lifetime).await,
+                        _ => vip.hold(lifetime).await,
+                    };
+                    if let Err(e) = renewed {
+                        tracing::error!("cluster: renewing the virtual IP: {e:#}");
+                    }
                 }
                 if !garp_refresh.is_zero() && now.duration_since(last_garp) >= garp_refresh {
                     announce(&vip, &cfg);
@@ -318,6 +405,7 @@ pub async fn start(me: &str, cfg: &ClusterConfig, store: Store) -> Result<Arc<Cl
                     healthy: machine.healthy,
                     ping_ok: machine.ping_ok,
                     request: machine.request().code(),
+                    vip_held: matches!(held, Held::Yes | Held::Yielding(_)),
                 };
                 media.send(&wire::encode(&hb, &key));
             }
@@ -343,6 +431,21 @@ pub async fn start(me: &str, cfg: &ClusterConfig, store: Store) -> Result<Arc<Cl
         }
     });
     Ok(cluster)
+}
+
+/// Where this node has the VIP. A handover between two nodes that hear each other is
+/// make-before-break without ever two ARP answerers: the yielding node stays on the
+/// LAN interface (`Yielding`, already standby and closed for writes) while the taker
+/// holds it on `lo` (`Silently`), opens its store and sends gratuitous ARP; when the
+/// taker reports active the yielder deletes its copy, and when the yielder reports it
+/// gone the taker moves the VIP onto its LAN interface. Clients' packets always meet a
+/// node that accepts them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Held {
+    No,
+    Yes,
+    Silently,
+    Yielding(Instant),
 }
 
 /// Sends the configured gratuitous ARPs in the background.

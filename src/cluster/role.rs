@@ -92,6 +92,8 @@ pub struct PeerReport {
     pub healthy: bool,
     pub ping_ok: bool,
     pub request: Request,
+    /// The peer's LAN interface has the VIP (see [`crate::cluster::wire::Heartbeat`]).
+    pub vip_held: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -369,6 +371,7 @@ mod tests {
             healthy: true,
             ping_ok: true,
             request: Request::None,
+            vip_held: role == Role::Active,
         }
     }
 
@@ -398,6 +401,7 @@ mod tests {
                 healthy: m.healthy,
                 ping_ok: m.ping_ok,
                 request: m.request(),
+                vip_held: m.role() == Role::Active,
             }
         }
         /// Runs `steps` of 100 ms; asserts the two never are active together while

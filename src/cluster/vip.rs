@@ -72,6 +72,10 @@ pub struct Vip {
     addr: Ipv4Addr,
     prefix: u8,
     mac: Option<[u8; 6]>,
+    /// The loopback interface's index when a silent hold is possible (see
+    /// [`Vip::hold_silent`]): `lo` exists and the LAN interface ignores ARP requests for
+    /// addresses it does not carry itself (`arp_ignore` ≥ 1).
+    silent_on: Option<u32>,
 }
 
 impl Drop for Vip {
@@ -129,6 +133,13 @@ impl Vip {
             LinkAttribute::Address(bytes) => <[u8; 6]>::try_from(bytes.as_slice()).ok(),
             _ => None,
         });
+        let silent_on = match silent_hold_possible(&handle, interface).await {
+            Ok(lo) => Some(lo),
+            Err(e) => {
+                tracing::warn!("cluster: handovers will leave the VIP unheld for a moment: {e:#}");
+                None
+            }
+        };
         Ok(Vip {
             handle,
             connection,
@@ -137,7 +148,62 @@ impl Vip {
             addr,
             prefix: cidr.prefix_len(),
             mac,
+            silent_on,
         })
+    }
+
+    /// Whether [`Vip::hold_silent`] is available.
+    pub fn can_hold_silently(&self) -> bool {
+        self.silent_on.is_some()
+    }
+
+    /// Adds the address as /32 to the loopback interface with a kernel lifetime: the
+    /// node then accepts packets sent to the VIP that reach it, but nobody learns its
+    /// MAC for the VIP from an ARP request (the LAN interface has `arp_ignore` ≥ 1).
+    /// Used by a node taking over from a peer that still has the VIP on its LAN
+    /// interface: once our gratuitous ARP has turned the clients' caches, their packets
+    /// land here, and the peer can drop its copy without a gap.
+    pub async fn hold_silent(&self, lifetime: Duration) -> Result<()> {
+        let lo = self
+            .silent_on
+            .ok_or_else(|| anyhow!("a silent hold of the VIP is not possible here"))?;
+        let secs = lifetime_secs(lifetime);
+        let mut request = self
+            .handle
+            .address()
+            .add(lo, IpAddr::V4(self.addr), 32)
+            .replace();
+        let mut cache_info = CacheInfo::default();
+        cache_info.ifa_valid = secs;
+        cache_info.ifa_preferred = secs;
+        request
+            .message_mut()
+            .attributes
+            .push(AddressAttribute::CacheInfo(cache_info));
+        request
+            .execute()
+            .await
+            .map_err(|e| anyhow!(e))
+            .with_context(|| format!("adding virtual IP {}/32 to lo", self.addr))
+    }
+
+    /// Removes the silent copy from the loopback interface, if there is one.
+    pub async fn release_silent(&self) -> Result<()> {
+        let Some(lo) = self.silent_on else {
+            return Ok(());
+        };
+        let current = self.addresses_of(lo).await?;
+        for ours in current.iter().filter(|m| self.is_vip(m)) {
+            match self.handle.address().del(ours.clone()).execute().await {
+                Ok(()) => {}
+                Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EADDRNOTAVAIL => {}
+                Err(e) => {
+                    return Err(anyhow!(e))
+                        .with_context(|| format!("removing virtual IP {} from lo", self.addr));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The address this `Vip` manages, with its prefix.
@@ -213,7 +279,7 @@ impl Vip {
         for ours in current.iter().filter(|m| self.is_vip(m)) {
             self.delete(&current, ours).await?;
         }
-        Ok(())
+        self.release_silent().await
     }
 
     /// Whether the address is on the interface now.
@@ -290,11 +356,12 @@ impl Vip {
 
     /// The IPv4 addresses of our interface.
     async fn addresses(&self) -> Result<Vec<AddressMessage>> {
-        let mut request = self
-            .handle
-            .address()
-            .get()
-            .set_link_index_filter(self.ifindex);
+        self.addresses_of(self.ifindex).await
+    }
+
+    /// The IPv4 addresses of interface `ifindex`.
+    async fn addresses_of(&self, ifindex: u32) -> Result<Vec<AddressMessage>> {
+        let mut request = self.handle.address().get().set_link_index_filter(ifindex);
         request.message_mut().header.family = AddressFamily::Inet;
         let all: Vec<AddressMessage> = request
             .execute()
@@ -304,7 +371,7 @@ impl Vip {
             .with_context(|| format!("listing the addresses of {}", self.interface))?;
         Ok(all
             .into_iter()
-            .filter(|m| m.header.family == AddressFamily::Inet && m.header.index == self.ifindex)
+            .filter(|m| m.header.family == AddressFamily::Inet && m.header.index == ifindex)
             .collect())
     }
 
@@ -420,6 +487,34 @@ impl Vip {
 
 /// Whole seconds, rounded up, within 1 ..= u32::MAX - 1 (0 is rejected by the kernel and
 /// u32::MAX means forever).
+/// Makes a silent hold possible: finds `lo` and makes sure `interface` answers ARP
+/// only for addresses it carries itself (`arp_ignore` = 1 if it was 0; Linux's default
+/// answers for any local address, including one on `lo`). Returns `lo`'s index.
+async fn silent_hold_possible(handle: &Handle, interface: &str) -> Result<u32> {
+    let lo = handle
+        .link()
+        .get()
+        .match_name("lo")
+        .execute()
+        .try_next()
+        .await
+        .map_err(|e| anyhow!(e))
+        .context("looking up the loopback interface")?
+        .ok_or_else(|| anyhow!("no loopback interface"))?;
+    let path = format!("/proc/sys/net/ipv4/conf/{interface}/arp_ignore");
+    let current = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    if current.trim() == "0" {
+        std::fs::write(&path, "1\n").with_context(|| {
+            format!("setting {path} to 1 (needs CAP_NET_ADMIN; or set net.ipv4.conf.{interface}.arp_ignore=1)")
+        })?;
+        tracing::info!(
+            interface,
+            "cluster: arp_ignore set to 1: ARP answered only for the interface's own addresses"
+        );
+    }
+    Ok(lo.header.index)
+}
+
 fn lifetime_secs(lifetime: Duration) -> u32 {
     let secs = lifetime
         .as_secs()
@@ -783,6 +878,48 @@ mod tests {
             let copies = lan.copies_of(VIP).await;
             assert_eq!(copies.len(), 1);
             assert!(copies[0].valid_lft <= 1, "{copies:?}");
+        });
+    }
+
+    #[test]
+    fn silent_hold_puts_a_32_on_lo_with_arp_ignore_and_release_removes_it() {
+        in_private_netns(|| async {
+            let lan = Lan::with_primary().await;
+            let vip = open_vip().await;
+            assert!(vip.can_hold_silently());
+            let arp_ignore =
+                std::fs::read_to_string("/proc/sys/net/ipv4/conf/lan0/arp_ignore").unwrap();
+            assert_eq!(
+                arp_ignore.trim(),
+                "1",
+                "lan0 must not answer ARP for lo's addresses"
+            );
+
+            vip.hold_silent(Duration::from_secs(2)).await.unwrap();
+            let lo = vip.silent_on.unwrap();
+            let on_lo: Vec<_> = vip
+                .addresses_of(lo)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|m| vip.is_vip(m))
+                .collect();
+            assert_eq!(on_lo.len(), 1);
+            assert_eq!(on_lo[0].header.prefix_len, 32);
+            assert!(!vip.held().await.unwrap(), "not on the LAN interface");
+            assert!(lan.copies_of(VIP).await.is_empty());
+
+            vip.hold(Duration::from_secs(2)).await.unwrap();
+            vip.release().await.unwrap();
+            let left: Vec<_> = vip
+                .addresses_of(lo)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|m| vip.is_vip(m))
+                .collect();
+            assert!(left.is_empty(), "{left:?}");
+            assert!(!vip.held().await.unwrap());
         });
     }
 

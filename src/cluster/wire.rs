@@ -22,7 +22,7 @@
 //!     16     8  epoch
 //!     24     8  store_seq    op-log position of the sender's store
 //!     32     1  role         0 init, 1 standby, 2 active
-//!     33     1  flags        bit 0 healthy, bit 1 ping_ok, other bits reserved
+//!     33     1  flags        bit 0 healthy, bit 1 ping_ok, bit 2 vip_held, others reserved
 //!     34     1  request      0 none, 1 please take over, 2 please stand down
 //!     35     1  N, length of the node name
 //!     36     N  node name, UTF-8
@@ -94,6 +94,7 @@ pub const REQUEST_STAND_DOWN: u8 = 2;
 
 const FLAG_HEALTHY: u8 = 0b01;
 const FLAG_PING_OK: u8 = 0b10;
+const FLAG_VIP_HELD: u8 = 0b100;
 
 /// How many earlier boot ids per node the [`ReplayGuard`] refuses.
 pub const REMEMBERED_BOOTS: usize = 16;
@@ -124,6 +125,9 @@ pub struct Heartbeat {
     pub ping_ok: bool,
     /// [`REQUEST_NONE`], [`REQUEST_TAKE_OVER`] or [`REQUEST_STAND_DOWN`].
     pub request: u8,
+    /// The VIP is on the sender's LAN interface (it answers ARP for it). During a
+    /// handover the yielding node keeps it, already standby, until the taker is active.
+    pub vip_held: bool,
 }
 
 /// Why a frame was refused.
@@ -180,6 +184,9 @@ pub fn encode(hb: &Heartbeat, key: &[u8]) -> Vec<u8> {
     }
     if hb.ping_ok {
         flags |= FLAG_PING_OK;
+    }
+    if hb.vip_held {
+        flags |= FLAG_VIP_HELD;
     }
     out.push(flags);
     out.push(hb.request);
@@ -283,6 +290,7 @@ fn parse_payload(p: &[u8]) -> Result<Heartbeat, WireError> {
         healthy: flags & FLAG_HEALTHY != 0,
         ping_ok: flags & FLAG_PING_OK != 0,
         request,
+        vip_held: flags & FLAG_VIP_HELD != 0,
     })
 }
 
@@ -583,6 +591,7 @@ mod tests {
             healthy: true,
             ping_ok: false,
             request: REQUEST_STAND_DOWN,
+            vip_held: true,
         }
     }
 
@@ -599,6 +608,7 @@ mod tests {
             healthy: false,
             ping_ok: true,
             request: REQUEST_NONE,
+            vip_held: false,
         });
         cases.push(Heartbeat {
             node: "nodo-ñ".repeat(36), // 252 bytes of UTF-8
@@ -625,7 +635,7 @@ mod tests {
         assert_eq!(&p[8..16], &0x0102u64.to_be_bytes());
         assert_eq!(&p[16..24], &7u64.to_be_bytes());
         assert_eq!(&p[24..32], &4242u64.to_be_bytes());
-        assert_eq!(&p[32..36], &[ROLE_ACTIVE, 0b01, REQUEST_STAND_DOWN, 12]);
+        assert_eq!(&p[32..36], &[ROLE_ACTIVE, 0b101, REQUEST_STAND_DOWN, 12]);
         assert_eq!(&p[36..], b"clusternodo1");
         let mut mac = mac_for(KEY);
         mac.update(&frame[..HEADER_LEN + len]);
