@@ -16,7 +16,9 @@
 //! - Becoming active: the VIP is added (with a kernel lifetime of `deadtime_ms`
 //!   rounded down to whole seconds, at least 1 s, renewed every keepalive),
 //!   gratuitous ARP is sent, then the store opens for writes.
-//!   Standing down: the store closes for writes, then the VIP goes. If the process
+//!   Standing down: the store closes for writes, then the VIP goes. Between two nodes
+//!   that hear each other (failback, `standby`, `takeover`, a clean stop) the move is
+//!   make-before-break with a single ARP answerer at any time: see [`Held`]. If the process
 //!   dies, the kernel drops the VIP when its lifetime ends, so a crashed node stops
 //!   answering ARP for it within about `deadtime_ms`; a stale VIP is removed at
 //!   start-up.
