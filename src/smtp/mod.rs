@@ -7,7 +7,8 @@
 //!
 //! Files: `engine.rs` is the protocol engine (mailin's `Session` and our `Handler`,
 //! reply rendering, path parsing; no I/O, unit-tested line by line); `session.rs` is
-//! the async driver of one connection.
+//! the async driver of one connection; `submit.rs` is the delivery path (recipient
+//! resolution and durable commit) shared with the webmail.
 //!
 //! Why mailin driven from tokio, not mailin-embedded: mailin-embedded runs a thread per
 //! session with blocking I/O, one listener per server, no implicit TLS and no shutdown;
@@ -51,6 +52,7 @@
 
 mod engine;
 mod session;
+pub mod submit;
 
 use std::sync::Arc;
 use std::time::Duration;

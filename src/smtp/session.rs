@@ -13,6 +13,7 @@ use mailin::{Action, Response};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 
 use super::engine::{self, Engine, NULL_PATH_TOKEN, Prepared, Rcpt};
+use super::submit::Verdict;
 use super::{MAX_COMMAND_LINE, MAX_RECIPIENTS, Mode, Resolver};
 use crate::node::Ctx;
 
@@ -588,39 +589,24 @@ impl Session {
         self.env.env().prepared = None;
     }
 
-    /// The relay policy: local domains for existing accounts (after aliases) from
-    /// anyone; other domains only from `relay_from` or an authenticated session.
+    /// The relay policy (shared with the webmail, see [`super::submit`]): local
+    /// domains for existing accounts (after aliases) from anyone; other domains only
+    /// from `relay_from` or an authenticated session.
     async fn recipient_verdict(
         &self,
         addr: String,
         local: &str,
         domain: &str,
     ) -> (Response, Option<Rcpt>) {
-        let cfg = &self.ctx.cfg;
-        if cfg.domain.is_local(domain) {
-            let account = cfg.domain.resolve_local_part(local);
-            return match self.ctx.store.account(&account).await {
-                Ok(Some(a)) => (
-                    reply(250, "2.1.5 OK"),
-                    Some(Rcpt::Local {
-                        addr,
-                        account: a.name,
-                    }),
-                ),
-                Ok(None) => (reply(550, "5.1.1 No such user here"), None),
-                Err(e) => {
-                    tracing::warn!(error = %e, "smtp rcpt: store failure");
-                    (
-                        reply(451, "4.3.0 Temporary local problem, try again later"),
-                        None,
-                    )
-                }
-            };
-        }
-        if self.user.is_some() || cfg.smtp.may_relay(self.peer) {
-            (reply(250, "2.1.5 OK"), Some(Rcpt::Remote(addr)))
-        } else {
-            (reply(550, "5.7.1 Relay access denied"), None)
+        let may_relay = self.user.is_some() || self.ctx.cfg.smtp.may_relay(self.peer);
+        match super::submit::resolve_recipient(&self.ctx, addr, local, domain, may_relay).await {
+            Verdict::Accepted(r) => (reply(250, "2.1.5 OK"), Some(r)),
+            Verdict::UnknownUser => (reply(550, "5.1.1 No such user here"), None),
+            Verdict::RelayDenied => (reply(550, "5.7.1 Relay access denied"), None),
+            Verdict::TempFail => (
+                reply(451, "4.3.0 Temporary local problem, try again later"),
+                None,
+            ),
         }
     }
 
@@ -706,8 +692,9 @@ impl Session {
         Ok(Next::Continue)
     }
 
-    /// Makes the message durable: one `deliver` for all local accounts, one `enqueue`
-    /// for all relayed recipients. Only when every part succeeded is `250` sent.
+    /// Makes the message durable through the shared delivery path: one `deliver` for
+    /// all local accounts, one `enqueue` for all relayed recipients. Only when every
+    /// part succeeded is `250` sent.
     async fn commit(
         &self,
         msg: Vec<u8>,
@@ -715,19 +702,7 @@ impl Session {
         accounts: &[String],
         remotes: &[String],
     ) -> crate::store::Result<()> {
-        let store = &self.ctx.store;
-        match (accounts.is_empty(), remotes.is_empty()) {
-            (false, true) => store.deliver(msg, accounts).await,
-            (true, false) => store.enqueue(sender, remotes, msg).await.map(|_| ()),
-            (false, false) => {
-                let (a, b) = tokio::join!(
-                    store.deliver(msg.clone(), accounts),
-                    store.enqueue(sender, remotes, msg)
-                );
-                a.and(b.map(|_| ()))
-            }
-            (true, true) => Err(crate::store::StoreError::Other("no recipients".into())),
-        }
+        super::submit::submit(&self.ctx.store, msg, sender, accounts, remotes).await
     }
 
     /// RFC 5321 4.4 trace header; `with` per RFC 3848.

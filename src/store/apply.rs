@@ -70,6 +70,7 @@ pub fn apply(conn: &Connection, op: &Op) -> Result<()> {
                 delete_mailbox_rows(conn, &id)?;
             }
             conn.execute("DELETE FROM subscriptions WHERE account = ?1", [name])?;
+            conn.execute("DELETE FROM contacts WHERE account = ?1", [name])?;
             conn.execute("DELETE FROM accounts WHERE name = ?1", [name])?;
         }
         Op::MailboxCreate { mailbox } => insert_mailbox(conn, mailbox)?,
@@ -226,6 +227,7 @@ pub fn apply(conn: &Connection, op: &Op) -> Result<()> {
         Op::ContentDelete { path } => {
             conn.execute("DELETE FROM content WHERE path = ?1", [path])?;
         }
+        Op::ContactPut { .. } | Op::ContactDelete { .. } => super::contacts::apply(conn, op)?,
         Op::Batch { ops } => {
             for op in ops {
                 apply(conn, op)?;

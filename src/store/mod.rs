@@ -19,9 +19,11 @@
 pub mod op;
 pub mod types;
 
+pub use contacts::Contact;
 pub use types::*;
 mod apply;
 mod blobs;
+mod contacts;
 mod schema;
 mod writer;
 
@@ -153,6 +155,16 @@ impl Store {
     /// Synchronous variant for code already on a blocking thread.
     pub fn read_blob_blocking(&self, blob: &str) -> Result<Vec<u8>> {
         Ok(std::fs::read(blobs::path(&self.inner.dir, blob))?)
+    }
+
+    /// The first `max` bytes of a stored message body (enough for its header and
+    /// MIME structure; the webmail's message list reads this). Blocking.
+    pub fn read_blob_prefix_blocking(&self, blob: &str, max: usize) -> Result<Vec<u8>> {
+        use std::io::Read;
+        let f = std::fs::File::open(blobs::path(&self.inner.dir, blob))?;
+        let mut out = Vec::new();
+        f.take(max as u64).read_to_end(&mut out)?;
+        Ok(out)
     }
 
     // ---------------------------------------------------------------- accounts

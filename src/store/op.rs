@@ -97,6 +97,15 @@ pub enum Op {
     ContentDelete {
         path: String,
     },
+    /// An address-book entry added or replaced (by its id).
+    ContactPut {
+        contact: super::contacts::Contact,
+    },
+    /// An address-book entry removed.
+    ContactDelete {
+        account: String,
+        id: String,
+    },
     /// Several ops that commit or fail together (e.g. MOVE = append + expunge).
     Batch {
         ops: Vec<Op>,

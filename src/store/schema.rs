@@ -67,6 +67,15 @@ CREATE TABLE IF NOT EXISTS content (
     mtime INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS contacts (
+    id TEXT PRIMARY KEY,
+    account TEXT NOT NULL,
+    name TEXT NOT NULL,
+    email TEXT NOT NULL,
+    note TEXT NOT NULL,
+    updated INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS contacts_account ON contacts (account);
 ";
 
 fn tune(conn: &Connection) -> Result<()> {

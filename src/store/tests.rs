@@ -309,3 +309,111 @@ async fn content_files_are_stored_listed_and_replaced() {
     assert!(s.content("zones/a.zone").await.unwrap().is_none());
     assert!(s.put_content("../etc/passwd", vec![]).await.is_err());
 }
+
+#[tokio::test]
+async fn contacts_are_added_edited_deleted_per_account_and_logged() {
+    let (dir, s) = store();
+    s.create_account("ana", "", "pw").await.unwrap();
+    s.create_account("luis", "", "pw").await.unwrap();
+    let c = s
+        .put_contact(
+            "ana",
+            None,
+            "  Zoe Q ",
+            "zoe@example.org",
+            "amiga\r\nde la U",
+        )
+        .await
+        .unwrap();
+    assert_eq!(c.name, "Zoe Q");
+    assert_eq!(c.note, "amiga\nde la U");
+    let b = s
+        .put_contact("ANA", None, "Bruno", "bruno@example.org", "")
+        .await
+        .unwrap();
+    let names: Vec<String> = s
+        .contacts("ana")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(names, ["Bruno", "Zoe Q"]);
+    assert!(s.contacts("luis").await.unwrap().is_empty());
+    // Bad addresses are refused.
+    for bad in ["", "no-at", "a b@x.org", "a@", "<a@x.org>"] {
+        assert!(
+            matches!(
+                s.put_contact("ana", None, "x", bad, "").await,
+                Err(StoreError::InvalidName(_))
+            ),
+            "{bad:?}"
+        );
+    }
+    // Another account cannot edit or delete ana's contact.
+    assert!(matches!(
+        s.put_contact("luis", Some(&b.id), "x", "x@y.org", "").await,
+        Err(StoreError::NotAllowed(_))
+    ));
+    assert!(matches!(
+        s.delete_contact("luis", &b.id).await,
+        Err(StoreError::NotAllowed(_))
+    ));
+    assert!(s.contact("luis", &b.id).await.unwrap().is_none());
+    // Edit keeps the id.
+    let e = s
+        .put_contact("ana", Some(&b.id), "Bruno M", "bm@example.org", "n")
+        .await
+        .unwrap();
+    assert_eq!(e.id, b.id);
+    let got = s.contact("ana", &b.id).await.unwrap().unwrap();
+    assert_eq!(
+        (got.name.as_str(), got.email.as_str()),
+        ("Bruno M", "bm@example.org")
+    );
+    s.delete_contact("ana", &c.id).await.unwrap();
+    assert_eq!(s.contacts("ana").await.unwrap().len(), 1);
+    // Each change is an op in the log (so it replicates) and survives a reopen.
+    let ops = s.ops_since(0, 100).await.unwrap();
+    let puts = ops
+        .iter()
+        .filter(|o| matches!(o.op, op::Op::ContactPut { .. }))
+        .count();
+    let dels = ops
+        .iter()
+        .filter(|o| matches!(o.op, op::Op::ContactDelete { .. }))
+        .count();
+    assert_eq!((puts, dels), (3, 1));
+    drop(s);
+    let s = Store::open(dir.path(), "n1").unwrap();
+    let left = s.contacts("ana").await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].email, "bm@example.org");
+    // Deleting the account removes its address book.
+    s.delete_account("ana").await.unwrap();
+    assert!(s.contacts("ana").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn contact_ops_apply_verbatim_on_a_replica() {
+    let (_d1, a) = store();
+    let (_d2, b) = store();
+    a.create_account("ana", "", "pw").await.unwrap();
+    let c = a
+        .put_contact("ana", None, "Zoe", "zoe@example.org", "")
+        .await
+        .unwrap();
+    a.delete_contact("ana", &c.id).await.unwrap();
+    let c2 = a
+        .put_contact("ana", None, "Yves", "yves@example.org", "x")
+        .await
+        .unwrap();
+    // Applying the logged ops to another database gives the same address book.
+    let db = b.data_dir().join("store.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    for o in a.ops_since(0, 100).await.unwrap() {
+        apply::apply(&conn, &o.op).unwrap();
+    }
+    drop(conn);
+    assert_eq!(b.contacts("ana").await.unwrap(), vec![c2]);
+}
