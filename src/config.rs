@@ -277,6 +277,52 @@ pub struct HttpConfig {
     /// HTTPS addresses (HTTP/1.1 and HTTP/2, the same certificate as mail).
     #[serde(default = "default_https_listen")]
     pub https_listen: Vec<SocketAddr>,
+    /// Plain HTTP answers every request with a 301 to the same URL over HTTPS.
+    #[serde(default)]
+    pub redirect_to_https: bool,
+    /// Access log file (Combined Log Format, one line per request); none when absent.
+    #[serde(default)]
+    pub access_log: Option<PathBuf>,
+    /// Seconds a client has to send a request's headers (also the keep-alive idle
+    /// time between HTTP/1.1 requests).
+    #[serde(default = "default_http_header_timeout")]
+    pub header_timeout_s: u64,
+    /// Seconds without any traffic after which a connection is closed (HTTP/2 too).
+    #[serde(default = "default_http_idle_timeout")]
+    pub idle_timeout_s: u64,
+    /// Largest request head (request line and headers), bytes; larger gets 431.
+    #[serde(default = "default_http_max_header_bytes")]
+    pub max_header_bytes: usize,
+    /// Most concurrent connections over all listeners; more wait in the backlog.
+    #[serde(default = "default_http_max_connections")]
+    pub max_connections: usize,
+    /// Virtual hosts: other sites served by Host header from other content roots.
+    #[serde(default)]
+    pub vhost: Vec<VhostConfig>,
+}
+
+/// A virtual host: requests whose Host is `name` or one of `aliases` are served from
+/// the content root `root` (a prefix in the store's content area, like `www`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VhostConfig {
+    pub name: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    pub root: String,
+}
+
+fn default_http_header_timeout() -> u64 {
+    10
+}
+fn default_http_idle_timeout() -> u64 {
+    60
+}
+fn default_http_max_header_bytes() -> usize {
+    16 * 1024
+}
+fn default_http_max_connections() -> usize {
+    10_000
 }
 
 fn default_http_listen() -> Vec<SocketAddr> {
@@ -299,10 +345,41 @@ pub struct WebmailConfig {
     /// A session unused for this long is logged out.
     #[serde(default = "default_webmail_idle")]
     pub session_idle_minutes: u64,
+    /// Failed logins for one user within `login_window_seconds` before further
+    /// attempts get 429 (Retry-After).
+    #[serde(default = "default_webmail_max_failures")]
+    pub login_max_failures: u32,
+    /// Failed logins from one client IP within the window before 429.
+    #[serde(default = "default_webmail_max_failures_ip")]
+    pub login_max_failures_per_ip: u32,
+    /// The sliding window of the login rate limits.
+    #[serde(default = "default_webmail_window")]
+    pub login_window_seconds: u64,
+    /// Messages per page of the message list.
+    #[serde(default = "default_webmail_page_size")]
+    pub page_size: usize,
+    /// Parsed list headers (From, Subject, Date) kept in memory, one per message body.
+    #[serde(default = "default_webmail_summary_cache")]
+    pub summary_cache_entries: usize,
 }
 
 fn default_webmail_idle() -> u64 {
     30
+}
+fn default_webmail_max_failures() -> u32 {
+    5
+}
+fn default_webmail_max_failures_ip() -> u32 {
+    20
+}
+fn default_webmail_window() -> u64 {
+    300
+}
+fn default_webmail_page_size() -> usize {
+    50
+}
+fn default_webmail_summary_cache() -> usize {
+    200_000
 }
 
 impl Default for WebmailConfig {
@@ -540,6 +617,7 @@ impl Config {
         if let Some(c) = &self.cluster {
             self.validate_cluster(c, &err)?;
         }
+        self.validate_http(text, path)?;
         for (section, key, v) in [
             ("smtp", "timeout_s", self.smtp.timeout_s),
             ("imap", "timeout_s", self.imap.timeout_s),
@@ -548,6 +626,109 @@ impl Config {
         ] {
             if v == 0 {
                 return Err(err(section, key, "must be greater than 0".into()));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_http(&self, text: &str, path: &Path) -> Result<(), ConfigError> {
+        let h = &self.http;
+        let err = |key: &str, line: Option<usize>, problem: String| {
+            ConfigError(match line {
+                Some(l) => format!("{}: line {l}: key `http.{key}`: {problem}", path.display()),
+                None => format!("{}: key `http.{key}`: {problem}", path.display()),
+            })
+        };
+        let line = |key: &str| find_key_line(text, "http", key);
+        for (key, v) in [
+            ("header_timeout_s", h.header_timeout_s),
+            ("idle_timeout_s", h.idle_timeout_s),
+            ("max_connections", h.max_connections as u64),
+        ] {
+            if v == 0 {
+                return Err(err(key, line(key), "must be greater than 0".into()));
+            }
+        }
+        if !(8192..=1 << 20).contains(&h.max_header_bytes) {
+            return Err(err(
+                "max_header_bytes",
+                line("max_header_bytes"),
+                "must be between 8192 and 1048576".into(),
+            ));
+        }
+        if let Some(log) = &h.access_log
+            && (log.as_os_str().is_empty() || log.is_dir())
+        {
+            return Err(err(
+                "access_log",
+                line("access_log"),
+                format!("{} is not a file path", log.display()),
+            ));
+        }
+        if h.redirect_to_https && h.https_listen.is_empty() {
+            return Err(err(
+                "redirect_to_https",
+                line("redirect_to_https"),
+                "needs at least one https_listen address".into(),
+            ));
+        }
+        // The n-th `[[http.vhost]]` table and the line of `key` inside it.
+        let vhost_line = |n: usize, key: &str| -> Option<usize> {
+            let mut seen = 0;
+            let mut inside = false;
+            for (i, l) in text.lines().enumerate() {
+                let t = l.trim();
+                if t.starts_with('[') {
+                    inside = t.replace(' ', "") == "[[http.vhost]]" && {
+                        seen += 1;
+                        seen == n + 1
+                    };
+                    if inside && key.is_empty() {
+                        return Some(i + 1);
+                    }
+                } else if inside
+                    && let Some((k, _)) = t.split_once('=')
+                    && k.trim().trim_matches('"') == key
+                {
+                    return Some(i + 1);
+                }
+            }
+            None
+        };
+        let mut names: Vec<String> = Vec::new();
+        for (n, v) in h.vhost.iter().enumerate() {
+            for (key, host) in
+                std::iter::once(("name", &v.name)).chain(v.aliases.iter().map(|a| ("aliases", a)))
+            {
+                let host = host.to_ascii_lowercase();
+                if !valid_domain(&host) && host.parse::<IpAddr>().is_err() {
+                    return Err(err(
+                        &format!("vhost.{key}"),
+                        vhost_line(n, key),
+                        format!("{host:?} is not a host name"),
+                    ));
+                }
+                if names.contains(&host) {
+                    return Err(err(
+                        &format!("vhost.{key}"),
+                        vhost_line(n, key),
+                        format!("host {host:?} is named by two virtual hosts"),
+                    ));
+                }
+                names.push(host);
+            }
+            let root = crate::store::normalize_content_path(&v.root)
+                .ok()
+                .filter(|r| r != "zones" && !r.starts_with("zones/"));
+            if root.is_none() {
+                return Err(err(
+                    "vhost.root",
+                    vhost_line(n, "root"),
+                    format!(
+                        "{:?} must be a directory of the content area (like \"www-intranet\") outside \"zones\"",
+                        v.root
+                    ),
+                ));
             }
         }
         Ok(())
@@ -773,6 +954,31 @@ forwarders = []
 # Clients allowed zone transfers (AXFR).
 axfr_from = ["127.0.0.0/8", "::1/128", "192.168.1.0/24"]
 
+[http]
+# The site (files under www/ in the store's content area; the repository's www/ is
+# loaded at first start) and the webmail at /webmail/.
+listen = ["0.0.0.0:80"]
+# HTTP/1.1 and HTTP/2, with the same certificate as mail.
+https_listen = ["0.0.0.0:443"]
+# Answer plain HTTP with a 301 to the same URL over HTTPS.
+redirect_to_https = false
+# Combined Log Format, one line per request (none when absent).
+# access_log = "/var/log/clusterd/access.log"
+# Seconds to send a request's headers (also the HTTP/1.1 keep-alive idle time).
+header_timeout_s = 10
+# Seconds without traffic before a connection is closed.
+idle_timeout_s = 60
+# Largest request line plus headers, bytes (larger: 431).
+max_header_bytes = 16384
+# Most concurrent connections; more wait in the listen backlog.
+max_connections = 10000
+# Virtual hosts by Host header; other names get the default site (content root www).
+# [[http.vhost]]
+# name = "intranet.cluster.com.ec"
+# aliases = ["intranet"]
+# # A directory of the store's content area (not zones).
+# root = "www-intranet"
+
 # Without [cluster] the node is alone and always active. For the pair, uncomment
 # (peer, vip and at least one heartbeat medium are required; the key file must exist).
 # [cluster]
@@ -859,6 +1065,96 @@ mod tests {
             .0;
         assert!(e.contains("line 5"), "{e}");
         assert!(e.contains("tls.cert"), "{e}");
+    }
+
+    const BASE: &str = "[node]\nname = \"n1\"\ndata_dir = \"/tmp/x\"\n";
+
+    #[test]
+    fn http_defaults_and_vhosts() {
+        let cfg = parse(&format!(
+            "{BASE}[http]\nredirect_to_https = true\naccess_log = \"/tmp/a.log\"\n\
+             [[http.vhost]]\nname = \"Intranet.cluster.com.ec\"\naliases = [\"intranet\"]\nroot = \"www-intranet\"\n"
+        ))
+        .unwrap();
+        assert!(cfg.http.redirect_to_https);
+        assert_eq!(cfg.http.header_timeout_s, 10);
+        assert_eq!(cfg.http.vhost.len(), 1);
+        assert_eq!(cfg.http.vhost[0].root, "www-intranet");
+        let cfg = parse(BASE).unwrap();
+        assert!(!cfg.http.redirect_to_https);
+        assert!(cfg.http.access_log.is_none());
+    }
+
+    #[test]
+    fn http_vhost_errors_name_line_and_key() {
+        // line 4 [http], 5 [[http.vhost]], 6 name, 7 root
+        let e = parse(&format!(
+            "{BASE}[http]\n[[http.vhost]]\nname = \"a.example\"\nroot = \"../etc\"\n"
+        ))
+        .unwrap_err()
+        .0;
+        assert!(e.contains("line 7"), "{e}");
+        assert!(e.contains("http.vhost.root"), "{e}");
+        let e = parse(&format!(
+            "{BASE}[[http.vhost]]\nname = \"a.example\"\nroot = \"zones\"\n"
+        ))
+        .unwrap_err()
+        .0;
+        assert!(e.contains("line 6") && e.contains("http.vhost.root"), "{e}");
+        let e = parse(&format!(
+            "{BASE}[[http.vhost]]\nname = \"a.example\"\nroot = \"w1\"\n\
+             [[http.vhost]]\nname = \"bad host!\"\nroot = \"w2\"\n"
+        ))
+        .unwrap_err()
+        .0;
+        assert!(e.contains("line 8") && e.contains("http.vhost.name"), "{e}");
+        let e = parse(&format!(
+            "{BASE}[[http.vhost]]\nname = \"a.example\"\naliases = [\"A.example\"]\nroot = \"w1\"\n"
+        ))
+        .unwrap_err()
+        .0;
+        assert!(
+            e.contains("line 6") && e.contains("two virtual hosts"),
+            "{e}"
+        );
+        let e = parse(&format!("{BASE}[[http.vhost]]\nname = \"a.example\"\n"))
+            .unwrap_err()
+            .0;
+        assert!(e.contains("root"), "{e}");
+    }
+
+    #[test]
+    fn http_limits_name_line_and_key() {
+        let e = parse(&format!("{BASE}\n[http]\nmax_header_bytes = 100\n"))
+            .unwrap_err()
+            .0;
+        assert!(
+            e.contains("line 6") && e.contains("http.max_header_bytes"),
+            "{e}"
+        );
+        let e = parse(&format!("{BASE}[http]\nidle_timeout_s = 0\n"))
+            .unwrap_err()
+            .0;
+        assert!(
+            e.contains("line 5") && e.contains("http.idle_timeout_s"),
+            "{e}"
+        );
+        let e = parse(&format!(
+            "{BASE}[http]\nhttps_listen = []\nredirect_to_https = true\n"
+        ))
+        .unwrap_err()
+        .0;
+        assert!(
+            e.contains("line 6") && e.contains("http.redirect_to_https"),
+            "{e}"
+        );
+        let e = parse(&format!("{BASE}[http]\nredirect_to_https = \"yes\"\n"))
+            .unwrap_err()
+            .0;
+        assert!(
+            e.contains("line 5") && e.contains("http.redirect_to_https"),
+            "{e}"
+        );
     }
 
     #[test]

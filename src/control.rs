@@ -37,6 +37,19 @@ pub enum Request {
     Standby,
     /// Take the service from the peer.
     Takeover,
+    /// Set a file of the content area (e.g. `www/index.html`); bytes in base64.
+    ContentPut {
+        path: String,
+        data_base64: String,
+    },
+    /// Remove a file of the content area.
+    ContentDel {
+        path: String,
+    },
+    /// Files of the content area under a prefix.
+    ContentList {
+        prefix: String,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -77,6 +90,8 @@ pub async fn execute(store: &Store, ctx: Option<&Ctx>, req: Request) -> Result<s
                 ("imap", &ctx.cfg.imap.listen),
                 ("imaps", &ctx.cfg.imap.tls_listen),
                 ("dns", &ctx.cfg.dns.listen),
+                ("http", &ctx.cfg.http.listen),
+                ("https", &ctx.cfg.http.https_listen),
             ] {
                 let health = match addrs.first() {
                     None => "disabled".to_string(),
@@ -140,6 +155,20 @@ pub async fn execute(store: &Store, ctx: Option<&Ctx>, req: Request) -> Result<s
                 })
                 .await?;
             serde_json::Value::Null
+        }
+        Request::ContentPut { path, data_base64 } => {
+            use base64::Engine as _;
+            let data = base64::engine::general_purpose::STANDARD
+                .decode(data_base64.as_bytes())
+                .map_err(|e| anyhow!("bad base64 data: {e}"))?;
+            serde_json::to_value(store.put_content(&path, data).await?)?
+        }
+        Request::ContentDel { path } => {
+            store.delete_content(&path).await?;
+            serde_json::Value::Null
+        }
+        Request::ContentList { prefix } => {
+            serde_json::to_value(store.content_list(&prefix).await?)?
         }
         Request::Reload => {
             let ctx = ctx.ok_or_else(|| anyhow!("the node is not running"))?;

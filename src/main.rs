@@ -74,6 +74,11 @@ enum Cmd {
     },
     /// Check one zone file (ZONE.zone); exits 1 naming the file, line and problem.
     CheckZone { file: PathBuf },
+    /// Manage the content area (the web sites under www/ and the vhost roots).
+    Content {
+        #[command(subcommand)]
+        cmd: ContentCmd,
+    },
     /// Hand the service (virtual IP, writes) to the peer and stay standby.
     Standby {
         #[arg(long, default_value = DEFAULT_CONFIG)]
@@ -90,6 +95,30 @@ enum Cmd {
 enum ConfigCmd {
     /// Print a fully commented example configuration with every key and its default.
     Example,
+}
+
+#[derive(Subcommand)]
+enum ContentCmd {
+    /// Store FILE as content PATH (e.g. `www/index.html`); the site serves it at once.
+    Put {
+        path: String,
+        file: PathBuf,
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Remove content PATH.
+    Del {
+        path: String,
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// List the content under PREFIX (default: everything).
+    List {
+        #[arg(default_value = "")]
+        prefix: String,
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -260,6 +289,7 @@ async fn dispatch(cmd: Cmd) -> Result<()> {
         }
         Cmd::Standby { config } => switchover(&config, Request::Standby).await,
         Cmd::Takeover { config } => switchover(&config, Request::Takeover).await,
+        Cmd::Content { cmd } => content(cmd).await,
         Cmd::CheckZone { file } => {
             let summary = clusterd::dns::check_zone_file(&file).map_err(|e| anyhow!("{e}"))?;
             println!("{summary}");
@@ -381,6 +411,39 @@ async fn user(cmd: UserCmd) -> Result<()> {
             let accounts: Vec<clusterd::store::Account> = serde_json::from_value(data)?;
             for a in accounts {
                 println!("{}\t{}", a.name, a.full_name);
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn content(cmd: ContentCmd) -> Result<()> {
+    match cmd {
+        ContentCmd::Put { path, file, config } => {
+            use base64::Engine as _;
+            let cfg = load(&config)?;
+            let data =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let data_base64 = base64::engine::general_purpose::STANDARD.encode(data);
+            let req = Request::ContentPut {
+                path: path.clone(),
+                data_base64,
+            };
+            let entry: clusterd::store::ContentEntry =
+                serde_json::from_value(run_request(&cfg, req).await?)?;
+            println!("{} stored ({} bytes)", entry.path, entry.size);
+        }
+        ContentCmd::Del { path, config } => {
+            let cfg = load(&config)?;
+            run_request(&cfg, Request::ContentDel { path: path.clone() }).await?;
+            println!("{path} removed");
+        }
+        ContentCmd::List { prefix, config } => {
+            let cfg = load(&config)?;
+            let data = run_request(&cfg, Request::ContentList { prefix }).await?;
+            let entries: Vec<clusterd::store::ContentEntry> = serde_json::from_value(data)?;
+            for e in entries {
+                println!("{}\t{}", e.path, e.size);
             }
         }
     }

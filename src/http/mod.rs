@@ -1,10 +1,40 @@
 //! HTTP server: the organisation's site from the store's content area (virtual hosts by
 //! Host header) over HTTP and HTTPS, with the webmail mounted at `/webmail/`.
-//! (Skeleton: filled in by issue 5.)
+//!
+//! Files: `server` (listeners, TLS, HTTP/1.1 and HTTP/2 connections, timeouts and
+//! limits), `site` (the static site: in-memory content roots, conditional requests,
+//! ranges, compression, 404), `path` (request path → content path, no escapes),
+//! `mime` (types by extension), `log` (the access log).
+//!
+//! Implementation notes
+//! - Routing is a prefix test, not a router, so that the static site (the hot path)
+//!   costs no routing table walk: `/webmail` answers 308 to `/webmail/`; a path under
+//!   `/webmail/` goes, with the prefix stripped (as `axum::Router::nest` would), to
+//!   the axum router of `crate::webmail::router`, with a [`ConnInfo`] in its
+//!   extensions; everything else is the static site (GET and HEAD only).
+//! - With `redirect_to_https`, every plain-HTTP request gets a 301 to the same path
+//!   on the first `https_listen` port, the webmail included.
+//! - The access log records every request once its response head is known (bytes:
+//!   the body length when known in advance, else `-`).
+//! - HTTPS uses the node's TLS identity (`crate::tls::identity`, the same certificate
+//!   as mail) in its own rustls configuration offering ALPN `h2` and `http/1.1`.
 
+mod log;
+mod mime;
+mod path;
+mod server;
+mod site;
+
+use std::convert::Infallible;
 use std::sync::Arc;
 
 use anyhow::Result;
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode};
+use http_body_util::Either;
+use hyper::body::{Body as _, Incoming};
+use tokio_rustls::TlsAcceptor;
 
 use crate::node::Ctx;
 
@@ -17,8 +47,194 @@ pub struct ConnInfo {
     pub https: bool,
 }
 
+/// The body of every response: static bytes, or whatever the webmail streams.
+pub type ResponseBody = Either<http_body_util::Full<Bytes>, axum::body::Body>;
+
+/// Everything a request needs, shared by all connections.
+pub struct App {
+    site: Arc<site::Site>,
+    webmail: axum::Router,
+    log: Option<log::AccessLog>,
+    /// `Some(port)` when plain HTTP redirects to HTTPS (`None` inside: port 443).
+    redirect_https: Option<Option<u16>>,
+    domain: String,
+}
+
 /// Binds `http.listen` and `http.https_listen` and serves them in the background.
 pub async fn start(ctx: Arc<Ctx>) -> Result<()> {
-    let _webmail: axum::Router = crate::webmail::router(ctx.clone());
+    let cfg = &ctx.cfg.http;
+    let log = cfg
+        .access_log
+        .as_deref()
+        .map(log::AccessLog::open)
+        .transpose()?;
+    let changes = ctx.store.subscribe();
+    let imported = site::import_default(&ctx.store).await;
+    let site = Arc::new(site::Site::load(ctx.store.clone(), &cfg.vhost).await);
+    tokio::spawn(site.clone().follow_changes(changes));
+    if !imported {
+        tokio::spawn(site.clone().keep_default());
+    }
+
+    let tls = if cfg.https_listen.is_empty() {
+        None
+    } else {
+        let (cert, key) = crate::tls::identity(&ctx.cfg, &ctx.store).await?;
+        let sc = crate::tls::server_config(&cert, &key, &[b"h2", b"http/1.1"])?;
+        Some(TlsAcceptor::from(sc))
+    };
+    let app = Arc::new(App {
+        site,
+        webmail: crate::webmail::router(ctx.clone()),
+        log,
+        redirect_https: cfg
+            .redirect_to_https
+            .then(|| server::https_port(&cfg.https_listen)),
+        domain: ctx.cfg.domain.name.clone(),
+    });
+    let limits = server::Limits {
+        header_timeout: std::time::Duration::from_secs(cfg.header_timeout_s),
+        idle_timeout: std::time::Duration::from_secs(cfg.idle_timeout_s),
+        max_header_bytes: cfg.max_header_bytes,
+    };
+    let conns = Arc::new(tokio::sync::Semaphore::new(cfg.max_connections));
+    // Bind everything first, so that a taken port fails the start-up.
+    let mut listeners = Vec::new();
+    for addr in &cfg.listen {
+        listeners.push((crate::node::bind(*addr, "http.listen").await?, None));
+    }
+    for addr in &cfg.https_listen {
+        listeners.push((
+            crate::node::bind(*addr, "http.https_listen").await?,
+            tls.clone(),
+        ));
+    }
+    for (listener, tls) in listeners {
+        server::spawn_listener(listener, tls, app.clone(), conns.clone(), limits);
+    }
+    tracing::info!(
+        http = ?cfg.listen,
+        https = ?cfg.https_listen,
+        vhosts = cfg.vhost.len(),
+        "http: serving"
+    );
     Ok(())
+}
+
+/// Answers one request and logs it.
+async fn handle(
+    app: Arc<App>,
+    info: ConnInfo,
+    req: Request<Incoming>,
+    _running: server::InFlight,
+) -> Result<Response<ResponseBody>, Infallible> {
+    let Some(log) = &app.log else {
+        return Ok(route(&app, info, req).await);
+    };
+    let method = req.method().clone();
+    let uri = req.uri().clone();
+    let version = req.version();
+    let referer = req.headers().get(header::REFERER).cloned();
+    let agent = req.headers().get(header::USER_AGENT).cloned();
+    let head = method == http::Method::HEAD;
+    let resp = route(&app, info, req).await;
+    let bytes = if head {
+        Some(0)
+    } else {
+        resp.body().size_hint().exact()
+    };
+    log.record(&log::Entry {
+        peer: crate::config::canonical_ip(info.peer.ip()),
+        method: method.as_str(),
+        target: uri.path_and_query().map_or("/", |p| p.as_str()),
+        version,
+        status: resp.status().as_u16(),
+        bytes,
+        referer: referer.as_ref().map(|v| v.as_bytes()),
+        user_agent: agent.as_ref().map(|v| v.as_bytes()),
+    });
+    Ok(resp)
+}
+
+async fn route(app: &App, info: ConnInfo, req: Request<Incoming>) -> Response<ResponseBody> {
+    if let Some(port) = app.redirect_https
+        && !info.https
+    {
+        return to_https(app, &req, port).map(Either::Left);
+    }
+    let path = req.uri().path();
+    if path == "/webmail" {
+        let loc = match req.uri().query() {
+            Some(q) => format!("/webmail/?{q}"),
+            None => "/webmail/".to_string(),
+        };
+        return site::redirect(StatusCode::PERMANENT_REDIRECT, &loc).map(Either::Left);
+    }
+    if path.starts_with("/webmail/") {
+        return webmail(app, info, req).await;
+    }
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().host());
+    app.site
+        .serve(req.method(), req.uri(), req.headers(), host)
+        .await
+        .map(Either::Left)
+}
+
+/// Hands a `/webmail/...` request to the webmail with the prefix stripped.
+async fn webmail(app: &App, info: ConnInfo, req: Request<Incoming>) -> Response<ResponseBody> {
+    let (mut parts, body) = req.into_parts();
+    let rest = &parts.uri.path()["/webmail".len()..];
+    let pq = match parts.uri.query() {
+        Some(q) => format!("{rest}?{q}"),
+        None => rest.to_string(),
+    };
+    let mut uri = http::uri::Parts::default();
+    uri.path_and_query = pq.parse().ok();
+    match http::Uri::from_parts(uri) {
+        Ok(u) => parts.uri = u,
+        Err(_) => {
+            return site::plain(StatusCode::BAD_REQUEST, "400 Bad Request\n").map(Either::Left);
+        }
+    }
+    parts.extensions.insert(info);
+    let req = Request::from_parts(parts, axum::body::Body::new(body));
+    let mut router = app.webmail.clone();
+    match tower_service::Service::call(&mut router, req).await {
+        Ok(resp) => resp.map(Either::Right),
+        Err(never) => match never {},
+    }
+}
+
+/// The 301 to the same URL over HTTPS.
+fn to_https(app: &App, req: &Request<Incoming>, port: Option<u16>) -> Response<site::Body> {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().host())
+        .map(site::strip_port)
+        .filter(|h| {
+            !h.is_empty()
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':'))
+        })
+        .unwrap_or(&app.domain);
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
+    let port = port.map(|p| format!(":{p}")).unwrap_or_default();
+    let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let mut r = site::redirect(
+        StatusCode::MOVED_PERMANENTLY,
+        &format!("https://{host}{port}{pq}"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
 }
