@@ -1,0 +1,1434 @@
+//! The webmail's sending side: the compose page (`GET /webmail/compose`, with
+//! `?reply=`, `?replyall=`, `?forward=` = `MAILBOX/UID`, `?draft=UID`, `?to=ADDR`) and
+//! its multipart form (`POST /webmail/compose`, `action` = send|save).
+//!
+//! Implementation notes
+//! - Sending goes through the delivery path SMTP uses ([`crate::smtp::submit`]): every
+//!   recipient is resolved first (a webmail session is an authenticated submission,
+//!   so remote domains are allowed and queued; an unknown local recipient or a bad
+//!   address is an error on the form and nothing is sent), then one durable commit
+//!   (`deliver` + `enqueue`). Only after that is the copy appended to Sent (`\Seen`),
+//!   the original flagged (`\Answered` / `$Forwarded`) and a resumed draft removed.
+//! - The envelope sender and `From` are the signed-in account's `account@domain`, with
+//!   the account's full name. `Bcc` is never written into a sent or stored copy; only
+//!   a draft keeps it (so it can be resumed).
+//! - A draft keeps its reply headers (`In-Reply-To`, `References`) and, in the private
+//!   header `X-Clusterd-Origin: reply|forward MAILBOX/UID`, which message to flag when
+//!   it is finally sent; that header is dropped from the sent message.
+//! - Attachments: new uploads come from `attachment` file fields; attachments of an
+//!   existing message (the forwarded original, or the resumed draft) are carried over
+//!   by index (`keep` = index into mail-parser's attachment list of the message named
+//!   in `attsrc`, which must be one of the user's own mailboxes). The upload is read
+//!   with a byte budget of `smtp.max_message_bytes`; the finished message must fit
+//!   that limit too (else a clear error, status 413).
+//! - Saving appends the new draft before removing the resumed one, so a failure never
+//!   loses the text the user typed.
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::Router;
+use axum::extract::multipart::MultipartRejection;
+use axum::extract::{DefaultBodyLimit, Multipart, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::get;
+use mail_parser::{MessageParser, MimeHeaders};
+use serde::Deserialize;
+
+use super::{BASE, Lang, Page, User, check_csrf, enc_seg, page, render_status, see_other};
+use crate::node::Ctx;
+use crate::smtp::submit::{self, Rcpt, Verdict};
+use crate::store::{FlagMode, MailboxInfo, MessageMeta, SpecialUse, StoreError};
+
+/// The private draft header naming the message to flag when the draft is sent.
+const ORIGIN_HEADER: &str = "X-Clusterd-Origin";
+/// Most recipients one message may have (as SMTP's `MAX_RECIPIENTS`).
+const MAX_RECIPIENTS: usize = crate::smtp::MAX_RECIPIENTS;
+
+/// Routes of this module, relative to `/webmail` (merged by `webmail::router`).
+pub fn routes() -> Router<Arc<Ctx>> {
+    Router::new().route(
+        "/compose",
+        get(compose_form)
+            .post(compose_post)
+            // The handler enforces its own budget (`smtp.max_message_bytes`) while it
+            // reads the upload, so it can answer with a form error instead of a bare 413.
+            .layer(DefaultBodyLimit::disable()),
+    )
+}
+
+// ------------------------------------------------------------------ the form state
+
+/// Everything the compose form carries (text fields and hidden state).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Form {
+    pub to: String,
+    pub cc: String,
+    pub bcc: String,
+    pub subject: String,
+    pub body: String,
+    /// UID (in Drafts) of the draft being edited, or "".
+    pub draft: String,
+    /// `reply MAILBOX/UID` or `forward MAILBOX/UID`, or "".
+    pub origin: String,
+    /// Message ids without angle brackets, space-separated.
+    pub in_reply_to: String,
+    pub references: String,
+    /// `MAILBOX/UID` whose attachments may be kept, or "".
+    pub attsrc: String,
+    /// Indexes of `attsrc`'s attachments to keep.
+    pub keep: Vec<usize>,
+}
+
+/// A new file from the form.
+struct Upload {
+    name: String,
+    ctype: String,
+    data: Vec<u8>,
+}
+
+/// An attachment listed on the form (of `attsrc`), with a checkbox.
+struct KeptView {
+    index: usize,
+    name: String,
+    size: String,
+    checked: bool,
+}
+
+#[derive(Template)]
+#[template(path = "webmail/compose.html")]
+struct ComposeTpl {
+    page: Page,
+    f: Form,
+    kept: Vec<KeptView>,
+    error: Option<String>,
+    max_size: String,
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct ComposeQuery {
+    reply: Option<String>,
+    replyall: Option<String>,
+    forward: Option<String>,
+    draft: Option<String>,
+    to: Option<String>,
+    msg: Option<String>,
+}
+
+// ------------------------------------------------------------------ GET
+
+async fn compose_form(
+    State(ctx): State<Arc<Ctx>>,
+    user: User,
+    Query(q): Query<ComposeQuery>,
+) -> Response {
+    let mut f = Form::default();
+    let result = if let Some(d) = q.draft.as_deref().filter(|s| !s.is_empty()) {
+        resume_draft(&ctx, &user, d, &mut f).await
+    } else if let Some(r) = q.reply.as_deref() {
+        prefill_reply(&ctx, &user, r, false, &mut f).await
+    } else if let Some(r) = q.replyall.as_deref() {
+        prefill_reply(&ctx, &user, r, true, &mut f).await
+    } else if let Some(r) = q.forward.as_deref() {
+        prefill_forward(&ctx, &user, r, &mut f).await
+    } else {
+        if let Some(to) = q.to.as_deref() {
+            f.to = clean_line(to);
+        }
+        Ok(())
+    };
+    if let Err(resp) = result {
+        return resp;
+    }
+    let kept = kept_views(&ctx, &user, &f, true).await;
+    let pg = page(&ctx, &user, "").await.with_flash(q.msg.as_deref());
+    render_form(&ctx, pg, f, kept, None, StatusCode::OK)
+}
+
+fn render_form(
+    ctx: &Ctx,
+    page: Page,
+    f: Form,
+    kept: Vec<KeptView>,
+    error: Option<String>,
+    status: StatusCode,
+) -> Response {
+    render_status(
+        status,
+        &ComposeTpl {
+            page,
+            f,
+            kept,
+            error,
+            max_size: human_size(ctx.cfg.smtp.max_message_bytes),
+        },
+    )
+}
+
+/// The attachments of `f.attsrc` as checkboxes; on a fresh form (`all_checked`) every
+/// one is checked, after a failed POST only the kept ones.
+async fn kept_views(ctx: &Ctx, user: &User, f: &Form, all_checked: bool) -> Vec<KeptView> {
+    if f.attsrc.is_empty() {
+        return Vec::new();
+    }
+    let Ok((_, _, raw)) = load_message(ctx, user, &f.attsrc).await else {
+        return Vec::new();
+    };
+    attachments_of(&raw)
+        .into_iter()
+        .enumerate()
+        .map(|(index, a)| KeptView {
+            index,
+            size: human_size(a.data.len() as u64),
+            name: a.name,
+            checked: all_checked || f.keep.contains(&index),
+        })
+        .collect()
+}
+
+async fn resume_draft(ctx: &Ctx, user: &User, uid: &str, f: &mut Form) -> Result<(), Response> {
+    let drafts = special_mailbox(ctx, user, SpecialUse::Drafts)
+        .await
+        .map_err(|e| super::store_error(user.lang, &e))?;
+    let r = format!("{}/{}", drafts.name, uid);
+    let (_, meta, raw) = load_message(ctx, user, &r).await?;
+    let msg = MessageParser::default()
+        .parse(&raw)
+        .ok_or_else(|| not_found(user.lang))?;
+    f.to = draft_field(&msg, "To", msg.to());
+    f.cc = draft_field(&msg, "Cc", msg.cc());
+    f.bcc = draft_field(&msg, "Bcc", msg.bcc());
+    f.subject = msg.subject().unwrap_or_default().to_string();
+    f.body = msg.body_text(0).map(|b| b.into_owned()).unwrap_or_default();
+    f.in_reply_to = id_list(msg.in_reply_to());
+    f.references = id_list(msg.references());
+    f.origin = msg
+        .header_raw(ORIGIN_HEADER)
+        .map(clean_line)
+        .filter(|o| parse_origin(o).is_some())
+        .unwrap_or_default();
+    f.draft = meta.uid.to_string();
+    f.attsrc = r;
+    Ok(())
+}
+
+/// A recipient field of a draft: the parsed addresses, or the header text as saved
+/// when some entry is not a valid address (a half-typed draft).
+fn draft_field(
+    msg: &mail_parser::Message,
+    name: &str,
+    parsed: Option<&mail_parser::Address>,
+) -> String {
+    let list = addrs(parsed);
+    let raw = clean_line(msg.header_raw(name).unwrap_or_default());
+    if split_addresses(&raw).len() == list.len() {
+        format_list(&list)
+    } else {
+        raw
+    }
+}
+
+async fn prefill_reply(
+    ctx: &Ctx,
+    user: &User,
+    r: &str,
+    all: bool,
+    f: &mut Form,
+) -> Result<(), Response> {
+    let (mb, meta, raw) = load_message(ctx, user, r).await?;
+    let msg = MessageParser::default()
+        .parse(&raw)
+        .ok_or_else(|| not_found(user.lang))?;
+    let me = |a: &str| is_own_address(ctx, &user.account, a);
+    let sender = addrs(msg.reply_to().or(msg.from()));
+    // Replying to one's own message (from Sent) goes to its original recipients.
+    let from_me = !sender.is_empty() && sender.iter().all(|(_, a)| me(a));
+    let mut to = if from_me { addrs(msg.to()) } else { sender };
+    let mut cc = Vec::new();
+    if all {
+        if !from_me {
+            to.extend(addrs(msg.to()));
+        }
+        cc = addrs(msg.cc());
+    }
+    let mut seen: Vec<String> = Vec::new();
+    let mut dedup = |list: Vec<(Option<String>, String)>| {
+        list.into_iter()
+            .filter(|(_, a)| {
+                let k = a.to_ascii_lowercase();
+                let fresh = !(seen.contains(&k) || (all && me(a)));
+                seen.push(k);
+                fresh
+            })
+            .collect::<Vec<_>>()
+    };
+    let to_kept = dedup(to);
+    let cc_kept = dedup(cc);
+    f.to = format_list(&to_kept);
+    f.cc = format_list(&cc_kept);
+    f.subject = reply_subject(msg.subject().unwrap_or_default());
+    let (ids, refs) = thread_ids(&msg);
+    f.in_reply_to = ids;
+    f.references = refs;
+    let who = msg
+        .from()
+        .and_then(|a| a.first())
+        .map(|a| {
+            a.name()
+                .map(str::to_string)
+                .or_else(|| a.address().map(str::to_string))
+                .unwrap_or_default()
+        })
+        .unwrap_or_default();
+    let date = msg.date().map(format_date).unwrap_or_default();
+    let text = msg.body_text(0).unwrap_or_default();
+    f.body = quote_reply(user.lang, &date, &who, &text);
+    f.origin = format!("reply {}/{}", mb.name, meta.uid);
+    Ok(())
+}
+
+async fn prefill_forward(ctx: &Ctx, user: &User, r: &str, f: &mut Form) -> Result<(), Response> {
+    let (mb, meta, raw) = load_message(ctx, user, r).await?;
+    let msg = MessageParser::default()
+        .parse(&raw)
+        .ok_or_else(|| not_found(user.lang))?;
+    f.subject = forward_subject(msg.subject().unwrap_or_default());
+    let lang = user.lang;
+    let mut block = format!(
+        "\r\n\r\n---------- {} ----------\r\n",
+        lang.t("forwarded_message")
+    );
+    for (key, value) in [
+        ("from", address_list(msg.from())),
+        ("date", msg.date().map(format_date).unwrap_or_default()),
+        ("subject", msg.subject().unwrap_or_default().to_string()),
+        ("to", address_list(msg.to())),
+        ("cc", address_list(msg.cc())),
+    ] {
+        if !value.is_empty() {
+            block.push_str(&format!("{}: {}\r\n", lang.t(key), value));
+        }
+    }
+    block.push_str("\r\n");
+    block.push_str(&crlf(&msg.body_text(0).unwrap_or_default()));
+    f.body = block;
+    f.origin = format!("forward {}/{}", mb.name, meta.uid);
+    f.attsrc = format!("{}/{}", mb.name, meta.uid);
+    f.keep = (0..attachments_of(&raw).len()).collect();
+    Ok(())
+}
+
+// ------------------------------------------------------------------ POST
+
+/// What the multipart form gave.
+#[derive(Default)]
+struct Posted {
+    csrf: String,
+    action: String,
+    form: Form,
+    uploads: Vec<Upload>,
+    /// The upload went over the byte budget (the rest was not read).
+    overflow: bool,
+}
+
+/// Reads the multipart form with a byte budget over all fields. Unknown fields are
+/// ignored; a broken body ends the read (what was read so far is kept).
+async fn read_posted(mp: &mut Multipart, budget: usize) -> Posted {
+    let mut p = Posted::default();
+    let mut used = 0usize;
+    loop {
+        let mut field = match mp.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => {
+                tracing::debug!(error = %e, "webmail compose: multipart body ended");
+                p.overflow |= e.status() == StatusCode::PAYLOAD_TOO_LARGE;
+                break;
+            }
+        };
+        let name = field.name().unwrap_or_default().to_string();
+        let file_name = field.file_name().map(str::to_string);
+        let ctype = field.content_type().map(str::to_string);
+        let mut data = Vec::new();
+        loop {
+            match field.chunk().await {
+                Ok(Some(c)) => {
+                    used += c.len();
+                    if used > budget {
+                        // Over the limit: the rest is read and dropped (so the browser
+                        // gets the answer rather than a reset connection), up to a
+                        // hard cap after which the connection is given up.
+                        p.overflow = true;
+                        data = Vec::new();
+                        if used > budget.saturating_mul(4).saturating_add(16 << 20) {
+                            return p;
+                        }
+                        continue;
+                    }
+                    data.extend_from_slice(&c);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::debug!(error = %e, "webmail compose: multipart field ended");
+                    return p;
+                }
+            }
+        }
+        if name == "attachment" {
+            if p.overflow {
+                continue;
+            }
+            let fname = clean_filename(file_name.as_deref().unwrap_or_default());
+            if fname.is_empty() && data.is_empty() {
+                continue; // an empty file input
+            }
+            p.uploads.push(Upload {
+                name: if fname.is_empty() {
+                    "attachment".into()
+                } else {
+                    fname
+                },
+                ctype: clean_ctype(ctype.as_deref()),
+                data,
+            });
+            continue;
+        }
+        let text = String::from_utf8_lossy(&data).into_owned();
+        let f = &mut p.form;
+        match name.as_str() {
+            "csrf" => p.csrf = text,
+            "action" => p.action = text,
+            "to" => f.to = text,
+            "cc" => f.cc = text,
+            "bcc" => f.bcc = text,
+            "subject" => f.subject = text,
+            "body" => f.body = text,
+            "draft" => f.draft = text.trim().to_string(),
+            "origin" => f.origin = text.trim().to_string(),
+            "in_reply_to" => f.in_reply_to = text.trim().to_string(),
+            "references" => f.references = text.trim().to_string(),
+            "attsrc" => f.attsrc = text.trim().to_string(),
+            "keep" => {
+                if let Ok(i) = text.trim().parse::<usize>()
+                    && !f.keep.contains(&i)
+                {
+                    f.keep.push(i);
+                }
+            }
+            _ => {}
+        }
+    }
+    p
+}
+
+async fn compose_post(
+    State(ctx): State<Arc<Ctx>>,
+    user: User,
+    conn: Option<axum::Extension<crate::http::ConnInfo>>,
+    mp: Result<Multipart, MultipartRejection>,
+) -> Response {
+    // A body that is not a multipart form cannot carry the token.
+    let Ok(mut mp) = mp else {
+        return check_csrf(&user, "")
+            .err()
+            .unwrap_or_else(|| not_found(user.lang));
+    };
+    let budget = ctx.cfg.smtp.max_message_bytes as usize;
+    let posted = read_posted(&mut mp, budget).await;
+    if let Err(r) = check_csrf(&user, &posted.csrf) {
+        return r;
+    }
+    if let Err(r) = super::require_writable(&ctx, user.lang) {
+        return r;
+    }
+    let peer = conn.map(|c| c.0);
+    let Posted {
+        action,
+        form,
+        uploads,
+        overflow,
+        ..
+    } = posted;
+    if overflow {
+        let lang = user.lang;
+        let msg = format!(
+            "{} ({} {}). {}",
+            lang.t("message_too_large"),
+            lang.t("size_limit"),
+            human_size(ctx.cfg.smtp.max_message_bytes),
+            lang.t("reattach")
+        );
+        return form_error(&ctx, &user, form, msg, StatusCode::PAYLOAD_TOO_LARGE).await;
+    }
+    let had_uploads = !uploads.is_empty();
+    let result = if action == "save" {
+        save_draft(&ctx, &user, &form, uploads).await
+    } else {
+        send(&ctx, &user, &form, uploads, peer).await
+    };
+    match result {
+        Ok(resp) => resp,
+        Err(Failure::Page(r)) => *r,
+        Err(Failure::Form(mut msg, status)) => {
+            if had_uploads {
+                msg.push(' ');
+                msg.push_str(user.lang.t("reattach"));
+            }
+            form_error(&ctx, &user, form, msg, status).await
+        }
+    }
+}
+
+/// Why a POST did not complete.
+enum Failure {
+    /// Shown on the form again (the user's text kept).
+    Form(String, StatusCode),
+    /// A whole page (403, 503, 404).
+    Page(Box<Response>),
+}
+
+async fn form_error(ctx: &Ctx, user: &User, f: Form, msg: String, status: StatusCode) -> Response {
+    let kept = kept_views(ctx, user, &f, false).await;
+    let pg = page(ctx, user, "").await;
+    render_form(ctx, pg, f, kept, Some(msg), status)
+}
+
+fn store_failure(lang: Lang, e: &StoreError) -> Failure {
+    match e {
+        StoreError::ReadOnly => Failure::Page(Box::new(super::service_moving(lang))),
+        other => {
+            tracing::error!(error = %other, "webmail compose: store failure");
+            Failure::Form(
+                lang.t("send_failed").to_string(),
+                StatusCode::INTERNAL_SERVER_ERROR,
+            )
+        }
+    }
+}
+
+/// The attachments of the message: the kept ones of `attsrc`, then the uploads.
+async fn collect_attachments(
+    ctx: &Ctx,
+    user: &User,
+    f: &Form,
+    uploads: Vec<Upload>,
+) -> Result<Vec<Attachment>, Failure> {
+    let mut out = Vec::new();
+    if !f.attsrc.is_empty() && !f.keep.is_empty() {
+        let (_, _, raw) = load_message(ctx, user, &f.attsrc)
+            .await
+            .map_err(|r| Failure::Page(Box::new(r)))?;
+        for (i, a) in attachments_of(&raw).into_iter().enumerate() {
+            if f.keep.contains(&i) {
+                out.push(a);
+            }
+        }
+    }
+    out.extend(uploads.into_iter().map(|u| Attachment {
+        name: u.name,
+        ctype: u.ctype,
+        data: u.data,
+    }));
+    Ok(out)
+}
+
+/// The account's address and display name.
+async fn sender_of(ctx: &Ctx, user: &User) -> (String, String) {
+    let addr = format!("{}@{}", user.account, ctx.cfg.domain.name);
+    let name = match ctx.store.account(&user.account).await {
+        Ok(Some(a)) => a.full_name,
+        _ => String::new(),
+    };
+    (addr, clean_line(&name))
+}
+
+async fn send(
+    ctx: &Ctx,
+    user: &User,
+    f: &Form,
+    uploads: Vec<Upload>,
+    peer: Option<crate::http::ConnInfo>,
+) -> Result<Response, Failure> {
+    let lang = user.lang;
+    let bad = |m: String| Failure::Form(m, StatusCode::BAD_REQUEST);
+    let to =
+        parse_addresses(&f.to).map_err(|a| bad(format!("{}: {a}", lang.t("invalid_address"))))?;
+    let cc =
+        parse_addresses(&f.cc).map_err(|a| bad(format!("{}: {a}", lang.t("invalid_address"))))?;
+    let bcc =
+        parse_addresses(&f.bcc).map_err(|a| bad(format!("{}: {a}", lang.t("invalid_address"))))?;
+    let all: Vec<&(Option<String>, String)> = to.iter().chain(&cc).chain(&bcc).collect();
+    if all.is_empty() {
+        return Err(bad(lang.t("recipients_required").to_string()));
+    }
+    if all.len() > MAX_RECIPIENTS {
+        return Err(bad(lang.t("too_many_recipients").to_string()));
+    }
+    // Resolve every recipient before anything is committed.
+    let mut rcpts: Vec<Rcpt> = Vec::new();
+    let mut unknown: Vec<String> = Vec::new();
+    for (_, addr) in &all {
+        let Some((local, domain)) = addr.rsplit_once('@') else {
+            return Err(bad(format!("{}: {addr}", lang.t("invalid_address"))));
+        };
+        match submit::resolve_recipient(ctx, addr.clone(), local, domain, true).await {
+            Verdict::Accepted(r) => {
+                if !rcpts.contains(&r) {
+                    rcpts.push(r);
+                }
+            }
+            Verdict::UnknownUser | Verdict::RelayDenied => unknown.push(addr.clone()),
+            Verdict::TempFail => {
+                return Err(Failure::Form(
+                    lang.t("send_failed").to_string(),
+                    StatusCode::SERVICE_UNAVAILABLE,
+                ));
+            }
+        }
+    }
+    if !unknown.is_empty() {
+        return Err(bad(format!(
+            "{}: {}",
+            lang.t("unknown_recipient"),
+            unknown.join(", ")
+        )));
+    }
+    let attachments = collect_attachments(ctx, user, f, uploads).await?;
+    let (from_addr, from_name) = sender_of(ctx, user).await;
+    let host = ctx.cfg.hostname();
+    let msg = build_message(&MessageParts {
+        from_name: &from_name,
+        from_addr: &from_addr,
+        to: &to,
+        cc: &cc,
+        bcc: &[],
+        verbatim: None,
+        subject: &f.subject,
+        body: &f.body,
+        in_reply_to: &f.in_reply_to,
+        references: &f.references,
+        message_id: &format!("{}@{}", crate::store::new_id(), host),
+        date: chrono::Utc::now().timestamp(),
+        origin: None,
+        attachments: &attachments,
+    });
+    check_size(ctx, lang, msg.len())?;
+    // The trace header goes only on the delivered copies (not on the Sent copy).
+    let id = crate::store::new_id()[..16].to_uppercase();
+    let received = format!(
+        "Received: from [{ip}] (authenticated as {acc})\r\n\tby {host} (clusterd webmail) with {proto} id {id};\r\n\t{date}\r\n",
+        ip = peer
+            .map(|c| c.peer.ip().to_string())
+            .unwrap_or_else(|| "unknown".into()),
+        acc = user.account,
+        proto = if peer.is_some_and(|c| c.https) {
+            "HTTPS"
+        } else {
+            "HTTP"
+        },
+        date = chrono::Utc::now().to_rfc2822(),
+    );
+    let mut delivered = Vec::with_capacity(received.len() + msg.len());
+    delivered.extend_from_slice(received.as_bytes());
+    delivered.extend_from_slice(&msg);
+    let (accounts, remotes) = submit::split(&rcpts);
+    if let Err(e) = submit::submit(&ctx.store, delivered, &from_addr, &accounts, &remotes).await {
+        return Err(store_failure(lang, &e));
+    }
+    tracing::info!(id, from = %from_addr, local = accounts.len(), remote = remotes.len(), size = msg.len(), "webmail: sent");
+    // From here on the message is out: later failures are logged, not shown as errors.
+    match special_mailbox(ctx, user, SpecialUse::Sent).await {
+        Ok(sent) => {
+            if let Err(e) = ctx
+                .store
+                .append(&sent.id, msg, &["\\Seen".to_string()], None)
+                .await
+            {
+                tracing::error!(error = %e, "webmail: could not keep the Sent copy");
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "webmail: no Sent mailbox"),
+    }
+    if let Some((kind, r)) = parse_origin(&f.origin) {
+        let flag = if kind == "reply" {
+            "\\Answered"
+        } else {
+            "$Forwarded"
+        };
+        if let Ok((mb, meta, _)) = load_message_meta(ctx, user, r).await
+            && let Err(e) = ctx
+                .store
+                .store_flags(&mb.id, &[meta.uid], FlagMode::Add, &[flag.to_string()])
+                .await
+        {
+            tracing::warn!(error = %e, "webmail: could not flag the original");
+        }
+    }
+    if let Some(uid) = draft_uid(f) {
+        remove_draft(ctx, user, uid).await;
+    }
+    Ok(see_other(&format!("{BASE}/mailbox/INBOX?msg=sent_ok")))
+}
+
+async fn save_draft(
+    ctx: &Ctx,
+    user: &User,
+    f: &Form,
+    uploads: Vec<Upload>,
+) -> Result<Response, Failure> {
+    let lang = user.lang;
+    // A draft may hold half-typed addresses: then the fields are kept as typed.
+    let (to, cc, bcc, verbatim) = match (
+        parse_addresses(&f.to),
+        parse_addresses(&f.cc),
+        parse_addresses(&f.bcc),
+    ) {
+        (Ok(to), Ok(cc), Ok(bcc)) => (to, cc, bcc, None),
+        _ => (
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Some((f.to.as_str(), f.cc.as_str(), f.bcc.as_str())),
+        ),
+    };
+    let attachments = collect_attachments(ctx, user, f, uploads).await?;
+    let (from_addr, from_name) = sender_of(ctx, user).await;
+    let origin = parse_origin(&f.origin).map(|_| f.origin.as_str());
+    let msg = build_message(&MessageParts {
+        from_name: &from_name,
+        from_addr: &from_addr,
+        to: &to,
+        cc: &cc,
+        bcc: &bcc,
+        verbatim,
+        subject: &f.subject,
+        body: &f.body,
+        in_reply_to: &f.in_reply_to,
+        references: &f.references,
+        message_id: &format!("{}@{}", crate::store::new_id(), ctx.cfg.hostname()),
+        date: chrono::Utc::now().timestamp(),
+        origin,
+        attachments: &attachments,
+    });
+    check_size(ctx, lang, msg.len())?;
+    let drafts = special_mailbox(ctx, user, SpecialUse::Drafts)
+        .await
+        .map_err(|e| store_failure(lang, &e))?;
+    let flags = ["\\Draft".to_string(), "\\Seen".to_string()];
+    let appended = ctx
+        .store
+        .append(&drafts.id, msg, &flags, None)
+        .await
+        .map_err(|e| store_failure(lang, &e))?;
+    if let Some(old) = draft_uid(f) {
+        remove_draft(ctx, user, old).await;
+    }
+    Ok(see_other(&format!(
+        "{BASE}/compose?draft={}&msg=draft_saved",
+        appended.uid
+    )))
+}
+
+fn check_size(ctx: &Ctx, lang: Lang, len: usize) -> Result<(), Failure> {
+    let max = ctx.cfg.smtp.max_message_bytes;
+    if len as u64 > max {
+        return Err(Failure::Form(
+            format!(
+                "{} ({} > {} {})",
+                lang.t("message_too_large"),
+                human_size(len as u64),
+                lang.t("size_limit"),
+                human_size(max)
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ));
+    }
+    Ok(())
+}
+
+fn draft_uid(f: &Form) -> Option<u32> {
+    f.draft.parse().ok().filter(|u| *u > 0)
+}
+
+/// Removes a draft (by UID in the Drafts mailbox); failures are logged.
+async fn remove_draft(ctx: &Ctx, user: &User, uid: u32) {
+    let Ok(drafts) = special_mailbox(ctx, user, SpecialUse::Drafts).await else {
+        return;
+    };
+    let r = async {
+        ctx.store
+            .store_flags(
+                &drafts.id,
+                &[uid],
+                FlagMode::Add,
+                &["\\Deleted".to_string()],
+            )
+            .await?;
+        ctx.store.expunge(&drafts.id, Some(&[uid])).await
+    }
+    .await;
+    if let Err(e) = r {
+        tracing::warn!(error = %e, uid, "webmail: could not remove the old draft");
+    }
+}
+
+// ------------------------------------------------------------------ store helpers
+
+/// The user's special-use mailbox (Sent, Drafts), falling back to one with the
+/// default name, created when missing.
+async fn special_mailbox(
+    ctx: &Ctx,
+    user: &User,
+    su: SpecialUse,
+) -> Result<MailboxInfo, StoreError> {
+    let boxes = ctx.store.list_mailboxes(&user.account).await?;
+    if let Some(m) = boxes.iter().find(|m| m.special_use == Some(su)) {
+        return Ok(m.clone());
+    }
+    let name = match su {
+        SpecialUse::Sent => "Sent",
+        SpecialUse::Drafts => "Drafts",
+        SpecialUse::Trash => "Trash",
+        SpecialUse::Junk => "Junk",
+        SpecialUse::Archive => "Archive",
+    };
+    if let Some(m) = boxes
+        .into_iter()
+        .find(|m| m.name.eq_ignore_ascii_case(name))
+    {
+        return Ok(m);
+    }
+    ctx.store.create_mailbox(&user.account, name).await
+}
+
+/// Splits `MAILBOX/UID` (the mailbox may itself contain `/`).
+fn split_ref(r: &str) -> Option<(&str, u32)> {
+    let (mb, uid) = r.rsplit_once('/')?;
+    let uid: u32 = uid.trim().parse().ok()?;
+    (!mb.is_empty() && uid > 0).then_some((mb, uid))
+}
+
+/// A message of the user's own mailboxes, without its body.
+async fn load_message_meta(
+    ctx: &Ctx,
+    user: &User,
+    r: &str,
+) -> Result<(MailboxInfo, MessageMeta, ()), Response> {
+    let lang = user.lang;
+    let (name, uid) = split_ref(r).ok_or_else(|| not_found(lang))?;
+    let mb = match ctx.store.mailbox(&user.account, name).await {
+        Ok(Some(m)) => m,
+        Ok(None) | Err(StoreError::InvalidName(_)) => return Err(not_found(lang)),
+        Err(e) => return Err(super::store_error(lang, &e)),
+    };
+    // Messages from this UID on (the MODSEQ bound excludes none and adds none).
+    let msgs = ctx
+        .store
+        .messages_changed(&mb.id, uid, i64::MAX as u64)
+        .await
+        .map_err(|e| super::store_error(lang, &e))?;
+    let meta = msgs
+        .into_iter()
+        .find(|m| m.uid == uid)
+        .ok_or_else(|| not_found(lang))?;
+    Ok((mb, meta, ()))
+}
+
+/// A message of the user's own mailboxes with its bytes; 404 page when absent.
+async fn load_message(
+    ctx: &Ctx,
+    user: &User,
+    r: &str,
+) -> Result<(MailboxInfo, MessageMeta, Vec<u8>), Response> {
+    let (mb, meta, ()) = load_message_meta(ctx, user, r).await?;
+    let raw = ctx
+        .store
+        .read_blob(&meta.blob)
+        .await
+        .map_err(|e| super::store_error(user.lang, &e))?;
+    Ok((mb, meta, raw))
+}
+
+fn not_found(lang: Lang) -> Response {
+    super::error_page(
+        lang,
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "message_not_found",
+    )
+}
+
+/// `reply MAILBOX/UID` or `forward MAILBOX/UID`.
+fn parse_origin(o: &str) -> Option<(&str, &str)> {
+    let (kind, r) = o.split_once(' ')?;
+    (matches!(kind, "reply" | "forward") && split_ref(r).is_some()).then_some((kind, r))
+}
+
+/// Whether `addr` is one of the account's own addresses (any local domain, aliases).
+fn is_own_address(ctx: &Ctx, account: &str, addr: &str) -> bool {
+    match addr.rsplit_once('@') {
+        Some((l, d)) if ctx.cfg.domain.is_local(d) => {
+            ctx.cfg.domain.resolve_local_part(l) == account
+        }
+        _ => false,
+    }
+}
+
+// ------------------------------------------------------------------ MIME
+
+/// An attachment to put into a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    pub name: String,
+    pub ctype: String,
+    pub data: Vec<u8>,
+}
+
+/// The parts of a message to build.
+pub struct MessageParts<'a> {
+    pub from_name: &'a str,
+    pub from_addr: &'a str,
+    pub to: &'a [(Option<String>, String)],
+    pub cc: &'a [(Option<String>, String)],
+    /// Written only into drafts.
+    pub bcc: &'a [(Option<String>, String)],
+    /// Drafts only: To, Cc, Bcc as typed (one line each), when they do not all parse;
+    /// replaces the three lists.
+    pub verbatim: Option<(&'a str, &'a str, &'a str)>,
+    pub subject: &'a str,
+    pub body: &'a str,
+    /// Space-separated message ids without angle brackets.
+    pub in_reply_to: &'a str,
+    pub references: &'a str,
+    /// Without angle brackets.
+    pub message_id: &'a str,
+    /// Unix seconds.
+    pub date: i64,
+    /// The draft's origin header value.
+    pub origin: Option<&'a str>,
+    pub attachments: &'a [Attachment],
+}
+
+fn address_header(
+    list: &[(Option<String>, String)],
+) -> mail_builder::headers::address::Address<'static> {
+    use mail_builder::headers::address::Address;
+    Address::new_list(
+        list.iter()
+            .map(|(n, a)| Address::new_address(n.clone().filter(|n| !n.is_empty()), a.clone()))
+            .collect(),
+    )
+}
+
+fn ids(s: &str) -> Vec<String> {
+    s.split_whitespace()
+        .map(|i| i.trim_matches(|c| c == '<' || c == '>').to_string())
+        .filter(|i| valid_msg_id(i))
+        .collect()
+}
+
+fn valid_msg_id(i: &str) -> bool {
+    !i.is_empty()
+        && i.len() <= 250
+        && i.chars()
+            .all(|c| c.is_ascii_graphic() && c != '<' && c != '>')
+}
+
+/// Builds the RFC 5322 message (multipart/mixed when there are attachments).
+pub fn build_message(p: &MessageParts) -> Vec<u8> {
+    use mail_builder::MessageBuilder;
+    use mail_builder::headers::address::Address;
+    use mail_builder::headers::message_id::MessageId;
+    use mail_builder::headers::raw::Raw;
+    let from_name = clean_line(p.from_name);
+    let mut b = MessageBuilder::new()
+        .from(Address::new_address(
+            (!from_name.is_empty()).then_some(from_name),
+            p.from_addr.to_string(),
+        ))
+        .date(p.date)
+        .message_id(p.message_id.to_string());
+    if let Some((to, cc, bcc)) = p.verbatim {
+        for (name, v) in [("To", to), ("Cc", cc), ("Bcc", bcc)] {
+            let v = clean_line(v);
+            if !v.is_empty() {
+                b = b.header(name, Raw::new(v));
+            }
+        }
+    }
+    if !p.to.is_empty() {
+        b = b.to(address_header(p.to));
+    }
+    if !p.cc.is_empty() {
+        b = b.cc(address_header(p.cc));
+    }
+    if !p.bcc.is_empty() {
+        b = b.bcc(address_header(p.bcc));
+    }
+    let subject = clean_line(p.subject);
+    if !subject.is_empty() {
+        b = b.subject(subject);
+    }
+    let irt = ids(p.in_reply_to);
+    if !irt.is_empty() {
+        b = b.in_reply_to(MessageId::new_list(irt.iter().map(|s| s.as_str())));
+    }
+    let refs = ids(p.references);
+    if !refs.is_empty() {
+        b = b.references(MessageId::new_list(refs.iter().map(|s| s.as_str())));
+    }
+    if let Some(o) = p.origin {
+        b = b.header(ORIGIN_HEADER, Raw::new(clean_line(o)));
+    }
+    b = b.header("User-Agent", Raw::new("clusterd webmail"));
+    b = b.text_body(crlf(p.body));
+    for a in p.attachments {
+        b = b.attachment(a.ctype.clone(), a.name.clone(), a.data.as_slice());
+    }
+    b.write_to_vec().unwrap_or_default()
+}
+
+/// The attachments of a message, in mail-parser's order (the index used by `keep`).
+pub fn attachments_of(raw: &[u8]) -> Vec<Attachment> {
+    let Some(msg) = MessageParser::default().parse(raw) else {
+        return Vec::new();
+    };
+    msg.attachments()
+        .map(|part| {
+            let ctype = part
+                .content_type()
+                .map(|c| match c.subtype() {
+                    Some(s) => format!("{}/{}", c.ctype(), s),
+                    None => c.ctype().to_string(),
+                })
+                .unwrap_or_else(|| "application/octet-stream".into());
+            Attachment {
+                name: clean_filename(part.attachment_name().unwrap_or("attachment")),
+                ctype: clean_ctype(Some(&ctype)),
+                data: part.contents().to_vec(),
+            }
+        })
+        .collect()
+}
+
+// ------------------------------------------------------------------ text helpers
+
+/// One line: control characters (CR, LF, TAB...) become spaces, trimmed.
+pub fn clean_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .trim()
+        .to_string()
+}
+
+/// A file name without directories or control characters, at most 200 bytes.
+fn clean_filename(s: &str) -> String {
+    let base = s.rsplit(['/', '\\']).next().unwrap_or_default();
+    let mut out: String = base.chars().filter(|c| !c.is_control()).collect();
+    while out.len() > 200 {
+        out.pop();
+    }
+    out.trim().to_string()
+}
+
+/// A `type/subtype` media type, or `application/octet-stream`.
+fn clean_ctype(s: Option<&str>) -> String {
+    let s = s
+        .unwrap_or_default()
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim();
+    let token = |t: &str| {
+        !t.is_empty()
+            && t.len() <= 100
+            && t.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "!#$&^_.+-".contains(c))
+    };
+    match s.split_once('/') {
+        Some((a, b)) if token(a) && token(b) => s.to_ascii_lowercase(),
+        _ => "application/octet-stream".into(),
+    }
+}
+
+/// Normalises line ends to CRLF.
+fn crlf(s: &str) -> String {
+    s.replace("\r\n", "\n")
+        .replace('\r', "\n")
+        .replace('\n', "\r\n")
+}
+
+/// Splits a recipient field at commas and semicolons outside quotes and angle brackets.
+pub fn split_addresses(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let (mut quoted, mut angle, mut escaped) = (false, false, false);
+    for c in s.chars() {
+        if escaped {
+            cur.push(c);
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' if quoted => {
+                escaped = true;
+                cur.push(c);
+            }
+            '"' => {
+                quoted = !quoted;
+                cur.push(c);
+            }
+            '<' if !quoted => {
+                angle = true;
+                cur.push(c);
+            }
+            '>' if !quoted => {
+                angle = false;
+                cur.push(c);
+            }
+            ',' | ';' if !quoted && !angle => {
+                out.push(std::mem::take(&mut cur));
+            }
+            _ => cur.push(c),
+        }
+    }
+    out.push(cur);
+    out.into_iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// Whether `addr` is a plain `local@domain` address this server can route.
+pub fn valid_address(addr: &str) -> bool {
+    let Some((local, domain)) = addr.rsplit_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && local.len() <= 64
+        && !domain.is_empty()
+        && domain.len() <= 255
+        && !local.contains('@')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains("..")
+        && domain
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '.' || c == '-')
+        && !local
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "<>()[]\\,;:\"".contains(c))
+}
+
+/// Parses `Name <addr>`, `"Last, First" <addr>` or `addr`; `Err(item)` when invalid.
+pub fn parse_one(item: &str) -> Result<(Option<String>, String), String> {
+    let item = item.trim();
+    let (name, addr) = match (item.rfind('<'), item.ends_with('>')) {
+        (Some(i), true) => {
+            let name = item[..i].trim();
+            let name = name
+                .strip_prefix('"')
+                .and_then(|n| n.strip_suffix('"'))
+                .unwrap_or(name)
+                .replace("\\\"", "\"")
+                .replace("\\\\", "\\");
+            (clean_line(&name), item[i + 1..item.len() - 1].trim())
+        }
+        _ => (String::new(), item),
+    };
+    if valid_address(addr) {
+        Ok(((!name.is_empty()).then_some(name), addr.to_string()))
+    } else {
+        Err(item.to_string())
+    }
+}
+
+/// Parses a recipient field; `Err` names the first invalid entry.
+pub fn parse_addresses(s: &str) -> Result<Vec<(Option<String>, String)>, String> {
+    split_addresses(s).iter().map(|i| parse_one(i)).collect()
+}
+
+/// `Name <addr>` (the name quoted when it needs it) or the bare address.
+pub fn format_address(name: Option<&str>, addr: &str) -> String {
+    match name.map(str::trim).filter(|n| !n.is_empty() && *n != addr) {
+        Some(n) if n.chars().any(|c| ",;<>\"@()[]:\\".contains(c)) => {
+            format!(
+                "\"{}\" <{addr}>",
+                n.replace('\\', "\\\\").replace('"', "\\\"")
+            )
+        }
+        Some(n) => format!("{n} <{addr}>"),
+        None => addr.to_string(),
+    }
+}
+
+fn format_list(list: &[(Option<String>, String)]) -> String {
+    list.iter()
+        .map(|(n, a)| format_address(n.as_deref(), a))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn addrs(a: Option<&mail_parser::Address>) -> Vec<(Option<String>, String)> {
+    a.map(|a| {
+        a.iter()
+            .filter_map(|x| {
+                let addr = x.address()?.trim().to_string();
+                valid_address(&addr).then(|| (x.name().map(clean_line), addr))
+            })
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+fn address_list(a: Option<&mail_parser::Address>) -> String {
+    format_list(&addrs(a))
+}
+
+fn id_list(v: &mail_parser::HeaderValue) -> String {
+    match v {
+        mail_parser::HeaderValue::Text(t) => t.to_string(),
+        mail_parser::HeaderValue::TextList(l) => {
+            l.iter().map(|s| s.as_ref()).collect::<Vec<_>>().join(" ")
+        }
+        _ => String::new(),
+    }
+}
+
+/// In-Reply-To and References for a reply to `msg` (RFC 5322 3.6.4).
+fn thread_ids(msg: &mail_parser::Message) -> (String, String) {
+    let Some(id) = msg.message_id().filter(|i| valid_msg_id(i)) else {
+        return (String::new(), id_list(msg.references()));
+    };
+    let mut refs = ids(&id_list(msg.references()));
+    if refs.is_empty() {
+        refs = ids(&id_list(msg.in_reply_to()))
+            .into_iter()
+            .take(1)
+            .collect();
+    }
+    refs.push(id.to_string());
+    // Keep the first and the most recent ones when the chain grows long.
+    if refs.len() > 20 {
+        let first = refs[0].clone();
+        let tail = refs.split_off(refs.len() - 19);
+        refs = std::iter::once(first).chain(tail).collect();
+    }
+    (id.to_string(), refs.join(" "))
+}
+
+fn has_prefix(s: &str, prefixes: &[&str]) -> bool {
+    let l = s.trim_start().to_lowercase();
+    prefixes.iter().any(|p| l.starts_with(p))
+}
+
+/// `Re: subject`, without doubling an existing reply prefix.
+pub fn reply_subject(s: &str) -> String {
+    let s = clean_line(s);
+    if has_prefix(&s, &["re:", "aw:", "sv:", "re :"]) {
+        s
+    } else {
+        format!("Re: {s}")
+    }
+}
+
+/// `Fwd: subject`, without doubling an existing forward prefix.
+pub fn forward_subject(s: &str) -> String {
+    let s = clean_line(s);
+    if has_prefix(&s, &["fwd:", "fw:", "rv:", "wg:", "tr:"]) {
+        s
+    } else {
+        format!("Fwd: {s}")
+    }
+}
+
+/// The reply body: an attribution line and the original quoted with `> `.
+pub fn quote_reply(lang: Lang, date: &str, who: &str, text: &str) -> String {
+    let mut out = String::from("\r\n\r\n");
+    let attribution = match (date.is_empty(), who.is_empty()) {
+        (false, false) => format!("{} {date}, {who} {}:", lang.t("quote_on"), lang.t("wrote")),
+        (true, false) => format!("{who} {}:", lang.t("wrote")),
+        _ => String::new(),
+    };
+    if !attribution.is_empty() {
+        out.push_str(&attribution);
+        out.push_str("\r\n");
+    }
+    let text = text.replace("\r\n", "\n");
+    for line in text.trim_end().lines() {
+        if line.starts_with('>') {
+            out.push('>');
+        } else {
+            out.push_str("> ");
+        }
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    out
+}
+
+fn format_date(d: &mail_parser::DateTime) -> String {
+    let sign = if d.tz_before_gmt { '-' } else { '+' };
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02} {sign}{:02}{:02}",
+        d.year, d.month, d.day, d.hour, d.minute, d.tz_hour, d.tz_minute
+    )
+}
+
+/// 1.5 MB, 12 kB, 10 bytes.
+pub fn human_size(n: u64) -> String {
+    if n >= 1024 * 1024 {
+        format!("{:.1} MB", n as f64 / (1024.0 * 1024.0))
+    } else if n >= 1024 {
+        format!("{} kB", n.div_ceil(1024))
+    } else {
+        format!("{n} B")
+    }
+}
+
+/// Link to the compose page for a reply etc. (`kind` = reply|replyall|forward).
+pub fn compose_link(kind: &str, mailbox: &str, uid: u32) -> String {
+    format!("{BASE}/compose?{kind}={}%2F{uid}", enc_seg(mailbox))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_split_outside_quotes_and_brackets() {
+        assert_eq!(
+            split_addresses(r#""Pérez, Ana" <ana@x.org>, luis@y.com; <z@w.net> ,"#),
+            vec![r#""Pérez, Ana" <ana@x.org>"#, "luis@y.com", "<z@w.net>"]
+        );
+        assert_eq!(
+            parse_addresses(r#""Pérez, Ana" <ana@x.org>, luis@y.com"#).unwrap(),
+            vec![
+                (Some("Pérez, Ana".into()), "ana@x.org".into()),
+                (None, "luis@y.com".into())
+            ]
+        );
+        assert_eq!(parse_addresses("").unwrap(), vec![]);
+        for bad in [
+            "nobody",
+            "a b@x.org",
+            "a@",
+            "@x.org",
+            "a@x..org",
+            "Ana <a@x.org",
+            "a@x.org\r\nBcc: e@f",
+        ] {
+            assert!(parse_addresses(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn names_that_need_it_are_quoted() {
+        assert_eq!(format_address(Some("Ana"), "a@x.org"), "Ana <a@x.org>");
+        assert_eq!(
+            format_address(Some("Pérez, Ana"), "a@x.org"),
+            "\"Pérez, Ana\" <a@x.org>"
+        );
+        assert_eq!(format_address(None, "a@x.org"), "a@x.org");
+        let s = format_address(Some("say \"hi\", ok"), "a@x.org");
+        assert_eq!(
+            parse_one(&s).unwrap(),
+            (Some("say \"hi\", ok".into()), "a@x.org".into())
+        );
+    }
+
+    #[test]
+    fn subjects_are_not_prefixed_twice() {
+        assert_eq!(reply_subject("hola"), "Re: hola");
+        assert_eq!(reply_subject("RE: hola"), "RE: hola");
+        assert_eq!(reply_subject(""), "Re: ");
+        assert_eq!(forward_subject("Fwd: x"), "Fwd: x");
+        assert_eq!(forward_subject("RV: x"), "RV: x");
+        assert_eq!(forward_subject("Re: x"), "Fwd: Re: x");
+        assert_eq!(reply_subject("a\r\nBcc: x"), "Re: a  Bcc: x");
+    }
+
+    #[test]
+    fn replies_quote_each_line_and_say_who_wrote() {
+        let q = quote_reply(
+            Lang::En,
+            "2024-01-02 10:00 +0000",
+            "Ana",
+            "hola\r\n> old\r\n\r\nbye\r\n",
+        );
+        assert_eq!(
+            q,
+            "\r\n\r\nOn 2024-01-02 10:00 +0000, Ana wrote:\r\n> hola\r\n>> old\r\n> \r\n> bye\r\n"
+        );
+        let q = quote_reply(Lang::Es, "d", "Ana", "x");
+        assert!(q.contains("El d, Ana escribió:"), "{q}");
+    }
+
+    #[test]
+    fn built_message_has_headers_attachments_and_no_bcc() {
+        let att = Attachment {
+            name: "datos año.bin".into(),
+            ctype: "application/octet-stream".into(),
+            data: (0..=255u8).cycle().take(5000).collect(),
+        };
+        let raw = build_message(&MessageParts {
+            from_name: "Ana Pérez",
+            from_addr: "ana@cluster.com.ec",
+            to: &[(Some("Luis".into()), "luis@cluster.com.ec".into())],
+            cc: &[(None, "x@example.org".into())],
+            bcc: &[],
+            verbatim: None,
+            subject: "Año nuevo ñandú",
+            body: "línea 1\nlínea 2\n",
+            in_reply_to: "a@b",
+            references: "<r@b> a@b",
+            message_id: "id1@host.example",
+            date: 1_700_000_000,
+            origin: None,
+            attachments: std::slice::from_ref(&att),
+        });
+        let text = String::from_utf8_lossy(&raw);
+        assert!(!text.contains("Bcc:"), "{text}");
+        assert!(text.contains("Message-ID: <id1@host.example>"), "{text}");
+        assert!(text.contains("In-Reply-To: <a@b>"), "{text}");
+        assert!(text.contains("multipart/mixed"), "{text}");
+        // Non-ASCII subjects are encoded words (RFC 2047).
+        assert!(text.contains("Subject: =?utf-8?"), "{text}");
+        let msg = MessageParser::default().parse(&raw).unwrap();
+        assert_eq!(msg.subject(), Some("Año nuevo ñandú"));
+        assert_eq!(
+            msg.from().unwrap().first().unwrap().name(),
+            Some("Ana Pérez")
+        );
+        assert_eq!(
+            msg.body_text(0).unwrap().replace("\r\n", "\n"),
+            "línea 1\nlínea 2\n"
+        );
+        assert_eq!(attachments_of(&raw), vec![att]);
+        assert_eq!(id_list(msg.references()), "r@b a@b");
+    }
+
+    #[test]
+    fn reply_threads_keep_references() {
+        let raw = b"Message-ID: <m2@x>\r\nReferences: <m0@x> <m1@x>\r\nSubject: s\r\n\r\nb\r\n";
+        let msg = MessageParser::default().parse(&raw[..]).unwrap();
+        assert_eq!(thread_ids(&msg), ("m2@x".into(), "m0@x m1@x m2@x".into()));
+        let raw = b"Message-ID: <m2@x>\r\nIn-Reply-To: <m1@x>\r\n\r\nb\r\n";
+        let msg = MessageParser::default().parse(&raw[..]).unwrap();
+        assert_eq!(thread_ids(&msg), ("m2@x".into(), "m1@x m2@x".into()));
+    }
+
+    #[test]
+    fn helpers_sanitise_names_and_types() {
+        assert_eq!(clean_filename("C:\\x\\..\\evil\r\n.exe"), "evil.exe");
+        assert_eq!(clean_ctype(Some("image/PNG; x=1")), "image/png");
+        assert_eq!(clean_ctype(Some("bad type")), "application/octet-stream");
+        assert_eq!(split_ref("a/b/12"), Some(("a/b", 12)));
+        assert_eq!(split_ref("INBOX/0"), None);
+        assert_eq!(parse_origin("reply INBOX/3"), Some(("reply", "INBOX/3")));
+        assert_eq!(parse_origin("delete INBOX/3"), None);
+        assert_eq!(human_size(1536), "2 kB");
+    }
+}
