@@ -250,7 +250,11 @@ fn message(rng: &mut Rng, i: usize) -> String {
     let mut text = String::with_capacity(body_len + 100);
     while text.len() < body_len {
         text.push_str(rng.pick(WORDS));
-        text.push(if rng.next() % 12 == 0 { '\n' } else { ' ' });
+        text.push(if rng.next().is_multiple_of(12) {
+            '\n'
+        } else {
+            ' '
+        });
     }
     let from = if domain == "cluster.com.ec" {
         format!("{first} {last} <{local}@{domain}>")
@@ -291,7 +295,7 @@ fn fill(port: u16, n: usize) {
     let threads: Vec<_> = (0..SESSIONS)
         .map(|s| {
             std::thread::spawn(move || {
-                let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (s as u64 + 1) * 0x1000_0001);
+                let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ ((s as u64 + 1) * 0x1000_0001));
                 let stream = TcpStream::connect(("127.0.0.1", port)).expect("smtp connect");
                 stream
                     .set_read_timeout(Some(Duration::from_secs(60)))

@@ -119,7 +119,11 @@ impl Site {
         let embedded = Arc::new(embedded_root().await);
         let site = Site {
             store,
-            roots: RwLock::new(vec![Arc::new(Root::default()); prefixes.len()]),
+            roots: RwLock::new(
+                (0..prefixes.len())
+                    .map(|_| Arc::new(Root::default()))
+                    .collect(),
+            ),
             prefixes,
             hosts,
             embedded,
@@ -474,7 +478,7 @@ impl File {
             return file;
         };
         let body = Bytes::from(bytes);
-        if mime::compressible(mime) && size >= 128 && size <= MAX_COMPRESS {
+        if mime::compressible(mime) && (128..=MAX_COMPRESS).contains(&size) {
             let src = body.clone();
             let (gz, br) = tokio::task::spawn_blocking(move || (gzip(&src), brotli(&src)))
                 .await

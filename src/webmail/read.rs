@@ -254,14 +254,14 @@ async fn reader(
     };
     let lang = user.lang;
     let mailbox_enc = enc_seg(&mb.name);
-    if !meta.has_flag("\\Seen") && ctx.store.is_writable() {
-        if let Err(e) = ctx
+    if !meta.has_flag("\\Seen")
+        && ctx.store.is_writable()
+        && let Err(e) = ctx
             .store
             .store_flags(&mb.id, &[meta.uid], FlagMode::Add, &["\\Seen".to_string()])
             .await
-        {
-            tracing::warn!(error = %e, "webmail: setting \\Seen");
-        }
+    {
+        tracing::warn!(error = %e, "webmail: setting \\Seen");
     }
     let allow_remote = q.images.as_deref() == Some("1");
     let view = {
