@@ -5,7 +5,8 @@
 //! `cargo bench --bench http` (cargo builds the clusterd binary with the bench profile
 //! and passes its path in `CARGO_BIN_EXE_clusterd`). clusterd serves the site's
 //! default content (the repository's `www/`, loaded into the content store at first
-//! start); nginx (2 worker processes, access log off, `etag on`) serves a copy of the
+//! start); nginx (2 worker processes, access log off, `etag on`, sendfile and an open
+//! file cache) serves a copy of the
 //! same `www/` directory. Before measuring, both must answer `/` with 200 and the
 //! same bytes as `www/index.html`. Two cases, each server in turn:
 //! `wrk -t2 -c64 -d SECONDS` on `/` plain, and with `Accept-Encoding: gzip` (nginx
@@ -194,6 +195,7 @@ impl Nginx {
                  \x20 tcp_nopush on;\n\
                  \x20 keepalive_requests 100000;\n\
                  \x20 etag on;\n\
+                 \x20 open_file_cache max=1000 inactive=60s;\n\
                  \x20 gzip on;\n\
                  \x20 gzip_types text/css image/svg+xml;\n\
                  \x20 client_body_temp_path {dir}/body;\n\

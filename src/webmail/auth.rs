@@ -268,7 +268,7 @@ fn ip_key(ip: &str) -> String {
     format!("i:{ip}")
 }
 
-/// `Set-Cookie` for the session (contract: HttpOnly, SameSite=Lax, Path=/webmail,
+/// `Set-Cookie` for the session (HttpOnly, SameSite=Lax, Path=/webmail,
 /// Secure over HTTPS); `None` clears it.
 pub fn session_cookie(id: Option<&str>, https: bool) -> HeaderValue {
     cookie_header(SESSION_COOKIE, id, https)

@@ -1,8 +1,16 @@
 //! The webmail at `/webmail/`: server-rendered pages (askama templates under
 //! `templates/webmail/`) over the store's mailbox API, so the webmail and IMAP always
-//! agree (no IMAP loop-back). The URL and page contract is in the project prompts
-//! (`contract.md`); this module owns sessions, CSRF, login rate limiting, i18n, the
-//! folder nav and the page chrome; submodules own the flows.
+//! agree (no IMAP loop-back). This module owns sessions, CSRF, login rate limiting,
+//! i18n, the folder nav and the page chrome; submodules own the flows.
+//!
+//! URLs (under `/webmail`; the tests and bookmarks rely on them): `/login`, `/logout`
+//! (POST), `/settings`; `/mailbox/{mailbox}` (list: `page`, `sort` = date|from|
+//! subject|size, `order` = asc|desc, `q` + `field` for search), `.../bulk` (POST),
+//! `.../poll` (new-mail check); `/mailbox/{mailbox}/{uid}` (reader), `.../body` (the
+//! sanitised HTML document), `.../raw`, `.../part/{n}`; `/compose` (new, reply,
+//! forward, draft); `/folders` and `/folders/{create,rename,delete}`; `/contacts`,
+//! `/contacts/{add,edit,delete,suggest}`; `/static/*`. Mailbox names are one
+//! percent-encoded path segment ([`enc_seg`]).
 //!
 //! Implementation notes
 //! - Sessions live in memory only ([`auth::Sessions`]): a restart or a cluster
@@ -55,7 +63,7 @@ pub use i18n::Lang;
 use crate::node::Ctx;
 use crate::store::{MailboxInfo, SpecialUse, StoreError};
 
-/// The session cookie's name (contract).
+/// The session cookie's name.
 pub const SESSION_COOKIE: &str = "clusterd_session";
 /// The cookie binding the login form's CSRF token before there is a session.
 pub const PRELOGIN_COOKIE: &str = "clusterd_prelogin";
