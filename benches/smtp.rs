@@ -19,7 +19,6 @@
 mod common;
 
 use common::Node;
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -78,7 +77,7 @@ fn main() {
     }
     // Every acknowledged message must be in the mailbox.
     let expected = (WARMUP + n) * SIZES.len() as u32;
-    let got = inbox_count(clusterd.imap_port);
+    let got = common::imap_count(clusterd.imap_port, "bench", "benchpw", "INBOX") as u32;
     assert_eq!(
         got, expected,
         "clusterd INBOX holds {got} messages, expected {expected}"
@@ -138,27 +137,6 @@ fn wait_port(port: u16, what: &str) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// Messages in bench's INBOX, over IMAP.
-fn inbox_count(imap_port: u16) -> u32 {
-    let s = TcpStream::connect(("127.0.0.1", imap_port)).expect("imap connect");
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut w = s.try_clone().unwrap();
-    let mut r = BufReader::new(s);
-    let mut line = String::new();
-    r.read_line(&mut line).unwrap();
-    w.write_all(b"a LOGIN bench benchpw\r\nb STATUS INBOX (MESSAGES)\r\nc LOGOUT\r\n")
-        .unwrap();
-    let mut all = String::new();
-    let _ = r.read_to_string(&mut all);
-    all.lines()
-        .find_map(|l| {
-            let rest = l.strip_prefix("* STATUS ")?;
-            let n = rest.split("MESSAGES ").nth(1)?;
-            n.trim_end_matches(')').trim().parse().ok()
-        })
-        .unwrap_or_else(|| panic!("no STATUS in IMAP reply: {all}"))
 }
 
 /// A private Postfix instance: own config, queue and data directories, listening on

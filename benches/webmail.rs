@@ -44,7 +44,7 @@ fn main() {
     let start = Instant::now();
     fill(node.smtp_port, n);
     let secs = start.elapsed().as_secs_f64();
-    let got = inbox_count(node.imap_port);
+    let got = common::imap_count(node.imap_port, "bench", "benchpw", "INBOX");
     assert_eq!(got, n, "INBOX holds {got} messages, expected {n}");
     println!(
         "filled INBOX with {n} messages over SMTP in {secs:.1} s ({:.0} msg/s, {SESSIONS} sessions)",
@@ -343,27 +343,6 @@ fn reply(r: &mut impl BufRead, what: &str) {
             return;
         }
     }
-}
-
-/// Messages in bench's INBOX, over IMAP.
-fn inbox_count(imap_port: u16) -> usize {
-    let s = TcpStream::connect(("127.0.0.1", imap_port)).expect("imap connect");
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut w = s.try_clone().unwrap();
-    let mut r = BufReader::new(s);
-    let mut line = String::new();
-    r.read_line(&mut line).unwrap();
-    w.write_all(b"a LOGIN bench benchpw\r\nb STATUS INBOX (MESSAGES)\r\nc LOGOUT\r\n")
-        .unwrap();
-    let mut all = String::new();
-    let _ = r.read_to_string(&mut all);
-    all.lines()
-        .find_map(|l| {
-            let rest = l.strip_prefix("* STATUS ")?;
-            let n = rest.split("MESSAGES ").nth(1)?;
-            n.trim_end_matches(')').trim().parse().ok()
-        })
-        .unwrap_or_else(|| panic!("no STATUS in IMAP reply: {all}"))
 }
 
 // ------------------------------------------------------------- a tiny HTTP client

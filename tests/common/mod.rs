@@ -486,3 +486,28 @@ pub fn assert_ok(out: &Output, what: &str) -> String {
 pub fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
+
+/// The number of messages in `mailbox` of `user`, by IMAP STATUS on 127.0.0.1:`port`.
+pub fn imap_count(port: u16, user: &str, password: &str, mailbox: &str) -> usize {
+    use std::io::{BufRead, BufReader, Read};
+    let s = TcpStream::connect(("127.0.0.1", port)).expect("imap connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    w.write_all(
+        format!("a LOGIN {user} {password}\r\nb STATUS {mailbox} (MESSAGES)\r\nc LOGOUT\r\n")
+            .as_bytes(),
+    )
+    .unwrap();
+    let mut all = String::new();
+    let _ = r.read_to_string(&mut all);
+    all.lines()
+        .find_map(|l| {
+            let rest = l.strip_prefix("* STATUS ")?;
+            let n = rest.split("MESSAGES ").nth(1)?;
+            n.trim_end_matches(')').trim().parse().ok()
+        })
+        .unwrap_or_else(|| panic!("no STATUS in IMAP reply: {all}"))
+}
