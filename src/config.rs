@@ -36,6 +36,37 @@ pub struct Config {
     /// Absent: a single node that is always active.
     #[serde(default)]
     pub cluster: Option<ClusterConfig>,
+    /// Absent: the store is not copied to the peer. Needs `[cluster]` (its key).
+    #[serde(default)]
+    pub replication: Option<ReplicationConfig>,
+}
+
+/// `[replication]`: shipping the store's op log to the peer over the private link.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicationConfig {
+    /// Where the peer connects to us (the private link). Required.
+    pub listen: SocketAddr,
+    /// The peer's `listen` address. Required.
+    pub peer: SocketAddr,
+    /// `sync`: a commit returns once the peer holds it durably; `async`: at once.
+    #[serde(default)]
+    pub mode: ReplicationMode,
+    /// How long a sync commit waits for the peer before going on alone (degraded).
+    #[serde(default = "default_ack_timeout_ms")]
+    pub ack_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReplicationMode {
+    #[default]
+    Sync,
+    Async,
+}
+
+fn default_ack_timeout_ms() -> u64 {
+    2000
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -617,6 +648,29 @@ impl Config {
         if let Some(c) = &self.cluster {
             self.validate_cluster(c, &err)?;
         }
+        if let Some(r) = &self.replication {
+            if self.cluster.is_none() {
+                return Err(err(
+                    "replication",
+                    "peer",
+                    "[replication] needs [cluster] (its roles and auth_key_file)".into(),
+                ));
+            }
+            if r.peer == r.listen {
+                return Err(err(
+                    "replication",
+                    "peer",
+                    format!("{} is this node's own listen address", r.peer),
+                ));
+            }
+            if r.ack_timeout_ms == 0 {
+                return Err(err(
+                    "replication",
+                    "ack_timeout_ms",
+                    "must be greater than 0".into(),
+                ));
+            }
+        }
         self.validate_http(text, path)?;
         for (section, key, v) in [
             ("smtp", "timeout_s", self.smtp.timeout_s),
@@ -1007,6 +1061,16 @@ max_connections = 10000
 # udp = { bind = "192.168.1.1:694", peer = "192.168.1.2:694" }
 # [[cluster.heartbeat]]
 # serial = { device = "/dev/ttyS0", baud = 115200 }
+
+# The store copied to the peer over the private link (needs [cluster]: the channel is
+# TLS, and both ends prove they hold auth_key_file, bound to that TLS session).
+# [replication]
+# listen = "192.168.1.1:7000"
+# peer = "192.168.1.2:7000"
+# # sync: an SMTP 250 / IMAP OK only once the peer holds the change durably.
+# mode = "sync"
+# # A sync commit waits this long for the peer, then goes on alone (degraded).
+# ack_timeout_ms = 2000
 "#;
 
 #[cfg(test)]

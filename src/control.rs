@@ -33,6 +33,8 @@ pub enum Request {
     QueueList,
     /// Re-read the zone files now.
     Reload,
+    /// A digest of the store's logical content (equal on nodes holding the same data).
+    Digest,
     /// Hand the service to the peer and stay standby.
     Standby,
     /// Take the service from the peer.
@@ -74,6 +76,9 @@ pub struct Status {
     /// None for a single node.
     #[serde(default)]
     pub cluster: Option<crate::cluster::ClusterStatus>,
+    /// None without `[replication]`.
+    #[serde(default)]
+    pub replication: Option<crate::replication::ReplicationStatus>,
 }
 
 /// Executes a request against a store (used by the node, and by the CLI when no node
@@ -122,6 +127,7 @@ pub async fn execute(store: &Store, ctx: Option<&Ctx>, req: Request) -> Result<s
                 last_op_seq: store.last_seq().await?,
                 services,
                 cluster: ctx.cluster.get().map(|c| c.status()),
+                replication: ctx.replication.get().map(|r| r.status()),
             })?
         }
         Request::UserAdd {
@@ -170,6 +176,7 @@ pub async fn execute(store: &Store, ctx: Option<&Ctx>, req: Request) -> Result<s
         Request::ContentList { prefix } => {
             serde_json::to_value(store.content_list(&prefix).await?)?
         }
+        Request::Digest => serde_json::Value::String(store.digest().await?),
         Request::Reload => {
             let ctx = ctx.ok_or_else(|| anyhow!("the node is not running"))?;
             ctx.dns_reload.notify_one();

@@ -72,6 +72,12 @@ enum Cmd {
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
+    /// Print a digest of the store's logical content (accounts, mailboxes, messages,
+    /// flags, queue, content): two nodes holding the same data print the same digest.
+    Digest {
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
     /// Check one zone file (ZONE.zone); exits 1 naming the file, line and problem.
     CheckZone { file: PathBuf },
     /// Manage the content area (the web sites under www/ and the vhost roots).
@@ -249,10 +255,32 @@ async fn dispatch(cmd: Cmd) -> Result<()> {
                             .map_or("unknown".to_string(), |s| s.to_string())
                     );
                 }
+                if let Some(r) = &st.replication {
+                    println!(
+                        "replication: {}{}, shipping {}, receiving {}; committed seq {}, peer acknowledged {}; {} op(s) applied from the peer",
+                        r.mode,
+                        if r.degraded {
+                            " (DEGRADED: committing alone)"
+                        } else {
+                            ""
+                        },
+                        if r.connected_out { "yes" } else { "no" },
+                        if r.connected_in { "yes" } else { "no" },
+                        r.committed_seq,
+                        r.acked_seq,
+                        r.applied
+                    );
+                }
                 for (name, health) in st.services {
                     println!("{:<12} {health}", format!("{name}:"));
                 }
             }
+            Ok(())
+        }
+        Cmd::Digest { config } => {
+            let cfg = load(&config)?;
+            let data = run_request(&cfg, Request::Digest).await?;
+            println!("{}", data.as_str().unwrap_or_default());
             Ok(())
         }
         Cmd::Queue { config } => {

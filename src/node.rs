@@ -19,6 +19,8 @@ pub struct Ctx {
     /// The cluster loop, set once the listeners are up; unset for a single node
     /// (always active).
     pub cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
+    /// Replication to the peer, when `[replication]` is configured.
+    pub replication: std::sync::OnceLock<Arc<crate::replication::Replication>>,
 }
 
 /// Binds a TCP listener, naming the address and the config key on failure.
@@ -50,6 +52,7 @@ pub async fn run(cfg: Config) -> Result<()> {
         tls,
         dns_reload: tokio::sync::Notify::new(),
         cluster: std::sync::OnceLock::new(),
+        replication: std::sync::OnceLock::new(),
     });
 
     crate::smtp::start(ctx.clone()).await?;
@@ -57,6 +60,10 @@ pub async fn run(cfg: Config) -> Result<()> {
     crate::dns::start(ctx.clone()).await?;
     crate::http::start(ctx.clone()).await?;
     crate::control::start(ctx.clone()).await?;
+    // Before the cluster: the commit barrier must be in place before the store opens.
+    if let Some(r) = crate::replication::start(ctx.clone()).await? {
+        let _ = ctx.replication.set(r);
+    }
     // Last: the VIP may only arrive once every service listens.
     if let Some(c) = &ctx.cfg.cluster {
         let cluster = crate::cluster::start(&ctx.cfg.node.name, c, ctx.store.clone()).await?;

@@ -483,3 +483,38 @@ pub fn ops_since(conn: &Connection, after: u64, limit: usize) -> Result<Vec<Logg
     }
     Ok(out)
 }
+
+/// See [`super::Store::digest`].
+pub fn digest(conn: &Connection) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut tables: Vec<String> = conn
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'table' \
+             AND name NOT IN ('oplog', 'meta') AND name NOT LIKE 'sqlite_%' ORDER BY name",
+        )?
+        .query_map([], |r| r.get(0))?
+        .collect::<std::result::Result<_, _>>()?;
+    tables.sort();
+    let mut h = Sha256::new();
+    for t in tables {
+        let mut st = conn.prepare(&format!("SELECT * FROM \"{t}\""))?;
+        let n = st.column_count();
+        let mut rows: Vec<String> = st
+            .query_map([], |r| {
+                let mut row = String::new();
+                for i in 0..n {
+                    let v: rusqlite::types::Value = r.get(i)?;
+                    row.push_str(&format!("{v:?}\u{1f}"));
+                }
+                Ok(row)
+            })?
+            .collect::<std::result::Result<_, _>>()?;
+        rows.sort();
+        h.update(format!("table {t} {}\n", rows.len()));
+        for row in rows {
+            h.update(row.as_bytes());
+            h.update(b"\n");
+        }
+    }
+    Ok(hex::encode(h.finalize()))
+}

@@ -27,6 +27,8 @@ mod contacts;
 mod schema;
 mod writer;
 
+pub use writer::CommitBarrier;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -58,6 +60,7 @@ struct Inner {
     readers: Mutex<Vec<Connection>>,
     changes: broadcast::Sender<Change>,
     writable: AtomicBool,
+    barrier: writer::Barrier,
 }
 
 impl Store {
@@ -68,7 +71,8 @@ impl Store {
         let db_path = data_dir.join("store.db");
         let conn = schema::open_rw(&db_path)?;
         let (changes, _) = broadcast::channel(4096);
-        let writer = writer::spawn(conn, node.to_string(), changes.clone())?;
+        let barrier = writer::Barrier::default();
+        let writer = writer::spawn(conn, node.to_string(), changes.clone(), barrier.clone())?;
         Ok(Store {
             inner: Arc::new(Inner {
                 dir: data_dir.to_path_buf(),
@@ -77,6 +81,7 @@ impl Store {
                 readers: Mutex::new(Vec::new()),
                 changes,
                 writable: AtomicBool::new(true),
+                barrier,
             }),
         })
     }
@@ -893,6 +898,58 @@ impl Store {
     pub async fn ops_since(&self, after: u64, limit: usize) -> Result<Vec<LoggedOp>> {
         self.read(move |conn| apply::ops_since(conn, after, limit))
             .await
+    }
+
+    /// Installs what holds back the replies of local commits (replication in sync
+    /// mode); once only.
+    pub fn set_commit_barrier(&self, barrier: Arc<dyn CommitBarrier>) {
+        let _ = self.inner.barrier.set(barrier);
+    }
+
+    /// Applies ops another node committed, verbatim (origin, clock, ids, UIDs), in one
+    /// transaction; ops already in the log are skipped. Works on a closed store (the
+    /// standby): that is where it is used. Their blobs must be stored first
+    /// ([`Store::put_blob`]). Returns how many ops were new.
+    pub async fn apply_replicated(&self, ops: Vec<LoggedOp>) -> Result<usize> {
+        self.inner.writer.submit_replicated(ops).await
+    }
+
+    /// For each origin in the log, the highest origin sequence number held.
+    pub async fn origin_marks(&self) -> Result<Vec<(String, u64)>> {
+        self.read(|conn| {
+            let mut st =
+                conn.prepare("SELECT origin, max(origin_seq) FROM oplog GROUP BY origin")?;
+            let rows = st
+                .query_map([], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+                })?
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    /// This log's position of the op `(origin, origin_seq)`, if held.
+    pub async fn seq_of(&self, origin: &str, origin_seq: u64) -> Result<Option<u64>> {
+        let origin = origin.to_string();
+        self.read(move |conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT seq FROM oplog WHERE origin = ?1 AND origin_seq = ?2",
+                    params![origin, origin_seq as i64],
+                    |r| r.get::<_, i64>(0),
+                )
+                .optional()?
+                .map(|s| s as u64))
+        })
+        .await
+    }
+
+    /// A digest of the store's logical content: every table but the op log itself,
+    /// rows in a canonical order, so two nodes holding the same data agree whatever
+    /// order their logs applied it in.
+    pub async fn digest(&self) -> Result<String> {
+        self.read(apply::digest).await
     }
 }
 

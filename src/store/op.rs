@@ -112,6 +112,19 @@ pub enum Op {
     },
 }
 
+impl Op {
+    /// The body files this op refers to (they must exist before it is applied).
+    pub fn blobs(&self) -> Vec<&BlobId> {
+        match self {
+            Op::Append { messages } => messages.iter().map(|m| &m.blob).collect(),
+            Op::QueueAdd { entry } => vec![&entry.blob],
+            Op::ContentPut { blob, .. } => vec![blob],
+            Op::Batch { ops } => ops.iter().flat_map(|o| o.blobs()).collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
 /// One entry of the op log as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoggedOp {

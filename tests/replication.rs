@@ -1,0 +1,322 @@
+//! Store replication (issue 6, first part) in the namespace lab of `cluster_lab`: the
+//! active node ships its op log to the standby over the private link; what a client
+//! got `250` for is on the peer before the answer. Checked from the client's side
+//! (SMTP to the VIP, IMAP on the VIP after a failover) and by comparing the digest of
+//! both stores' logical content (`clusterd digest`).
+
+mod cluster_lab;
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use cluster_lab::*;
+
+const REPL_PORT: u16 = 7000;
+const USER: &str = "sistemas";
+const PASSWORD: &str = "clave-sistemas";
+
+/// A lab whose nodes replicate over the private link, with one account created on
+/// node 1's store before either node runs.
+fn replicated_lab() -> Lab {
+    let lab = Lab::new();
+    for n in [N1, N2] {
+        let text = format!(
+            "{}\n[replication]\nlisten = \"{}:{REPL_PORT}\"\npeer = \"{}:{REPL_PORT}\"\nack_timeout_ms = 2000\n",
+            lab.config_text(n),
+            n.private_ip(),
+            n.peer().private_ip()
+        );
+        lab.set_config(n, &text);
+    }
+    let mut cmd = Command::new(common::bin());
+    cmd.args(["user", "add", USER, "--password-stdin", "--config"])
+        .arg(lab.config_path(N1));
+    let out = common::run_with_stdin(cmd, Some(&format!("{PASSWORD}\n")));
+    common::assert_ok(&out, "clusterd user add on node 1's store");
+    lab
+}
+
+fn start_cluster(lab: &mut Lab) {
+    let t0 = Instant::now();
+    lab.start_both();
+    lab.expect_within(
+        t0,
+        INITDEAD + Duration::from_secs(2),
+        "the preferred node clusternodo1 alone holds the VIP after start-up",
+        |l| l.vip_holders() == [N1],
+    );
+}
+
+fn digest(lab: &Lab, node: NodeId) -> String {
+    let out = lab.cli(node, &["digest"]);
+    common::assert_ok(&out, &format!("clusterd digest on {}", node.name()))
+        .trim()
+        .to_string()
+}
+
+fn status_text(lab: &Lab, node: NodeId) -> String {
+    lab.status(node).text
+}
+
+/// Sends `n` messages from the client to the VIP over SMTP; returns the Message-IDs
+/// that got 250 (the script fails on any other answer).
+fn send_from_client(lab: &Lab, tag: &str, n: usize) -> Vec<String> {
+    let out = python_in(
+        &lab.client_ns(),
+        SEND_PY,
+        &[VIP, &n.to_string(), tag, &format!("{USER}@cluster.com.ec")],
+    );
+    let text = common::assert_ok(&out, "sending mail from the client");
+    let ids: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("250 ").map(str::to_string))
+        .collect();
+    assert_eq!(ids.len(), n, "not every message got 250:\n{text}");
+    ids
+}
+
+/// The Message-IDs in the INBOX, read over IMAP on the VIP from the client.
+fn imap_ids_from_client(lab: &Lab) -> Vec<String> {
+    let out = python_in(&lab.client_ns(), IMAP_IDS_PY, &[VIP, USER, PASSWORD]);
+    let text = common::assert_ok(&out, "reading the INBOX over IMAP from the client");
+    text.lines()
+        .filter_map(|l| l.strip_prefix("ID ").map(str::to_string))
+        .collect()
+}
+
+fn wait_digests_equal(lab: &Lab, within: Duration, what: &str) -> Duration {
+    let t0 = Instant::now();
+    loop {
+        let (a, b) = (digest(lab, N1), digest(lab, N2));
+        if a == b {
+            return t0.elapsed();
+        }
+        assert!(
+            t0.elapsed() < within,
+            "{what}: the stores still differ after {within:?} ({a} vs {b})\n--- node 1 status\n{}\n--- node 2 status\n{}\n--- node 2 log\n{}",
+            status_text(lab, N1),
+            status_text(lab, N2),
+            lab.log(N2)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn every_acknowledged_message_is_on_the_peer_and_survives_a_failover() {
+    let mut lab = replicated_lab();
+    start_cluster(&mut lab);
+    lab.expect_within(
+        Instant::now(),
+        Duration::from_secs(5),
+        "node 1 ships to node 2",
+        |l| status_text(l, N1).contains("shipping yes"),
+    );
+    let ids = send_from_client(&lab, "before-failover", 30);
+    // Sync mode: the peer held each message before the 250; the digests agree as soon
+    // as the last acknowledgement has been counted.
+    let took = wait_digests_equal(&lab, Duration::from_secs(2), "after 30 messages");
+    println!("stores equal {} ms after the last 250", took.as_millis());
+    let st = status_text(&lab, N1);
+    assert!(
+        st.contains("replication: sync,") && !st.contains("DEGRADED"),
+        "node 1 should replicate in sync mode, not degraded:\n{st}"
+    );
+
+    // Node 1 dies as a machine does.
+    lab.kill_node(N1);
+    lab.link_down(N1, "eth0");
+    lab.link_down(N1, "eth1");
+    lab.expect_within(
+        Instant::now(),
+        DEADTIME + Duration::from_secs(3),
+        "node 2 holds the VIP after node 1 died",
+        |l| l.vip_holders() == [N2],
+    );
+    let mut got = imap_ids_from_client(&lab);
+    got.sort();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(
+        got, want,
+        "node 2's INBOX must hold every acknowledged message exactly once"
+    );
+}
+
+#[test]
+fn a_returning_standby_catches_up_from_the_log() {
+    let mut lab = replicated_lab();
+    start_cluster(&mut lab);
+    send_from_client(&lab, "both-up", 5);
+    wait_digests_equal(&lab, Duration::from_secs(2), "after 5 messages");
+
+    lab.stop_node(N2);
+    let t0 = Instant::now();
+    send_from_client(&lab, "standby-down", 100);
+    println!(
+        "100 messages accepted with the standby down in {} ms",
+        t0.elapsed().as_millis()
+    );
+    let st = status_text(&lab, N1);
+    assert!(
+        st.contains("DEGRADED"),
+        "with the peer gone node 1 commits alone and says so:\n{st}"
+    );
+
+    lab.start_node(N2);
+    let took = wait_digests_equal(&lab, Duration::from_secs(10), "after node 2 returned");
+    println!("node 2 caught up {} ms after it answered", took.as_millis());
+    lab.expect_within(
+        Instant::now(),
+        Duration::from_secs(3),
+        "node 1 leaves degraded mode once the peer caught up",
+        |l| !status_text(l, N1).contains("DEGRADED"),
+    );
+}
+
+#[test]
+fn a_stranger_without_the_cluster_key_is_refused() {
+    let mut lab = replicated_lab();
+    start_cluster(&mut lab);
+    send_from_client(&lab, "before-stranger", 3);
+    wait_digests_equal(&lab, Duration::from_secs(2), "after 3 messages");
+    let before = digest(&lab, N2);
+
+    // From node 1's namespace (on the private link): TLS completes, the forged
+    // proof is refused, and nothing of the store is sent.
+    let out = python_in(
+        &lab.ns(N1),
+        STRANGER_PY,
+        &[N2.private_ip(), &REPL_PORT.to_string()],
+    );
+    let text = common::assert_ok(&out, "the stranger's attempt");
+    assert!(
+        text.contains("REFUSED"),
+        "the stranger got something:\n{text}"
+    );
+    assert!(
+        lab.log(N2).contains("failed authentication"),
+        "node 2 should log the refused peer"
+    );
+    // Plain garbage on the port is dropped too, and replication goes on.
+    let out = python_in(
+        &lab.ns(N1),
+        GARBAGE_PY,
+        &[N2.private_ip(), &REPL_PORT.to_string()],
+    );
+    common::assert_ok(&out, "garbage on the replication port");
+    assert_eq!(
+        digest(&lab, N2),
+        before,
+        "the stranger changed node 2's store"
+    );
+    send_from_client(&lab, "after-stranger", 3);
+    wait_digests_equal(&lab, Duration::from_secs(2), "after the stranger");
+}
+
+/// argv: host count tag rcpt. Prints "250 <message-id>" per accepted message.
+const SEND_PY: &str = r#"
+import smtplib, sys, uuid
+host, n, tag, rcpt = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+s = None
+for attempt in range(50):
+    try:
+        s = smtplib.SMTP(host, 25, timeout=10)
+        break
+    except OSError:
+        import time; time.sleep(0.1)
+assert s is not None, "no SMTP on the VIP"
+s.ehlo("cliente.cluster.com.ec")
+for i in range(n):
+    mid = "<%s-%d-%s@cliente.cluster.com.ec>" % (tag, i, uuid.uuid4().hex)
+    msg = ("From: cliente@cluster.com.ec\r\nTo: %s\r\nSubject: %s %d\r\nMessage-ID: %s\r\n\r\n"
+           "body %s %d\r\n" % (rcpt, tag, i, mid, tag, i))
+    s.mail("cliente@cluster.com.ec")
+    code, _ = s.rcpt(rcpt)
+    assert code == 250, ("RCPT", code)
+    code, resp = s.data(msg.encode())
+    assert code == 250, ("DATA", code, resp)
+    print("250 " + mid, flush=True)
+s.quit()
+"#;
+
+/// argv: host user password. Prints "ID <message-id>" per message in the INBOX.
+const IMAP_IDS_PY: &str = r#"
+import imaplib, ssl, sys, time
+host, user, pw = sys.argv[1:4]
+m = None
+last = None
+for attempt in range(50):
+    try:
+        m = imaplib.IMAP4(host, 143, timeout=10)
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        m.starttls(ssl_context=ctx)
+        m.login(user, pw)
+        break
+    except Exception as e:
+        last = e
+        m = None
+        time.sleep(0.1)
+assert m is not None, "no IMAP login on the VIP: %r" % (last,)
+typ, _ = m.select("INBOX", readonly=True)
+assert typ == "OK", typ
+typ, data = m.uid("SEARCH", None, "ALL")
+for uid in data[0].split():
+    typ, d = m.uid("FETCH", uid, "(BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
+    line = d[0][1].decode().strip()
+    print("ID " + line.split(":", 1)[1].strip())
+m.logout()
+"#;
+
+/// argv: host port. Completes TLS, sends a forged proof; prints REFUSED when the
+/// server closes without sending anything but its own proof.
+const STRANGER_PY: &str = r#"
+import json, socket, ssl, struct, sys
+host, port = sys.argv[1], int(sys.argv[2])
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+ctx.set_alpn_protocols(["clusterd-repl/1"])
+s = ctx.wrap_socket(socket.create_connection((host, port), timeout=5))
+def read_frame():
+    head = b""
+    while len(head) < 8:
+        c = s.recv(8 - len(head))
+        if not c:
+            return None
+        head += c
+    hl, bl = struct.unpack(">II", head)
+    data = b""
+    while len(data) < hl + bl:
+        c = s.recv(hl + bl - len(data))
+        if not c:
+            return None
+        data += c
+    return json.loads(data[:hl])
+first = read_frame()
+assert first is not None and first.get("t") == "auth", first
+hdr = json.dumps({"t": "auth", "node": "clusternodo1", "mac": "00" * 32}).encode()
+s.sendall(struct.pack(">II", len(hdr), 0) + hdr)
+try:
+    nxt = read_frame()
+except (ConnectionError, ssl.SSLError, OSError):
+    nxt = None
+print("REFUSED" if nxt is None else "GOT %r" % (nxt,))
+"#;
+
+/// argv: host port. Sends bytes that are not TLS; expects the server to hang up.
+const GARBAGE_PY: &str = r#"
+import socket, sys
+host, port = sys.argv[1], int(sys.argv[2])
+s = socket.create_connection((host, port), timeout=10)
+s.sendall(b"\x00\x00\x00\x10GET / HTTP/1.1\r\n\r\n" * 4)
+try:
+    data = s.recv(100)
+except OSError:
+    data = b""
+print("closed" if not data or not data.startswith(b"\x00\x00") else "answered")
+"#;
