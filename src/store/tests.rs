@@ -417,3 +417,52 @@ async fn contact_ops_apply_verbatim_on_a_replica() {
     drop(conn);
     assert_eq!(b.contacts("ana").await.unwrap(), vec![c2]);
 }
+
+#[tokio::test]
+async fn replicated_ops_apply_verbatim_once_and_the_digests_agree() {
+    let (_d1, a) = store();
+    let dir2 = tempfile::tempdir().unwrap();
+    let b = Store::open(dir2.path(), "n2").unwrap();
+    b.set_writable(false); // a standby: closed for its own writes, open to the peer's
+    a.create_account("ana", "Ana", "pw").await.unwrap();
+    a.deliver(b"Subject: one\r\n\r\nbody\r\n".to_vec(), &["ana".into()])
+        .await
+        .unwrap();
+    let inbox = a.mailbox("ana", "INBOX").await.unwrap().unwrap();
+    a.store_flags(&inbox.id, &[1], FlagMode::Add, &["\\Seen".into()])
+        .await
+        .unwrap();
+    assert_ne!(a.digest().await.unwrap(), b.digest().await.unwrap());
+
+    let ops = a.ops_since(0, 100).await.unwrap();
+    for op in &ops {
+        for blob in op.op.blobs() {
+            let raw = a.read_blob(blob).await.unwrap();
+            assert_eq!(&b.put_blob(raw).await.unwrap().0, blob);
+        }
+    }
+    assert!(matches!(
+        b.create_account("x", "", "pw").await,
+        Err(StoreError::ReadOnly)
+    ));
+    assert_eq!(b.apply_replicated(ops.clone()).await.unwrap(), ops.len());
+    assert_eq!(a.digest().await.unwrap(), b.digest().await.unwrap());
+    // The same ops again change nothing; the origin and its sequence are kept.
+    assert_eq!(b.apply_replicated(ops.clone()).await.unwrap(), 0);
+    assert_eq!(a.digest().await.unwrap(), b.digest().await.unwrap());
+    let marks = b.origin_marks().await.unwrap();
+    assert_eq!(marks, vec![("n1".to_string(), ops.len() as u64)]);
+    let copy = b.ops_since(0, 100).await.unwrap();
+    assert_eq!(
+        copy.iter()
+            .map(|o| (&o.origin, o.origin_seq, o.hlc))
+            .collect::<Vec<_>>(),
+        ops.iter()
+            .map(|o| (&o.origin, o.origin_seq, o.hlc))
+            .collect::<Vec<_>>()
+    );
+    // The replica serves what was replicated.
+    let msgs = b.messages(&inbox.id).await.unwrap();
+    assert_eq!(msgs.len(), 1);
+    assert!(msgs[0].has_flag("\\Seen"));
+}
