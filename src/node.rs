@@ -15,6 +15,8 @@ pub struct Ctx {
     pub cfg: Config,
     pub store: Store,
     pub tls: TlsAcceptor,
+    /// The certificate every TLS listener presents.
+    pub identity: Arc<crate::tls::Identity>,
     pub dns_reload: tokio::sync::Notify,
     /// The cluster loop, set once the listeners are up; unset for a single node
     /// (always active).
@@ -41,15 +43,17 @@ pub async fn bind(addr: std::net::SocketAddr, key: &str) -> Result<tokio::net::T
 pub async fn run(cfg: Config) -> Result<()> {
     let store = Store::open(&cfg.node.data_dir, &cfg.node.name)
         .with_context(|| format!("opening the store in {}", cfg.node.data_dir.display()))?;
-    let tls = crate::tls::acceptor(&cfg, &store).await?;
     if cfg.cluster.is_some() {
         // A cluster node serves nothing writable until its role says so.
         store.set_writable(false);
     }
+    let identity = crate::tls::Identity::load(&cfg, &store).await?;
+    let tls = crate::tls::acceptor(&identity);
     let ctx = Arc::new(Ctx {
         cfg,
         store,
         tls,
+        identity,
         dns_reload: tokio::sync::Notify::new(),
         cluster: std::sync::OnceLock::new(),
         replication: std::sync::OnceLock::new(),
@@ -66,7 +70,14 @@ pub async fn run(cfg: Config) -> Result<()> {
     }
     // Last: the VIP may only arrive once every service listens.
     if let Some(c) = &ctx.cfg.cluster {
-        let cluster = crate::cluster::start(&ctx.cfg.node.name, c, ctx.store.clone()).await?;
+        // With replication, a node is fit to take the service from a live peer only
+        // once it holds everything the peer has.
+        let health = ctx.replication.get().map(|r| {
+            let (r, store) = (r.clone(), ctx.store.clone());
+            Arc::new(move || r.ready(&store)) as crate::cluster::Health
+        });
+        let cluster =
+            crate::cluster::start(&ctx.cfg.node.name, c, ctx.store.clone(), health).await?;
         let _ = ctx.cluster.set(cluster);
     }
     tracing::info!(node = %ctx.cfg.node.name, "clusterd is serving");

@@ -18,18 +18,6 @@ fn ms(d: Duration) -> u128 {
     d.as_millis()
 }
 
-/// Starts both nodes and waits until node 1 (the preferred) alone holds the VIP.
-fn start_cluster(lab: &mut Lab) {
-    let t0 = Instant::now();
-    lab.start_both();
-    lab.expect_within(
-        t0,
-        INITDEAD + Duration::from_secs(2),
-        "the preferred node clusternodo1 alone holds the VIP after start-up",
-        |l| l.vip_holders() == [N1],
-    );
-}
-
 // ---- the lab itself (pass without the cluster) ----------------------------------
 
 #[test]
@@ -262,7 +250,7 @@ fn both_nodes_up_the_preferred_node_alone_holds_the_vip() {
 #[test]
 fn node_death_moves_the_vip_and_the_clients_arp_entry_to_node_2() {
     let mut lab = Lab::new();
-    start_cluster(&mut lab);
+    lab.start_cluster();
     let probe = lab.probe_tcp(VIP, SMTP_PORT, Duration::from_secs(6));
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(lab.client_vip_mac().as_deref(), Some(N1.mac()));
@@ -300,7 +288,7 @@ fn node_death_moves_the_vip_and_the_clients_arp_entry_to_node_2() {
 #[test]
 fn process_crash_alone_fails_over_and_the_dead_node_stops_answering_for_the_vip() {
     let mut lab = Lab::new();
-    start_cluster(&mut lab);
+    lab.start_cluster();
     let t0 = Instant::now();
     lab.kill_node(N1); // links stay up
     let took = lab.expect_within(
@@ -334,7 +322,7 @@ fn process_crash_alone_fails_over_and_the_dead_node_stops_answering_for_the_vip(
 /// about the medium (a WARN line naming it, e.g. `udp` / `serial`).
 fn one_medium_lost_no_failover(cut: impl FnOnce(&mut Lab), medium_word: &str) {
     let mut lab = Lab::new();
-    start_cluster(&mut lab);
+    lab.start_cluster();
     let log_at = lab.log_len(N1);
     cut(&mut lab);
     lab.expect_for(
@@ -369,7 +357,7 @@ fn both_media_down_the_node_that_reaches_the_ping_node_takes_over() {
         ..Default::default()
     };
     let mut lab = Lab::builder().ping_node(true).cluster(settings).build();
-    start_cluster(&mut lab);
+    lab.start_cluster();
     let t0 = Instant::now();
     lab.block_ping_from(N1);
     lab.link_down(N1, "eth1");
@@ -394,7 +382,7 @@ fn both_media_down_the_node_that_reaches_the_ping_node_takes_over() {
 #[test]
 fn preferred_node_returns_fails_back_and_standby_hands_over_in_under_a_second() {
     let mut lab = Lab::new();
-    start_cluster(&mut lab);
+    lab.start_cluster();
     let t0 = Instant::now();
     lab.kill_node(N1);
     lab.link_down(N1, "eth0");
@@ -472,7 +460,7 @@ fn preferred_node_returns_fails_back_and_standby_hands_over_in_under_a_second() 
 #[test]
 fn partition_heal_leaves_one_holder_and_points_the_client_at_it() {
     let mut lab = Lab::new();
-    start_cluster(&mut lab);
+    lab.start_cluster();
     // Warm the client's ARP entry as a real client would have it.
     assert!(lab.tcp_connects(&lab.client_ns(), VIP, SMTP_PORT));
 
@@ -518,7 +506,7 @@ fn partition_heal_leaves_one_holder_and_points_the_client_at_it() {
 #[test]
 fn forged_and_replayed_heartbeats_do_not_keep_a_dead_node_alive() {
     let mut lab = Lab::new();
-    start_cluster(&mut lab);
+    lab.start_cluster();
     // Genuine traffic from clusternodo1, as clusternodo2 receives it.
     let udp = lab.capture_udp(
         &lab.ns(N2),
@@ -575,7 +563,7 @@ fn forged_and_replayed_heartbeats_do_not_keep_a_dead_node_alive() {
 #[test]
 fn clean_stop_of_the_active_node_hands_over_before_the_deadtime() {
     let mut lab = Lab::new();
-    start_cluster(&mut lab);
+    lab.start_cluster();
     let t0 = Instant::now();
     // SIGTERM: the node releases the VIP and asks the peer to take over at once.
     lab.stop_node(N1);
@@ -595,7 +583,7 @@ fn clean_stop_of_the_active_node_hands_over_before_the_deadtime() {
 fn lan_clients_resolve_through_the_vip_over_udp_and_tcp() {
     common_require_dig();
     let mut lab = Lab::new();
-    start_cluster(&mut lab);
+    lab.start_cluster();
     for transport in ["+notcp", "+tcp"] {
         let out = std::process::Command::new("ip")
             .args(["netns", "exec", &lab.client_ns(), "dig", "@10.0.0.100"])

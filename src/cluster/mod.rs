@@ -40,6 +40,9 @@ use crate::config::ClusterConfig;
 use crate::store::Store;
 use role::{Action, Machine, PeerReport, Request, Role, Settings};
 
+/// Whether this node is fit to be active (see [`start`]).
+pub type Health = Arc<dyn Fn() -> bool + Send + Sync>;
+
 /// An administrator's command for the running cluster loop.
 #[derive(Debug)]
 pub enum Command {
@@ -103,7 +106,14 @@ impl Cluster {
 
 /// Starts the cluster loop for `cfg` (this node is `me`). The store starts closed for
 /// writes; the loop opens it when this node becomes active.
-pub async fn start(me: &str, cfg: &ClusterConfig, store: Store) -> Result<Arc<Cluster>> {
+/// `health` (polled every keepalive) is what the node reports as its health; none:
+/// always healthy.
+pub async fn start(
+    me: &str,
+    cfg: &ClusterConfig,
+    store: Store,
+    health: Option<Health>,
+) -> Result<Arc<Cluster>> {
     store.set_writable(false);
     let key = wire::read_key_file(&cfg.auth_key_file)?;
     let (rx_tx, mut rx) = mpsc::channel(1024);
@@ -282,6 +292,12 @@ pub async fn start(me: &str, cfg: &ClusterConfig, store: Store) -> Result<Arc<Cl
                 }
             }
             machine.ping_ok = pinger.ok();
+            let healthy = health.as_ref().is_none_or(|h| h());
+            if healthy != machine.healthy {
+                tracing::info!(healthy, "cluster: this node's health changed");
+                machine.healthy = healthy;
+                send_now = true;
+            }
             let now = Instant::now();
             let actions = machine.tick(now);
             for action in &actions {
@@ -290,7 +306,7 @@ pub async fn start(me: &str, cfg: &ClusterConfig, store: Store) -> Result<Arc<Cl
                         let peer_holds = machine.peer_alive()
                             && machine.peer().is_some_and(|p| p.vip_held)
                             && vip.can_hold_silently();
-                        tracing::info!(epoch = machine.epoch(), vip = %cfg.vip, handover = peer_holds, "cluster: becoming active");
+                        tracing::info!(epoch = machine.epoch(), vip = %cfg.vip, handover = peer_holds, healthy = machine.healthy, peer = ?machine.peer().map(|p| (p.role, p.healthy, p.request)), "cluster: becoming active");
                         let result = if peer_holds {
                             vip.hold_silent(lifetime).await
                         } else {

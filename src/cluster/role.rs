@@ -133,6 +133,8 @@ pub struct Machine {
     started: Instant,
     peer: Option<PeerReport>,
     peer_heard: Option<Instant>,
+    /// When this run first heard the peer (see [`Machine::tick`] on Init).
+    first_heard: Option<Instant>,
     peer_alive: bool,
     medium_heard: Vec<Option<Instant>>,
     medium_warned: Vec<bool>,
@@ -158,6 +160,7 @@ impl Machine {
             started: now,
             peer: None,
             peer_heard: None,
+            first_heard: None,
             peer_alive: false,
             medium_heard: vec![None; media],
             medium_warned: vec![false; media],
@@ -192,6 +195,7 @@ impl Machine {
             *t = Some(now);
         }
         self.peer_heard = Some(now);
+        self.first_heard.get_or_insert(now);
         if report.request == Request::StandDown {
             // The peer's administrator ran `takeover`.
             self.held_down = true;
@@ -270,6 +274,18 @@ impl Machine {
             }
         }
         if self.role == Role::Init && !alive && since_start < self.s.initdead {
+            return actions;
+        }
+        // A node that has just started decides on the peer's latest report, not its
+        // first: frames queued in the network while this node was down (a neighbour
+        // queue, a serial buffer) arrive first, and this run's replay guard cannot tell
+        // them from fresh ones. Half a warntime of hearing brings frames sent now.
+        if self.role == Role::Init
+            && alive
+            && self
+                .first_heard
+                .is_some_and(|t| now.saturating_duration_since(t) < self.s.warntime / 2)
+        {
             return actions;
         }
         let peer_active = alive && self.peer.as_ref().is_some_and(|p| p.role == Role::Active);
@@ -625,5 +641,52 @@ mod tests {
         p.a.healthy = false;
         p.run(3);
         assert_eq!(p.roles(), (Role::Standby, Role::Active));
+    }
+}
+
+#[cfg(test)]
+mod health_tests {
+    use super::*;
+
+    #[test]
+    fn a_returning_unhealthy_preferred_node_leaves_a_healthy_active_peer_alone() {
+        let ms = Duration::from_millis(1);
+        let now = Instant::now();
+        let mut m = Machine::new(
+            Settings {
+                me: "clusternodo1".into(),
+                peer: "clusternodo2".into(),
+                preferred: Some("clusternodo1".into()),
+                deadtime: 1000 * ms,
+                warntime: 500 * ms,
+                initdead: 3000 * ms,
+                ping_nodes: false,
+                media: 2,
+            },
+            now,
+        );
+        m.healthy = false;
+        let peer = PeerReport {
+            role: Role::Active,
+            epoch: 2,
+            store_seq: 0,
+            healthy: true,
+            ping_ok: true,
+            request: Request::None,
+            vip_held: true,
+        };
+        for step in 1..20 {
+            let t = now + step * 10 * ms;
+            m.heard(t, 0, peer.clone());
+            m.tick(t);
+            assert_ne!(m.role(), Role::Active, "step {step}");
+        }
+        m.healthy = true;
+        let t = now + 300 * ms;
+        m.heard(t, 0, peer.clone());
+        m.tick(t);
+        // Healthy again: the preferred node wants the service (it waits for the peer
+        // to stand down first).
+        assert_eq!(m.request(), Request::None);
     }
 }

@@ -16,7 +16,7 @@
 //!   on the first `https_listen` port, the webmail included.
 //! - The access log records every request once its response head is known (bytes:
 //!   the body length when known in advance, else `-`).
-//! - HTTPS uses the node's TLS identity (`crate::tls::identity`, the same certificate
+//! - HTTPS uses the node's TLS identity (`crate::tls::Identity`, the same certificate
 //!   as mail) in its own rustls configuration offering ALPN `h2` and `http/1.1`.
 
 mod log;
@@ -79,9 +79,9 @@ pub async fn start(ctx: Arc<Ctx>) -> Result<()> {
     let tls = if cfg.https_listen.is_empty() {
         None
     } else {
-        let (cert, key) = crate::tls::identity(&ctx.cfg, &ctx.store).await?;
-        let sc = crate::tls::server_config(&cert, &key, &[b"h2", b"http/1.1"])?;
-        Some(TlsAcceptor::from(sc))
+        Some(TlsAcceptor::from(
+            ctx.identity.server_config(&[b"h2", b"http/1.1"]),
+        ))
     };
     let app = Arc::new(App {
         site,

@@ -25,6 +25,10 @@
 //! - A sync commit waits at most `ack_timeout_ms`, and not at all while the heartbeat
 //!   holds the peer dead: then the node goes on alone (degraded, in `clusterd
 //!   status`) until the peer has caught up again.
+//! - A standby is "caught up" once the active node has sent its log to the end
+//!   ([`Msg::Pos`] with `end`); until then [`Replication::ready`] is false, which the
+//!   cluster reports as the node's health: a returning preferred node fails back only
+//!   after it has everything the peer accepted meanwhile.
 //! - Only a node whose store is open for writes (the active one) ships; a node
 //!   receiving ops while open for writes refuses them (both active: a split brain,
 //!   whose merge is not built yet).
@@ -72,8 +76,9 @@ enum Msg {
         op: LoggedOp,
         blobs: Vec<(String, u64)>,
     },
-    /// Active → standby: the standby holds everything up to `seq` (ops skipped).
-    Pos { seq: u64 },
+    /// Active → standby: the standby holds everything up to `seq` (ops skipped);
+    /// `end`: that is the end of the active node's log for now (caught up).
+    Pos { seq: u64, end: bool },
     /// Standby → active: everything up to the active node's `seq` is durable here.
     Ack { seq: u64 },
 }
@@ -87,6 +92,8 @@ pub struct ReplicationStatus {
     pub connected_in: bool,
     /// Commits go on without the peer's acknowledgement.
     pub degraded: bool,
+    /// Receiving, with everything the active node had.
+    pub caught_up: bool,
     /// This node's last committed position and the peer's acknowledged one.
     pub committed_seq: u64,
     pub acked_seq: u64,
@@ -108,6 +115,8 @@ pub struct Replication {
     degraded: AtomicBool,
     connected_out: AtomicBool,
     connected_in: AtomicBool,
+    /// Receiving, and the active node said its log has been sent to its end.
+    caught_up: AtomicBool,
     applied: std::sync::atomic::AtomicU64,
 }
 
@@ -135,6 +144,7 @@ impl Replication {
             connected_out: self.connected_out.load(Ordering::SeqCst),
             connected_in: self.connected_in.load(Ordering::SeqCst),
             degraded: self.degraded.load(Ordering::SeqCst),
+            caught_up: self.caught_up.load(Ordering::SeqCst),
             committed_seq: *self.committed.borrow(),
             acked_seq: *self.acked.borrow(),
             applied: self.applied.load(Ordering::SeqCst),
@@ -182,6 +192,14 @@ impl Replication {
                 "replication: the peer has caught up; sync again"
             );
         }
+    }
+
+    /// Whether this node may take the service from a live peer without losing what
+    /// the peer holds: it is active already, or it has received the peer's whole log.
+    /// The cluster reports this as the node's health, so a returning preferred node
+    /// fails back only once it has caught up.
+    pub fn ready(&self, store: &crate::store::Store) -> bool {
+        store.is_writable() || self.caught_up.load(Ordering::SeqCst)
     }
 
     fn mac(&self, direction: &str, node: &str, exporter: &[u8]) -> Hmac<Sha256> {
@@ -251,12 +269,12 @@ pub async fn start(ctx: Arc<Ctx>) -> Result<Option<Arc<Replication>>> {
         degraded: AtomicBool::new(false),
         connected_out: AtomicBool::new(false),
         connected_in: AtomicBool::new(false),
+        caught_up: AtomicBool::new(false),
         applied: std::sync::atomic::AtomicU64::new(0),
     });
     ctx.store.set_commit_barrier(repl.clone());
 
-    let (cert, pem_key) = crate::tls::identity(&ctx.cfg, &ctx.store).await?;
-    let server = crate::tls::server_config(&cert, &pem_key, &[ALPN])?;
+    let server = ctx.identity.server_config(&[ALPN]);
     let listener = crate::node::bind(cfg.listen, "replication.listen").await?;
     tracing::info!(addr = %cfg.listen, peer = %cfg.peer, "replication: listening");
     tokio::spawn(accept_loop(
@@ -335,6 +353,7 @@ async fn ship(ctx: &Ctx, repl: &Replication, connector: &tokio_rustls::TlsConnec
     let (r, mut w) = tokio::io::split(tls);
     let acks = tokio::spawn(read_acks(BufReader::new(r), repl.acked.clone()));
     let mut committed = repl.committed.subscribe();
+    let mut at_end = false;
     let result: Result<()> = async {
         loop {
             if !ctx.store.is_writable() {
@@ -345,9 +364,22 @@ async fn ship(ctx: &Ctx, repl: &Replication, connector: &tokio_rustls::TlsConnec
             }
             let ops = ctx.store.ops_since(cursor, SHIP_BATCH).await?;
             if ops.is_empty() {
+                if !at_end {
+                    write_msg(
+                        &mut w,
+                        &Msg::Pos {
+                            seq: cursor,
+                            end: true,
+                        },
+                        &[],
+                    )
+                    .await?;
+                    at_end = true;
+                }
                 let _ = tokio::time::timeout(Duration::from_millis(100), committed.changed()).await;
                 continue;
             }
+            at_end = false;
             let mut skipped = false;
             for op in ops {
                 cursor = op.seq;
@@ -369,7 +401,15 @@ async fn ship(ctx: &Ctx, repl: &Replication, connector: &tokio_rustls::TlsConnec
                 write_msg_nf(&mut w, &Msg::Op { op, blobs }, &body).await?;
             }
             if skipped {
-                write_msg_nf(&mut w, &Msg::Pos { seq: cursor }, &[]).await?;
+                write_msg_nf(
+                    &mut w,
+                    &Msg::Pos {
+                        seq: cursor,
+                        end: false,
+                    },
+                    &[],
+                )
+                .await?;
             }
             w.flush().await?;
         }
@@ -478,6 +518,7 @@ async fn receive(
     repl.connected_in.store(true, Ordering::SeqCst);
     let result = apply_stream(ctx, repl, &mut BufReader::new(tls)).await;
     repl.connected_in.store(false, Ordering::SeqCst);
+    repl.caught_up.store(false, Ordering::SeqCst);
     result
 }
 
@@ -513,7 +554,12 @@ async fn apply_stream<S: AsyncRead + AsyncWrite + Unpin>(
                     last = op.seq;
                     batch.push(op);
                 }
-                Msg::Pos { seq } => last = last.max(seq),
+                Msg::Pos { seq, end } => {
+                    last = last.max(seq);
+                    if end && !repl.caught_up.swap(true, Ordering::SeqCst) {
+                        tracing::info!(seq, "replication: caught up with the active node");
+                    }
+                }
                 other => bail!("unexpected frame from the active node: {other:?}"),
             }
             if batch.len() >= APPLY_BATCH || s.buffer().len() < 8 {

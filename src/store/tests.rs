@@ -466,3 +466,29 @@ async fn replicated_ops_apply_verbatim_once_and_the_digests_agree() {
     assert_eq!(msgs.len(), 1);
     assert!(msgs[0].has_flag("\\Seen"));
 }
+
+#[tokio::test]
+async fn settings_from_both_nodes_end_equal_whatever_the_order() {
+    let (_d1, a) = store();
+    let dir2 = tempfile::tempdir().unwrap();
+    let b = Store::open(dir2.path(), "n2").unwrap();
+    a.set_setting("tls.cert", "from-a").await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    b.set_setting("tls.cert", "from-b").await.unwrap();
+    let (from_a, from_b) = (
+        a.ops_since(0, 10).await.unwrap(),
+        b.ops_since(0, 10).await.unwrap(),
+    );
+    b.apply_replicated(from_a).await.unwrap();
+    a.apply_replicated(from_b).await.unwrap();
+    // The later write wins on both.
+    assert_eq!(
+        a.setting("tls.cert").await.unwrap().as_deref(),
+        Some("from-b")
+    );
+    assert_eq!(
+        b.setting("tls.cert").await.unwrap().as_deref(),
+        Some("from-b")
+    );
+    assert_eq!(a.digest().await.unwrap(), b.digest().await.unwrap());
+}

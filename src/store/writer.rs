@@ -174,7 +174,17 @@ impl WriterState {
                                 if known {
                                     continue;
                                 }
-                                apply::apply(&tx, &l.op)?;
+                                // Settings are last writer wins by clock, so both
+                                // nodes keep the same value whatever order they
+                                // applied them in (e.g. each generated a TLS identity
+                                // at its first start).
+                                let stale = match &l.op {
+                                    Op::SettingSet { key, .. } => newer_setting(&tx, key, l.hlc)?,
+                                    _ => false,
+                                };
+                                if !stale {
+                                    apply::apply(&tx, &l.op)?;
+                                }
                                 log_op(&tx, &l.origin, l.origin_seq, l.hlc, &l.op)?;
                                 self.last_hlc = self.last_hlc.max(l.hlc);
                                 new_ops.push(l.op);
@@ -253,4 +263,23 @@ fn log_op(tx: &Connection, origin: &str, origin_seq: u64, hlc: u64, op: &Op) -> 
         ],
     )?;
     Ok(())
+}
+
+/// Whether the log holds a change of setting `key` with a clock after `hlc`.
+fn newer_setting(tx: &Connection, key: &str, hlc: u64) -> Result<bool> {
+    // Ops are stored as JSON with the tag first (`{"type":"setting_set","key":...`).
+    let key_json = serde_json::to_string(key).map_err(|e| StoreError::Other(e.to_string()))?;
+    let pattern = format!(
+        "{{\"type\":\"setting_set\",\"key\":{}%",
+        key_json
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+    );
+    let newer: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM oplog WHERE hlc > ?1 AND op LIKE ?2 ESCAPE '\\')",
+        params![hlc as i64, pattern],
+        |r| r.get(0),
+    )?;
+    Ok(newer)
 }

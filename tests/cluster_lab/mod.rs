@@ -629,6 +629,18 @@ serial = {{ device = "{tty}", baud = 115200 }}
         self.wait_node_ready(N2);
     }
 
+    /// Starts both nodes and waits until node 1 (the preferred) alone holds the VIP.
+    pub fn start_cluster(&mut self) {
+        let t0 = Instant::now();
+        self.start_both();
+        self.expect_within(
+            t0,
+            INITDEAD + Duration::from_secs(2),
+            "the preferred node clusternodo1 alone holds the VIP after start-up",
+            |l| l.vip_holders() == [N1],
+        );
+    }
+
     /// SIGKILL (a crash): nothing of the node's shutdown path runs.
     pub fn kill_node(&mut self, node: NodeId) {
         if let Some(mut child) = self.nodes[node.index()].take() {
