@@ -610,11 +610,13 @@ fn malformed_and_slow_requests_are_refused_and_service_goes_on() {
 
     // Slowloris: a head trickled byte by byte is cut off header_timeout_s after it
     // began, however steadily it trickles.
+    // The server's clock starts when it accepts, so the bound is taken from before
+    // the connect (a test thread may be descheduled between two lines on a busy CI).
+    let started = Instant::now();
     let mut slow = TcpStream::connect(("127.0.0.1", node.http_port)).unwrap();
     slow.set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
     slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
-    let started = Instant::now();
     let mut buf = [0u8; 256];
     let closed_after = loop {
         let wrote = slow.write_all(b"X-A: b\r\n").is_ok();

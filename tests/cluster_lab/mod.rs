@@ -1194,6 +1194,19 @@ pub fn python_in(ns: &str, script: &str, args: &[&str]) -> Output {
     cmd.output().expect("run python3")
 }
 
+/// Starts a Python script inside a namespace with piped output; the caller waits.
+pub fn python_spawn_in(ns: &str, script: &str, args: &[&str]) -> Child {
+    let mut cmd = in_ns(ns, python());
+    cmd.arg("-c")
+        .arg(script)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    die_with_parent(&mut cmd);
+    cmd.spawn().expect("start python3")
+}
+
 fn cli_ok(out: Output, what: &str) -> String {
     crate::common::assert_ok(&out, what)
 }
