@@ -121,8 +121,8 @@ pub fn apply(conn: &Connection, op: &Op) -> Result<()> {
             for m in messages {
                 let seen = m.flags.iter().any(|f| f == "\\Seen");
                 conn.execute(
-                    "INSERT INTO messages (id, mailbox, uid, modseq, blob, size, internal_date, flags, seen)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    "INSERT INTO messages (id, mailbox, uid, modseq, blob, size, internal_date, flags, seen, content_key)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                     params![
                         m.id,
                         m.mailbox,
@@ -132,7 +132,8 @@ pub fn apply(conn: &Connection, op: &Op) -> Result<()> {
                         m.size as i64,
                         m.internal_date,
                         m.flags.join(" "),
-                        seen
+                        seen,
+                        m.content_key
                     ],
                 )?;
                 conn.execute(

@@ -425,6 +425,7 @@ impl Store {
                         size: m.size,
                         internal_date: m.internal_date,
                         flags: m.flags,
+                        content_key: None,
                     })
                     .collect::<Vec<_>>();
                 let modseq = apply::next_modseq(conn, &id)?;
@@ -530,6 +531,7 @@ impl Store {
                         size,
                         internal_date: date,
                         flags,
+                        content_key: None,
                     }],
                 })
             })
@@ -551,7 +553,13 @@ impl Store {
 
     /// Local delivery: one message into the INBOX of each account, atomically.
     /// Returns only after the message is durable (so SMTP may answer 250).
+    ///
+    /// A delivery with a Message-ID identical to one the same INBOX took in the last
+    /// [`DUPLICATE_WINDOW_S`] seconds (same bytes but for our own trace header: a
+    /// client retrying a message whose 250 was lost, typically with a node that died
+    /// after the peer already held the message) is acknowledged without a second copy.
     pub async fn deliver(&self, raw: Vec<u8>, accounts: &[String]) -> Result<()> {
+        let key = content_key(&raw);
         let (blob, size) = self.put_blob(raw).await?;
         let accounts: Vec<String> = accounts.iter().map(|a| a.to_ascii_lowercase()).collect();
         let date = now();
@@ -566,6 +574,18 @@ impl Store {
                     .ok_or_else(|| StoreError::NoSuchAccount(acc.clone()))?;
                 let info = apply::mailbox_by_id(conn, &id)?
                     .ok_or_else(|| StoreError::NoSuchMailbox(id.clone()))?;
+                let duplicate: bool = match &key {
+                    Some(key) => conn.query_row(
+                        "SELECT EXISTS (SELECT 1 FROM messages WHERE mailbox = ?1 AND content_key = ?2 AND internal_date >= ?3)",
+                        params![id, key, date - DUPLICATE_WINDOW_S],
+                        |r| r.get(0),
+                    )?,
+                    None => false,
+                };
+                if duplicate {
+                    tracing::info!(account = %acc, "store: a delivery identical to a recent one; no second copy");
+                    continue;
+                }
                 messages.push(NewMessage {
                     id: new_id(),
                     mailbox: id,
@@ -575,6 +595,7 @@ impl Store {
                     size,
                     internal_date: date,
                     flags: Vec::new(),
+                    content_key: key.clone(),
                 });
             }
             Ok(Op::Append { messages })
@@ -692,6 +713,7 @@ impl Store {
                         size: m.size,
                         internal_date: m.internal_date,
                         flags: m.flags,
+                        content_key: None,
                     })
                     .collect();
                 let mut ops = vec![Op::Append { messages: copies }];
@@ -978,6 +1000,47 @@ async fn hash_password(password: &str) -> Result<String> {
     tokio::task::spawn_blocking(move || hash_password_blocking(&password))
         .await
         .map_err(|e| StoreError::Other(e.to_string()))?
+}
+
+/// How long a delivery is remembered for duplicate suppression (see [`Store::deliver`]).
+pub const DUPLICATE_WINDOW_S: i64 = 600;
+
+/// The hash of a message as its sender sent it: without the first header field when
+/// that is our own trace header (`Received: ... (clusterd) ...`), which differs
+/// between two deliveries of the same message. None for a message without a
+/// Message-ID: identical bulk messages without one (load generators, some scripts)
+/// are distinct deliveries, not retries.
+pub fn content_key(raw: &[u8]) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let mut rest = raw;
+    if raw.starts_with(b"Received:") {
+        // The field ends at the first CRLF not followed by a folding space or tab.
+        let mut end = None;
+        let mut i = 0;
+        while i + 1 < raw.len() {
+            if raw[i] == b'\r'
+                && raw[i + 1] == b'\n'
+                && !matches!(raw.get(i + 2), Some(b' ' | b'\t'))
+            {
+                end = Some(i + 2);
+                break;
+            }
+            i += 1;
+        }
+        if let Some(end) = end
+            && raw[..end].windows(10).any(|w| w == b"(clusterd)")
+        {
+            rest = &raw[end..];
+        }
+    }
+    let head_end = rest
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(rest.len());
+    let has_id = rest[..head_end]
+        .split(|b| *b == b'\n')
+        .any(|l| l.len() >= 11 && l[..11].eq_ignore_ascii_case(b"message-id:"));
+    has_id.then(|| hex::encode(Sha256::digest(rest)))
 }
 
 /// Account names are lower-case `[a-z0-9._-]`, 1 to 64 characters, starting with a

@@ -25,6 +25,10 @@ pub struct NewMessage {
     pub size: u64,
     pub internal_date: i64,
     pub flags: Vec<String>,
+    /// For a delivery: a hash of the message as the client sent it (our trace header
+    /// left out), so that a retried delivery is recognised ([`crate::store::Store::deliver`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_key: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -91,7 +91,24 @@ pub fn open_rw(path: &Path) -> Result<Connection> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.execute_batch(SCHEMA)?;
+    migrate(&conn)?;
     Ok(conn)
+}
+
+/// Columns added after the first release, for stores created before them.
+fn migrate(conn: &Connection) -> Result<()> {
+    let has_key: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM pragma_table_info('messages') WHERE name = 'content_key')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_key {
+        conn.execute_batch("ALTER TABLE messages ADD COLUMN content_key TEXT")?;
+    }
+    conn.execute_batch(
+        "CREATE INDEX IF NOT EXISTS messages_content_key ON messages (mailbox, content_key)",
+    )?;
+    Ok(())
 }
 
 /// A reader's connection.

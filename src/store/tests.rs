@@ -492,3 +492,35 @@ async fn settings_from_both_nodes_end_equal_whatever_the_order() {
     );
     assert_eq!(a.digest().await.unwrap(), b.digest().await.unwrap());
 }
+
+#[tokio::test]
+async fn a_retried_delivery_is_stored_once_and_bulk_without_message_id_is_not_merged() {
+    let (_d, s) = store();
+    s.create_account("ana", "Ana", "pw").await.unwrap();
+    let inbox = s.mailbox("ana", "INBOX").await.unwrap().unwrap();
+    let body = "From: a@example.org\r\nMessage-ID: <1@example.org>\r\n\r\nhola\r\n";
+    for trace in ["id AAA", "id BBB"] {
+        let raw = format!(
+            "Received: from x ([10.0.0.10])\r\n\tby mail (clusterd) with ESMTP {trace};\r\n\tdate\r\n{body}"
+        );
+        s.deliver(raw.into_bytes(), &["ana".into()]).await.unwrap();
+    }
+    assert_eq!(
+        s.messages(&inbox.id).await.unwrap().len(),
+        1,
+        "a retry is one delivery"
+    );
+    // Another message, or one without a Message-ID, is a delivery of its own.
+    s.deliver(
+        b"Message-ID: <2@example.org>\r\n\r\nhola\r\n".to_vec(),
+        &["ana".into()],
+    )
+    .await
+    .unwrap();
+    for _ in 0..2 {
+        s.deliver(b"Subject: bulk\r\n\r\nx\r\n".to_vec(), &["ana".into()])
+            .await
+            .unwrap();
+    }
+    assert_eq!(s.messages(&inbox.id).await.unwrap().len(), 4);
+}
