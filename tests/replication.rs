@@ -82,10 +82,10 @@ fn send_from_client(lab: &Lab, tag: &str, n: usize) -> Vec<String> {
 
 /// The Message-IDs in the INBOX, read over IMAP on the VIP from the client.
 fn imap_ids_from_client(lab: &Lab) -> Vec<String> {
-    let out = python_in(&lab.client_ns(), IMAP_IDS_PY, &[VIP, USER, PASSWORD]);
+    let out = python_in(&lab.client_ns(), IMAP_BODIES_PY, &[VIP, USER, PASSWORD]);
     let text = common::assert_ok(&out, "reading the INBOX over IMAP from the client");
     text.lines()
-        .filter_map(|l| l.strip_prefix("ID ").map(str::to_string))
+        .filter_map(|l| l.split(' ').next().map(str::to_string))
         .collect()
 }
 
@@ -499,36 +499,6 @@ for i in range(n):
     assert code == 250, ("DATA", code, resp)
     print("250 " + mid, flush=True)
 s.quit()
-"#;
-
-/// argv: host user password. Prints "ID <message-id>" per message in the INBOX.
-const IMAP_IDS_PY: &str = r#"
-import imaplib, ssl, sys, time
-host, user, pw = sys.argv[1:4]
-m = None
-last = None
-for attempt in range(50):
-    try:
-        m = imaplib.IMAP4(host, 143, timeout=10)
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        m.starttls(ssl_context=ctx)
-        m.login(user, pw)
-        break
-    except Exception as e:
-        last = e
-        m = None
-        time.sleep(0.1)
-assert m is not None, "no IMAP login on the VIP: %r" % (last,)
-typ, _ = m.select("INBOX", readonly=True)
-assert typ == "OK", typ
-typ, data = m.uid("SEARCH", None, "ALL")
-for uid in data[0].split():
-    typ, d = m.uid("FETCH", uid, "(BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
-    line = d[0][1].decode().strip()
-    print("ID " + line.split(":", 1)[1].strip())
-m.logout()
 "#;
 
 /// argv: host port. Completes TLS, sends a forged proof; prints REFUSED when the

@@ -8,6 +8,9 @@
 //! kernel lifetime, gratuitous ARP), `watchdog` (kicked on every keepalive).
 //!
 //! Implementation notes
+//! - The node's health in its heartbeats comes from a callback polled every keepalive
+//!   ([`Health`]; the node wires replication's "holds the peer's whole log" into it),
+//!   so a returning preferred node fails back only once it is caught up.
 //! - One task owns the state machine; heartbeats, the keepalive timer and the
 //!   administrator's commands reach it through channels, so there is no lock order
 //!   to get wrong. [`Cluster::status`] is a snapshot it publishes.

@@ -15,6 +15,13 @@
 //! When the peer is not heard for `deadtime` on every medium it is dead: the node is
 //! active unless ping nodes are configured and it reaches none of them.
 //!
+//! A node that has just started (Init) and hears the peer decides only after half a
+//! warntime of hearing it, on the latest report: frames queued in the network while
+//! it was down arrive first and look fresh to a new replay guard.
+//!
+//! "Healthy" is what the caller says (with replication: the node holds everything the
+//! active peer has; see `crate::replication::Replication::ready`).
+//!
 //! Invariants
 //! - Never two actives while they hear each other: a node that should be active
 //!   while the peer reports active waits for the peer to stand down; a node that

@@ -33,9 +33,14 @@
 //!   receiving ops while open for writes refuses them (both active: a split brain,
 //!   whose merge is not built yet).
 //!
-//! Not built yet (issue 6 continues): snapshot resync when the log no longer reaches
-//! back (the log is not compacted yet either), the split-brain merge, content
-//! block deltas, draining received ops before a takeover opens the store.
+//! - A wiped standby has no marks, so it gets the whole log; the log is never
+//!   compacted yet, so that is a full rebuild.
+//!
+//! Not built yet (issue 6 continues): log compaction and a streamed, resumable
+//! snapshot resync for a log that no longer reaches back; the split-brain merge (a
+//! node receiving ops while active refuses them, see above); content block deltas
+//! and `clusterd content publish DIR`; draining ops already received before a
+//! takeover opens the store; the replication benchmarks.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
