@@ -306,6 +306,7 @@ async fn release_loop(ctx: Arc<Ctx>, repl: Arc<Replication>) {
 
 async fn ship_loop(ctx: Arc<Ctx>, repl: Arc<Replication>) {
     let connector = tokio_rustls::TlsConnector::from(client_config());
+    let mut backoff = Duration::from_millis(100);
     loop {
         if !ctx.store.is_writable() {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -317,8 +318,13 @@ async fn ship_loop(ctx: Arc<Ctx>, repl: Arc<Replication>) {
             Err(e) => tracing::debug!(error = %format!("{e:#}"), "replication: shipping stopped"),
         }
         repl.connected_out.store(false, Ordering::SeqCst);
-        if started.elapsed() < Duration::from_millis(500) {
-            tokio::time::sleep(Duration::from_millis(200)).await;
+        // A channel that fails at once (peer down, or refusing: both active) is retried
+        // with a growing pause, up to 2 s; one that worked for a while, at once.
+        if started.elapsed() < Duration::from_secs(2) {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        } else {
+            backoff = Duration::from_millis(100);
         }
     }
 }
