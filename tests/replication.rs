@@ -52,6 +52,13 @@ fn start_replicated(lab: &mut Lab) {
     );
 }
 
+/// Node 1 dies as a machine does: its process is killed and both its links go down.
+fn node_1_dies(lab: &mut Lab) {
+    lab.kill_node(N1);
+    lab.link_down(N1, "eth0");
+    lab.link_down(N1, "eth1");
+}
+
 fn digest(lab: &Lab, node: NodeId) -> String {
     let out = lab.cli(node, &["digest"]);
     common::assert_ok(&out, &format!("clusterd digest on {}", node.name()))
@@ -129,9 +136,7 @@ fn every_acknowledged_message_is_on_the_peer_and_survives_a_failover() {
     );
 
     // Node 1 dies as a machine does.
-    lab.kill_node(N1);
-    lab.link_down(N1, "eth0");
-    lab.link_down(N1, "eth1");
+    node_1_dies(&mut lab);
     lab.expect_within(
         Instant::now(),
         DEADTIME + Duration::from_secs(3),
@@ -193,9 +198,7 @@ fn no_acknowledged_message_is_lost_when_the_active_node_dies_mid_run() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    lab.kill_node(N1);
-    lab.link_down(N1, "eth0");
-    lab.link_down(N1, "eth1");
+    node_1_dies(&mut lab);
     let out = sender.wait_with_output().expect("wait for the sender");
     let text = std::fs::read_to_string(&results).unwrap_or_default();
     assert!(
@@ -285,9 +288,7 @@ fn the_preferred_node_fails_back_only_with_what_the_peer_accepted_meanwhile() {
     let mut lab = replicated_lab();
     start_replicated(&mut lab);
     let mut want = send_from_client(&lab, "before", 10);
-    lab.kill_node(N1);
-    lab.link_down(N1, "eth0");
-    lab.link_down(N1, "eth1");
+    node_1_dies(&mut lab);
     lab.expect_within(
         Instant::now(),
         DEADTIME + Duration::from_secs(3),
