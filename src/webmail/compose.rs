@@ -436,10 +436,7 @@ async fn compose_post(
     };
     let budget = ctx.cfg.smtp.max_message_bytes as usize;
     let posted = read_posted(&mut mp, budget).await;
-    if let Err(r) = check_csrf(&user, &posted.csrf) {
-        return r;
-    }
-    if let Err(r) = super::require_writable(&ctx, user.lang) {
+    if let Err(r) = super::check_post(&ctx, &user, &posted.csrf) {
         return r;
     }
     let peer = conn.map(|c| c.0);

@@ -28,7 +28,7 @@ use mail_parser::MessageParser;
 use serde::{Deserialize, Serialize};
 
 use super::compose::{clean_line, format_address};
-use super::{BASE, Page, User, check_csrf, page, parse_form, render_status, see_other};
+use super::{BASE, Page, User, page, parse_form, render_status, see_other};
 use crate::node::Ctx;
 use crate::store::{Contact, SpecialUse, StoreError};
 
@@ -211,10 +211,7 @@ async fn failed(ctx: &Ctx, user: &User, p: Posted, edit: bool, e: StoreError) ->
 
 async fn add(State(ctx): State<Arc<Ctx>>, user: User, body: Bytes) -> Response {
     let p = posted(&body);
-    if let Err(r) = check_csrf(&user, &p.csrf) {
-        return r;
-    }
-    if let Err(r) = super::require_writable(&ctx, user.lang) {
+    if let Err(r) = super::check_post(&ctx, &user, &p.csrf) {
         return r;
     }
     match ctx
@@ -229,10 +226,7 @@ async fn add(State(ctx): State<Arc<Ctx>>, user: User, body: Bytes) -> Response {
 
 async fn edit(State(ctx): State<Arc<Ctx>>, user: User, body: Bytes) -> Response {
     let p = posted(&body);
-    if let Err(r) = check_csrf(&user, &p.csrf) {
-        return r;
-    }
-    if let Err(r) = super::require_writable(&ctx, user.lang) {
+    if let Err(r) = super::check_post(&ctx, &user, &p.csrf) {
         return r;
     }
     match ctx
@@ -247,10 +241,7 @@ async fn edit(State(ctx): State<Arc<Ctx>>, user: User, body: Bytes) -> Response 
 
 async fn delete(State(ctx): State<Arc<Ctx>>, user: User, body: Bytes) -> Response {
     let p = posted(&body);
-    if let Err(r) = check_csrf(&user, &p.csrf) {
-        return r;
-    }
-    if let Err(r) = super::require_writable(&ctx, user.lang) {
+    if let Err(r) = super::check_post(&ctx, &user, &p.csrf) {
         return r;
     }
     match ctx.store.delete_contact(&user.account, &p.id).await {

@@ -236,6 +236,12 @@ pub fn check_csrf(user: &User, token: &str) -> Result<(), Response> {
 }
 
 /// 503 "service moving" when this node's store does not accept writes (a standby).
+/// The checks of every state-changing POST: the CSRF token, then a writable store.
+pub fn check_post(ctx: &Ctx, user: &User, token: &str) -> Result<(), Response> {
+    check_csrf(user, token)?;
+    require_writable(ctx, user.lang)
+}
+
 pub fn require_writable(ctx: &Ctx, lang: Lang) -> Result<(), Response> {
     if ctx.store.is_writable() {
         Ok(())
