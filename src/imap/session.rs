@@ -114,6 +114,9 @@ pub(super) struct Selected {
     pub recent: HashSet<u32>,
     /// The store changed the mailbox since the last refresh.
     pub dirty: bool,
+    /// The mailbox's UIDVALIDITY when it was selected; a split-brain merge that
+    /// renumbers the mailbox changes it, and the session then ends (RFC 3501 2.3.1.1).
+    pub uidvalidity: u32,
 }
 
 impl Selected {
@@ -777,6 +780,7 @@ impl Session {
             max_uid,
             recent: HashSet::new(),
             dirty: false,
+            uidvalidity: info.uidvalidity,
         });
         Ok(Done::Ok(if read_only {
             "[READ-ONLY] EXAMINE completed".into()
@@ -1284,6 +1288,17 @@ impl Session {
         let mut added = 0usize;
         if sel.dirty {
             sel.dirty = false;
+            if store
+                .mailbox_by_id(&sel.id)
+                .await?
+                .is_some_and(|m| m.uidvalidity != sel.uidvalidity)
+            {
+                // The UIDs this client holds no longer name the same messages.
+                self.conn.line(
+                    "* BYE [UNAVAILABLE] Mailbox renumbered after a merge; UIDVALIDITY changed",
+                );
+                return Err(Fail::Io);
+            }
             let current = store.messages(&sel.id).await?;
             let by_uid: HashMap<u32, &MessageMeta> = current.iter().map(|m| (m.uid, m)).collect();
             for e in sel.msgs.iter_mut() {
@@ -1410,6 +1425,7 @@ mod tests {
             max_uid: uids.last().copied().unwrap_or(0),
             recent: HashSet::new(),
             dirty: false,
+            uidvalidity: 1,
         }
     }
 

@@ -217,6 +217,7 @@ pub fn apply(conn: &Connection, op: &Op) -> Result<()> {
             blob,
             size,
             mtime,
+            ..
         } => {
             conn.execute(
                 "INSERT INTO content (path, blob, size, mtime) VALUES (?1, ?2, ?3, ?4)
@@ -227,6 +228,15 @@ pub fn apply(conn: &Connection, op: &Op) -> Result<()> {
         }
         Op::ContentDelete { path } => {
             conn.execute("DELETE FROM content WHERE path = ?1", [path])?;
+        }
+        Op::UidValidity {
+            mailbox,
+            uidvalidity,
+        } => {
+            conn.execute(
+                "UPDATE mailboxes SET uidvalidity = ?2 WHERE id = ?1",
+                params![mailbox, uidvalidity],
+            )?;
         }
         Op::ContactPut { .. } | Op::ContactDelete { .. } => super::contacts::apply(conn, op)?,
         Op::Batch { ops } => {
@@ -286,6 +296,11 @@ pub fn changes_of(op: &Op) -> Vec<Change> {
         Op::ContentPut { path, .. } | Op::ContentDelete { path } => {
             vec![Change::Content { path: path.clone() }]
         }
+        // Sessions that have it selected re-read it and see the new UIDVALIDITY.
+        Op::UidValidity { mailbox, .. } => vec![Change::Expunged {
+            mailbox: mailbox.clone(),
+            uids: Vec::new(),
+        }],
         Op::Batch { ops } => ops.iter().flat_map(changes_of).collect(),
         _ => Vec::new(),
     }
@@ -443,6 +458,15 @@ pub fn queue(conn: &Connection) -> Result<Vec<QueueEntry>> {
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
+/// The blob a content path holds now.
+pub fn content_blob(conn: &Connection, path: &str) -> Result<Option<String>> {
+    Ok(conn
+        .query_row("SELECT blob FROM content WHERE path = ?1", [path], |r| {
+            r.get(0)
+        })
+        .optional()?)
+}
+
 pub fn content(conn: &Connection, prefix: &str) -> Result<Vec<ContentEntry>> {
     let mut st = conn.prepare(
         "SELECT path, blob, size, mtime FROM content WHERE substr(path, 1, ?1) = ?2 ORDER BY path",
@@ -491,7 +515,7 @@ pub fn digest(conn: &Connection) -> Result<String> {
     let mut tables: Vec<String> = conn
         .prepare(
             "SELECT name FROM sqlite_master WHERE type = 'table' \
-             AND name NOT IN ('oplog', 'meta') AND name NOT LIKE 'sqlite_%' ORDER BY name",
+             AND name NOT IN ('oplog', 'meta', 'marks') AND name NOT LIKE 'sqlite_%' ORDER BY name",
         )?
         .query_map([], |r| r.get(0))?
         .collect::<std::result::Result<_, _>>()?;

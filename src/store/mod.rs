@@ -24,7 +24,9 @@ pub use types::*;
 mod apply;
 mod blobs;
 mod contacts;
+pub mod merge;
 mod schema;
+pub mod snapshot;
 mod writer;
 
 pub use writer::CommitBarrier;
@@ -845,12 +847,14 @@ impl Store {
             return Ok(old);
         }
         let mtime = now();
-        self.commit(move |_| {
+        self.commit(move |conn| {
+            let base = apply::content_blob(conn, &path)?.filter(|b| *b != blob);
             Ok(Op::ContentPut {
                 path,
                 blob,
                 size,
                 mtime,
+                base,
             })
         })
         .await
@@ -860,6 +864,7 @@ impl Store {
                 blob,
                 size,
                 mtime,
+                ..
             } => ContentEntry {
                 path,
                 blob,
@@ -936,17 +941,134 @@ impl Store {
         self.inner.writer.submit_replicated(ops).await
     }
 
-    /// For each origin in the log, the highest origin sequence number held.
+    /// For each origin, the highest origin sequence number held (in the log, or
+    /// compacted, installed or merged: the `marks` table).
     pub async fn origin_marks(&self) -> Result<Vec<(String, u64)>> {
+        self.read(snapshot::marks).await
+    }
+
+    /// For each origin, the highest origin_seq held whose op is no longer in the log
+    /// (compacted, installed by a snapshot, replayed by a merge): a peer below it
+    /// cannot catch up from the log.
+    pub async fn baseline(&self) -> Result<Vec<(String, u64)>> {
         self.read(|conn| {
-            let mut st =
-                conn.prepare("SELECT origin, max(origin_seq) FROM oplog GROUP BY origin")?;
+            let mut st = conn.prepare("SELECT origin, origin_seq FROM marks ORDER BY origin")?;
             let rows = st
                 .query_map([], |r| {
                     Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
                 })?
                 .collect::<std::result::Result<Vec<_>, _>>()?;
             Ok(rows)
+        })
+        .await
+    }
+
+    /// The first log position holding an op of `origin` above `origin_seq`.
+    pub async fn first_seq_after(&self, origin: &str, origin_seq: u64) -> Result<Option<u64>> {
+        let origin = origin.to_string();
+        self.read(move |conn| {
+            let s: Option<i64> = conn.query_row(
+                "SELECT min(seq) FROM oplog WHERE origin = ?1 AND origin_seq > ?2",
+                params![origin, origin_seq as i64],
+                |r| r.get(0),
+            )?;
+            Ok(s.map(|s| s as u64))
+        })
+        .await
+    }
+
+    /// A split-brain merge: replays the peer's divergent ops (`ops`, in its log order)
+    /// here as new local ops ([`merge`]); `peer_marks` are the peer's marks. One
+    /// transaction; works on a closed store too.
+    pub async fn merge(
+        &self,
+        ops: Vec<LoggedOp>,
+        peer_marks: std::collections::HashMap<String, u64>,
+    ) -> Result<merge::MergeReport> {
+        self.inner.writer.submit_merge(ops, peer_marks).await
+    }
+
+    /// A consistent snapshot of the logical content ([`snapshot`]).
+    pub async fn snapshot(&self) -> Result<snapshot::Snapshot> {
+        self.read(snapshot::read).await
+    }
+
+    /// Replaces the content with a peer's snapshot (its blobs stored first).
+    pub async fn install_snapshot(&self, snap: snapshot::Snapshot) -> Result<()> {
+        let dir = self.inner.dir.clone();
+        let missing: Vec<String> = snap
+            .blobs()
+            .into_iter()
+            .filter(|b| !blobs::path(&dir, b).exists())
+            .collect();
+        if let Some(b) = missing.first() {
+            return Err(StoreError::Other(format!(
+                "snapshot refers to {} blobs this node lacks (e.g. {b})",
+                missing.len()
+            )));
+        }
+        self.inner.writer.submit_install(snap).await
+    }
+
+    /// Which of `blobs` this node does not hold.
+    pub fn missing_blobs<'a>(&self, blobs: impl IntoIterator<Item = &'a String>) -> Vec<String> {
+        blobs
+            .into_iter()
+            .filter(|b| !blobs::path(&self.inner.dir, b).exists())
+            .cloned()
+            .collect()
+    }
+
+    /// Drops log entries at positions up to `upto` but the newest `keep` (at least
+    /// one), remembering per origin what they covered (`marks`). Returns how many.
+    pub async fn compact(&self, upto: u64, keep: u64) -> Result<u64> {
+        let keep = keep.max(1);
+        self.inner
+            .writer
+            .submit_maintenance(Box::new(move |conn| {
+                let max: i64 =
+                    conn.query_row("SELECT coalesce(max(seq), 0) FROM oplog", [], |r| r.get(0))?;
+                let bound = upto.min((max as u64).saturating_sub(keep));
+                if bound == 0 {
+                    return Ok(0);
+                }
+                conn.execute(
+                    "INSERT INTO marks (origin, origin_seq)
+                     SELECT origin, max(origin_seq) FROM oplog WHERE seq <= ?1 GROUP BY origin
+                     ON CONFLICT (origin) DO UPDATE SET origin_seq = max(origin_seq, excluded.origin_seq)",
+                    [bound as i64],
+                )?;
+                let n = conn.execute("DELETE FROM oplog WHERE seq <= ?1", [bound as i64])?;
+                Ok(n as u64)
+            }))
+            .await
+    }
+
+    /// Records (durably) that this node's content diverged from the active peer's
+    /// and must be replaced by a snapshot before it may apply the peer's log.
+    pub async fn set_resync_needed(&self) -> Result<()> {
+        self.inner
+            .writer
+            .submit_maintenance(Box::new(|conn| {
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('resync_needed', '1')
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    [],
+                )?;
+                Ok(0)
+            }))
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn resync_needed(&self) -> Result<bool> {
+        self.read(|conn| {
+            Ok(conn
+                .query_row("SELECT 1 FROM meta WHERE key = 'resync_needed'", [], |_| {
+                    Ok(())
+                })
+                .optional()?
+                .is_some())
         })
         .await
     }

@@ -97,6 +97,10 @@ pub enum Op {
         blob: BlobId,
         size: u64,
         mtime: i64,
+        /// The blob the path held before, if any: replication sends the new one as a
+        /// block delta against it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        base: Option<BlobId>,
     },
     ContentDelete {
         path: String,
@@ -109,6 +113,12 @@ pub enum Op {
     ContactDelete {
         account: String,
         id: String,
+    },
+    /// A mailbox gets a new UIDVALIDITY (a split-brain merge had to renumber it), so
+    /// clients drop what they cached of it (RFC 3501 2.3.1.1).
+    UidValidity {
+        mailbox: MailboxId,
+        uidvalidity: u32,
     },
     /// Several ops that commit or fail together (e.g. MOVE = append + expunge).
     Batch {

@@ -16,6 +16,10 @@ CREATE TABLE IF NOT EXISTS oplog (
     op TEXT NOT NULL,
     UNIQUE (origin, origin_seq)
 );
+-- Per origin, the highest origin_seq this store holds the effect of although the op
+-- is no longer (or never was) in its log: compacted away, installed by a snapshot, or
+-- replayed under a new origin by a split-brain merge.
+CREATE TABLE IF NOT EXISTS marks (origin TEXT PRIMARY KEY, origin_seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS accounts (
     name TEXT PRIMARY KEY,
     full_name TEXT NOT NULL,

@@ -524,3 +524,191 @@ async fn a_retried_delivery_is_stored_once_and_bulk_without_message_id_is_not_me
     }
     assert_eq!(s.messages(&inbox.id).await.unwrap().len(), 4);
 }
+
+/// Copies the blobs `ops` name from `from` to `to` (what replication's frames carry).
+async fn copy_blobs(from: &Store, to: &Store, ops: &[op::LoggedOp]) {
+    for op in ops {
+        for blob in op.op.blobs() {
+            let raw = from.read_blob(blob).await.unwrap();
+            to.put_blob(raw).await.unwrap();
+        }
+    }
+}
+
+/// The ops of `from`'s log that `to` does not hold (by `to`'s marks).
+async fn divergent(from: &Store, to: &Store) -> Vec<op::LoggedOp> {
+    let marks: std::collections::HashMap<String, u64> =
+        to.origin_marks().await.unwrap().into_iter().collect();
+    from.ops_since(0, usize::MAX)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|l| marks.get(&l.origin).is_none_or(|m| l.origin_seq > *m))
+        .collect()
+}
+
+fn mail(id: &str, body: &str) -> Vec<u8> {
+    format!("Message-ID: <{id}@test>\r\nSubject: {id}\r\n\r\n{body}\r\n").into_bytes()
+}
+
+async fn subjects(s: &Store, mailbox: &str) -> Vec<(u32, String, Vec<String>)> {
+    let mut out = Vec::new();
+    for m in s.messages(mailbox).await.unwrap() {
+        let raw = s.read_blob(&m.blob).await.unwrap();
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let subject = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Subject: "))
+            .unwrap_or("")
+            .to_string();
+        out.push((m.uid, subject, m.flags.clone()));
+    }
+    out
+}
+
+#[tokio::test]
+async fn split_brain_merge_keeps_the_union_once_with_lww_flags_and_winning_expunges() {
+    let (_d1, a) = store();
+    let dir2 = tempfile::tempdir().unwrap();
+    let b = Store::open(dir2.path(), "n2").unwrap();
+    // Shared history: n1 active, n2 a replica of it.
+    a.create_account("ana", "Ana", "pw").await.unwrap();
+    for id in ["m1", "m2"] {
+        a.deliver(mail(id, "shared"), &["ana".into()])
+            .await
+            .unwrap();
+    }
+    let shared = a.ops_since(0, 100).await.unwrap();
+    copy_blobs(&a, &b, &shared).await;
+    b.set_writable(false);
+    b.apply_replicated(shared).await.unwrap();
+    let inbox = a.mailbox("ana", "INBOX").await.unwrap().unwrap();
+
+    // The split: both are active.
+    b.set_writable(true);
+    a.deliver(mail("a-only", "x"), &["ana".into()])
+        .await
+        .unwrap();
+    a.store_flags(&inbox.id, &[1], FlagMode::Add, &["\\Seen".into()])
+        .await
+        .unwrap();
+    b.deliver(mail("b-only", "y"), &["ana".into()])
+        .await
+        .unwrap();
+    // A client that retried on the other side: the same message on both.
+    a.deliver(mail("both", "z"), &["ana".into()]).await.unwrap();
+    b.deliver(mail("both", "z"), &["ana".into()]).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    b.store_flags(&inbox.id, &[1], FlagMode::Add, &["\\Flagged".into()])
+        .await
+        .unwrap();
+    b.store_flags(&inbox.id, &[2], FlagMode::Add, &["\\Deleted".into()])
+        .await
+        .unwrap();
+    b.expunge(&inbox.id, None).await.unwrap();
+    let work = b.create_mailbox("ana", "Work").await.unwrap();
+    b.append(&work.id, mail("filed", "w"), &[], None)
+        .await
+        .unwrap();
+
+    // Healed: n1 survives; n2's divergent ops are replayed on it.
+    let theirs = divergent(&b, &a).await;
+    assert!(theirs.iter().all(|l| l.origin == "n2"));
+    copy_blobs(&b, &a, &theirs).await;
+    let b_marks = b.origin_marks().await.unwrap().into_iter().collect();
+    let report = a.merge(theirs.clone(), b_marks).await.unwrap();
+    assert_eq!(report.messages_added, 2, "{report:?}"); // b-only, filed
+    assert_eq!(report.duplicates, 1, "{report:?}"); // both
+    assert_eq!(
+        report.renumbered,
+        vec!["ana/INBOX".to_string()],
+        "{report:?}"
+    );
+    let after = a.mailbox("ana", "INBOX").await.unwrap().unwrap();
+    assert_ne!(after.uidvalidity, inbox.uidvalidity);
+    let got = subjects(&a, &inbox.id).await;
+    let names: Vec<&str> = got.iter().map(|(_, s, _)| s.as_str()).collect();
+    assert_eq!(names, ["m1", "a-only", "both", "b-only"], "{got:?}");
+    // n2 flagged m1 after n1 marked it seen: n2's flag set wins; m2 expunged on n2.
+    assert_eq!(got[0].2, vec!["\\Flagged".to_string()]);
+    let uids: Vec<u32> = got.iter().map(|(u, _, _)| *u).collect();
+    assert!(uids.windows(2).all(|w| w[0] < w[1]), "{uids:?}");
+    // A mailbox only n2 had arrives with its message, its UIDs kept.
+    let w = a.mailbox("ana", "Work").await.unwrap().unwrap();
+    assert_eq!(w.id, work.id);
+    assert_eq!(subjects(&a, &w.id).await[0].0, 1);
+    assert_eq!(w.uidvalidity, work.uidvalidity);
+
+    // The same divergent ops are not offered twice: n1's marks cover them.
+    assert!(divergent(&b, &a).await.is_empty());
+
+    // n2 takes n1's snapshot and equals it; its own next op continues its sequence.
+    let snap = a.snapshot().await.unwrap();
+    let missing = b.missing_blobs(&snap.blobs());
+    for blob in &missing {
+        b.put_blob(a.read_blob(blob).await.unwrap()).await.unwrap();
+    }
+    let b_last = b.last_seq().await.unwrap();
+    b.set_resync_needed().await.unwrap();
+    assert!(b.resync_needed().await.unwrap());
+    b.set_writable(false);
+    b.install_snapshot(snap.clone()).await.unwrap();
+    assert!(!b.resync_needed().await.unwrap());
+    assert_eq!(a.digest().await.unwrap(), b.digest().await.unwrap());
+    assert_eq!(
+        a.origin_marks().await.unwrap(),
+        b.origin_marks().await.unwrap()
+    );
+    // Later ops of n1 apply on n2 from the snapshot's position.
+    a.deliver(mail("later", "l"), &["ana".into()])
+        .await
+        .unwrap();
+    let next = a.ops_since(snap.seq, 100).await.unwrap();
+    copy_blobs(&a, &b, &next).await;
+    assert_eq!(b.apply_replicated(next).await.unwrap(), 1);
+    assert_eq!(a.digest().await.unwrap(), b.digest().await.unwrap());
+    // n2's log positions never go back (acks name positions).
+    assert!(b.last_seq().await.unwrap() > b_last);
+    b.set_writable(true);
+    b.deliver(mail("n2-again", "q"), &["ana".into()])
+        .await
+        .unwrap();
+    let mine = b.ops_since(0, 100).await.unwrap();
+    let last_n2 = mine.iter().rev().find(|l| l.origin == "n2").unwrap();
+    let max_theirs = theirs.iter().map(|l| l.origin_seq).max().unwrap();
+    assert!(last_n2.origin_seq > max_theirs);
+}
+
+#[tokio::test]
+async fn compaction_keeps_the_newest_ops_and_remembers_what_it_dropped() {
+    let (_d, s) = store();
+    s.create_account("ana", "", "pw").await.unwrap();
+    for i in 0..9 {
+        s.deliver(mail(&format!("c{i}"), "b"), &["ana".into()])
+            .await
+            .unwrap();
+    }
+    let before = s.origin_marks().await.unwrap();
+    let last = s.last_seq().await.unwrap();
+    assert_eq!(last, 10);
+    assert_eq!(s.compact(last, 3).await.unwrap(), 7);
+    let left = s.ops_since(0, 100).await.unwrap();
+    assert_eq!(left.iter().map(|l| l.seq).collect::<Vec<_>>(), [8, 9, 10]);
+    assert_eq!(s.origin_marks().await.unwrap(), before);
+    assert_eq!(s.baseline().await.unwrap(), vec![("n1".to_string(), 7)]);
+    // Only acknowledged positions go: nothing above `upto`.
+    assert_eq!(s.compact(8, 1).await.unwrap(), 1);
+    assert_eq!(s.compact(8, 1).await.unwrap(), 0);
+    s.deliver(mail("after", "b"), &["ana".into()])
+        .await
+        .unwrap();
+    assert_eq!(s.last_seq().await.unwrap(), 11);
+    drop(s);
+    // Reopened, it continues its origin sequence past what it compacted.
+    let s = Store::open(_d.path(), "n1").unwrap();
+    s.deliver(mail("reopened", "b"), &["ana".into()])
+        .await
+        .unwrap();
+    let ops = s.ops_since(0, 100).await.unwrap();
+    assert_eq!(ops.last().unwrap().origin_seq, 12);
+}

@@ -1,11 +1,14 @@
 //! The single writer thread: resolves ops, applies them, logs them, group commits.
 
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, mpsc};
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{broadcast, oneshot};
 
+use super::merge::MergeReport;
 use super::op::{LoggedOp, Op};
+use super::snapshot::Snapshot;
 use super::{Change, Result, StoreError, apply};
 
 pub type Resolve = Box<dyn FnOnce(&Connection) -> Result<Op> + Send>;
@@ -33,7 +36,26 @@ enum Job {
         ops: Vec<LoggedOp>,
         reply: oneshot::Sender<Result<usize>>,
     },
+    /// A split-brain merge: the peer's divergent ops replayed as local ones
+    /// ([`super::merge`]). Its reply does not wait for the commit barrier.
+    Merge {
+        ops: Vec<LoggedOp>,
+        peer_marks: HashMap<String, u64>,
+        reply: oneshot::Sender<Result<MergeReport>>,
+    },
+    /// Replaces the content with a snapshot from the peer ([`super::snapshot`]).
+    Install {
+        snapshot: Box<Snapshot>,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    /// Bookkeeping on the writer's connection that logs no op (compaction, meta).
+    Maintenance {
+        run: Maintenance,
+        reply: oneshot::Sender<Result<u64>>,
+    },
 }
+
+pub type Maintenance = Box<dyn FnOnce(&Connection) -> Result<u64> + Send>;
 
 /// A replicated job's reply, its result and the ops that were new (for the change feed).
 type ReplicatedDone = (oneshot::Sender<Result<usize>>, Result<usize>, Vec<Op>);
@@ -53,6 +75,38 @@ impl WriterHandle {
     pub async fn submit_replicated(&self, ops: Vec<LoggedOp>) -> Result<usize> {
         let (reply, rx) = oneshot::channel();
         self.send(Job::Replicated { ops, reply })?;
+        rx.await
+            .map_err(|_| StoreError::Other("store writer stopped".into()))?
+    }
+
+    pub async fn submit_merge(
+        &self,
+        ops: Vec<LoggedOp>,
+        peer_marks: HashMap<String, u64>,
+    ) -> Result<MergeReport> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Job::Merge {
+            ops,
+            peer_marks,
+            reply,
+        })?;
+        rx.await
+            .map_err(|_| StoreError::Other("store writer stopped".into()))?
+    }
+
+    pub async fn submit_install(&self, snapshot: Snapshot) -> Result<()> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Job::Install {
+            snapshot: Box::new(snapshot),
+            reply,
+        })?;
+        rx.await
+            .map_err(|_| StoreError::Other("store writer stopped".into()))?
+    }
+
+    pub async fn submit_maintenance(&self, run: Maintenance) -> Result<u64> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Job::Maintenance { run, reply })?;
         rx.await
             .map_err(|_| StoreError::Other("store writer stopped".into()))?
     }
@@ -101,21 +155,31 @@ struct WriterState {
     node: String,
     next_origin_seq: u64,
     last_hlc: u64,
+    /// Log positions at or below it were used before (a snapshot emptied the log):
+    /// positions only grow, so an acknowledgement never names a reused one.
+    seq_floor: u64,
 }
 
 impl WriterState {
     fn load(conn: &Connection, node: String) -> Result<Self> {
         let last: i64 = conn.query_row(
-            "SELECT coalesce(max(origin_seq), 0) FROM oplog WHERE origin = ?1",
+            "SELECT max(coalesce((SELECT max(origin_seq) FROM oplog WHERE origin = ?1), 0),
+                        coalesce((SELECT origin_seq FROM marks WHERE origin = ?1), 0))",
             [&node],
             |r| r.get(0),
         )?;
         let hlc: i64 =
             conn.query_row("SELECT coalesce(max(hlc), 0) FROM oplog", [], |r| r.get(0))?;
+        let floor: Option<String> = conn
+            .query_row("SELECT value FROM meta WHERE key = 'seq_floor'", [], |r| {
+                r.get(0)
+            })
+            .optional()?;
         Ok(WriterState {
             node,
             next_origin_seq: last as u64 + 1,
             last_hlc: hlc as u64,
+            seq_floor: floor.and_then(|f| f.parse().ok()).unwrap_or(0),
         })
     }
 
@@ -140,9 +204,11 @@ impl WriterState {
         changes: &broadcast::Sender<Change>,
         barrier: &Barrier,
     ) {
-        let saved = (self.next_origin_seq, self.last_hlc);
+        let saved = (self.next_origin_seq, self.last_hlc, self.seq_floor);
         let mut local: Vec<(oneshot::Sender<Result<Op>>, Result<Op>)> = Vec::new();
         let mut replicated: Vec<ReplicatedDone> = Vec::new();
+        let mut others: Vec<Box<dyn FnOnce(bool) + Send>> = Vec::new();
+        let mut announce: Vec<Change> = Vec::new();
         let mut last_local_seq = 0u64;
         let outcome = (|| -> Result<()> {
             let tx = conn.transaction()?;
@@ -151,11 +217,7 @@ impl WriterState {
                 let ok = match job {
                     Job::Local { resolve, reply } => {
                         let r = resolve(&tx).and_then(|op| {
-                            apply::apply(&tx, &op)?;
-                            let hlc = self.tick();
-                            log_op(&tx, &self.node, self.next_origin_seq, hlc, &op)?;
-                            last_local_seq = tx.last_insert_rowid() as u64;
-                            self.next_origin_seq += 1;
+                            last_local_seq = self.apply_local(&tx, &op)?;
                             Ok(op)
                         });
                         let ok = r.is_ok();
@@ -167,7 +229,8 @@ impl WriterState {
                         let r = (|| -> Result<usize> {
                             for l in ops {
                                 let known: bool = tx.query_row(
-                                    "SELECT EXISTS (SELECT 1 FROM oplog WHERE origin = ?1 AND origin_seq = ?2)",
+                                    "SELECT EXISTS (SELECT 1 FROM oplog WHERE origin = ?1 AND origin_seq = ?2)
+                                         OR EXISTS (SELECT 1 FROM marks WHERE origin = ?1 AND origin_seq >= ?2)",
                                     params![l.origin, l.origin_seq as i64],
                                     |r| r.get(0),
                                 )?;
@@ -185,7 +248,7 @@ impl WriterState {
                                 if !stale {
                                     apply::apply(&tx, &l.op)?;
                                 }
-                                log_op(&tx, &l.origin, l.origin_seq, l.hlc, &l.op)?;
+                                log_op(&tx, self.seq_floor, &l.origin, l.origin_seq, l.hlc, &l.op)?;
                                 self.last_hlc = self.last_hlc.max(l.hlc);
                                 new_ops.push(l.op);
                             }
@@ -196,6 +259,76 @@ impl WriterState {
                             new_ops.clear();
                         }
                         replicated.push((reply, r, new_ops));
+                        ok
+                    }
+                    Job::Merge {
+                        ops,
+                        peer_marks,
+                        reply,
+                    } => {
+                        let mut done = Vec::new();
+                        let r = super::merge::merge(&tx, &ops, &peer_marks, &mut |tx, op| {
+                            tx.execute_batch("SAVEPOINT merged")?;
+                            match self.apply_local(tx, &op) {
+                                Ok(_) => {
+                                    tx.execute_batch("RELEASE merged")?;
+                                    done.push(op);
+                                    Ok(true)
+                                }
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "merge: an op of the peer does not apply here; skipped");
+                                    tx.execute_batch("ROLLBACK TO merged; RELEASE merged")?;
+                                    Ok(false)
+                                }
+                            }
+                        });
+                        let ok = r.is_ok();
+                        if ok {
+                            announce.extend(done.iter().flat_map(apply::changes_of));
+                        }
+                        others.push(Box::new(move |committed| {
+                            let _ = reply.send(if committed {
+                                r
+                            } else {
+                                Err(StoreError::Other("merge not committed".into()))
+                            });
+                        }));
+                        ok
+                    }
+                    Job::Install { snapshot, reply } => {
+                        let r = super::snapshot::install(&tx, &snapshot, self.seq_floor);
+                        let ok = r.is_ok();
+                        let r = r.map(|(floor, changes)| {
+                            self.seq_floor = floor;
+                            let own = snapshot
+                                .marks
+                                .iter()
+                                .find(|(o, _)| *o == self.node)
+                                .map(|(_, s)| *s)
+                                .unwrap_or(0);
+                            self.next_origin_seq = self.next_origin_seq.max(own + 1);
+                            self.last_hlc = self.last_hlc.max(snapshot.hlc);
+                            announce.extend(changes);
+                        });
+                        others.push(Box::new(move |committed| {
+                            let _ = reply.send(if committed {
+                                r
+                            } else {
+                                Err(StoreError::Other("snapshot not committed".into()))
+                            });
+                        }));
+                        ok
+                    }
+                    Job::Maintenance { run, reply } => {
+                        let r = run(&tx);
+                        let ok = r.is_ok();
+                        others.push(Box::new(move |committed| {
+                            let _ = reply.send(if committed {
+                                r
+                            } else {
+                                Err(StoreError::Other("not committed".into()))
+                            });
+                        }));
                         ok
                     }
                 };
@@ -210,6 +343,12 @@ impl WriterState {
         })();
         match outcome {
             Ok(()) => {
+                for c in announce {
+                    let _ = changes.send(c);
+                }
+                for done in others {
+                    done(true);
+                }
                 for (reply, r, ops) in replicated {
                     for op in &ops {
                         for c in apply::changes_of(op) {
@@ -237,7 +376,10 @@ impl WriterState {
                 }
             }
             Err(e) => {
-                (self.next_origin_seq, self.last_hlc) = saved;
+                (self.next_origin_seq, self.last_hlc, self.seq_floor) = saved;
+                for done in others {
+                    done(false);
+                }
                 tracing::error!(error = %e, "store commit failed");
                 let msg = e.to_string();
                 for (reply, _) in local {
@@ -251,18 +393,46 @@ impl WriterState {
     }
 }
 
-/// Appends one op to the log.
-fn log_op(tx: &Connection, origin: &str, origin_seq: u64, hlc: u64, op: &Op) -> Result<()> {
+impl WriterState {
+    /// Applies and logs one op under this node's origin; returns its log position.
+    fn apply_local(&mut self, tx: &Connection, op: &Op) -> Result<u64> {
+        apply::apply(tx, op)?;
+        let hlc = self.tick();
+        let seq = log_op(
+            tx,
+            self.seq_floor,
+            &self.node,
+            self.next_origin_seq,
+            hlc,
+            op,
+        )?;
+        self.next_origin_seq += 1;
+        Ok(seq)
+    }
+}
+
+/// Appends one op to the log, after the last position used (`floor` counts too);
+/// returns its position.
+fn log_op(
+    tx: &Connection,
+    floor: u64,
+    origin: &str,
+    origin_seq: u64,
+    hlc: u64,
+    op: &Op,
+) -> Result<u64> {
     tx.execute(
-        "INSERT INTO oplog (origin, origin_seq, hlc, op) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO oplog (seq, origin, origin_seq, hlc, op)
+         VALUES ((SELECT max(coalesce(max(seq), 0), ?1) + 1 FROM oplog), ?2, ?3, ?4, ?5)",
         params![
+            floor as i64,
             origin,
             origin_seq as i64,
             hlc as i64,
             serde_json::to_string(op).map_err(|e| StoreError::Other(e.to_string()))?
         ],
     )?;
-    Ok(())
+    Ok(tx.last_insert_rowid() as u64)
 }
 
 /// Whether the log holds a change of setting `key` with a clock after `hlc`.
