@@ -55,6 +55,14 @@ pub struct ReplicationConfig {
     /// How long a sync commit waits for the peer before going on alone (degraded).
     #[serde(default = "default_ack_timeout_ms")]
     pub ack_timeout_ms: u64,
+    /// Ops the log keeps after both nodes hold them (compaction drops older ones); a
+    /// peer that lacks older ops gets a snapshot instead.
+    #[serde(default = "default_log_keep_ops")]
+    pub log_keep_ops: u64,
+}
+
+fn default_log_keep_ops() -> u64 {
+    10_000
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -670,6 +678,13 @@ impl Config {
                     "must be greater than 0".into(),
                 ));
             }
+            if r.log_keep_ops == 0 {
+                return Err(err(
+                    "replication",
+                    "log_keep_ops",
+                    "must be at least 1".into(),
+                ));
+            }
         }
         self.validate_http(text, path)?;
         for (section, key, v) in [
@@ -1071,6 +1086,9 @@ max_connections = 10000
 # mode = "sync"
 # # A sync commit waits this long for the peer, then goes on alone (degraded).
 # ack_timeout_ms = 2000
+# # Ops kept in the log once both nodes hold them; a peer further behind gets a
+# # snapshot (streamed; the message files it already has are not sent again).
+# log_keep_ops = 10000
 "#;
 
 #[cfg(test)]

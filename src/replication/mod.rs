@@ -43,7 +43,7 @@
 //! takeover opens the store; the replication benchmarks.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -57,7 +57,10 @@ use tokio::sync::watch;
 use crate::config::{ReplicationConfig, ReplicationMode};
 use crate::node::Ctx;
 use crate::store::CommitBarrier;
-use crate::store::op::LoggedOp;
+use crate::store::op::{LoggedOp, Op};
+
+mod delta;
+mod resync;
 
 const ALPN: &[u8] = b"clusterd-repl/1";
 const EXPORTER_LABEL: &[u8] = b"EXPORTER-clusterd-replication";
@@ -73,19 +76,71 @@ const SHIP_BATCH: usize = 128;
 #[serde(tag = "t", rename_all = "snake_case")]
 enum Msg {
     /// The first frame each way: who is speaking and the proof it holds the key.
-    Auth { node: String, mac: String },
-    /// Standby → active: per origin, the highest origin_seq the standby holds.
-    Marks { marks: Vec<(String, u64)> },
-    /// Active → standby: one op; the body holds its blobs, `(id, length)` in order.
+    Auth {
+        node: String,
+        mac: String,
+    },
+    /// Standby → active: per origin, the highest origin_seq the standby holds;
+    /// `resync`: its content diverged and must be replaced by a snapshot;
+    /// `no_deltas`: send whole files (a delta's base was missing here).
+    Marks {
+        marks: Vec<(String, u64)>,
+        #[serde(default)]
+        resync: bool,
+        #[serde(default)]
+        no_deltas: bool,
+    },
+    /// One op; the body holds its blobs (whole, or as a delta against a base).
     Op {
         op: LoggedOp,
-        blobs: Vec<(String, u64)>,
+        blobs: Vec<BlobRef>,
     },
     /// Active → standby: the standby holds everything up to `seq` (ops skipped);
     /// `end`: that is the end of the active node's log for now (caught up).
-    Pos { seq: u64, end: bool },
+    Pos {
+        seq: u64,
+        end: bool,
+    },
     /// Standby → active: everything up to the active node's `seq` is durable here.
-    Ack { seq: u64 },
+    Ack {
+        seq: u64,
+    },
+    /// Active → standby: you hold ops I lack (both were active): send me those
+    /// above my marks, then [`Msg::DivergedEnd`] ([`resync`]).
+    Diverged {
+        marks: Vec<(String, u64)>,
+    },
+    DivergedEnd,
+    /// Active → standby: a snapshot follows (tables in chunks, then the end).
+    SnapBegin {
+        seq: u64,
+        marks: Vec<(String, u64)>,
+        hlc: u64,
+    },
+    SnapTable {
+        table: crate::store::snapshot::Table,
+    },
+    SnapEnd,
+    /// Standby → active: send these blobs (empty: none left, the snapshot is in).
+    Want {
+        blobs: Vec<String>,
+    },
+    /// Active → standby: one blob, its bytes in the body.
+    Blob {
+        id: String,
+    },
+    /// Active → standby: from here on, the log ([`Msg::Op`], [`Msg::Pos`]).
+    Stream,
+}
+
+/// A blob carried in a frame's body: `len` bytes, the blob itself or, with `base`,
+/// a block delta ([`delta`]) against that blob.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct BlobRef {
+    id: String,
+    len: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    base: Option<String>,
 }
 
 /// What `clusterd status` shows of replication.
@@ -104,6 +159,19 @@ pub struct ReplicationStatus {
     pub acked_seq: u64,
     /// Ops received from the peer and applied here.
     pub applied: u64,
+    /// Bytes of frames written to / read from the peer (before TLS).
+    #[serde(default)]
+    pub bytes_sent: u64,
+    #[serde(default)]
+    pub bytes_received: u64,
+    /// Snapshots sent to the peer / installed here.
+    #[serde(default)]
+    pub snapshots_sent: u64,
+    #[serde(default)]
+    pub snapshots_installed: u64,
+    /// The last split-brain merge this node did, in words.
+    #[serde(default)]
+    pub last_merge: Option<String>,
 }
 
 type Release = Box<dyn FnOnce() + Send>;
@@ -122,8 +190,17 @@ pub struct Replication {
     connected_in: AtomicBool,
     /// Receiving, and the active node said its log has been sent to its end.
     caught_up: AtomicBool,
-    applied: std::sync::atomic::AtomicU64,
+    applied: AtomicU64,
+    /// Ask the active node for whole files: a delta's base was missing here.
+    no_deltas: AtomicBool,
+    snapshots_sent: AtomicU64,
+    snapshots_installed: AtomicU64,
+    last_merge: Mutex<Option<String>>,
 }
+
+/// Frame bytes written and read by this process (both directions of every channel).
+static BYTES_SENT: AtomicU64 = AtomicU64::new(0);
+static BYTES_RECEIVED: AtomicU64 = AtomicU64::new(0);
 
 impl CommitBarrier for Replication {
     fn after_commit(&self, last_seq: u64, release: Release) {
@@ -153,6 +230,11 @@ impl Replication {
             committed_seq: *self.committed.borrow(),
             acked_seq: *self.acked.borrow(),
             applied: self.applied.load(Ordering::SeqCst),
+            bytes_sent: BYTES_SENT.load(Ordering::Relaxed),
+            bytes_received: BYTES_RECEIVED.load(Ordering::Relaxed),
+            snapshots_sent: self.snapshots_sent.load(Ordering::SeqCst),
+            snapshots_installed: self.snapshots_installed.load(Ordering::SeqCst),
+            last_merge: self.last_merge.lock().unwrap().clone(),
         }
     }
 
@@ -275,7 +357,11 @@ pub async fn start(ctx: Arc<Ctx>) -> Result<Option<Arc<Replication>>> {
         connected_out: AtomicBool::new(false),
         connected_in: AtomicBool::new(false),
         caught_up: AtomicBool::new(false),
-        applied: std::sync::atomic::AtomicU64::new(0),
+        applied: AtomicU64::new(0),
+        no_deltas: AtomicBool::new(false),
+        snapshots_sent: AtomicU64::new(0),
+        snapshots_installed: AtomicU64::new(0),
+        last_merge: Mutex::new(None),
     });
     ctx.store.set_commit_barrier(repl.clone());
 
@@ -353,22 +439,56 @@ async fn ship(ctx: &Ctx, repl: &Replication, connector: &tokio_rustls::TlsConnec
     let (msg, _) = tokio::time::timeout(Duration::from_secs(5), read_msg(&mut tls))
         .await
         .map_err(|_| anyhow!("no marks from the peer"))??;
-    let Msg::Marks { marks } = msg else {
+    let Msg::Marks {
+        marks,
+        resync,
+        no_deltas,
+    } = msg
+    else {
         bail!("expected marks from the peer");
     };
-    let marks: HashMap<String, u64> = marks.into_iter().collect();
-    let mut cursor = start_position(ctx, &marks).await?;
+    let peer_marks: HashMap<String, u64> = marks.into_iter().collect();
+    // The peer holds ops we lack: both were active. Merge them here first; the peer
+    // then takes our snapshot (it may also have asked for one itself).
+    let mut snapshot = resync;
+    let ours: HashMap<String, u64> = ctx.store.origin_marks().await?.into_iter().collect();
+    if peer_marks
+        .iter()
+        .any(|(o, m)| ours.get(o).is_none_or(|have| m > have))
+    {
+        resync::merge_divergent(ctx, repl, &mut tls, &peer_marks, ours).await?;
+        snapshot = true;
+    }
+    // Ops the peer lacks that our log no longer holds: only a snapshot has them.
+    for (origin, held) in ctx.store.baseline().await? {
+        if peer_marks.get(&origin).copied().unwrap_or(0) < held {
+            snapshot = true;
+        }
+    }
+    let (mut cursor, marks) = if snapshot {
+        resync::send_snapshot(ctx, repl, &mut tls).await?
+    } else {
+        (start_position(ctx, &peer_marks).await?, peer_marks)
+    };
+    write_msg(&mut tls, &Msg::Stream, &[]).await?;
     tracing::info!(peer = %repl.peer, from = cursor, "replication: shipping to the peer");
     repl.connected_out.store(true, Ordering::SeqCst);
+    let deltas = !no_deltas;
 
     let (r, mut w) = tokio::io::split(tls);
     let acks = tokio::spawn(read_acks(BufReader::new(r), repl.acked.clone()));
     let mut committed = repl.committed.subscribe();
     let mut at_end = false;
+    let mut compacted = Instant::now();
     let result: Result<()> = async {
         loop {
             if !ctx.store.is_writable() {
                 return Ok(());
+            }
+            if compacted.elapsed() >= COMPACT_EVERY {
+                compacted = Instant::now();
+                let acked = *repl.acked.borrow();
+                compact(ctx, repl, acked).await;
             }
             if acks.is_finished() {
                 bail!("the peer closed the channel");
@@ -399,16 +519,7 @@ async fn ship(ctx: &Ctx, repl: &Replication, connector: &tokio_rustls::TlsConnec
                     continue;
                 }
                 skipped = false;
-                let mut body = Vec::new();
-                let mut blobs = Vec::new();
-                for id in op.op.blobs() {
-                    if blobs.iter().any(|(b, _)| b == id) {
-                        continue;
-                    }
-                    let data = ctx.store.read_blob(id).await?;
-                    blobs.push((id.clone(), data.len() as u64));
-                    body.extend_from_slice(&data);
-                }
+                let (blobs, body) = op_body(ctx, &op.op, deltas).await?;
                 write_msg_nf(&mut w, &Msg::Op { op, blobs }, &body).await?;
             }
             if skipped {
@@ -430,18 +541,119 @@ async fn ship(ctx: &Ctx, repl: &Replication, connector: &tokio_rustls::TlsConnec
     result
 }
 
-/// The lowest log position from which the peer may lack ops: for every origin in our
-/// log, the position of the peer's mark for it (0 when the peer has none).
+/// The log position after which the peer may lack ops: for every origin of which we
+/// hold more than the peer, just before our first op of it above the peer's mark.
 async fn start_position(ctx: &Ctx, marks: &HashMap<String, u64>) -> Result<u64> {
     let mut start = u64::MAX;
-    for (origin, _) in ctx.store.origin_marks().await? {
-        let pos = match marks.get(&origin) {
-            Some(m) => ctx.store.seq_of(&origin, *m).await?.unwrap_or(0),
-            None => 0,
-        };
-        start = start.min(pos);
+    for (origin, ours) in ctx.store.origin_marks().await? {
+        let theirs = marks.get(&origin).copied().unwrap_or(0);
+        if theirs >= ours {
+            continue;
+        }
+        if let Some(first) = ctx.store.first_seq_after(&origin, theirs).await? {
+            start = start.min(first - 1);
+        }
     }
-    Ok(if start == u64::MAX { 0 } else { start })
+    Ok(if start == u64::MAX {
+        ctx.store.last_seq().await?
+    } else {
+        start
+    })
+}
+
+/// How often a node drops log entries both sides hold.
+const COMPACT_EVERY: Duration = Duration::from_secs(2);
+
+/// Compacts the log up to `upto` (active: what the peer acknowledged; standby: all it
+/// holds, which the active node holds too), keeping `log_keep_ops`.
+async fn compact(ctx: &Ctx, repl: &Replication, upto: u64) {
+    match ctx.store.compact(upto, repl.cfg.log_keep_ops).await {
+        Ok(0) => {}
+        Ok(n) => tracing::debug!(ops = n, upto, "replication: log compacted"),
+        Err(e) => tracing::warn!(error = %e, "replication: compacting the log failed"),
+    }
+}
+
+/// The blobs an op names, for a frame's body: whole, or (a content file whose
+/// previous version the peer holds, when `deltas`) as a block delta when smaller.
+async fn op_body(ctx: &Ctx, op: &Op, deltas: bool) -> Result<(Vec<BlobRef>, Vec<u8>)> {
+    let mut body = Vec::new();
+    let mut refs: Vec<BlobRef> = Vec::new();
+    let base = match op {
+        Op::ContentPut { base: Some(b), .. } if deltas => Some(b.clone()),
+        _ => None,
+    };
+    for id in op.blobs() {
+        if refs.iter().any(|r| r.id == *id) {
+            continue;
+        }
+        let mut data = ctx.store.read_blob(id).await?;
+        let mut delta = None;
+        if let Some(b) = base.as_ref().filter(|_| data.len() >= DELTA_MIN)
+            && let Ok(old) = ctx.store.read_blob(b).await
+        {
+            let (d, back) =
+                tokio::task::spawn_blocking(move || (delta::encode(&old, &data), data)).await?;
+            data = back;
+            delta = Some(d).filter(|d| d.len() < data.len());
+        }
+        let (bytes, base) = match delta {
+            Some(d) => (d, base.clone()),
+            None => (data, None),
+        };
+        refs.push(BlobRef {
+            id: id.clone(),
+            len: bytes.len() as u64,
+            base,
+        });
+        body.extend_from_slice(&bytes);
+    }
+    Ok((refs, body))
+}
+
+/// Files smaller than this travel whole.
+const DELTA_MIN: usize = 16 * 1024;
+
+/// Stores the blobs of a frame's body (rebuilding deltas against their base), each
+/// checked against its address.
+async fn store_blobs(ctx: &Ctx, repl: &Replication, refs: &[BlobRef], body: &[u8]) -> Result<()> {
+    let mut at = 0usize;
+    for r in refs {
+        let end = at
+            .checked_add(r.len as usize)
+            .filter(|e| *e <= body.len())
+            .ok_or_else(|| anyhow!("frame body shorter than its blobs"))?;
+        let bytes = &body[at..end];
+        let data = match &r.base {
+            None => bytes.to_vec(),
+            Some(base) => {
+                let rebuilt = match ctx.store.read_blob(base).await {
+                    Ok(old) => delta::decode(&old, bytes),
+                    Err(e) => Err(anyhow!("its base {base} is missing here: {e}")),
+                };
+                match rebuilt {
+                    Ok(d) => d,
+                    Err(e) => {
+                        // Next channel: whole files.
+                        repl.no_deltas.store(true, Ordering::SeqCst);
+                        bail!(
+                            "blob {} arrived as a delta that does not apply: {e:#}",
+                            r.id
+                        );
+                    }
+                }
+            }
+        };
+        let (got, _) = ctx.store.put_blob(data).await?;
+        if got != r.id {
+            if r.base.is_some() {
+                repl.no_deltas.store(true, Ordering::SeqCst);
+            }
+            bail!("blob {} arrived with other content ({got})", r.id);
+        }
+        at = end;
+    }
+    Ok(())
 }
 
 async fn read_acks<R: AsyncRead + Unpin>(mut r: R, acked: watch::Sender<u64>) -> Result<()> {
@@ -524,10 +736,23 @@ async fn receive(
         old.abort();
     }
     let marks = ctx.store.origin_marks().await?;
-    write_msg(&mut tls, &Msg::Marks { marks }, &[]).await?;
+    let resync = ctx.store.resync_needed().await?;
+    let no_deltas = repl.no_deltas.load(Ordering::SeqCst);
+    write_msg(
+        &mut tls,
+        &Msg::Marks {
+            marks,
+            resync,
+            no_deltas,
+        },
+        &[],
+    )
+    .await?;
+    let mut s = BufReader::new(tls);
+    resync::prelude(ctx, repl, &mut s).await?;
     tracing::info!(peer = %repl.peer, "replication: receiving from the peer");
     repl.connected_in.store(true, Ordering::SeqCst);
-    let result = apply_stream(ctx, repl, &mut BufReader::new(tls)).await;
+    let result = apply_stream(ctx, repl, &mut s).await;
     repl.connected_in.store(false, Ordering::SeqCst);
     repl.caught_up.store(false, Ordering::SeqCst);
     result
@@ -538,6 +763,7 @@ async fn apply_stream<S: AsyncRead + AsyncWrite + Unpin>(
     repl: &Replication,
     s: &mut BufReader<S>,
 ) -> Result<()> {
+    let mut compacted = Instant::now();
     loop {
         let mut batch = Vec::new();
         let mut last = 0u64;
@@ -550,18 +776,7 @@ async fn apply_stream<S: AsyncRead + AsyncWrite + Unpin>(
             };
             match msg {
                 Msg::Op { op, blobs } => {
-                    let mut at = 0usize;
-                    for (id, len) in blobs {
-                        let end = at
-                            .checked_add(len as usize)
-                            .filter(|e| *e <= body.len())
-                            .ok_or_else(|| anyhow!("frame body shorter than its blobs"))?;
-                        let (got, _) = ctx.store.put_blob(body[at..end].to_vec()).await?;
-                        if got != id {
-                            bail!("blob {id} arrived with other content ({got})");
-                        }
-                        at = end;
-                    }
+                    store_blobs(ctx, repl, &blobs, &body).await?;
                     last = op.seq;
                     batch.push(op);
                 }
@@ -569,6 +784,7 @@ async fn apply_stream<S: AsyncRead + AsyncWrite + Unpin>(
                     last = last.max(seq);
                     if end && !repl.caught_up.swap(true, Ordering::SeqCst) {
                         tracing::info!(seq, "replication: caught up with the active node");
+                        repl.no_deltas.store(false, Ordering::SeqCst);
                     }
                 }
                 other => bail!("unexpected frame from the active node: {other:?}"),
@@ -585,6 +801,11 @@ async fn apply_stream<S: AsyncRead + AsyncWrite + Unpin>(
             repl.applied.fetch_add(new as u64, Ordering::SeqCst);
         }
         write_msg(s.get_mut(), &Msg::Ack { seq: last }, &[]).await?;
+        // Everything here the active node holds too (the prelude saw to that).
+        if compacted.elapsed() >= COMPACT_EVERY {
+            compacted = Instant::now();
+            compact(ctx, repl, u64::MAX).await;
+        }
     }
 }
 
@@ -610,6 +831,7 @@ async fn write_msg_nf<W: AsyncWrite + Unpin>(w: &mut W, msg: &Msg, body: &[u8]) 
     head.extend_from_slice(&header);
     w.write_all(&head).await?;
     w.write_all(body).await?;
+    BYTES_SENT.fetch_add((head.len() + body.len()) as u64, Ordering::Relaxed);
     Ok(())
 }
 
@@ -625,6 +847,7 @@ async fn read_msg<R: AsyncRead + Unpin>(r: &mut R) -> Result<(Msg, Vec<u8>)> {
     r.read_exact(&mut header).await?;
     let mut body = vec![0u8; blen];
     r.read_exact(&mut body).await?;
+    BYTES_RECEIVED.fetch_add((8 + hlen + blen) as u64, Ordering::Relaxed);
     let msg = serde_json::from_slice(&header).context("malformed frame header")?;
     Ok((msg, body))
 }
