@@ -7,8 +7,12 @@
 //! - Appends are a union: a message the survivor does not hold is appended; one it
 //!   holds (same id, or a delivery with the same content key in the same mailbox, e.g.
 //!   a client that retried on the other node) is not appended twice. A message keeps
-//!   its UID when that is still free (at or above the survivor's UIDNEXT); otherwise
-//!   it gets the next UID and the mailbox a new UIDVALIDITY once the merge is done.
+//!   its UID when that is still free (at or above the survivor's UIDNEXT, the
+//!   survivor appended nothing there meanwhile). Otherwise both sides' messages
+//!   appended since they parted get new UIDs above either side's last one (the
+//!   survivor's first, then the peer's) and the mailbox a new UIDVALIDITY: a UID a
+//!   client learnt from either side then names the same message or none, never
+//!   another one, so clients that re-check UIDs by Message-ID (mbsync) recover.
 //! - Flags: last writer wins per message by hybrid logical clock, against the
 //!   survivor's own divergent flag changes.
 //! - Expunges win: a message either side expunged is gone.
@@ -48,7 +52,10 @@ pub struct MergeReport {
 /// with the latest clock of each.
 #[derive(Default)]
 struct Ours {
-    flags: HashMap<(String, u32), u64>,
+    /// Per mailbox, the messages the survivor appended since the split, in order.
+    appended: HashMap<String, Vec<String>>,
+    /// By message id (UIDs may change in the merge).
+    flags: HashMap<String, u64>,
     settings: HashMap<String, u64>,
     content: HashMap<String, u64>,
     contacts: HashMap<String, u64>,
@@ -56,15 +63,25 @@ struct Ours {
 }
 
 impl Ours {
-    fn note(&mut self, op: &Op, hlc: u64) {
+    fn note(&mut self, tx: &Connection, op: &Op, hlc: u64) -> Result<()> {
         fn up<K: std::hash::Hash + Eq>(m: &mut HashMap<K, u64>, k: K, hlc: u64) {
             let e = m.entry(k).or_insert(0);
             *e = (*e).max(hlc);
         }
         match op {
+            Op::Append { messages } => {
+                for m in messages {
+                    self.appended
+                        .entry(m.mailbox.clone())
+                        .or_default()
+                        .push(m.id.clone());
+                }
+            }
             Op::Flags { mailbox, updates } => {
                 for u in updates {
-                    up(&mut self.flags, (mailbox.clone(), u.uid), hlc);
+                    if let Some(id) = message_id(tx, mailbox, u.uid)? {
+                        up(&mut self.flags, id, hlc);
+                    }
                 }
             }
             Op::SettingSet { key, .. } => up(&mut self.settings, key.clone(), hlc),
@@ -74,9 +91,14 @@ impl Ours {
             Op::ContactPut { contact } => up(&mut self.contacts, contact.id.clone(), hlc),
             Op::ContactDelete { id, .. } => up(&mut self.contacts, id.clone(), hlc),
             Op::AccountPassword { name, .. } => up(&mut self.passwords, name.clone(), hlc),
-            Op::Batch { ops } => ops.iter().for_each(|o| self.note(o, hlc)),
+            Op::Batch { ops } => {
+                for o in ops {
+                    self.note(tx, o, hlc)?;
+                }
+            }
             _ => {}
         }
+        Ok(())
     }
 
     /// Whether the survivor changed `key` in `map` later than `hlc`.
@@ -92,6 +114,8 @@ struct Merge<'a> {
     mailboxes: HashMap<String, String>,
     /// The peer's (mailbox, UID) of a message it appended → the message's id here.
     messages: HashMap<(String, u32), String>,
+    /// Per mailbox of the peer, the highest UID its divergent ops appended.
+    their_max_uid: HashMap<String, u32>,
     renumber: BTreeSet<String>,
     report: MergeReport,
 }
@@ -111,11 +135,15 @@ pub fn merge(
         ours: Ours::default(),
         mailboxes: HashMap::new(),
         messages: HashMap::new(),
+        their_max_uid: HashMap::new(),
         renumber: BTreeSet::new(),
         report: MergeReport::default(),
     };
+    for l in theirs {
+        note_uids(&l.op, &mut m.their_max_uid);
+    }
     for l in divergent_ours(tx, peer_marks)? {
-        m.ours.note(&l.op, l.hlc);
+        m.ours.note(tx, &l.op, l.hlc)?;
     }
     for l in theirs {
         m.report.ops += 1;
@@ -304,7 +332,8 @@ impl Merge<'_> {
                         self.report.skipped += 1;
                         continue;
                     };
-                    if Ours::newer(&self.ours.flags, &(mb.clone(), uid), hlc) {
+                    let id = message_id(tx, &mb, uid)?.unwrap_or_default();
+                    if Ours::newer(&self.ours.flags, &id, hlc) {
                         self.report.flag_changes_lost += 1;
                         continue;
                     }
@@ -464,11 +493,17 @@ impl Merge<'_> {
                 return Ok(());
             }
         }
-        let uid = if !self.renumber.contains(&mb) && msg.uid >= info.uidnext {
+        let uid = if self.renumber.contains(&mb) {
+            info.uidnext
+        } else if msg.uid >= info.uidnext {
             msg.uid
         } else {
             self.renumber.insert(mb.clone());
-            info.uidnext
+            let floor = self
+                .their_max_uid
+                .get(&msg.mailbox)
+                .map_or(0, |u| u.saturating_add(1));
+            self.move_ours(&mb, floor.max(info.uidnext), commit)?
         };
         let modseq = apply::next_modseq(tx, &mb)?;
         let new = NewMessage {
@@ -488,6 +523,95 @@ impl Merge<'_> {
         }
         Ok(())
     }
+}
+
+impl Merge<'_> {
+    /// Gives the survivor's messages appended to `mb` since the split new UIDs from
+    /// `from` on (expunge + append of the same message, flags kept); returns the
+    /// next free UID.
+    fn move_ours(
+        &mut self,
+        mb: &str,
+        from: u32,
+        commit: &mut dyn FnMut(&Connection, Op) -> Result<bool>,
+    ) -> Result<u32> {
+        let tx = self.tx;
+        let mut uid = from;
+        let ids = self.ours.appended.get(mb).cloned().unwrap_or_default();
+        for id in ids {
+            let row = tx
+                .query_row(
+                    "SELECT uid, blob, size, internal_date, flags, content_key FROM messages
+                     WHERE id = ?1 AND mailbox = ?2",
+                    params![id, mb],
+                    |r| {
+                        Ok((
+                            r.get::<_, u32>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, i64>(2)?,
+                            r.get::<_, i64>(3)?,
+                            r.get::<_, String>(4)?,
+                            r.get::<_, Option<String>>(5)?,
+                        ))
+                    },
+                )
+                .optional()?;
+            let Some((old_uid, blob, size, internal_date, flags, content_key)) = row else {
+                continue; // expunged or moved away since
+            };
+            let modseq = apply::next_modseq(tx, mb)?;
+            let moved = Op::Batch {
+                ops: vec![
+                    Op::Expunge {
+                        mailbox: mb.to_string(),
+                        uids: vec![old_uid],
+                        modseq,
+                    },
+                    Op::Append {
+                        messages: vec![NewMessage {
+                            id: id.clone(),
+                            mailbox: mb.to_string(),
+                            uid,
+                            modseq: modseq + 1,
+                            blob,
+                            size: size as u64,
+                            internal_date,
+                            flags: flags.split_whitespace().map(str::to_string).collect(),
+                            content_key,
+                        }],
+                    },
+                ],
+            };
+            if self.put(commit, moved)? {
+                uid += 1;
+            }
+        }
+        Ok(uid)
+    }
+}
+
+/// Records, per mailbox, the highest UID the ops append.
+fn note_uids(op: &Op, max: &mut HashMap<String, u32>) {
+    match op {
+        Op::Append { messages } => {
+            for m in messages {
+                let e = max.entry(m.mailbox.clone()).or_insert(0);
+                *e = (*e).max(m.uid);
+            }
+        }
+        Op::Batch { ops } => ops.iter().for_each(|o| note_uids(o, max)),
+        _ => {}
+    }
+}
+
+fn message_id(tx: &Connection, mailbox: &str, uid: u32) -> Result<Option<String>> {
+    Ok(tx
+        .query_row(
+            "SELECT id FROM messages WHERE mailbox = ?1 AND uid = ?2",
+            params![mailbox, uid],
+            |r| r.get(0),
+        )
+        .optional()?)
 }
 
 fn queue_has(tx: &Connection, id: &str) -> Result<bool> {

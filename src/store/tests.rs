@@ -633,6 +633,10 @@ async fn split_brain_merge_keeps_the_union_once_with_lww_flags_and_winning_expun
     assert_eq!(got[0].2, vec!["\\Flagged".to_string()]);
     let uids: Vec<u32> = got.iter().map(|(u, _, _)| *u).collect();
     assert!(uids.windows(2).all(|w| w[0] < w[1]), "{uids:?}");
+    // UIDs 3 and 4 named different messages on the two sides during the split: now
+    // they name none (both sides' new messages moved above 4), so a client that
+    // learnt them from either side cannot mistake one message for another.
+    assert_eq!(uids, [1, 5, 6, 7], "{got:?}");
     // A mailbox only n2 had arrives with its message, its UIDs kept.
     let w = a.mailbox("ana", "Work").await.unwrap().unwrap();
     assert_eq!(w.id, work.id);
