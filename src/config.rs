@@ -338,6 +338,17 @@ pub struct HttpConfig {
     /// Virtual hosts: other sites served by Host header from other content roots.
     #[serde(default)]
     pub vhost: Vec<VhostConfig>,
+    /// A directory the active node watches and publishes into `publish_root` of the
+    /// content area (changed files only; files gone from it are removed).
+    #[serde(default)]
+    pub publish_dir: Option<PathBuf>,
+    /// The content root `publish_dir` is published into.
+    #[serde(default = "default_publish_root")]
+    pub publish_root: String,
+}
+
+fn default_publish_root() -> String {
+    "www".into()
 }
 
 /// A virtual host: requests whose Host is `name` or one of `aliases` are served from
@@ -734,6 +745,24 @@ impl Config {
                 format!("{} is not a file path", log.display()),
             ));
         }
+        if crate::store::normalize_content_path(&h.publish_root).is_err()
+            || h.publish_root.trim_matches('/').is_empty()
+        {
+            return Err(err(
+                "publish_root",
+                line("publish_root"),
+                format!("{:?} is not a directory of the content area", h.publish_root),
+            ));
+        }
+        if let Some(dir) = &h.publish_dir
+            && dir.as_os_str().is_empty()
+        {
+            return Err(err(
+                "publish_dir",
+                line("publish_dir"),
+                "must be a directory path".into(),
+            ));
+        }
         if h.redirect_to_https && h.https_listen.is_empty() {
             return Err(err(
                 "redirect_to_https",
@@ -1041,6 +1070,11 @@ idle_timeout_s = 60
 max_header_bytes = 16384
 # Most concurrent connections; more wait in the listen backlog.
 max_connections = 10000
+# A directory the active node watches: its files become the content under
+# publish_root (changed files only, and they travel to the peer as block deltas;
+# files removed from it are removed). `clusterd content publish DIR` does the same once.
+# publish_dir = "/srv/site"
+publish_root = "www"
 # Virtual hosts by Host header; other names get the default site (content root www).
 # [[http.vhost]]
 # name = "intranet.cluster.com.ec"

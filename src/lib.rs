@@ -8,6 +8,7 @@ pub mod dns;
 pub mod http;
 pub mod imap;
 pub mod node;
+pub mod publish;
 pub mod replication;
 pub mod smtp;
 pub mod store;

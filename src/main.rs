@@ -118,6 +118,15 @@ enum ContentCmd {
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
+    /// Make the content under ROOT (default `www`) what DIR holds: changed files are
+    /// stored, files gone from DIR removed, the rest left alone.
+    Publish {
+        dir: PathBuf,
+        #[arg(long, default_value = "www")]
+        root: String,
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
     /// List the content under PREFIX (default: everything).
     List {
         #[arg(default_value = "")]
@@ -270,6 +279,13 @@ async fn dispatch(cmd: Cmd) -> Result<()> {
                         r.acked_seq,
                         r.applied
                     );
+                    println!(
+                        "             {} byte(s) sent, {} received; {} snapshot(s) sent, {} installed",
+                        r.bytes_sent, r.bytes_received, r.snapshots_sent, r.snapshots_installed
+                    );
+                    if let Some(m) = &r.last_merge {
+                        println!("last merge:  {m}");
+                    }
                 }
                 for (name, health) in st.services {
                     println!("{:<12} {health}", format!("{name}:"));
@@ -465,6 +481,38 @@ async fn content(cmd: ContentCmd) -> Result<()> {
             let cfg = load(&config)?;
             run_request(&cfg, Request::ContentDel { path: path.clone() }).await?;
             println!("{path} removed");
+        }
+        ContentCmd::Publish { dir, root, config } => {
+            use base64::Engine as _;
+            let cfg = load(&config)?;
+            let prefix = format!("{}/", root.trim_matches('/'));
+            let data = run_request(&cfg, Request::ContentList { prefix }).await?;
+            let stored: Vec<clusterd::store::ContentEntry> = serde_json::from_value(data)?;
+            let plan = clusterd::publish::plan(&dir, &root, &stored)?;
+            for (path, file) in &plan.put {
+                let data =
+                    std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+                let data_base64 = base64::engine::general_purpose::STANDARD.encode(data);
+                run_request(
+                    &cfg,
+                    Request::ContentPut {
+                        path: path.clone(),
+                        data_base64,
+                    },
+                )
+                .await?;
+                println!("stored  {path}");
+            }
+            for path in &plan.delete {
+                run_request(&cfg, Request::ContentDel { path: path.clone() }).await?;
+                println!("removed {path}");
+            }
+            println!(
+                "{} stored, {} removed, {} unchanged",
+                plan.put.len(),
+                plan.delete.len(),
+                plan.unchanged
+            );
         }
         ContentCmd::List { prefix, config } => {
             let cfg = load(&config)?;

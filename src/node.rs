@@ -63,6 +63,7 @@ pub async fn run(cfg: Config) -> Result<()> {
     crate::imap::start(ctx.clone()).await?;
     crate::dns::start(ctx.clone()).await?;
     crate::http::start(ctx.clone()).await?;
+    crate::publish::watch(ctx.clone());
     crate::control::start(ctx.clone()).await?;
     // Before the cluster: the commit barrier must be in place before the store opens.
     if let Some(r) = crate::replication::start(ctx.clone()).await? {

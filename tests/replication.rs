@@ -73,10 +73,16 @@ fn status_text(lab: &Lab, node: NodeId) -> String {
 /// Sends `n` messages from the client to the VIP over SMTP; returns the Message-IDs
 /// that got 250 (the script fails on any other answer).
 fn send_from_client(lab: &Lab, tag: &str, n: usize) -> Vec<String> {
+    send_to(lab, VIP, tag, n)
+}
+
+/// Sends `n` messages from the client to `host`. Tags starting with `same` give the
+/// same bytes on every run (a client retrying one message elsewhere).
+fn send_to(lab: &Lab, host: &str, tag: &str, n: usize) -> Vec<String> {
     let out = python_in(
         &lab.client_ns(),
         SEND_PY,
-        &[VIP, &n.to_string(), tag, &format!("{USER}@cluster.com.ec")],
+        &[host, &n.to_string(), tag, &format!("{USER}@cluster.com.ec")],
     );
     let text = common::assert_ok(&out, "sending mail from the client");
     let ids: Vec<String> = text
@@ -350,6 +356,161 @@ fn a_wiped_standby_rebuilds_from_the_active_node() {
     assert_eq!(got, want, "the rebuilt node serves the same INBOX");
 }
 
+fn imap_do(lab: &Lab, host: &str, cmd: &[&str]) -> String {
+    let mut args = vec![host, USER, PASSWORD];
+    args.extend_from_slice(cmd);
+    let out = python_in(&lab.client_ns(), IMAP_DO_PY, &args);
+    common::assert_ok(&out, &format!("IMAP {cmd:?} on {host}"))
+}
+
+fn uidvalidity(lab: &Lab, host: &str) -> u32 {
+    let out = imap_do(lab, host, &["uidvalidity"]);
+    out.trim()
+        .strip_prefix("UIDVALIDITY ")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no UIDVALIDITY in {out:?}"))
+}
+
+/// Runs mbsync against `host` into the lab directory `name`; asserts it succeeded
+/// without an error line and returns the local copy's Message-IDs (sorted) and its
+/// output.
+fn mbsync(lab: &Lab, host: &str, name: &str) -> (Vec<String>, String) {
+    let dir = lab.dir.join(name);
+    let out = python_in(
+        &lab.client_ns(),
+        MBSYNC_PY,
+        &[host, dir.to_str().unwrap(), USER, PASSWORD],
+    );
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "mbsync against {host} ({name}) failed:\n{text}"
+    );
+    let errors: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("Error") || l.contains("error:"))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "mbsync against {host} ({name}) reported errors: {errors:?}\n{text}"
+    );
+    let mut ids: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("MID "))
+        .filter_map(|l| l.split(' ').next().map(str::to_string))
+        .collect();
+    ids.sort();
+    (ids, text)
+}
+
+#[test]
+fn a_split_brain_heals_to_the_union_once_and_mbsync_resyncs_cleanly() {
+    let mut lab = replicated_lab();
+    start_replicated(&mut lab);
+    // mbsync re-approves a changed UIDVALIDITY by Message-ID; it wants 20 witnesses.
+    let mut want = send_from_client(&lab, "before", 30);
+    wait_digests_equal(&lab, Duration::from_secs(3), "before the split");
+    let uidvalidity_before = uidvalidity(&lab, VIP);
+    for client in ["mbsync-a", "mbsync-b"] {
+        let (ids, text) = mbsync(&lab, VIP, client);
+        assert_eq!(ids.len(), 30, "{client} before the split:\n{text}");
+    }
+
+    // Both links cut, no ping nodes: both nodes become active.
+    lab.link_down(N1, "eth1");
+    lab.cut_serial();
+    lab.expect_within(
+        Instant::now(),
+        DEADTIME + Duration::from_secs(3),
+        "both nodes active (split brain)",
+        |l| l.vip_holders() == [N1, N2],
+    );
+    // Mail reaches each side on its own address; one message reaches both (a client
+    // retried it on the other node).
+    want.extend(send_to(&lab, N1.lan_ip(), "side1", 5));
+    want.extend(send_to(&lab, N2.lan_ip(), "side2", 5));
+    let same = send_to(&lab, N1.lan_ip(), "same", 1);
+    assert_eq!(send_to(&lab, N2.lan_ip(), "same", 1), same);
+    want.extend(same);
+    // Flags: node 1 marks message 3 seen, later node 2 answers it (last writer
+    // wins); node 2 flags message 1; node 1 deletes message 2 (expunges win).
+    imap_do(&lab, N1.lan_ip(), &["flag", "3", "\\Seen"]);
+    std::thread::sleep(Duration::from_millis(20));
+    imap_do(&lab, N2.lan_ip(), &["flag", "3", "\\Answered"]);
+    imap_do(&lab, N2.lan_ip(), &["flag", "1", "\\Flagged"]);
+    imap_do(&lab, N1.lan_ip(), &["delete", "2"]);
+    let deleted = want.remove(1);
+    // Each mbsync client follows one side meanwhile.
+    mbsync(&lab, N1.lan_ip(), "mbsync-a");
+    mbsync(&lab, N2.lan_ip(), "mbsync-b");
+
+    // Healed: node 1 (preferred) stays active, node 2 hands over its ops.
+    let t0 = Instant::now();
+    lab.link_up(N1, "eth1");
+    lab.restore_serial();
+    lab.expect_within(
+        t0,
+        Duration::from_secs(5),
+        "node 1 alone holds the VIP after the heal",
+        |l| l.vip_holders() == [N1],
+    );
+    let took = wait_digests_equal(&lab, Duration::from_secs(15), "after the heal");
+    println!(
+        "split brain healed: stores equal {} ms after the links came back",
+        t0.elapsed().as_millis()
+    );
+    let _ = took;
+    let status = status_text(&lab, N1);
+    assert!(
+        status.contains("merged") && status.contains("INBOX"),
+        "node 1's status shows the merge:\n{status}"
+    );
+    let mut got = imap_ids_from_client(&lab);
+    got.sort();
+    want.sort();
+    assert_eq!(
+        got,
+        want,
+        "the union of both sides, each message once, without the one deleted ({deleted})\n--- node 1 log\n{}",
+        lab.log(N1)
+    );
+    assert_ne!(
+        uidvalidity(&lab, VIP),
+        uidvalidity_before,
+        "INBOX got new UIDs, so a new UIDVALIDITY"
+    );
+    let flags = |mid: &str| imap_do(&lab, VIP, &["flags", mid]);
+    assert!(flags(&want_id(&got, "before-0-")).contains("\\Flagged"));
+    let third = flags(&want_id(&got, "before-2-"));
+    assert!(
+        third.contains("\\Answered") && !third.contains("\\Seen"),
+        "node 2's later flag change wins: {third}"
+    );
+    // Both mbsync clients resync from the VIP without an error and hold the union.
+    for client in ["mbsync-a", "mbsync-b"] {
+        let (ids, text) = mbsync(&lab, VIP, client);
+        assert_eq!(ids, want, "{client} after the heal:\n{text}");
+        // It saw the new UIDVALIDITY and re-approved the UIDs it knew by Message-ID.
+        assert!(
+            text.contains("Recovered from change of UIDVALIDITY"),
+            "{client}:\n{text}"
+        );
+        println!("{client} after the heal: {} messages, resynced without errors", ids.len());
+    }
+}
+
+/// The Message-ID in `ids` that starts with `<prefix`.
+fn want_id(ids: &[String], prefix: &str) -> String {
+    ids.iter()
+        .find(|i| i.starts_with(&format!("<{prefix}")))
+        .unwrap_or_else(|| panic!("no message {prefix} in {ids:?}"))
+        .clone()
+}
+
 #[test]
 fn a_stranger_without_the_cluster_key_is_refused() {
     let mut lab = replicated_lab();
@@ -385,6 +546,99 @@ fn a_stranger_without_the_cluster_key_is_refused() {
     send_from_client(&lab, "after-stranger", 3);
     wait_digests_equal(&lab, Duration::from_secs(2), "after the stranger");
 }
+
+/// argv: host user password command...; commands: `uidvalidity` (prints it),
+/// `flag UID FLAG` (adds FLAG), `delete UID` (\\Deleted + EXPUNGE), `flags MESSAGE-ID`
+/// (prints the flags of that message).
+const IMAP_DO_PY: &str = r#"
+import imaplib, re, ssl, sys, time
+host, user, pw, cmd = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+m, last = None, None
+for attempt in range(100):
+    try:
+        m = imaplib.IMAP4(host, 143, timeout=10)
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        m.starttls(ssl_context=ctx)
+        m.login(user, pw)
+        break
+    except Exception as e:
+        last, m = e, None
+        time.sleep(0.1)
+assert m is not None, "no IMAP login on %s: %r" % (host, last)
+if cmd[0] == "uidvalidity":
+    typ, data = m.status("INBOX", "(UIDVALIDITY)")
+    assert typ == "OK", data
+    print("UIDVALIDITY", re.search(rb"UIDVALIDITY (\d+)", data[0]).group(1).decode())
+else:
+    typ, _ = m.select("INBOX")
+    assert typ == "OK", typ
+    if cmd[0] == "flag":
+        typ, data = m.uid("STORE", cmd[1], "+FLAGS", "(%s)" % cmd[2])
+        assert typ == "OK", data
+    elif cmd[0] == "delete":
+        typ, data = m.uid("STORE", cmd[1], "+FLAGS", "(\\Deleted)")
+        assert typ == "OK", data
+        typ, data = m.expunge()
+        assert typ == "OK", data
+    elif cmd[0] == "flags":
+        typ, data = m.uid("SEARCH", "HEADER", "Message-ID", cmd[1])
+        assert typ == "OK" and data[0].split(), (cmd[1], data)
+        typ, data = m.uid("FETCH", data[0].split()[0].decode(), "(FLAGS)")
+        print("FLAGS", re.search(rb"FLAGS \(([^)]*)\)", data[0]).group(1).decode())
+m.logout()
+"#;
+
+/// argv: host dir user password. Synchronises INBOX into DIR/mail with mbsync over
+/// STARTTLS (trusting the node's certificate), prints mbsync's output, then one
+/// "MID <message-id> <maildir flags>" line per local message; exits with mbsync's
+/// status.
+const MBSYNC_PY: &str = r#"
+import email, os, ssl, subprocess, sys
+host, d, user, pw = sys.argv[1:5]
+os.makedirs(os.path.join(d, "mail"), exist_ok=True)
+cert = os.path.join(d, "server.pem")
+with open(cert, "w") as fh:
+    fh.write(ssl.get_server_certificate((host, 993)))
+rc = os.path.join(d, "mbsyncrc")
+with open(rc, "w") as fh:
+    fh.write("""IMAPAccount test
+Host %s
+Port 143
+User %s
+Pass %s
+SSLType STARTTLS
+CertificateFile %s
+AuthMechs LOGIN
+
+IMAPStore remote
+Account test
+
+MaildirStore local
+Path %s/mail/
+Inbox %s/mail/INBOX
+
+Channel sync
+Far :remote:
+Near :local:
+Patterns INBOX
+Sync All
+Expunge Both
+Create Both
+SyncState *
+""" % (host, user, pw, cert, d, d))
+p = subprocess.run(["mbsync", "-c", rc, "sync"], capture_output=True, text=True, timeout=120)
+print(p.stdout)
+print(p.stderr)
+for sub in ("cur", "new"):
+    base = os.path.join(d, "mail", "INBOX", sub)
+    for name in sorted(os.listdir(base)) if os.path.isdir(base) else []:
+        with open(os.path.join(base, name), "rb") as fh:
+            msg = email.message_from_binary_file(fh)
+        print("MID", msg["Message-ID"], name.split(":2,")[-1] if ":2," in name else "")
+sys.exit(p.returncode)
+"#;
 
 /// argv: host total connections rcpt outfile. Sends `total` messages over `connections`
 /// parallel sessions, retrying each until it gets 250 (reconnecting after any error,
@@ -491,6 +745,8 @@ assert s is not None, "no SMTP on the VIP"
 s.ehlo("cliente.cluster.com.ec")
 for i in range(n):
     mid = "<%s-%d-%s@cliente.cluster.com.ec>" % (tag, i, uuid.uuid4().hex)
+    if tag.startswith("same"):
+        mid = "<%s-%d@cliente.cluster.com.ec>" % (tag, i)
     msg = ("From: cliente@cluster.com.ec\r\nTo: %s\r\nSubject: %s %d\r\nMessage-ID: %s\r\n\r\n"
            "body %s %d\r\n" % (rcpt, tag, i, mid, tag, i))
     s.mail("cliente@cluster.com.ec")
