@@ -751,7 +751,10 @@ impl Config {
             return Err(err(
                 "publish_root",
                 line("publish_root"),
-                format!("{:?} is not a directory of the content area", h.publish_root),
+                format!(
+                    "{:?} is not a directory of the content area",
+                    h.publish_root
+                ),
             ));
         }
         if let Some(dir) = &h.publish_dir

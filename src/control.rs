@@ -197,6 +197,9 @@ fn probe_addr(a: std::net::SocketAddr) -> std::net::SocketAddr {
     a
 }
 
+/// Largest request line (a content file of ~96 MiB, in base64).
+const MAX_REQUEST: usize = 128 << 20;
+
 /// Binds the control socket and serves it in the background.
 pub async fn start(ctx: Arc<Ctx>) -> Result<()> {
     let path = ctx.cfg.node.control_socket.clone();
@@ -223,9 +226,29 @@ pub async fn start(ctx: Arc<Ctx>) -> Result<()> {
             let ctx = ctx.clone();
             tokio::spawn(async move {
                 let (r, mut w) = stream.into_split();
-                let mut lines = BufReader::new(r.take(1 << 20)).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    let reply = match serde_json::from_str::<Request>(&line) {
+                let mut r = BufReader::new(r);
+                loop {
+                    let mut line = Vec::new();
+                    match (&mut r)
+                        .take(MAX_REQUEST as u64 + 1)
+                        .read_until(b'\n', &mut line)
+                        .await
+                    {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                    if line.len() > MAX_REQUEST {
+                        let reply = Reply {
+                            ok: false,
+                            error: Some(format!("request larger than {} MiB", MAX_REQUEST >> 20)),
+                            data: serde_json::Value::Null,
+                        };
+                        let mut out = serde_json::to_string(&reply).unwrap_or_default();
+                        out.push('\n');
+                        let _ = w.write_all(out.as_bytes()).await;
+                        break;
+                    }
+                    let reply = match serde_json::from_slice::<Request>(&line) {
                         Ok(req) => match execute(&ctx.store, Some(&ctx), req).await {
                             Ok(data) => Reply {
                                 ok: true,

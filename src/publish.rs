@@ -100,7 +100,10 @@ pub const POLL: Duration = Duration::from_millis(500);
 
 /// Publishes `dir` into `root` on the store now; returns (written, removed).
 pub async fn publish(ctx: &Ctx, dir: &Path, root: &str) -> Result<(usize, usize)> {
-    let stored = ctx.store.content_list(&format!("{}/", root.trim_matches('/'))).await?;
+    let stored = ctx
+        .store
+        .content_list(&format!("{}/", root.trim_matches('/')))
+        .await?;
     let plan = plan(dir, root, &stored)?;
     for (path, file) in &plan.put {
         let data = tokio::fs::read(file).await?;

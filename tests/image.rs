@@ -577,7 +577,9 @@ fn write_to_esp(disk: &Path, files: &[(&str, &str)], dir: &Path) {
         .expect("the first partition's start");
     let target = format!("{}@@{}", disk.display(), start * 512);
     run(
-        Command::new("mmd").args(["-D", "s", "-i", &target, "::clusterd"]),
+        Command::new("mmd")
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .args(["-i", &target, "::clusterd"]),
         "mmd ::clusterd",
     );
     for (name, value) in files {
@@ -585,6 +587,7 @@ fn write_to_esp(disk: &Path, files: &[(&str, &str)], dir: &Path) {
         std::fs::write(&local, value).unwrap();
         run(
             Command::new("mcopy")
+                .env("MTOOLS_SKIP_CHECK", "1")
                 .args(["-o", "-i", &target])
                 .arg(&local)
                 .arg(format!("::clusterd/{name}")),

@@ -19,10 +19,15 @@ const PASSWORD: &str = "clave-sistemas";
 /// A lab whose nodes replicate over the private link, with one account created on
 /// node 1's store before either node runs.
 fn replicated_lab() -> Lab {
+    replicated_lab_with("")
+}
+
+/// The same, with `extra` (TOML sections) in both nodes' configs.
+fn replicated_lab_with(extra: &str) -> Lab {
     let lab = Lab::new();
     for n in [N1, N2] {
         let text = format!(
-            "{}\n[replication]\nlisten = \"{}:{REPL_PORT}\"\npeer = \"{}:{REPL_PORT}\"\nack_timeout_ms = 2000\n",
+            "{}\n{extra}\n[replication]\nlisten = \"{}:{REPL_PORT}\"\npeer = \"{}:{REPL_PORT}\"\nack_timeout_ms = 2000\n",
             lab.config_text(n),
             n.private_ip(),
             n.peer().private_ip()
@@ -499,8 +504,111 @@ fn a_split_brain_heals_to_the_union_once_and_mbsync_resyncs_cleanly() {
             text.contains("Recovered from change of UIDVALIDITY"),
             "{client}:\n{text}"
         );
-        println!("{client} after the heal: {} messages, resynced without errors", ids.len());
+        println!(
+            "{client} after the heal: {} messages, resynced without errors",
+            ids.len()
+        );
     }
+}
+
+/// Bytes node `n` sent and received on its private link (eth1), from the kernel's
+/// interface counters.
+fn private_link_bytes(lab: &Lab, n: NodeId) -> u64 {
+    let out = ip(&lab.ns(n), "-s -j link show eth1");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("ip -j output");
+    let stats = &v[0]["stats64"];
+    stats["tx"]["bytes"].as_u64().unwrap() + stats["rx"]["bytes"].as_u64().unwrap()
+}
+
+/// The SHA-256 of what `url` serves, fetched from the client (None on any failure).
+fn served_sha(lab: &Lab, url: &str) -> Option<String> {
+    let out = python_in(&lab.client_ns(), HTTP_SHA_PY, &[url]);
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+#[test]
+fn a_one_byte_change_to_a_large_site_file_travels_as_a_block_delta() {
+    const SIZE: usize = 10 << 20;
+    // Both nodes watch the same directory; only the active one publishes it.
+    let site = tempfile::tempdir().expect("a directory for the site");
+    let mut lab = replicated_lab_with(&format!(
+        "[http]\npublish_dir = \"{}\"\n",
+        site.path().display()
+    ));
+    let site = site.path();
+    start_replicated(&mut lab);
+    // A 10 MB file that does not compress (the link would hide a copy otherwise).
+    let mut data = Vec::with_capacity(SIZE);
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    while data.len() < SIZE {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        data.extend_from_slice(&x.to_le_bytes());
+    }
+    let sha = |d: &[u8]| {
+        use std::fmt::Write;
+        let mut h = String::new();
+        for b in <sha2::Sha256 as sha2::Digest>::digest(d) {
+            write!(h, "{b:02x}").unwrap();
+        }
+        h
+    };
+    // First version: published once with the command.
+    let first_dir = tempfile::tempdir().unwrap();
+    let other = first_dir.path();
+    std::fs::write(other.join("big.bin"), &data).unwrap();
+    let out = lab.cli(N1, &["content", "publish", other.to_str().unwrap()]);
+    let text = common::assert_ok(&out, "clusterd content publish");
+    assert!(text.contains("1 stored, 0 removed"), "{text}");
+    let urls = [
+        format!("http://{}/big.bin", N1.lan_ip()),
+        format!("http://{}/big.bin", N2.lan_ip()),
+    ];
+    let first = sha(&data);
+    lab.expect_within(
+        Instant::now(),
+        Duration::from_secs(10),
+        "both nodes serve big.bin",
+        |l| {
+            urls.iter()
+                .all(|u| served_sha(l, u).as_deref() == Some(first.as_str()))
+        },
+    );
+    // The watched directory takes over the site (same file, so nothing to send).
+    std::fs::write(site.join("big.bin"), &data).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    wait_digests_equal(&lab, Duration::from_secs(3), "after the watched directory");
+
+    // One byte changes in the watched directory.
+    data[SIZE / 2] ^= 0x5a;
+    let second = sha(&data);
+    let before = private_link_bytes(&lab, N1);
+    let t0 = Instant::now();
+    std::fs::write(site.join("big.bin"), &data).unwrap();
+    let took = lab.expect_within(
+        t0,
+        Duration::from_secs(2),
+        "both nodes serve the new big.bin",
+        |l| {
+            urls.iter()
+                .all(|u| served_sha(l, u).as_deref() == Some(second.as_str()))
+        },
+    );
+    wait_digests_equal(&lab, Duration::from_secs(2), "after the change");
+    let crossed = private_link_bytes(&lab, N1) - before;
+    println!(
+        "one byte changed in a {SIZE}-byte file: {crossed} bytes crossed the private link ({:.3}% of the file, heartbeats included); both nodes served it after {} ms",
+        crossed as f64 * 100.0 / SIZE as f64,
+        took.as_millis()
+    );
+    assert!(
+        (crossed as usize) < SIZE / 50,
+        "{crossed} bytes crossed the link for a one-byte change (limit 2% = {})",
+        SIZE / 50
+    );
 }
 
 /// The Message-ID in `ids` that starts with `<prefix`.
@@ -546,6 +654,14 @@ fn a_stranger_without_the_cluster_key_is_refused() {
     send_from_client(&lab, "after-stranger", 3);
     wait_digests_equal(&lab, Duration::from_secs(2), "after the stranger");
 }
+
+/// argv: url. Prints the SHA-256 of the body; fails on anything but 200.
+const HTTP_SHA_PY: &str = r#"
+import hashlib, sys, urllib.request
+with urllib.request.urlopen(sys.argv[1], timeout=5) as r:
+    assert r.status == 200, r.status
+    print(hashlib.sha256(r.read()).hexdigest())
+"#;
 
 /// argv: host user password command...; commands: `uidvalidity` (prints it),
 /// `flag UID FLAG` (adds FLAG), `delete UID` (\\Deleted + EXPUNGE), `flags MESSAGE-ID`
