@@ -73,12 +73,19 @@ pub async fn run(cfg: Config) -> Result<()> {
     if let Some(c) = &ctx.cfg.cluster {
         // With replication, a node is fit to take the service from a live peer only
         // once it holds everything the peer has.
-        let health = ctx.replication.get().map(|r| {
-            let (r, store) = (r.clone(), ctx.store.clone());
-            Arc::new(move || r.ready(&store)) as crate::cluster::Health
-        });
+        // And it opens its store only after applying what it received.
+        let mut hooks = crate::cluster::Hooks::default();
+        if let Some(r) = ctx.replication.get() {
+            let (r1, store) = (r.clone(), ctx.store.clone());
+            hooks.health = Some(Arc::new(move || r1.ready(&store)));
+            let r2 = r.clone();
+            hooks.before_open = Some(Arc::new(move || {
+                let r = r2.clone();
+                Box::pin(async move { r.drain().await })
+            }));
+        }
         let cluster =
-            crate::cluster::start(&ctx.cfg.node.name, c, ctx.store.clone(), health).await?;
+            crate::cluster::start(&ctx.cfg.node.name, c, ctx.store.clone(), hooks).await?;
         let _ = ctx.cluster.set(cluster);
     }
     tracing::info!(node = %ctx.cfg.node.name, "clusterd is serving");

@@ -46,6 +46,19 @@ use role::{Action, Machine, PeerReport, Request, Role, Settings};
 /// Whether this node is fit to be active (see [`start`]).
 pub type Health = Arc<dyn Fn() -> bool + Send + Sync>;
 
+/// Runs when this node becomes active, before its store opens for writes (with
+/// replication: apply what was received from the peer first). It should be quick.
+pub type BeforeOpen =
+    Arc<dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send + Sync>;
+
+/// What the rest of the node plugs into the cluster loop.
+#[derive(Default)]
+pub struct Hooks {
+    /// Polled every keepalive; none: always healthy.
+    pub health: Option<Health>,
+    pub before_open: Option<BeforeOpen>,
+}
+
 /// An administrator's command for the running cluster loop.
 #[derive(Debug)]
 pub enum Command {
@@ -109,14 +122,18 @@ impl Cluster {
 
 /// Starts the cluster loop for `cfg` (this node is `me`). The store starts closed for
 /// writes; the loop opens it when this node becomes active.
-/// `health` (polled every keepalive) is what the node reports as its health; none:
-/// always healthy.
+/// `hooks.health` is what the node reports as its health; `hooks.before_open` runs
+/// before the store opens on becoming active.
 pub async fn start(
     me: &str,
     cfg: &ClusterConfig,
     store: Store,
-    health: Option<Health>,
+    hooks: Hooks,
 ) -> Result<Arc<Cluster>> {
+    let Hooks {
+        health,
+        before_open,
+    } = hooks;
     store.set_writable(false);
     let key = wire::read_key_file(&cfg.auth_key_file)?;
     let (rx_tx, mut rx) = mpsc::channel(1024);
@@ -322,6 +339,9 @@ pub async fn start(
                         }
                         announce(&vip, &cfg);
                         last_garp = now;
+                        if let Some(before) = &before_open {
+                            before().await;
+                        }
                         store.set_writable(true);
                     }
                     Action::Deactivate => {

@@ -196,6 +196,10 @@ pub struct Replication {
     snapshots_sent: AtomicU64,
     snapshots_installed: AtomicU64,
     last_merge: Mutex<Option<String>>,
+    /// When the receiver last read a frame or finished applying, and whether it is
+    /// applying now ([`Replication::drain`]).
+    last_received: Mutex<Instant>,
+    applying: AtomicBool,
 }
 
 /// Frame bytes written and read by this process (both directions of every channel).
@@ -281,6 +285,28 @@ impl Replication {
         }
     }
 
+    /// Before this node opens its store for writes: lets the receiver apply what
+    /// already arrived from the peer (the channel closed, or quiet for a moment with
+    /// nothing being applied), for at most a second.
+    pub async fn drain(&self) {
+        let t0 = Instant::now();
+        let applied = self.applied.load(Ordering::SeqCst);
+        while t0.elapsed() < DRAIN_MAX {
+            let quiet = self.last_received.lock().unwrap().elapsed() >= DRAIN_QUIET;
+            if !self.connected_in.load(Ordering::SeqCst)
+                || (quiet && !self.applying.load(Ordering::SeqCst))
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tracing::info!(
+            waited_ms = t0.elapsed().as_millis() as u64,
+            applied = self.applied.load(Ordering::SeqCst) - applied,
+            "replication: applied what the peer sent; opening the store"
+        );
+    }
+
     /// Whether this node may take the service from a live peer without losing what
     /// the peer holds: it is active already, or it has received the peer's whole log.
     /// The cluster reports this as the node's health, so a returning preferred node
@@ -362,6 +388,8 @@ pub async fn start(ctx: Arc<Ctx>) -> Result<Option<Arc<Replication>>> {
         snapshots_sent: AtomicU64::new(0),
         snapshots_installed: AtomicU64::new(0),
         last_merge: Mutex::new(None),
+        last_received: Mutex::new(Instant::now()),
+        applying: AtomicBool::new(false),
     });
     ctx.store.set_commit_barrier(repl.clone());
 
@@ -560,6 +588,10 @@ async fn start_position(ctx: &Ctx, marks: &HashMap<String, u64>) -> Result<u64> 
         start
     })
 }
+
+/// [`Replication::drain`]: the longest wait, and the quiet time that ends it.
+const DRAIN_MAX: Duration = Duration::from_secs(1);
+const DRAIN_QUIET: Duration = Duration::from_millis(30);
 
 /// How often a node drops log entries both sides hold.
 const COMPACT_EVERY: Duration = Duration::from_secs(2);
@@ -774,6 +806,8 @@ async fn apply_stream<S: AsyncRead + AsyncWrite + Unpin>(
                 Err(e) if batch.is_empty() && is_eof(&e) => return Ok(()),
                 Err(e) => return Err(e),
             };
+            repl.applying.store(true, Ordering::SeqCst);
+            *repl.last_received.lock().unwrap() = Instant::now();
             match msg {
                 Msg::Op { op, blobs } => {
                     store_blobs(ctx, repl, &blobs, &body).await?;
@@ -794,12 +828,16 @@ async fn apply_stream<S: AsyncRead + AsyncWrite + Unpin>(
             }
         }
         if ctx.store.is_writable() {
+            repl.applying.store(false, Ordering::SeqCst);
             bail!("this node became active: no more ops from the peer");
         }
         if !batch.is_empty() {
-            let new = ctx.store.apply_replicated(batch).await?;
-            repl.applied.fetch_add(new as u64, Ordering::SeqCst);
+            let r = ctx.store.apply_replicated(batch).await;
+            *repl.last_received.lock().unwrap() = Instant::now();
+            repl.applying.store(false, Ordering::SeqCst);
+            repl.applied.fetch_add(r? as u64, Ordering::SeqCst);
         }
+        repl.applying.store(false, Ordering::SeqCst);
         write_msg(s.get_mut(), &Msg::Ack { seq: last }, &[]).await?;
         // Everything here the active node holds too (the prelude saw to that).
         if compacted.elapsed() >= COMPACT_EVERY {
