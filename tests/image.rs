@@ -576,11 +576,18 @@ fn write_to_esp(disk: &Path, files: &[(&str, &str)], dir: &Path) {
         .and_then(|s| s.trim().parse().ok())
         .expect("the first partition's start");
     let target = format!("{}@@{}", disk.display(), start * 512);
+    // mtools' first write to the freshly made FAT exits 1 although it succeeds
+    // (measured); what counts is that the directory is there afterwards.
+    let _ = Command::new("mmd")
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .args(["-i", &target, "::clusterd"])
+        .stdin(Stdio::null())
+        .output();
     run(
-        Command::new("mmd")
+        Command::new("mdir")
             .env("MTOOLS_SKIP_CHECK", "1")
             .args(["-i", &target, "::clusterd"]),
-        "mmd ::clusterd",
+        "mdir ::clusterd",
     );
     for (name, value) in files {
         let local = dir.join(name);

@@ -19,15 +19,16 @@ const PASSWORD: &str = "clave-sistemas";
 /// A lab whose nodes replicate over the private link, with one account created on
 /// node 1's store before either node runs.
 fn replicated_lab() -> Lab {
-    replicated_lab_with("")
+    replicated_lab_with("", "")
 }
 
-/// The same, with `extra` (TOML sections) in both nodes' configs.
-fn replicated_lab_with(extra: &str) -> Lab {
+/// The same, with `extra` (TOML sections) and `repl_extra` (keys of
+/// `[replication]`) in both nodes' configs.
+fn replicated_lab_with(extra: &str, repl_extra: &str) -> Lab {
     let lab = Lab::new();
     for n in [N1, N2] {
         let text = format!(
-            "{}\n{extra}\n[replication]\nlisten = \"{}:{REPL_PORT}\"\npeer = \"{}:{REPL_PORT}\"\nack_timeout_ms = 2000\n",
+            "{}\n{extra}\n[replication]\nlisten = \"{}:{REPL_PORT}\"\npeer = \"{}:{REPL_PORT}\"\nack_timeout_ms = 2000\n{repl_extra}\n",
             lab.config_text(n),
             n.private_ip(),
             n.peer().private_ip()
@@ -84,10 +85,21 @@ fn send_from_client(lab: &Lab, tag: &str, n: usize) -> Vec<String> {
 /// Sends `n` messages from the client to `host`. Tags starting with `same` give the
 /// same bytes on every run (a client retrying one message elsewhere).
 fn send_to(lab: &Lab, host: &str, tag: &str, n: usize) -> Vec<String> {
+    send_sized(lab, host, tag, n, 0)
+}
+
+/// The same, each message padded to about `size` bytes.
+fn send_sized(lab: &Lab, host: &str, tag: &str, n: usize, size: usize) -> Vec<String> {
     let out = python_in(
         &lab.client_ns(),
         SEND_PY,
-        &[host, &n.to_string(), tag, &format!("{USER}@cluster.com.ec")],
+        &[
+            host,
+            &n.to_string(),
+            tag,
+            &format!("{USER}@cluster.com.ec"),
+            &size.to_string(),
+        ],
     );
     let text = common::assert_ok(&out, "sending mail from the client");
     let ids: Vec<String> = text
@@ -337,16 +349,30 @@ fn the_preferred_node_fails_back_only_with_what_the_peer_accepted_meanwhile() {
 
 #[test]
 fn a_wiped_standby_rebuilds_from_the_active_node() {
-    let mut lab = replicated_lab();
+    // A short log: by the time node 2 is wiped, node 1 has compacted the ops both
+    // held, so only a snapshot can rebuild node 2.
+    let mut lab = replicated_lab_with("", "log_keep_ops = 20");
     start_replicated(&mut lab);
     let want = send_from_client(&lab, "before-wipe", 60);
     wait_digests_equal(&lab, Duration::from_secs(2), "before the wipe");
     lab.stop_node(N2);
     std::fs::remove_dir_all(lab.node_dir(N2).join("data")).expect("wipe node 2's data");
+    // The ship loop compacts every 2 s up to what the peer acknowledged.
+    std::thread::sleep(Duration::from_millis(2500));
     lab.start_node(N2);
     let took = wait_digests_equal(&lab, Duration::from_secs(15), "after the wipe");
     println!("wiped node 2 rebuilt in {} ms", took.as_millis());
+    let status = status_text(&lab, N1);
+    assert!(
+        status.contains("1 snapshot(s) sent"),
+        "node 1 rebuilt node 2 from a snapshot:\n{status}"
+    );
     // And it serves the same mail once it is the active node.
+    node_2_serves_after_standby(&mut lab, want, "the rebuilt node serves the same INBOX");
+}
+
+/// `clusterd standby` on node 1; node 2 takes the VIP and serves exactly `want`.
+fn node_2_serves_after_standby(lab: &mut Lab, mut want: Vec<String>, what: &str) {
     lab.standby(N1);
     lab.expect_within(
         Instant::now(),
@@ -354,11 +380,10 @@ fn a_wiped_standby_rebuilds_from_the_active_node() {
         "node 2 holds the VIP after `clusterd standby` on node 1",
         |l| l.vip_holders() == [N2],
     );
-    let mut got = imap_ids_from_client(&lab);
+    let mut got = imap_ids_from_client(lab);
     got.sort();
-    let mut want = want;
     want.sort();
-    assert_eq!(got, want, "the rebuilt node serves the same INBOX");
+    assert_eq!(got, want, "{what}");
 }
 
 fn imap_do(lab: &Lab, host: &str, cmd: &[&str]) -> String {
@@ -533,10 +558,10 @@ fn a_one_byte_change_to_a_large_site_file_travels_as_a_block_delta() {
     const SIZE: usize = 10 << 20;
     // Both nodes watch the same directory; only the active one publishes it.
     let site = tempfile::tempdir().expect("a directory for the site");
-    let mut lab = replicated_lab_with(&format!(
-        "[http]\npublish_dir = \"{}\"\n",
-        site.path().display()
-    ));
+    let mut lab = replicated_lab_with(
+        &format!("[http]\npublish_dir = \"{}\"\n", site.path().display()),
+        "",
+    );
     let site = site.path();
     start_replicated(&mut lab);
     // A 10 MB file that does not compress (the link would hide a copy otherwise).
@@ -617,6 +642,99 @@ fn want_id(ids: &[String], prefix: &str) -> String {
         .find(|i| i.starts_with(&format!("<{prefix}")))
         .unwrap_or_else(|| panic!("no message {prefix} in {ids:?}"))
         .clone()
+}
+
+/// Message files in node `n`'s store.
+fn blob_count(lab: &Lab, n: NodeId) -> usize {
+    let dir = lab.node_dir(n).join("data/blobs");
+    std::fs::read_dir(&dir)
+        .map(|fans| {
+            fans.flatten()
+                .filter(|f| f.file_name() != "tmp")
+                .map(|f| std::fs::read_dir(f.path()).map_or(0, |d| d.count()))
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// The `missing=N` figures of node `n`'s "receiving a snapshot" log lines.
+fn snapshot_missing(lab: &Lab, n: NodeId) -> Vec<usize> {
+    lab.log(n)
+        .lines()
+        .filter(|l| l.contains("receiving a snapshot"))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix("missing="))
+                .and_then(|v| v.parse().ok())
+        })
+        .collect()
+}
+
+#[test]
+fn an_interrupted_snapshot_resumes_without_sending_again_what_arrived() {
+    const MESSAGES: usize = 80;
+    let mut lab = replicated_lab_with("", "log_keep_ops = 20");
+    start_replicated(&mut lab);
+    let want = send_sized(&lab, VIP, "big", MESSAGES, 128 * 1024);
+    wait_digests_equal(&lab, Duration::from_secs(5), "before the wipe");
+    lab.stop_node(N2);
+    std::fs::remove_dir_all(lab.node_dir(N2).join("data")).expect("wipe node 2's data");
+    std::thread::sleep(Duration::from_millis(2500)); // node 1 compacts its log
+    // 10 MB at 40 Mbit/s: about two seconds, long enough to cut it in the middle.
+    let ns = lab.ns(N1);
+    ip_tc(
+        &ns,
+        "qdisc add dev eth1 root tbf rate 40mbit burst 32kb latency 400ms",
+    );
+    lab.spawn_node(N2);
+    let t0 = Instant::now();
+    let mut at_kill = 0;
+    while t0.elapsed() < Duration::from_secs(20) {
+        at_kill = blob_count(&lab, N2);
+        if at_kill >= MESSAGES / 4 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    lab.kill_node(N2);
+    ip_tc(&ns, "qdisc del dev eth1 root");
+    let first = snapshot_missing(&lab, N2);
+    assert!(
+        (MESSAGES / 4..MESSAGES).contains(&at_kill),
+        "node 2 killed in the middle of the snapshot's blobs ({at_kill} of {MESSAGES} stored; missing {first:?})\n{}",
+        lab.log(N2)
+    );
+    lab.start_node(N2);
+    wait_digests_equal(&lab, Duration::from_secs(20), "after the resumed snapshot");
+    let all = snapshot_missing(&lab, N2);
+    assert_eq!(all.len(), 2, "two snapshots received: {all:?}");
+    println!(
+        "snapshot interrupted with {at_kill} message files stored: the first asked for {}, the resumed one for {}",
+        all[0], all[1]
+    );
+    assert!(
+        all[1] + at_kill.saturating_sub(5) <= all[0],
+        "the resumed snapshot asks only for what is still missing: {all:?}, {at_kill} stored"
+    );
+    node_2_serves_after_standby(
+        &mut lab,
+        want,
+        "node 2 serves every message after the resumed snapshot",
+    );
+}
+
+/// `tc -n NS ARGS`.
+fn ip_tc(ns: &str, args: &str) {
+    let out = Command::new("tc")
+        .args(["-n", ns])
+        .args(args.split_whitespace())
+        .output()
+        .expect("run tc");
+    assert!(
+        out.status.success(),
+        "tc -n {ns} {args}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -850,6 +968,8 @@ m.logout()
 const SEND_PY: &str = r#"
 import smtplib, sys, uuid
 host, n, tag, rcpt = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+pad = "x" * 76 + "\r\n"
+lines = int(sys.argv[5]) // len(pad) if len(sys.argv) > 5 else 0
 s = None
 for attempt in range(50):
     try:
@@ -864,7 +984,7 @@ for i in range(n):
     if tag.startswith("same"):
         mid = "<%s-%d@cliente.cluster.com.ec>" % (tag, i)
     msg = ("From: cliente@cluster.com.ec\r\nTo: %s\r\nSubject: %s %d\r\nMessage-ID: %s\r\n\r\n"
-           "body %s %d\r\n" % (rcpt, tag, i, mid, tag, i))
+           "body %s %d\r\n" % (rcpt, tag, i, mid, tag, i)) + pad * lines
     s.mail("cliente@cluster.com.ec")
     code, _ = s.rcpt(rcpt)
     assert code == 250, ("RCPT", code)

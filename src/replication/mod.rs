@@ -409,10 +409,18 @@ pub async fn start(ctx: Arc<Ctx>) -> Result<Option<Arc<Replication>>> {
 
 async fn release_loop(ctx: Arc<Ctx>, repl: Arc<Replication>) {
     let mut acked = repl.acked.subscribe();
+    let mut compacted = Instant::now();
     loop {
         let _ = tokio::time::timeout(Duration::from_millis(20), acked.changed()).await;
         let peer_dead = ctx.cluster.get().is_some_and(|c| !c.status().peer_alive);
         repl.release_pending(peer_dead);
+        // The active node drops what the peer acknowledged (the standby compacts
+        // while receiving, see `apply_stream`).
+        if ctx.store.is_writable() && compacted.elapsed() >= COMPACT_EVERY {
+            compacted = Instant::now();
+            let upto = *repl.acked.borrow();
+            compact(&ctx, &repl, upto).await;
+        }
     }
 }
 
@@ -507,16 +515,10 @@ async fn ship(ctx: &Ctx, repl: &Replication, connector: &tokio_rustls::TlsConnec
     let acks = tokio::spawn(read_acks(BufReader::new(r), repl.acked.clone()));
     let mut committed = repl.committed.subscribe();
     let mut at_end = false;
-    let mut compacted = Instant::now();
     let result: Result<()> = async {
         loop {
             if !ctx.store.is_writable() {
                 return Ok(());
-            }
-            if compacted.elapsed() >= COMPACT_EVERY {
-                compacted = Instant::now();
-                let acked = *repl.acked.borrow();
-                compact(ctx, repl, acked).await;
             }
             if acks.is_finished() {
                 bail!("the peer closed the channel");
