@@ -24,8 +24,10 @@
 //!   a node listening on 0.0.0.0 answers queries to the virtual IP correctly; UDP
 //!   sockets are also bound with IP_FREEBIND, so a listed address the node does not
 //!   hold yet can be bound.
-//! - Until replication (issue 6) copies the active node's zones, a node whose store
-//!   is closed for writes also serves its own `zones_dir` files.
+//! - A node whose store is closed for writes (the standby) serves the zones in its
+//!   store, which replication keeps equal to the active node's (they are reloaded
+//!   when a replicated change arrives), and its own `zones_dir` files only for zones
+//!   the store does not have yet.
 
 mod batch;
 mod forward;
@@ -203,10 +205,21 @@ pub async fn start(ctx: Arc<Ctx>) -> Result<()> {
         let dir = watch_ctx.cfg.dns.zones_dir.clone();
         let mut seen = scan(&dir);
         let mut writable = watch_ctx.store.is_writable();
+        let mut changes = watch_ctx.store.subscribe();
         loop {
             let reload = tokio::select! {
                 _ = tokio::time::sleep(POLL) => false,
                 _ = watch_ctx.dns_reload.notified() => true,
+                // A zone changed in the store (replicated to a standby, say).
+                c = changes.recv() => match c {
+                    Ok(crate::store::Change::Content { path }) => path.starts_with(CONTENT_PREFIX),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => true,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                        tokio::time::sleep(POLL).await;
+                        false
+                    }
+                    Ok(_) => false,
+                },
             };
             // Also import when this node becomes active.
             let (now_seen, now_writable) = (scan(&dir), watch_ctx.store.is_writable());

@@ -16,8 +16,8 @@
 //! - Frames: a 4-byte header length, a 4-byte body length, the JSON header
 //!   ([`Msg`]), the body (the op's blobs back to back). The standby says which ops it
 //!   holds as per-origin high-water marks ([`Msg::Marks`]); the active node starts
-//!   from the lowest log position any of them names and skips what the standby
-//!   holds, so a returning peer catches up from the log alone. Ops it skips are
+//!   just before its first op above them (for each origin of which it holds more)
+//!   and skips what the standby holds, so a returning peer catches up from the log. Ops it skips are
 //!   covered by a [`Msg::Pos`], so acknowledgements always reach the log's end.
 //! - The standby stores blobs first (their hash is their name: a wrong body is
 //!   refused), then applies up to 64 ops already received in one transaction, then
@@ -30,17 +30,21 @@
 //!   cluster reports as the node's health: a returning preferred node fails back only
 //!   after it has everything the peer accepted meanwhile.
 //! - Only a node whose store is open for writes (the active one) ships; a node
-//!   receiving ops while open for writes refuses them (both active: a split brain,
-//!   whose merge is not built yet).
-//!
-//! - A wiped standby has no marks, so it gets the whole log; the log is never
-//!   compacted yet, so that is a full rebuild.
-//!
-//! Not built yet (issue 6 continues): log compaction and a streamed, resumable
-//! snapshot resync for a log that no longer reaches back; the split-brain merge (a
-//! node receiving ops while active refuses them, see above); content block deltas
-//! and `clusterd content publish DIR`; draining ops already received before a
-//! takeover opens the store; the replication benchmarks.
+//!   receiving ops while open for writes refuses them (both are active: a split
+//!   brain; once one stands down, the channel's prelude merges, see [`resync`]).
+//! - Before the log streams ([`resync`]): if the standby holds ops the active node
+//!   lacks, they are merged on the active node (the split-brain merge) and the standby
+//!   takes a snapshot; if the standby lacks ops the log no longer holds (compacted:
+//!   the active node keeps `log_keep_ops` of what the peer acknowledged; a wiped
+//!   disk), it takes a snapshot too. Snapshots are streamed; their message files are
+//!   asked for only when missing, so an interrupted resync resumes.
+//! - Content files (`ContentPut` with the previous version as base) of 16 KiB or more
+//!   travel as block deltas ([`delta`]); a standby that cannot rebuild one asks for
+//!   whole files on its next channel.
+//! - A node becoming active first lets the receiver apply what already arrived
+//!   ([`Replication::drain`]), then opens its store.
+//! - Each side compacts its log: the active node up to what the peer acknowledged,
+//!   the standby what it holds once the prelude found nothing it alone has.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -1,0 +1,353 @@
+//! Replication benchmark (issue 6), in the network-namespace lab of
+//! `tests/cluster_lab` (two nodes, the private link a veth pair, the client on the LAN
+//! bridge). Prints figures; asserts only that the runs worked.
+//!
+//! 1. SMTP durable accepts per second at the VIP, `smtp-source -s 16 -m N -l 1024`
+//!    from the client (Debian package `postfix`): the active node without
+//!    replication (the single-node figure), then with `mode = "sync"` (every 250
+//!    waits for the peer's acknowledgement) and `mode = "async"`. During the
+//!    replicated runs `clusterd status` on node 1 is sampled every 50 ms: the lag is
+//!    how many log positions the peer's acknowledgement trails the last commit.
+//! 2. Bytes on the private link for a one-byte change in a 10 MB site file:
+//!    clusterd (`clusterd content publish`, the change travels as a block delta)
+//!    against rsync 3 (Debian package `rsync`, its daemon on node 2, the client on
+//!    node 1: the same update over the same link), both counted by the kernel's
+//!    interface counters of node 1's eth1 (both directions; heartbeats included for
+//!    clusterd).
+//!
+//! `cargo bench --bench replication` (root: namespaces). `BENCH_REPL_MESSAGES` sets N
+//! (default 3000). Every process is stopped by PID and the namespaces removed when
+//! the lab drops, also on failure.
+
+#[path = "../tests/cluster_lab/mod.rs"]
+mod cluster_lab;
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cluster_lab::*;
+
+const REPL_PORT: u16 = 7000;
+const USER: &str = "sistemas";
+const SESSIONS: u32 = 16;
+
+fn main() {
+    let n: u32 = std::env::var("BENCH_REPL_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3000);
+    for tool in ["smtp-source", "rsync", "ip"] {
+        common::require_tool(tool);
+    }
+    println!(
+        "smtp-source -s {SESSIONS} -m {n} -l 1024 from the client to the VIP; durable accepts per second"
+    );
+    let single = smtp_run(None, n);
+    println!("  one node (no replication):  {:>7.0} msg/s", single.rate);
+    let sync = smtp_run(Some("sync"), n);
+    println!(
+        "  two nodes, sync:            {:>7.0} msg/s = {:.2}x one node; lag behind the last commit: mean {:.1}, max {} positions",
+        sync.rate,
+        sync.rate / single.rate,
+        sync.lag_mean,
+        sync.lag_max
+    );
+    let asynch = smtp_run(Some("async"), n);
+    println!(
+        "  two nodes, async:           {:>7.0} msg/s = {:.2}x one node; lag: mean {:.1}, max {} positions",
+        asynch.rate,
+        asynch.rate / single.rate,
+        asynch.lag_mean,
+        asynch.lag_max
+    );
+    content_bytes();
+}
+
+struct SmtpRun {
+    rate: f64,
+    lag_mean: f64,
+    lag_max: u64,
+}
+
+/// A lab with one account on node 1; `mode`: replication's mode, none without it.
+fn lab_with(mode: Option<&str>, extra: &str) -> Lab {
+    let lab = Lab::new();
+    for node in [N1, N2] {
+        let mut text = format!("{}\n{extra}\n", lab.config_text(node));
+        if let Some(mode) = mode {
+            text.push_str(&format!(
+                "[replication]\nlisten = \"{}:{REPL_PORT}\"\npeer = \"{}:{REPL_PORT}\"\nmode = \"{mode}\"\n",
+                node.private_ip(),
+                node.peer().private_ip()
+            ));
+        }
+        lab.set_config(node, &text);
+    }
+    let mut cmd = Command::new(common::bin());
+    cmd.args(["user", "add", USER, "--password-stdin", "--config"])
+        .arg(lab.config_path(N1));
+    common::assert_ok(
+        &common::run_with_stdin(cmd, Some("benchpw\n")),
+        "clusterd user add",
+    );
+    lab
+}
+
+fn smtp_run(mode: Option<&str>, n: u32) -> SmtpRun {
+    let mut lab = lab_with(mode, "");
+    lab.start_cluster();
+    if mode.is_some() {
+        // Node 2 holds node 1's log (its TLS identity included) before the run.
+        lab.expect_within(
+            Instant::now(),
+            Duration::from_secs(10),
+            "node 2 caught up",
+            |l| l.log(N2).contains("caught up with the active node"),
+        );
+    }
+    smtp_source(&lab, 200); // warm-up
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (stop, config) = (stop.clone(), lab.config_path(N1));
+        let ns = lab.ns(N1);
+        std::thread::spawn(move || {
+            let mut lags = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let out = Command::new("ip")
+                    .args(["netns", "exec", &ns])
+                    .arg(common::bin())
+                    .args(["status", "--config"])
+                    .arg(&config)
+                    .stdin(Stdio::null())
+                    .output();
+                if let Ok(out) = out
+                    && let Some(lag) = lag_of(&String::from_utf8_lossy(&out.stdout))
+                {
+                    lags.push(lag);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            lags
+        })
+    };
+    let secs = smtp_source(&lab, n);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let lags = sampler.join().expect("sampler");
+    if mode.is_some() {
+        // Everything acknowledged reached the peer: the stores end equal.
+        lab.expect_within(
+            Instant::now(),
+            Duration::from_secs(30),
+            "both stores equal after the run",
+            |l| {
+                let d = |n| String::from_utf8_lossy(&l.cli(n, &["digest"]).stdout).into_owned();
+                d(N1) == d(N2)
+            },
+        );
+    }
+    SmtpRun {
+        rate: n as f64 / secs,
+        lag_mean: if lags.is_empty() {
+            0.0
+        } else {
+            lags.iter().sum::<u64>() as f64 / lags.len() as f64
+        },
+        lag_max: lags.iter().copied().max().unwrap_or(0),
+    }
+}
+
+/// "committed seq X, peer acknowledged Y" → X - Y.
+fn lag_of(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("replication:"))?;
+    let num = |key: &str| -> Option<u64> {
+        let at = line.find(key)? + key.len();
+        line[at..]
+            .trim_start()
+            .split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    };
+    Some(num("committed seq")?.saturating_sub(num("peer acknowledged")?))
+}
+
+/// smtp-source from the client to the VIP; the wall time in seconds.
+fn smtp_source(lab: &Lab, n: u32) -> f64 {
+    let t0 = Instant::now();
+    let out = Command::new("ip")
+        .args(["netns", "exec", &lab.client_ns(), "smtp-source"])
+        .args([
+            "-s",
+            &SESSIONS.to_string(),
+            "-m",
+            &n.to_string(),
+            "-l",
+            "1024",
+        ])
+        .args([
+            "-f",
+            "cliente@cluster.com.ec",
+            "-t",
+            &format!("{USER}@cluster.com.ec"),
+        ])
+        .args(["-M", "cliente.cluster.com.ec", &format!("{VIP}:25")])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run smtp-source");
+    let secs = t0.elapsed().as_secs_f64();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "smtp-source failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    secs
+}
+
+fn link_bytes(lab: &Lab) -> u64 {
+    let out = ip(&lab.ns(N1), "-s -j link show eth1");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("ip -j output");
+    let s = &v[0]["stats64"];
+    s["tx"]["bytes"].as_u64().unwrap() + s["rx"]["bytes"].as_u64().unwrap()
+}
+
+/// A file that does not compress.
+fn noise(size: usize) -> Vec<u8> {
+    let mut data = Vec::with_capacity(size);
+    let mut x: u64 = 0x2545f4914f6cdd1d;
+    while data.len() < size {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        data.extend_from_slice(&x.to_le_bytes());
+    }
+    data.truncate(size);
+    data
+}
+
+fn content_bytes() {
+    const SIZE: usize = 10 << 20;
+    let mut lab = lab_with(Some("sync"), "");
+    lab.start_cluster();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let site = dir.path().join("site");
+    std::fs::create_dir_all(&site).unwrap();
+    let mut data = noise(SIZE);
+    std::fs::write(site.join("big.bin"), &data).unwrap();
+    let publish = |lab: &Lab| {
+        let out = lab.cli(N1, &["content", "publish", site.to_str().unwrap()]);
+        common::assert_ok(&out, "clusterd content publish");
+    };
+    let equal = |lab: &Lab| {
+        lab.expect_within(
+            Instant::now(),
+            Duration::from_secs(30),
+            "both stores equal",
+            |l| {
+                let d = |n| String::from_utf8_lossy(&l.cli(n, &["digest"]).stdout).into_owned();
+                d(N1) == d(N2)
+            },
+        );
+    };
+    publish(&lab);
+    equal(&lab);
+    data[SIZE / 2] ^= 0x5a;
+    std::fs::write(site.join("big.bin"), &data).unwrap();
+    let before = link_bytes(&lab);
+    publish(&lab);
+    equal(&lab);
+    let clusterd = link_bytes(&lab) - before;
+
+    // rsync 3: a daemon on node 2 with a module, the client on node 1, the same update.
+    let dest = dir.path().join("rsync-dest");
+    std::fs::create_dir_all(&dest).unwrap();
+    let conf = dir.path().join("rsyncd.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "pid file = {}\nuse chroot = no\n[site]\npath = {}\nread only = no\nuid = root\ngid = root\n",
+            dir.path().join("rsyncd.pid").display(),
+            dest.display()
+        ),
+    )
+    .unwrap();
+    let mut daemon = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.ns(N2),
+            "rsync",
+            "--daemon",
+            "--no-detach",
+        ])
+        .arg(format!("--config={}", conf.display()))
+        .args(["--address", N2.private_ip(), "--port", "8730"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start rsync --daemon");
+    let _guard = KillOnDrop(&mut daemon);
+    std::thread::sleep(Duration::from_millis(500));
+    let src = dir.path().join("rsync-src");
+    std::fs::create_dir_all(&src).unwrap();
+    let mut old = data.clone();
+    old[SIZE / 2] ^= 0x5a;
+    std::fs::write(src.join("big.bin"), &old).unwrap();
+    let push = || {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &lab.ns(N1), "rsync", "-a", "--stats"])
+            .arg(src.join("big.bin"))
+            .arg(format!("rsync://{}:8730/site/", N2.private_ip()))
+            .stdin(Stdio::null())
+            .output()
+            .expect("run rsync");
+        common::assert_ok(&out, "rsync to node 2")
+    };
+    push();
+    std::fs::write(src.join("big.bin"), &data).unwrap();
+    let before = link_bytes(&lab);
+    let stats = push();
+    let rsync = link_bytes(&lab) - before;
+    assert_eq!(
+        std::fs::read(dest.join("big.bin")).unwrap(),
+        data,
+        "rsync copied the new file"
+    );
+    let line = |key: &str| {
+        stats
+            .lines()
+            .find(|l| l.starts_with(key))
+            .unwrap_or("")
+            .to_string()
+    };
+    println!(
+        "one byte changed in a 10 MiB file, bytes on node 1's private link (both directions):"
+    );
+    println!(
+        "  clusterd (block delta over TLS, heartbeats included): {clusterd:>8} ({:.3}% of the file)",
+        clusterd as f64 * 100.0 / SIZE as f64
+    );
+    println!(
+        "  rsync 3 (daemon protocol, plain TCP):                 {rsync:>8} ({:.3}% of the file; {}, {})",
+        rsync as f64 * 100.0 / SIZE as f64,
+        line("Total bytes sent"),
+        line("Total bytes received")
+    );
+    println!(
+        "  ratio clusterd / rsync: {:.2}",
+        clusterd as f64 / rsync as f64
+    );
+}
+
+struct KillOnDrop<'a>(&'a mut std::process::Child);
+
+impl Drop for KillOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
