@@ -786,7 +786,8 @@ async fn receive(
         &[],
     )
     .await?;
-    let mut s = BufReader::new(tls);
+    // Large enough that a batch takes many ops already received.
+    let mut s = BufReader::with_capacity(1 << 20, tls);
     resync::prelude(ctx, repl, &mut s).await?;
     tracing::info!(peer = %repl.peer, "replication: receiving from the peer");
     repl.connected_in.store(true, Ordering::SeqCst);
@@ -804,6 +805,7 @@ async fn apply_stream<S: AsyncRead + AsyncWrite + Unpin>(
     let mut compacted = Instant::now();
     loop {
         let mut batch = Vec::new();
+        let mut bodies: Vec<(Vec<BlobRef>, Vec<u8>)> = Vec::new();
         let mut last = 0u64;
         // One frame (waiting), then whatever is already buffered.
         loop {
@@ -816,7 +818,9 @@ async fn apply_stream<S: AsyncRead + AsyncWrite + Unpin>(
             *repl.last_received.lock().unwrap() = Instant::now();
             match msg {
                 Msg::Op { op, blobs } => {
-                    store_blobs(ctx, repl, &blobs, &body).await?;
+                    if !blobs.is_empty() {
+                        bodies.push((blobs, body));
+                    }
                     last = op.seq;
                     batch.push(op);
                 }
@@ -837,6 +841,13 @@ async fn apply_stream<S: AsyncRead + AsyncWrite + Unpin>(
             repl.applying.store(false, Ordering::SeqCst);
             bail!("this node became active: no more ops from the peer");
         }
+        // The batch's message files, written (and fsynced) side by side.
+        futures::future::try_join_all(
+            bodies
+                .iter()
+                .map(|(refs, body)| store_blobs(ctx, repl, refs, body)),
+        )
+        .await?;
         if !batch.is_empty() {
             let r = ctx.store.apply_replicated(batch).await;
             *repl.last_received.lock().unwrap() = Instant::now();
