@@ -695,3 +695,52 @@ fn webmail_is_mounted_under_its_prefix() {
     // /webmailx is not the webmail.
     assert_eq!(curl(&[&http(&node, "/webmailx")]).status, 404);
 }
+
+#[test]
+fn content_publish_makes_the_site_what_a_directory_holds() {
+    let node = Node::start();
+    let site = node.dir.path().join("site");
+    std::fs::create_dir_all(site.join("docs")).unwrap();
+    std::fs::write(site.join("index.html"), "<h1>published</h1>").unwrap();
+    std::fs::write(site.join("docs/a.txt"), "first").unwrap();
+    std::fs::write(site.join(".secret"), "not for the web").unwrap();
+    let publish = || {
+        let out = node.cli(&["content", "publish", common::s(&site)], None);
+        common::assert_ok(&out, "clusterd content publish")
+    };
+    // The default content's other files go: the site is the directory.
+    let first = publish();
+    assert!(first.contains("2 stored"), "{first}");
+    assert!(first.contains("removed www/"), "{first}");
+    eventually("the published index", || {
+        curl(&[&http(&node, "/")]).text() == "<h1>published</h1>"
+    });
+    assert_eq!(curl(&[&http(&node, "/docs/a.txt")]).text(), "first");
+    assert_eq!(curl(&[&http(&node, "/.secret")]).status, 404);
+    // Again unchanged: nothing is written.
+    let again = publish();
+    assert!(
+        again.contains("0 stored, 0 removed, 2 unchanged"),
+        "{again}"
+    );
+    // A changed file and a removed one.
+    std::fs::write(site.join("docs/a.txt"), "second").unwrap();
+    std::fs::remove_file(site.join("index.html")).unwrap();
+    let third = publish();
+    assert!(
+        third.contains("1 stored, 1 removed, 0 unchanged"),
+        "{third}"
+    );
+    eventually("the changed file", || {
+        curl(&[&http(&node, "/docs/a.txt")]).text() == "second"
+    });
+    assert_eq!(curl(&[&http(&node, "/index.html")]).status, 404);
+    // A directory that does not exist is an error that names it.
+    let out = node.cli(&["content", "publish", "/nonexistent/site"], None);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("/nonexistent/site"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
