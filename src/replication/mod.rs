@@ -595,6 +595,9 @@ async fn start_position(ctx: &Ctx, marks: &HashMap<String, u64>) -> Result<u64> 
     })
 }
 
+/// Connections the standby lets prove themselves at once; more are dropped.
+const PRE_AUTH_MAX: usize = 8;
+
 /// [`Replication::drain`]: the longest wait, and the quiet time that ends it.
 const DRAIN_MAX: Duration = Duration::from_secs(1);
 const DRAIN_QUIET: Duration = Duration::from_millis(30);
@@ -720,6 +723,8 @@ async fn accept_loop(
     acceptor: tokio_rustls::TlsAcceptor,
 ) {
     let current: Arc<Mutex<Option<tokio::task::AbortHandle>>> = Arc::default();
+    // Connections still proving themselves (each has 5 s for TLS and 5 s for its MAC).
+    let pre_auth = Arc::new(tokio::sync::Semaphore::new(PRE_AUTH_MAX));
     loop {
         let (tcp, from) = match listener.accept().await {
             Ok(x) => x,
@@ -729,13 +734,17 @@ async fn accept_loop(
                 continue;
             }
         };
+        let Ok(permit) = pre_auth.clone().try_acquire_owned() else {
+            tracing::warn!(%from, "replication: too many unauthenticated connections; dropped");
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         let (ctx, repl, acceptor, current2) =
             (ctx.clone(), repl.clone(), acceptor.clone(), current.clone());
         let (me_tx, me_rx) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(async move {
             let Ok(me) = me_rx.await else { return };
-            match receive(&ctx, &repl, &acceptor, tcp, me, &current2).await {
+            match receive(&ctx, &repl, &acceptor, tcp, me, &current2, permit).await {
                 Ok(()) => tracing::info!(%from, "replication: the peer closed the channel"),
                 Err(e) => {
                     tracing::warn!(%from, error = %format!("{e:#}"), "replication: channel refused or ended")
@@ -753,6 +762,7 @@ async fn receive(
     tcp: tokio::net::TcpStream,
     me: tokio::task::AbortHandle,
     current: &Mutex<Option<tokio::task::AbortHandle>>,
+    pre_auth: tokio::sync::OwnedSemaphorePermit,
 ) -> Result<()> {
     let mut tls = tokio::time::timeout(Duration::from_secs(5), acceptor.accept(tcp))
         .await
@@ -765,6 +775,7 @@ async fn receive(
     )?;
     repl.authenticate(&mut tls, &exporter, "standby", "active")
         .await?;
+    drop(pre_auth);
     if ctx.store.is_writable() {
         bail!("the peer ships ops but this node is active too (split brain): refused");
     }

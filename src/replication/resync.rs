@@ -84,11 +84,11 @@ pub(super) async fn merge_divergent<S: AsyncRead + AsyncWrite + Unpin>(
         }
     );
     tracing::warn!(peer = %repl.peer, ?report, "replication: split brain {words}");
-    *repl.last_merge.lock().unwrap() = Some(format!("{} {words}", chrono_now()));
+    *repl.last_merge.lock().unwrap() = Some(format!("{} {words}", now_text()));
     Ok(())
 }
 
-fn chrono_now() -> String {
+fn now_text() -> String {
     httpdate::fmt_http_date(std::time::SystemTime::now())
 }
 
