@@ -54,6 +54,7 @@ fn main() {
         sync.lag_mean,
         sync.lag_max
     );
+    println!("    ({}, warm-up included)", sync.ack_wait);
     let asynch = smtp_run(Some("async"), n);
     println!(
         "  two nodes, async:           {:>7.0} msg/s = {:.2}x one node; lag: mean {:.1}, max {} positions",
@@ -69,6 +70,8 @@ struct SmtpRun {
     rate: f64,
     lag_mean: f64,
     lag_max: u64,
+    /// `clusterd status`'s line on how long sync commits waited for the peer.
+    ack_wait: String,
 }
 
 /// A lab with one account on node 1; `mode`: replication's mode, none without it.
@@ -135,6 +138,12 @@ fn smtp_run(mode: Option<&str>, n: u32) -> SmtpRun {
     let secs = smtp_source(&lab, n);
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let lags = sampler.join().expect("sampler");
+    let status = lab.status(N1).text;
+    let ack_wait = status
+        .lines()
+        .find(|l| l.contains("waited for the peer"))
+        .map(|l| l.trim().to_string())
+        .unwrap_or_default();
     if mode.is_some() {
         // Everything acknowledged reached the peer: the stores end equal.
         lab.expect_within(
@@ -155,6 +164,7 @@ fn smtp_run(mode: Option<&str>, n: u32) -> SmtpRun {
             lags.iter().sum::<u64>() as f64 / lags.len() as f64
         },
         lag_max: lags.iter().copied().max().unwrap_or(0),
+        ack_wait,
     }
 }
 

@@ -283,6 +283,14 @@ async fn dispatch(cmd: Cmd) -> Result<()> {
                         "             {} byte(s) sent, {} received; {} snapshot(s) sent, {} installed",
                         r.bytes_sent, r.bytes_received, r.snapshots_sent, r.snapshots_installed
                     );
+                    if r.acks_waited > 0 {
+                        println!(
+                            "             {} sync commit(s) waited for the peer: mean {:.1} ms, longest {:.1} ms",
+                            r.acks_waited,
+                            r.ack_wait_mean_us as f64 / 1000.0,
+                            r.ack_wait_max_us as f64 / 1000.0
+                        );
+                    }
                     if let Some(m) = &r.last_merge {
                         println!("last merge:  {m}");
                     }

@@ -176,6 +176,14 @@ pub struct ReplicationStatus {
     /// The last split-brain merge this node did, in words.
     #[serde(default)]
     pub last_merge: Option<String>,
+    /// Sync commits released by the peer's acknowledgement: how many, and the mean
+    /// and longest time they waited for it (microseconds).
+    #[serde(default)]
+    pub acks_waited: u64,
+    #[serde(default)]
+    pub ack_wait_mean_us: u64,
+    #[serde(default)]
+    pub ack_wait_max_us: u64,
 }
 
 type Release = Box<dyn FnOnce() + Send>;
@@ -204,6 +212,8 @@ pub struct Replication {
     /// applying now ([`Replication::drain`]).
     last_received: Mutex<Instant>,
     applying: AtomicBool,
+    /// Sync commits released by an acknowledgement: (count, total µs, longest µs).
+    ack_waits: Mutex<(u64, u64, u64)>,
 }
 
 /// Frame bytes written and read by this process (both directions of every channel).
@@ -226,6 +236,7 @@ impl CommitBarrier for Replication {
 
 impl Replication {
     pub fn status(&self) -> ReplicationStatus {
+        let waits = *self.ack_waits.lock().unwrap();
         ReplicationStatus {
             mode: match self.cfg.mode {
                 ReplicationMode::Sync => "sync".into(),
@@ -243,6 +254,9 @@ impl Replication {
             snapshots_sent: self.snapshots_sent.load(Ordering::SeqCst),
             snapshots_installed: self.snapshots_installed.load(Ordering::SeqCst),
             last_merge: self.last_merge.lock().unwrap().clone(),
+            acks_waited: waits.0,
+            ack_wait_mean_us: waits.1.checked_div(waits.0).unwrap_or(0),
+            ack_wait_max_us: waits.2,
         }
     }
 
@@ -253,9 +267,16 @@ impl Replication {
         let mut ready = Vec::new();
         {
             let mut q = self.pending.lock().unwrap();
+            let mut waits = self.ack_waits.lock().unwrap();
             while q.front().is_some_and(|(seq, _, _)| *seq <= acked) {
-                ready.push(q.pop_front().unwrap().2);
+                let (_, since, release) = q.pop_front().unwrap();
+                let us = since.elapsed().as_micros() as u64;
+                waits.0 += 1;
+                waits.1 += us;
+                waits.2 = waits.2.max(us);
+                ready.push(release);
             }
+            drop(waits);
             let overdue = q.front().is_some_and(|(_, t, _)| t.elapsed() >= timeout);
             if (overdue || peer_dead) && !q.is_empty() {
                 if !self.degraded.swap(true, Ordering::SeqCst) {
@@ -394,6 +415,7 @@ pub async fn start(ctx: Arc<Ctx>) -> Result<Option<Arc<Replication>>> {
         last_merge: Mutex::new(None),
         last_received: Mutex::new(Instant::now()),
         applying: AtomicBool::new(false),
+        ack_waits: Mutex::new((0, 0, 0)),
     });
     ctx.store.set_commit_barrier(repl.clone());
 
