@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds the appliance image: target/image/clusterd.raw (plus clusterd.raw.zst for
-# distribution). Steps: host packages (mkosi 24 from bookworm-backports; needs root
+# Builds the appliance image: target/image/clusterd.raw (plus clusterd.raw.zst and
+# clusterd.raw.bmap for distribution and flashing). Steps: host packages (mkosi 24 from bookworm-backports; needs root
 # on the first run), the release binary, the image's package sources derived from
 # this machine's own apt sources (nothing committed names a mirror), mkosi.
 #
@@ -62,6 +62,8 @@ mkosi --incremental=yes "${force[@]}" -f build
 
 out=target/image/clusterd.raw
 zstd -q -T0 -10 -f "$out" -o "$out.zst"
+# For `bmaptool copy`: writes only the blocks that hold data.
+bmaptool -q create -o "$out.bmap" "$out"
 t1=$(date +%s)
 raw=$(stat -c %s "$out")
 zst=$(stat -c %s "$out.zst")

@@ -27,7 +27,6 @@ if [ -z "$mirror" ]; then
   echo "image/host-packages.sh: no Debian mirror found in /etc/apt/sources*" >&2
   exit 1
 fi
-printf '%s\n' "$mirror"
 
 installed() {
   local p
