@@ -31,6 +31,7 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -126,6 +127,56 @@ impl Forwards {
              hostfwd=tcp:127.0.0.1:{}-{VIP}:25,hostfwd=tcp:127.0.0.1:{}-{VIP}:143",
             self.http, self.dns, self.smtp, self.imap
         )
+    }
+}
+
+/// The null-modem cable between the two ttyS0: each VM's UDP chardev talks to its
+/// own end of a relay on 127.0.0.1 that passes the bytes on to the other VM. The
+/// relay's sockets are unconnected, so a VM that dies (power lost) leaves the other
+/// one's line silent, as a real cable does, instead of making its socket fail.
+struct SerialCable {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl SerialCable {
+    /// `vm_ports`: the VMs' own chardev ports; returns the cable and the relay port
+    /// each VM sends to.
+    fn new(vm_ports: (u16, u16)) -> (SerialCable, (u16, u16)) {
+        let a = UdpSocket::bind("127.0.0.1:0").expect("bind relay");
+        let b = UdpSocket::bind("127.0.0.1:0").expect("bind relay");
+        let ends = (
+            a.local_addr().unwrap().port(),
+            b.local_addr().unwrap().port(),
+        );
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+        for (from, to, dest) in [
+            (a.try_clone().unwrap(), b.try_clone().unwrap(), vm_ports.1),
+            (b, a, vm_ports.0),
+        ] {
+            let stop = stop.clone();
+            from.set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            threads.push(std::thread::spawn(move || {
+                let mut buf = [0u8; 65536];
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok((n, _)) = from.recv_from(&mut buf) {
+                        let _ = to.send_to(&buf[..n], ("127.0.0.1", dest));
+                    }
+                }
+            }));
+        }
+        (SerialCable { stop, threads }, ends)
+    }
+}
+
+impl Drop for SerialCable {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
     }
 }
 
@@ -236,11 +287,11 @@ impl Console {
             }
             self.send(&format!("{ROOT_PASSWORD}\n"));
             if self.expect("root@", Duration::from_secs(30)) {
-                // A plain, quiet shell: no echo, no prompt, no bracketed paste, no kernel
-                // messages.
+                // A plain, quiet shell: no echo, no prompt, no bracketed paste, only
+                // kernel warnings and worse.
                 self.send(
                     "stty -echo; bind 'set enable-bracketed-paste off' 2>/dev/null; \
-                     dmesg -n 1; export SYSTEMD_PAGER= SYSTEMD_COLORS=0 TERM=dumb; PS1=''\n",
+                     dmesg -n 4; export SYSTEMD_PAGER= SYSTEMD_COLORS=0 TERM=dumb; PS1=''\n",
                 );
                 let (_, code) = self.sh("true", Duration::from_secs(30));
                 assert_eq!(code, 0, "{}: shell after login", self.name);
@@ -378,7 +429,8 @@ struct VmSpec<'a> {
     smbios_credentials: Vec<(String, String)>,
     eth0_mac: &'a str,
     eth1_mac: &'a str,
-    /// eth1 (dgram) and ttyS0 (udp chardev): (local port, remote port).
+    /// eth1 (dgram): (local port, the other VM's port); ttyS0 (udp chardev): (local
+    /// port, the serial cable's relay port).
     link_ports: (u16, u16),
     serial_ports: (u16, u16),
 }
@@ -702,6 +754,7 @@ fn image_builds_boots_both_nodes_and_fails_over() {
     );
 
     let (link1, link2, hb1, hb2) = (free_port(), free_port(), free_port(), free_port());
+    let (_cable, (relay1, relay2)) = SerialCable::new((hb1, hb2));
 
     // ---- node 1 alone -----------------------------------------------------------
     let mut n1 = start_vm(VmSpec {
@@ -723,7 +776,7 @@ fn image_builds_boots_both_nodes_and_fails_over() {
         eth0_mac: "02:00:0a:00:00:01",
         eth1_mac: "02:00:c0:a8:01:01",
         link_ports: (link1, link2),
-        serial_ports: (hb1, hb2),
+        serial_ports: (hb1, relay1),
     });
     let serving1 = wait_serving(&mut n1, Duration::from_secs(300));
     println!(
@@ -824,14 +877,15 @@ fn image_builds_boots_both_nodes_and_fails_over() {
         uefi: false,
         kernel_args: format!(
             "console=ttyS1,115200n8 root=PARTLABEL=root-x86-64 rw net.ifnames=0 \
-             systemd.firstboot=off systemd.set_credential=clusterd.key:{key} \
+             systemd.firstboot=off sysctl.kernel.hung_task_timeout_secs=15 \
+             systemd.set_credential=clusterd.key:{key} \
              systemd.set_credential=passwd.plaintext-password.root:{ROOT_PASSWORD}"
         ),
         smbios_credentials: vec![],
         eth0_mac: "02:00:0a:00:00:02",
         eth1_mac: "02:00:c0:a8:01:02",
         link_ports: (link2, link1),
-        serial_ports: (hb2, hb1),
+        serial_ports: (hb2, relay2),
     });
     n2.console.login(Duration::from_secs(300));
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -839,15 +893,22 @@ fn image_builds_boots_both_nodes_and_fails_over() {
         let (st, _) = n2
             .console
             .sh("clusterd status 2>&1", Duration::from_secs(60));
-        if st
+        let standby = st
             .lines()
-            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["role:", "standby"])
-        {
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["role:", "standby"]);
+        // Heartbeats arrive over both media: the private link and the serial cable.
+        let media_heard = ["medium:      udp ", "medium:      serial "]
+            .iter()
+            .all(|m| {
+                st.lines()
+                    .any(|l| l.starts_with(m) && l.contains("last heartbeat"))
+            });
+        if standby && media_heard {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "clusternodo2 did not become standby; status:\n{st}"
+            "clusternodo2 did not become standby hearing node 1 on both media; status:\n{st}"
         );
         std::thread::sleep(Duration::from_secs(2));
     }
