@@ -25,6 +25,9 @@
 //! Only one pair of VMs runs at a time (this is the only test here). The test prints
 //! the image sizes, the build time and the boot-to-serving times.
 
+mod common;
+
+use common::{assert_ok, require_tool};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::os::unix::net::UnixStream;
@@ -47,20 +50,6 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn require_tool(name: &str) {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {name}"))
-        .stdout(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(
-        found,
-        "required tool `{name}` is not installed (.ci/run installs it; ./image/host-packages.sh the image's)"
-    );
-}
-
 /// A free port on 127.0.0.1 for both TCP and UDP (bind and release).
 fn free_port() -> u16 {
     for _ in 0..100 {
@@ -81,14 +70,7 @@ fn run(cmd: &mut Command, what: &str) -> String {
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("{what}: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    assert_ok(&out, what)
 }
 
 fn random_hex(bytes: usize) -> String {
