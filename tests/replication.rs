@@ -112,7 +112,11 @@ fn send_sized(lab: &Lab, host: &str, tag: &str, n: usize, size: usize) -> Vec<St
 
 /// The Message-IDs in the INBOX, read over IMAP on the VIP from the client.
 fn imap_ids_from_client(lab: &Lab) -> Vec<String> {
-    let out = python_in(&lab.client_ns(), IMAP_BODIES_PY, &[VIP, USER, PASSWORD]);
+    let out = python_in(
+        &lab.client_ns(),
+        &imap_script(IMAP_BODIES_PY),
+        &[VIP, USER, PASSWORD],
+    );
     let text = common::assert_ok(&out, "reading the INBOX over IMAP from the client");
     text.lines()
         .filter_map(|l| l.split(' ').next().map(str::to_string))
@@ -248,7 +252,11 @@ fn no_acknowledged_message_is_lost_when_the_active_node_dies_mid_run() {
     let retried = acked.iter().filter(|a| a.2).count();
     println!("{total} acknowledged, {retried} after a retry");
 
-    let out = python_in(&lab.client_ns(), IMAP_BODIES_PY, &[VIP, USER, PASSWORD]);
+    let out = python_in(
+        &lab.client_ns(),
+        &imap_script(IMAP_BODIES_PY),
+        &[VIP, USER, PASSWORD],
+    );
     let listing = common::assert_ok(&out, "reading the INBOX on node 2");
     let mut held: std::collections::HashMap<String, Vec<String>> = Default::default();
     for l in listing.lines() {
@@ -389,7 +397,7 @@ fn node_2_serves_after_standby(lab: &mut Lab, mut want: Vec<String>, what: &str)
 fn imap_do(lab: &Lab, host: &str, cmd: &[&str]) -> String {
     let mut args = vec![host, USER, PASSWORD];
     args.extend_from_slice(cmd);
-    let out = python_in(&lab.client_ns(), IMAP_DO_PY, &args);
+    let out = python_in(&lab.client_ns(), &imap_script(IMAP_DO_PY), &args);
     common::assert_ok(&out, &format!("IMAP {cmd:?} on {host}"))
 }
 
@@ -787,20 +795,7 @@ with urllib.request.urlopen(sys.argv[1], timeout=5) as r:
 const IMAP_DO_PY: &str = r#"
 import imaplib, re, ssl, sys, time
 host, user, pw, cmd = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
-m, last = None, None
-for attempt in range(100):
-    try:
-        m = imaplib.IMAP4(host, 143, timeout=10)
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        m.starttls(ssl_context=ctx)
-        m.login(user, pw)
-        break
-    except Exception as e:
-        last, m = e, None
-        time.sleep(0.1)
-assert m is not None, "no IMAP login on %s: %r" % (host, last)
+m = login(host, user, pw)
 if cmd[0] == "uidvalidity":
     typ, data = m.status("INBOX", "(UIDVALIDITY)")
     assert typ == "OK", data
@@ -933,24 +928,36 @@ if failed:
     sys.exit(1)
 "#;
 
+/// Python: `login(host, user, pw)` over STARTTLS on 143, retried for ~10 s (the VIP
+/// may be moving); prepended to the IMAP scripts below ([`imap_script`]).
+const IMAP_LOGIN_PY: &str = r#"
+import imaplib, ssl, time
+def login(host, user, pw):
+    last = None
+    for attempt in range(100):
+        try:
+            m = imaplib.IMAP4(host, 143, timeout=10)
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            m.starttls(ssl_context=ctx)
+            m.login(user, pw)
+            return m
+        except Exception as e:
+            last = e
+            time.sleep(0.1)
+    raise AssertionError("no IMAP login on %s: %r" % (host, last))
+"#;
+
+fn imap_script(body: &str) -> String {
+    format!("{IMAP_LOGIN_PY}{body}")
+}
+
 /// argv: host user password. Prints "<message-id> <sha256 of body>" per message.
 const IMAP_BODIES_PY: &str = r#"
 import email, hashlib, imaplib, ssl, sys, time
 host, user, pw = sys.argv[1:4]
-m, last = None, None
-for attempt in range(100):
-    try:
-        m = imaplib.IMAP4(host, 143, timeout=10)
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        m.starttls(ssl_context=ctx)
-        m.login(user, pw)
-        break
-    except Exception as e:
-        last, m = e, None
-        time.sleep(0.1)
-assert m is not None, "no IMAP login on the VIP: %r" % (last,)
+m = login(host, user, pw)
 typ, _ = m.select("INBOX", readonly=True)
 assert typ == "OK", typ
 typ, data = m.uid("FETCH", "1:*", "(BODY.PEEK[])")
