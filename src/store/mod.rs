@@ -15,6 +15,12 @@
 //!   trust the payload.
 //! - Reads go through a small pool of read-only connections (WAL readers never block
 //!   the writer).
+//! - Replication's side: ops another node committed apply verbatim
+//!   ([`Store::apply_replicated`]); the `marks` table remembers, per origin, what is
+//!   held although no longer in the log (compacted, installed, merged), and log
+//!   positions never go back (`seq_floor`). A split-brain merge replays the peer's
+//!   divergent ops as local ones ([`merge`]); a snapshot replaces the content
+//!   ([`snapshot`]).
 
 pub mod op;
 pub mod types;
