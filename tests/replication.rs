@@ -292,9 +292,9 @@ fn a_returning_standby_catches_up_from_the_log() {
 
     lab.stop_node(N2);
     let t0 = Instant::now();
-    send_from_client(&lab, "standby-down", 100);
+    send_from_client(&lab, "standby-down", 500);
     println!(
-        "100 messages accepted with the standby down in {} ms",
+        "500 messages accepted with the standby down in {} ms",
         t0.elapsed().as_millis()
     );
     let st = status_text(&lab, N1);
