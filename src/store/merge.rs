@@ -392,27 +392,16 @@ impl Merge<'_> {
                     self.put(commit, op.clone())?;
                 }
             }
-            Op::ContentPut {
-                path,
-                blob,
-                size,
-                mtime,
-                ..
-            } => {
+            Op::ContentPut { path, blob, .. } => {
                 if Ours::newer(&self.ours.content, path, hlc) {
                     self.report.skipped += 1;
                 } else {
-                    let base = apply::content_blob(tx, path)?.filter(|b| b != blob);
-                    self.put(
-                        commit,
-                        Op::ContentPut {
-                            path: path.clone(),
-                            blob: blob.clone(),
-                            size: *size,
-                            mtime: *mtime,
-                            base,
-                        },
-                    )?;
+                    // The delta base is what this node holds for the path now.
+                    let mut op = op.clone();
+                    if let Op::ContentPut { base, .. } = &mut op {
+                        *base = apply::content_blob(tx, path)?.filter(|b| b != blob);
+                    }
+                    self.put(commit, op)?;
                 }
             }
             Op::ContentDelete { path } => {

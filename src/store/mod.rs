@@ -957,16 +957,7 @@ impl Store {
     /// (compacted, installed by a snapshot, replayed by a merge): a peer below it
     /// cannot catch up from the log.
     pub async fn baseline(&self) -> Result<Vec<(String, u64)>> {
-        self.read(|conn| {
-            let mut st = conn.prepare("SELECT origin, origin_seq FROM marks ORDER BY origin")?;
-            let rows = st
-                .query_map([], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
-                })?
-                .collect::<std::result::Result<Vec<_>, _>>()?;
-            Ok(rows)
-        })
-        .await
+        self.read(snapshot::baseline).await
     }
 
     /// The first log position holding an op of `origin` above `origin_seq`.

@@ -62,12 +62,23 @@ fn columns(conn: &Connection, table: &str) -> Result<Vec<String>> {
 
 /// Per origin, the highest origin_seq held (log and marks).
 pub fn marks(conn: &Connection) -> Result<Vec<(String, u64)>> {
-    let mut st = conn.prepare(
+    origin_seqs(
+        conn,
         "SELECT origin, max(s) FROM (
              SELECT origin, max(origin_seq) AS s FROM oplog GROUP BY origin
              UNION ALL SELECT origin, origin_seq FROM marks)
          GROUP BY origin ORDER BY origin",
-    )?;
+    )
+}
+
+/// Per origin, what is held but no longer in the log (the `marks` table alone).
+pub fn baseline(conn: &Connection) -> Result<Vec<(String, u64)>> {
+    origin_seqs(conn, "SELECT origin, origin_seq FROM marks ORDER BY origin")
+}
+
+/// Runs a query of (origin, origin_seq) rows.
+fn origin_seqs(conn: &Connection, sql: &str) -> Result<Vec<(String, u64)>> {
+    let mut st = conn.prepare(sql)?;
     let rows = st
         .query_map([], |r| {
             Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
