@@ -1,6 +1,9 @@
 //! The control channel: a Unix socket (mode 0600) on which the CLI sends one JSON
 //! request per line to the running node and gets one JSON reply per line. Account
 //! changes made this way go through the node's store (and so will replicate).
+//! The socket is bound early in start-up ([`bind`]) and served ([`Listener::serve`])
+//! once the node's cluster and replication handles exist (requests wait in the
+//! backlog until then).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -10,8 +13,19 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
-use crate::node::Ctx;
+use crate::cluster::Cluster;
+use crate::ctx::Ctx;
+use crate::replication::Replication;
 use crate::store::Store;
+
+/// The running node as the control socket sees it: the shared context and the
+/// handles of the cluster loop (none for a single node) and of replication (none
+/// without `[replication]`).
+pub struct Node {
+    pub ctx: Arc<Ctx>,
+    pub cluster: Option<Arc<Cluster>>,
+    pub replication: Option<Arc<Replication>>,
+}
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
@@ -83,10 +97,16 @@ pub struct Status {
 
 /// Executes a request against a store (used by the node, and by the CLI when no node
 /// runs).
-pub async fn execute(store: &Store, ctx: Option<&Ctx>, req: Request) -> Result<serde_json::Value> {
+pub async fn execute(
+    store: &Store,
+    node: Option<&Node>,
+    req: Request,
+) -> Result<serde_json::Value> {
+    let running = || node.ok_or_else(|| anyhow!("the node is not running"));
     Ok(match req {
         Request::Status => {
-            let ctx = ctx.ok_or_else(|| anyhow!("the node is not running"))?;
+            let node = running()?;
+            let ctx = &node.ctx;
             let mut services = Vec::new();
             for (name, addrs) in [
                 ("smtp", &ctx.cfg.smtp.listen),
@@ -117,7 +137,7 @@ pub async fn execute(store: &Store, ctx: Option<&Ctx>, req: Request) -> Result<s
             }
             serde_json::to_value(Status {
                 node: ctx.cfg.node.name.clone(),
-                role: match ctx.cluster.get() {
+                role: match &node.cluster {
                     Some(c) => c.status().role,
                     None => "active (single node)".into(),
                 },
@@ -126,8 +146,8 @@ pub async fn execute(store: &Store, ctx: Option<&Ctx>, req: Request) -> Result<s
                 queue: store.queue().await?.len(),
                 last_op_seq: store.last_seq().await?,
                 services,
-                cluster: ctx.cluster.get().map(|c| c.status()),
-                replication: ctx.replication.get().map(|r| r.status()),
+                cluster: node.cluster.as_ref().map(|c| c.status()),
+                replication: node.replication.as_ref().map(|r| r.status()),
             })?
         }
         Request::UserAdd {
@@ -149,8 +169,7 @@ pub async fn execute(store: &Store, ctx: Option<&Ctx>, req: Request) -> Result<s
         Request::UserList => serde_json::to_value(store.list_accounts().await?)?,
         Request::QueueList => serde_json::to_value(store.queue().await?)?,
         Request::Standby | Request::Takeover => {
-            let ctx = ctx.ok_or_else(|| anyhow!("the node is not running"))?;
-            let cluster = ctx.cluster.get().ok_or_else(|| {
+            let cluster = running()?.cluster.as_ref().ok_or_else(|| {
                 anyhow!("this node has no [cluster] section: it is always active")
             })?;
             cluster
@@ -178,8 +197,7 @@ pub async fn execute(store: &Store, ctx: Option<&Ctx>, req: Request) -> Result<s
         }
         Request::Digest => serde_json::Value::String(store.digest().await?),
         Request::Reload => {
-            let ctx = ctx.ok_or_else(|| anyhow!("the node is not running"))?;
-            ctx.dns_reload.notify_one();
+            running()?.ctx.dns_reload.notify_one();
             serde_json::Value::Null
         }
     })
@@ -200,83 +218,96 @@ fn probe_addr(a: std::net::SocketAddr) -> std::net::SocketAddr {
 /// Largest request line (a content file of ~96 MiB, in base64).
 const MAX_REQUEST: usize = 128 << 20;
 
-/// Binds the control socket and serves it in the background.
-pub async fn start(ctx: Arc<Ctx>) -> Result<()> {
-    let path = ctx.cfg.node.control_socket.clone();
+/// The bound control socket, not yet answering.
+pub struct Listener(UnixListener);
+
+/// Binds the control socket `path` (`node.control_socket`), refusing one that
+/// another running node answers on.
+pub async fn bind(path: &Path) -> Result<Listener> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("node.control_socket: creating {}", dir.display()))?;
     }
-    if UnixStream::connect(&path).await.is_ok() {
+    if UnixStream::connect(path).await.is_ok() {
         return Err(anyhow!(
             "node.control_socket: {} is in use: is another clusterd running?",
             path.display()
         ));
     }
-    let _ = std::fs::remove_file(&path);
-    let listener = UnixListener::bind(&path)
+    let _ = std::fs::remove_file(path);
+    let listener = UnixListener::bind(path)
         .with_context(|| format!("node.control_socket: cannot bind {}", path.display()))?;
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let ctx = ctx.clone();
-            tokio::spawn(async move {
-                let (r, mut w) = stream.into_split();
-                let mut r = BufReader::new(r);
-                loop {
-                    let mut line = Vec::new();
-                    match (&mut r)
-                        .take(MAX_REQUEST as u64 + 1)
-                        .read_until(b'\n', &mut line)
-                        .await
-                    {
-                        Ok(0) | Err(_) => break,
-                        Ok(_) => {}
-                    }
-                    if line.len() > MAX_REQUEST {
-                        let reply = Reply {
-                            ok: false,
-                            error: Some(format!("request larger than {} MiB", MAX_REQUEST >> 20)),
-                            data: serde_json::Value::Null,
-                        };
-                        let mut out = serde_json::to_string(&reply).unwrap_or_default();
-                        out.push('\n');
-                        let _ = w.write_all(out.as_bytes()).await;
-                        break;
-                    }
-                    let reply = match serde_json::from_slice::<Request>(&line) {
-                        Ok(req) => match execute(&ctx.store, Some(&ctx), req).await {
-                            Ok(data) => Reply {
-                                ok: true,
-                                error: None,
-                                data,
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(Listener(listener))
+}
+
+impl Listener {
+    /// Serves the socket in the background for `node`.
+    pub fn serve(self, node: Arc<Node>) {
+        let listener = self.0;
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let node = node.clone();
+                tokio::spawn(async move {
+                    let (r, mut w) = stream.into_split();
+                    let mut r = BufReader::new(r);
+                    loop {
+                        let mut line = Vec::new();
+                        match (&mut r)
+                            .take(MAX_REQUEST as u64 + 1)
+                            .read_until(b'\n', &mut line)
+                            .await
+                        {
+                            Ok(0) | Err(_) => break,
+                            Ok(_) => {}
+                        }
+                        if line.len() > MAX_REQUEST {
+                            let reply = Reply {
+                                ok: false,
+                                error: Some(format!(
+                                    "request larger than {} MiB",
+                                    MAX_REQUEST >> 20
+                                )),
+                                data: serde_json::Value::Null,
+                            };
+                            let mut out = serde_json::to_string(&reply).unwrap_or_default();
+                            out.push('\n');
+                            let _ = w.write_all(out.as_bytes()).await;
+                            break;
+                        }
+                        let reply = match serde_json::from_slice::<Request>(&line) {
+                            Ok(req) => match execute(&node.ctx.store, Some(&node), req).await {
+                                Ok(data) => Reply {
+                                    ok: true,
+                                    error: None,
+                                    data,
+                                },
+                                Err(e) => Reply {
+                                    ok: false,
+                                    error: Some(e.to_string()),
+                                    data: serde_json::Value::Null,
+                                },
                             },
                             Err(e) => Reply {
                                 ok: false,
-                                error: Some(e.to_string()),
+                                error: Some(format!("bad request: {e}")),
                                 data: serde_json::Value::Null,
                             },
-                        },
-                        Err(e) => Reply {
-                            ok: false,
-                            error: Some(format!("bad request: {e}")),
-                            data: serde_json::Value::Null,
-                        },
-                    };
-                    let mut out = serde_json::to_string(&reply).unwrap_or_default();
-                    out.push('\n');
-                    if w.write_all(out.as_bytes()).await.is_err() {
-                        break;
+                        };
+                        let mut out = serde_json::to_string(&reply).unwrap_or_default();
+                        out.push('\n');
+                        if w.write_all(out.as_bytes()).await.is_err() {
+                            break;
+                        }
                     }
-                }
-            });
-        }
-    });
-    Ok(())
+                });
+            }
+        });
+    }
 }
 
 use tokio::io::AsyncReadExt as _;

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 
-use crate::node::Ctx;
+use crate::ctx::Ctx;
 use crate::store::ContentEntry;
 
 /// What publishing changes.

@@ -51,12 +51,16 @@ pub type Health = Arc<dyn Fn() -> bool + Send + Sync>;
 pub type BeforeOpen =
     Arc<dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send + Sync>;
 
+/// Told every keepalive whether the peer is alive (heard within `deadtime_ms`).
+pub type PeerAlive = Arc<dyn Fn(bool) + Send + Sync>;
+
 /// What the rest of the node plugs into the cluster loop.
 #[derive(Default)]
 pub struct Hooks {
     /// Polled every keepalive; none: always healthy.
     pub health: Option<Health>,
     pub before_open: Option<BeforeOpen>,
+    pub peer_alive: Option<PeerAlive>,
 }
 
 /// An administrator's command for the running cluster loop.
@@ -133,6 +137,7 @@ pub async fn start(
     let Hooks {
         health,
         before_open,
+        peer_alive,
     } = hooks;
     store.set_writable(false);
     let key = wire::read_key_file(&cfg.auth_key_file)?;
@@ -454,6 +459,9 @@ pub async fn start(
             st.role = machine.role().name().into();
             st.epoch = machine.epoch();
             st.peer_alive = machine.peer_alive();
+            if let Some(tell) = &peer_alive {
+                tell(st.peer_alive);
+            }
             st.peer_role = machine.peer().map(|p| p.role.name().to_string());
             st.vip_held = machine.role() == Role::Active;
             st.vip_holder = if st.vip_held {

@@ -42,7 +42,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::Result;
 use hickory_proto::rr::LowerName;
 
-use crate::node::Ctx;
+use crate::ctx::Ctx;
 use crate::store::Store;
 
 pub use zone::Zone;

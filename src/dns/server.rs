@@ -102,7 +102,7 @@ impl Server {
                     .spawn(move || srv.serve_udp(sock, rt))
                     .context("dns: starting a UDP thread")?;
             }
-            let listener = crate::node::bind(addr, "dns.listen").await?;
+            let listener = crate::ctx::bind(addr, "dns.listen").await?;
             let srv = self.clone();
             tokio::spawn(async move { srv.serve_tcp(listener).await });
         }

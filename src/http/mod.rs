@@ -36,16 +36,7 @@ use http_body_util::Either;
 use hyper::body::{Body as _, Incoming};
 use tokio_rustls::TlsAcceptor;
 
-use crate::node::Ctx;
-
-/// What the HTTP server knows about the connection a request came on; inserted into
-/// every request's extensions (the webmail reads it for Secure cookies, rate limits
-/// and logs).
-#[derive(Debug, Clone, Copy)]
-pub struct ConnInfo {
-    pub peer: std::net::SocketAddr,
-    pub https: bool,
-}
+use crate::ctx::{ConnInfo, Ctx};
 
 /// The body of every response: static bytes, or whatever the webmail streams.
 pub type ResponseBody = Either<http_body_util::Full<Bytes>, axum::body::Body>;
@@ -101,11 +92,11 @@ pub async fn start(ctx: Arc<Ctx>) -> Result<()> {
     // Bind everything first, so that a taken port fails the start-up.
     let mut listeners = Vec::new();
     for addr in &cfg.listen {
-        listeners.push((crate::node::bind(*addr, "http.listen").await?, None));
+        listeners.push((crate::ctx::bind(*addr, "http.listen").await?, None));
     }
     for addr in &cfg.https_listen {
         listeners.push((
-            crate::node::bind(*addr, "http.https_listen").await?,
+            crate::ctx::bind(*addr, "http.https_listen").await?,
             tls.clone(),
         ));
     }

@@ -62,7 +62,7 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use crate::node::Ctx;
+use crate::ctx::Ctx;
 use conn::{Conn, Stream};
 use session::Session;
 
@@ -104,12 +104,12 @@ pub async fn start(ctx: Arc<Ctx>) -> anyhow::Result<()> {
         ctx: ctx.clone(),
     });
     for addr in &ctx.cfg.imap.listen {
-        let l = crate::node::bind(*addr, "imap.listen").await?;
+        let l = crate::ctx::bind(*addr, "imap.listen").await?;
         tracing::info!(%addr, "imap: listening");
         tokio::spawn(accept_loop(server.clone(), l, false));
     }
     for addr in &ctx.cfg.imap.tls_listen {
-        let l = crate::node::bind(*addr, "imap.tls_listen").await?;
+        let l = crate::ctx::bind(*addr, "imap.tls_listen").await?;
         tracing::info!(%addr, "imap: listening (TLS)");
         tokio::spawn(accept_loop(server.clone(), l, true));
     }

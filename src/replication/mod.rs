@@ -59,7 +59,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::watch;
 
 use crate::config::{ReplicationConfig, ReplicationMode};
-use crate::node::Ctx;
+use crate::ctx::Ctx;
 use crate::store::CommitBarrier;
 use crate::store::op::{LoggedOp, Op};
 
@@ -214,11 +214,21 @@ pub struct Replication {
     applying: AtomicBool,
     /// Sync commits released by an acknowledgement: (count, total µs, longest µs).
     ack_waits: Mutex<(u64, u64, u64)>,
+    /// Whether the cluster loop hears the peer ([`Replication::set_peer_alive`]): a
+    /// dead peer's pending sync commits are released without its acknowledgement.
+    peer_alive: AtomicBool,
 }
 
 /// Frame bytes written and read by this process (both directions of every channel).
 static BYTES_SENT: AtomicU64 = AtomicU64::new(0);
 static BYTES_RECEIVED: AtomicU64 = AtomicU64::new(0);
+
+impl Replication {
+    /// The cluster loop's word on the peer (its `Hooks::peer_alive`, every keepalive).
+    pub fn set_peer_alive(&self, alive: bool) {
+        self.peer_alive.store(alive, Ordering::SeqCst);
+    }
+}
 
 impl CommitBarrier for Replication {
     fn after_commit(&self, last_seq: u64, release: Release) {
@@ -416,11 +426,12 @@ pub async fn start(ctx: Arc<Ctx>) -> Result<Option<Arc<Replication>>> {
         last_received: Mutex::new(Instant::now()),
         applying: AtomicBool::new(false),
         ack_waits: Mutex::new((0, 0, 0)),
+        peer_alive: AtomicBool::new(true),
     });
     ctx.store.set_commit_barrier(repl.clone());
 
     let server = ctx.identity.server_config(&[ALPN]);
-    let listener = crate::node::bind(cfg.listen, "replication.listen").await?;
+    let listener = crate::ctx::bind(cfg.listen, "replication.listen").await?;
     tracing::info!(addr = %cfg.listen, peer = %cfg.peer, "replication: listening");
     tokio::spawn(accept_loop(
         ctx.clone(),
@@ -438,8 +449,7 @@ async fn release_loop(ctx: Arc<Ctx>, repl: Arc<Replication>) {
     let mut compacted = Instant::now();
     loop {
         let _ = tokio::time::timeout(Duration::from_millis(20), acked.changed()).await;
-        let peer_dead = ctx.cluster.get().is_some_and(|c| !c.status().peer_alive);
-        repl.release_pending(peer_dead);
+        repl.release_pending(!repl.peer_alive.load(Ordering::SeqCst));
         // The active node drops what the peer acknowledged (the standby compacts
         // while receiving, see `apply_stream`).
         if ctx.store.is_writable() && compacted.elapsed() >= COMPACT_EVERY {

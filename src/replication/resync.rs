@@ -22,7 +22,7 @@ use anyhow::{Result, anyhow, bail};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 
 use super::{BlobRef, Msg, Replication, op_body, read_msg, store_blobs, write_msg, write_msg_nf};
-use crate::node::Ctx;
+use crate::ctx::Ctx;
 use crate::store::snapshot::{Snapshot, Table};
 
 /// How long one side waits for the other's next frame during these phases (a merge

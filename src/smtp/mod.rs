@@ -62,7 +62,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
 
 use crate::config::canonical_ip;
-use crate::node::Ctx;
+use crate::ctx::Ctx;
 
 /// Longest command line accepted (RFC 5321 4.5.3.1.4 asks for at least 512).
 pub const MAX_COMMAND_LINE: usize = 4096;
@@ -112,7 +112,7 @@ pub async fn start(ctx: Arc<Ctx>) -> Result<()> {
     ];
     for (mode, addrs, key) in lists {
         for addr in addrs {
-            let listener = crate::node::bind(*addr, key).await?;
+            let listener = crate::ctx::bind(*addr, key).await?;
             tracing::info!(%addr, ?mode, "smtp: listening");
             tokio::spawn(accept_loop(
                 listener,

@@ -15,7 +15,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader
 use super::engine::{self, Engine, NULL_PATH_TOKEN, Prepared, Rcpt};
 use super::submit::Verdict;
 use super::{MAX_COMMAND_LINE, MAX_RECIPIENTS, Mode, Resolver};
-use crate::node::Ctx;
+use crate::ctx::Ctx;
 
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}

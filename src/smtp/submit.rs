@@ -12,7 +12,7 @@
 //!   nothing may be acknowledged to the sender (a retry can duplicate, never lose).
 
 use super::engine::Rcpt as EngineRcpt;
-use crate::node::Ctx;
+use crate::ctx::Ctx;
 use crate::store::{Store, StoreError};
 
 /// An accepted recipient: a local account or a remote address for the queue.

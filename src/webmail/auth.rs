@@ -25,7 +25,7 @@ use super::{
     BASE, Lang, PRELOGIN_COOKIE, Page, SESSION_COOKIE, User, Webmail, check_csrf, cookie,
     error_page, page, parse_form, render, render_status, request_lang, see_other, store_error,
 };
-use crate::node::Ctx;
+use crate::ctx::Ctx;
 
 /// Most sessions kept at once; beyond it the least recently used one is dropped.
 const MAX_SESSIONS: usize = 20_000;

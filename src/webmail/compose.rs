@@ -37,7 +37,7 @@ use mail_parser::{MessageParser, MimeHeaders};
 use serde::Deserialize;
 
 use super::{BASE, Lang, Page, User, check_csrf, enc_seg, page, render_status, see_other};
-use crate::node::Ctx;
+use crate::ctx::Ctx;
 use crate::smtp::submit::{self, Rcpt, Verdict};
 use crate::store::{FlagMode, MailboxInfo, MessageMeta, SpecialUse, StoreError};
 
@@ -425,7 +425,7 @@ async fn read_posted(mp: &mut Multipart, budget: usize) -> Posted {
 async fn compose_post(
     State(ctx): State<Arc<Ctx>>,
     user: User,
-    conn: Option<axum::Extension<crate::http::ConnInfo>>,
+    conn: Option<axum::Extension<crate::ctx::ConnInfo>>,
     mp: Result<Multipart, MultipartRejection>,
 ) -> Response {
     // A body that is not a multipart form cannot carry the token.
@@ -545,7 +545,7 @@ async fn send(
     user: &User,
     f: &Form,
     uploads: Vec<Upload>,
-    peer: Option<crate::http::ConnInfo>,
+    peer: Option<crate::ctx::ConnInfo>,
 ) -> Result<Response, Failure> {
     let lang = user.lang;
     let bad = |m: String| Failure::Form(m, StatusCode::BAD_REQUEST);

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use super::compose::{clean_line, format_address};
 use super::{BASE, Page, User, page, parse_form, render_status, see_other};
-use crate::node::Ctx;
+use crate::ctx::Ctx;
 use crate::store::{Contact, SpecialUse, StoreError};
 
 /// Most suggestions one query returns.

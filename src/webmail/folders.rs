@@ -17,7 +17,7 @@ use super::{
     BASE, Page, User, check_csrf, page, parse_form, render, require_writable, see_other,
     store_error,
 };
-use crate::node::Ctx;
+use crate::ctx::Ctx;
 
 pub fn routes() -> Router<Arc<Ctx>> {
     Router::new()

@@ -30,7 +30,7 @@ use super::{
     BASE, Lang, Page, User, Webmail, check_csrf, enc_seg, find_mailbox, page, parse_form, render,
     require_writable, see_other, store_error,
 };
-use crate::node::Ctx;
+use crate::ctx::Ctx;
 use crate::store::{FlagMode, MessageMeta, SpecialUse, Store};
 
 /// How much of a body is read to summarise it.

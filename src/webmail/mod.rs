@@ -60,7 +60,7 @@ use axum::routing::{get, post};
 
 pub use i18n::Lang;
 
-use crate::node::Ctx;
+use crate::ctx::Ctx;
 use crate::store::{MailboxInfo, SpecialUse, StoreError};
 
 /// The session cookie's name.
@@ -272,11 +272,11 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// The HTTP server's connection facts (a default when absent, e.g. in unit tests).
-pub fn conn_info(parts_ext: &axum::http::Extensions) -> crate::http::ConnInfo {
+pub fn conn_info(parts_ext: &axum::http::Extensions) -> crate::ctx::ConnInfo {
     parts_ext
-        .get::<crate::http::ConnInfo>()
+        .get::<crate::ctx::ConnInfo>()
         .copied()
-        .unwrap_or(crate::http::ConnInfo {
+        .unwrap_or(crate::ctx::ConnInfo {
             peer: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
             https: false,
         })

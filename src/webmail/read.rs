@@ -30,7 +30,7 @@ use super::{
     BASE, Lang, Page, User, Webmail, enc_seg, error_page, find_mailbox, page, render, request_lang,
     see_other,
 };
-use crate::node::Ctx;
+use crate::ctx::Ctx;
 use crate::store::{FlagMode, MailboxInfo, MessageMeta};
 
 pub fn routes() -> Router<Arc<Ctx>> {

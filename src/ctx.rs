@@ -1,0 +1,46 @@
+//! What every front-end shares: the [`Ctx`] (config, store, TLS acceptor and identity,
+//! the zone-reload signal), [`bind`] for TCP listeners, and the [`ConnInfo`] an HTTP
+//! request carries. A leaf: it imports no front-end, so front-ends import it and
+//! `node` (which starts them) without an import cycle.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::Config;
+use crate::store::Store;
+
+/// What every front-end gets: the config, the store and the TLS acceptor, and the
+/// signal `clusterd reload` raises (the DNS zones re-read their files).
+pub struct Ctx {
+    pub cfg: Config,
+    pub store: Store,
+    pub tls: TlsAcceptor,
+    /// The certificate every TLS listener presents.
+    pub identity: Arc<crate::tls::Identity>,
+    pub dns_reload: tokio::sync::Notify,
+}
+
+/// The connection an HTTP request arrived on, which the HTTP server puts into
+/// every request's extensions (the webmail reads it for Secure cookies, rate limits
+/// and logs).
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    pub peer: std::net::SocketAddr,
+    pub https: bool,
+}
+
+/// Binds a TCP listener, naming the address and the config key on failure.
+pub async fn bind(addr: std::net::SocketAddr, key: &str) -> Result<tokio::net::TcpListener> {
+    let sock = match addr {
+        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+    }
+    .with_context(|| format!("{key}: socket for {addr}"))?;
+    sock.set_reuseaddr(true)?;
+    sock.bind(addr)
+        .with_context(|| format!("{key}: cannot listen on {addr}"))?;
+    sock.listen(1024)
+        .with_context(|| format!("{key}: cannot listen on {addr}"))
+}
