@@ -10,8 +10,8 @@
 //! `dnsperf -c 8 -T 2 -l SECONDS` (UDP); it prints queries/s, loss, latency and the
 //! ratio clusterd/NSD. `BENCH_DNS_SECONDS` sets the run time (default 10).
 //!
-//! NSD runs with `server-count: 2` (as in ../shared/BENCH-NOTES.md) and with response
-//! rate limiting off (`rrl-ratelimit: 0`; Debian's NSD otherwise answers only ~200/s per
+//! NSD runs with `server-count: 2` (one server process per core) and with response rate
+//! limiting off (`rrl-ratelimit: 0`; Debian's NSD otherwise answers only ~200/s per
 //! client network). A run whose response codes differ between the servers (e.g. clusterd
 //! answering REFUSED fast) fails instead of printing a meaningless ratio.
 //!

@@ -1,4 +1,4 @@
-//! The two-node lab: the reference deployment of DESIGN.md built from network
+//! The two-node lab: the reference deployment of ARCHITECTURE.md built from network
 //! namespaces, so the cluster tests run the real binary on real links.
 //!
 //! ```text
