@@ -102,7 +102,7 @@ impl Forwards {
         }
     }
     fn netdev(&self) -> String {
-        // The LAN is 10.0.0.0/8 as in DESIGN.md; QEMU's side of it is 10.0.0.254.
+        // The LAN is 10.0.0.0/8 as in ARCHITECTURE.md; QEMU's side of it is 10.0.0.254.
         format!(
             "user,id=lan,restrict=on,net=10.0.0.0/8,host=10.0.0.254,dhcpstart=10.0.0.200,\
              hostfwd=tcp:127.0.0.1:{}-{VIP}:80,hostfwd=tcp:127.0.0.1:{}-{VIP}:53,\
