@@ -5,9 +5,24 @@
 # machine's own Debian sources, so no mirror host name is committed. Needs root.
 set -euo pipefail
 
-packages=(mkosi systemd systemd-container systemd-boot systemd-boot-efi python3-pefile
-  mtools dosfstools e2fsprogs zstd cpio kmod xz-utils debian-archive-keyring bubblewrap
-  uidmap)
+# Installed without recommends: mkosi's would add ~270 packages (zypper, dnf, pacman,
+# rpm, btrfs/erofs/squashfs tools, GStreamer...). The few of them this build uses
+# (python3-pefile, e2fsprogs, dosfstools, zstd, xz-utils, debian-archive-keyring,
+# uidmap, ovmf) are listed here.
+packages=(
+  mkosi                    # 24 from backports; depends on bubblewrap, systemd(-container) >= 254
+  systemd                  # systemd-repart and ukify, and the --root tools mkosi runs
+  systemd-container        # systemd-dissect
+  systemd-boot             # bootctl
+  systemd-boot-efi         # the systemd-boot and UKI stub EFI binaries
+  python3-pefile           # ukify builds the unified kernel image with it
+  mtools dosfstools        # the ESP: mkfs.vfat, then mcopy (no mounts); the image test's mcopy
+  e2fsprogs                # the root: mkfs.ext4 -d
+  fdisk                    # sfdisk: the image test reads the partition table
+  zstd cpio kmod xz-utils  # the initrd (cpio), kernel modules (kmod; finalize's xz), .raw.zst
+  debian-archive-keyring   # Signed-By of the image's package sources
+  bubblewrap uidmap        # mkosi's sandbox
+)
 boot_packages=(qemu-system-x86 qemu-utils ovmf socat bmap-tools)
 
 # The first Debian (not -security) URI of the machine's deb822 or one-line sources.
@@ -50,6 +65,6 @@ if [ ! -e "$backports" ] || [ "$(cat "$backports")" != "$want" ]; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update
-# One transaction from backports: mkosi's recommends pull backports' qemu-utils, which
-# breaks bookworm's qemu-system-common.
-apt-get install -y -t bookworm-backports "${packages[@]}" "${boot_packages[@]}"
+# One transaction from backports, so qemu-utils and qemu-system-x86 come from the same
+# release (backports' qemu-utils next to bookworm's qemu-system-common breaks it).
+apt-get install -y --no-install-recommends -t bookworm-backports "${packages[@]}" "${boot_packages[@]}"

@@ -1,5 +1,7 @@
 //! clusterd: a two-node high-availability appliance serving DNS, web, webmail, SMTP and
-//! IMAP from one binary. See DESIGN.md (shared) and README.md for the picture.
+//! IMAP from one binary. ARCHITECTURE.md in the repository root is the design: the
+//! modules, what each owns and who calls it, the data flows and the replication rules;
+//! README.md is the way in.
 
 pub mod cluster;
 pub mod config;
