@@ -5,7 +5,8 @@
 //!
 //! Files: `wire` (heartbeat frames: HMAC, replay guard, serial framing), `media` (UDP
 //! and serial transports), `role` (the state machine), `vip` (netlink address with a
-//! kernel lifetime, gratuitous ARP), `watchdog` (kicked on every keepalive).
+//! kernel lifetime), `garp` (gratuitous ARP), `ping` (the ping nodes), `watchdog`
+//! (kicked on every keepalive).
 //!
 //! Implementation notes
 //! - The node's health in its heartbeats comes from a callback polled every keepalive
@@ -26,7 +27,9 @@
 //!   answering ARP for it within about `deadtime_ms`; a stale VIP is removed at
 //!   start-up.
 
+mod garp;
 pub mod media;
+mod ping;
 pub mod role;
 pub mod vip;
 pub mod watchdog;
@@ -506,116 +509,4 @@ fn announce(vip: &Arc<vip::Vip>, cfg: &ClusterConfig) {
             tracing::error!("cluster: gratuitous ARP: {e:#}");
         }
     });
-}
-
-mod ping {
-    //! Reachability of the ping nodes: ICMP echo over a raw socket (CAP_NET_RAW),
-    //! one probe per node every half second; a node counts as reached when it
-    //! answered within the dead time.
-    use std::net::IpAddr;
-    use std::time::Duration;
-
-    pub struct Pinger {
-        nodes: Vec<IpAddr>,
-        last_ok: std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>>,
-        window: Duration,
-    }
-
-    impl Pinger {
-        pub fn new(nodes: &[IpAddr], window: Duration) -> Pinger {
-            let p = Pinger {
-                nodes: nodes.to_vec(),
-                last_ok: Default::default(),
-                window,
-            };
-            if !p.nodes.is_empty() {
-                let nodes = p.nodes.clone();
-                let last_ok = p.last_ok.clone();
-                std::thread::Builder::new()
-                    .name("cluster-ping".into())
-                    .spawn(move || probe_loop(nodes, last_ok))
-                    .ok();
-            }
-            p
-        }
-
-        /// True when no ping nodes are configured, or one answered recently.
-        pub fn ok(&mut self) -> bool {
-            if self.nodes.is_empty() {
-                return true;
-            }
-            self.last_ok
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .is_some_and(|t| t.elapsed() < self.window)
-        }
-    }
-
-    fn probe_loop(
-        nodes: Vec<IpAddr>,
-        last_ok: std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>>,
-    ) {
-        use socket2::{Domain, Protocol, Socket, Type};
-        let sock = match Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4)) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!("cluster: ping nodes need a raw ICMP socket (CAP_NET_RAW): {e}");
-                return;
-            }
-        };
-        let _ = sock.set_read_timeout(Some(Duration::from_millis(100)));
-        let id = std::process::id() as u16;
-        let mut seq: u16 = 0;
-        loop {
-            for node in &nodes {
-                let IpAddr::V4(v4) = node else { continue };
-                seq = seq.wrapping_add(1);
-                let mut pkt = [
-                    8u8,
-                    0,
-                    0,
-                    0,
-                    (id >> 8) as u8,
-                    id as u8,
-                    (seq >> 8) as u8,
-                    seq as u8,
-                ];
-                let sum = checksum(&pkt);
-                pkt[2..4].copy_from_slice(&sum.to_be_bytes());
-                let _ = sock.send_to(&pkt, &std::net::SocketAddr::new((*v4).into(), 0).into());
-            }
-            let until = std::time::Instant::now() + Duration::from_millis(500);
-            while std::time::Instant::now() < until {
-                let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1500];
-                let Ok((n, from)) = sock.recv_from(&mut buf) else {
-                    continue;
-                };
-                // SAFETY: recv_from initialised the first n bytes.
-                let data: Vec<u8> = buf[..n]
-                    .iter()
-                    .map(|b| unsafe { b.assume_init() })
-                    .collect();
-                let ihl = data.first().map_or(0, |b| ((b & 0x0f) as usize) * 4);
-                let icmp = data.get(ihl..).unwrap_or_default();
-                let from_node = from.as_socket().is_some_and(|a| nodes.contains(&a.ip()));
-                // Echo reply (type 0) with our identifier.
-                if from_node && icmp.len() >= 8 && icmp[0] == 0 && icmp[4..6] == id.to_be_bytes() {
-                    *last_ok.lock().unwrap_or_else(|e| e.into_inner()) =
-                        Some(std::time::Instant::now());
-                }
-            }
-        }
-    }
-
-    fn checksum(data: &[u8]) -> u16 {
-        let mut sum: u32 = 0;
-        for chunk in data.chunks(2) {
-            let word = u16::from_be_bytes([chunk[0], *chunk.get(1).unwrap_or(&0)]);
-            sum += u32::from(word);
-        }
-        while sum > 0xffff {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
-        !(sum as u16)
-    }
 }
