@@ -3,10 +3,10 @@
 //! gratuitous ARP, and the store open for writes). Without `[cluster]` in the
 //! config none of this runs and the node is always active.
 //!
-//! Files: `wire` (heartbeat frames: HMAC, replay guard, serial framing), `media` (UDP
-//! and serial transports), `role` (the state machine), `vip` (netlink address with a
-//! kernel lifetime), `garp` (gratuitous ARP), `ping` (the ping nodes), `watchdog`
-//! (kicked on every keepalive).
+//! Files: `wire` (heartbeat frames: HMAC, serial framing, the key file), `replay`
+//! (the replay guard), `media` (UDP and serial transports), `role` (the state
+//! machine), `vip` (netlink address with a kernel lifetime), `garp` (gratuitous ARP),
+//! `ping` (the ping nodes), `watchdog` (kicked on every keepalive).
 //!
 //! Implementation notes
 //! - The node's health in its heartbeats comes from a callback polled every keepalive
@@ -30,6 +30,7 @@
 mod garp;
 pub mod media;
 mod ping;
+pub mod replay;
 pub mod role;
 pub mod vip;
 pub mod watchdog;
@@ -214,7 +215,7 @@ pub async fn start(
     let me = me.to_string();
     tokio::spawn(async move {
         let mut machine = Machine::new(settings, Instant::now());
-        let mut guard = wire::ReplayGuard::new();
+        let mut guard = replay::ReplayGuard::new();
         let boot_id: u64 = rand::random();
         let mut seq: u64 = 0;
         let mut timer = tokio::time::interval(keepalive);
@@ -242,12 +243,12 @@ pub async fn start(
                         continue;
                     }
                     match guard.check(&hb) {
-                        wire::Verdict::Replay => {
+                        replay::Verdict::Replay => {
                             tracing::debug!(medium, "cluster: replayed heartbeat ignored");
                             continue;
                         }
-                        wire::Verdict::Duplicate => machine.heard_copy(Instant::now(), medium),
-                        wire::Verdict::New => {
+                        replay::Verdict::Duplicate => machine.heard_copy(Instant::now(), medium),
+                        replay::Verdict::New => {
                             machine.heard(Instant::now(), medium, PeerReport {
                                 role: Role::from_code(hb.role),
                                 epoch: hb.epoch,
@@ -293,7 +294,7 @@ pub async fn start(
                                     tokio::time::timeout_at(until, rx.recv()).await
                                 {
                                     if peer_hb.node == cfg.peer
-                                        && guard.check(&peer_hb) == wire::Verdict::New
+                                        && guard.check(&peer_hb) == replay::Verdict::New
                                         && Role::from_code(peer_hb.role) == Role::Active
                                     {
                                         break;
