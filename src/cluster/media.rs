@@ -13,7 +13,7 @@
 //!   full, so a stuck serial write cannot delay the UDP medium or the caller.
 //! - Every authentic frame is passed on, second copies included: the sender puts
 //!   the same frame on every medium, and the copies are how the caller sees which
-//!   media work. Replay filtering ([`super::wire::ReplayGuard`]) is the caller's.
+//!   media work. Replay filtering ([`super::replay::ReplayGuard`]) is the caller's.
 //! - Frames that fail [`super::wire::decode`] are dropped with a debug log; a
 //!   warning is logged at most once per [`WARN_INTERVAL`] per medium and kind.
 //! - UDP: bound once at start with `SO_REUSEADDR` (a bind error fails

@@ -3,9 +3,12 @@
 //! gratuitous ARP, and the store open for writes). Without `[cluster]` in the
 //! config none of this runs and the node is always active.
 //!
-//! Files: `wire` (heartbeat frames: HMAC, replay guard, serial framing), `media` (UDP
-//! and serial transports), `role` (the state machine), `vip` (netlink address with a
-//! kernel lifetime, gratuitous ARP), `watchdog` (kicked on every keepalive).
+//! Files: `wire` (heartbeat frames: HMAC, serial framing, the key file), `replay`
+//! (the replay guard), `media` (UDP and serial transports), `role` (the pure state
+//! machine), `driver` (the loop that runs it and carries out its actions: scheduling,
+//! handover, VIP renewal, status), `vip` (netlink address with a kernel lifetime),
+//! `garp` (gratuitous ARP), `ping` (the ping nodes), `watchdog` (kicked on every
+//! keepalive). This file holds the handle ([`Cluster`]), [`Hooks`] and [`start`].
 //!
 //! Implementation notes
 //! - The node's health in its heartbeats comes from a callback polled every keepalive
@@ -21,19 +24,23 @@
 //!   gratuitous ARP is sent, then the store opens for writes.
 //!   Standing down: the store closes for writes, then the VIP goes. Between two nodes
 //!   that hear each other (failback, `standby`, `takeover`, a clean stop) the move is
-//!   make-before-break with a single ARP answerer at any time: see [`Held`]. If the process
-//!   dies, the kernel drops the VIP when its lifetime ends, so a crashed node stops
-//!   answering ARP for it within about `deadtime_ms`; a stale VIP is removed at
-//!   start-up.
+//!   make-before-break with a single ARP answerer at any time: see `driver::Held`. If
+//!   the process dies, the kernel drops the VIP when its lifetime ends, so a crashed
+//!   node stops answering ARP for it within about `deadtime_ms`; a stale VIP is
+//!   removed at start-up.
 
+mod driver;
+mod garp;
 pub mod media;
+mod ping;
+pub mod replay;
 pub mod role;
 pub mod vip;
 pub mod watchdog;
 pub mod wire;
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -41,7 +48,8 @@ use tokio::sync::mpsc;
 
 use crate::config::ClusterConfig;
 use crate::store::Store;
-use role::{Action, Machine, PeerReport, Request, Role, Settings};
+use driver::{Driver, Links};
+use role::Role;
 
 /// Whether this node is fit to be active (see [`start`]).
 pub type Health = Arc<dyn Fn() -> bool + Send + Sync>;
@@ -134,14 +142,9 @@ pub async fn start(
     store: Store,
     hooks: Hooks,
 ) -> Result<Arc<Cluster>> {
-    let Hooks {
-        health,
-        before_open,
-        peer_alive,
-    } = hooks;
     store.set_writable(false);
     let key = wire::read_key_file(&cfg.auth_key_file)?;
-    let (rx_tx, mut rx) = mpsc::channel(1024);
+    let (rx_tx, heartbeats) = mpsc::channel(1024);
     let media_cfg: Vec<media::MediumConfig> = cfg
         .heartbeat
         .iter()
@@ -173,28 +176,12 @@ pub async fn start(
         .await
         .context("cluster: removing a stale virtual IP")?;
 
-    let mut watchdog = cfg
+    let watchdog = cfg
         .watchdog
         .as_deref()
         .map(watchdog::Watchdog::open)
         .transpose()?;
-    let keepalive = Duration::from_millis(cfg.keepalive_ms);
-    let deadtime = Duration::from_millis(cfg.deadtime_ms);
-    // The kernel counts address lifetimes in whole seconds and removes an expired
-    // one up to ~0.5 s late: deadtime rounded down keeps a crashed node's VIP gone
-    // within deadtime plus a second.
-    let lifetime = Duration::from_secs((cfg.deadtime_ms / 1000).max(1));
-    let settings = Settings {
-        me: me.to_string(),
-        peer: cfg.peer.clone(),
-        preferred: cfg.preferred.clone(),
-        deadtime,
-        warntime: Duration::from_millis(cfg.warntime_ms),
-        initdead: Duration::from_millis(cfg.initdead_ms),
-        ping_nodes: !cfg.ping_nodes.is_empty(),
-        media: names.len(),
-    };
-    let (commands, mut cmd_rx) = mpsc::channel(16);
+    let (commands, cmd_rx) = mpsc::channel(16);
     let status = Arc::new(Mutex::new(ClusterStatus {
         role: Role::Init.name().into(),
         peer: cfg.peer.clone(),
@@ -207,415 +194,19 @@ pub async fn start(
         status: status.clone(),
     });
 
-    let cfg = cfg.clone();
-    let me = me.to_string();
+    let links = Links {
+        key,
+        media,
+        heartbeats,
+        names,
+        vip,
+        watchdog,
+    };
+    let (me, cfg) = (me.to_string(), cfg.clone());
     tokio::spawn(async move {
-        let mut machine = Machine::new(settings, Instant::now());
-        let mut guard = wire::ReplayGuard::new();
-        let boot_id: u64 = rand::random();
-        let mut seq: u64 = 0;
-        let mut timer = tokio::time::interval(keepalive);
-        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let garp_refresh = Duration::from_secs(cfg.garp_refresh_s);
-        let mut last_garp = Instant::now();
-        let mut pinger = ping::Pinger::new(&cfg.ping_nodes, deadtime);
-        let mut store_seq: u64 = 0;
-        let mut held = Held::No;
-        // How long a yielding node keeps the VIP for a taker that has not said it is
-        // active yet; after that it lets go anyway (a gap, not a conflict).
-        let linger = (keepalive * 2 + Duration::from_millis(100)).min(deadtime);
-        loop {
-            let mut send_now = false;
-            tokio::select! {
-                _ = timer.tick() => {
-                    send_now = true;
-                    if let Some(w) = &mut watchdog {
-                        w.kick();
-                    }
-                }
-                Some((medium, hb)) = rx.recv() => {
-                    if hb.node != cfg.peer {
-                        tracing::debug!(node = %hb.node, "cluster: heartbeat from an unknown node ignored");
-                        continue;
-                    }
-                    match guard.check(&hb) {
-                        wire::Verdict::Replay => {
-                            tracing::debug!(medium, "cluster: replayed heartbeat ignored");
-                            continue;
-                        }
-                        wire::Verdict::Duplicate => machine.heard_copy(Instant::now(), medium),
-                        wire::Verdict::New => {
-                            machine.heard(Instant::now(), medium, PeerReport {
-                                role: Role::from_code(hb.role),
-                                epoch: hb.epoch,
-                                store_seq: hb.store_seq,
-                                healthy: hb.healthy,
-                                ping_ok: hb.ping_ok,
-                                request: Request::from_code(hb.request),
-                                vip_held: hb.vip_held,
-                            });
-                        }
-                    }
-                }
-                Some(cmd) = cmd_rx.recv() => {
-                    tracing::info!(?cmd, "cluster: command");
-                    match cmd {
-                        Command::Standby => machine.standby(),
-                        Command::Takeover => machine.takeover(),
-                        Command::Shutdown { done } => {
-                            store.set_writable(false);
-                            machine.standby();
-                            let peer_up = machine.peer_alive();
-                            let keep = held == Held::Yes && peer_up && vip.can_hold_silently();
-                            let mut hb = wire::Heartbeat {
-                                node: me.clone(),
-                                boot_id,
-                                seq: 0,
-                                role: Role::Standby.code(),
-                                epoch: machine.epoch(),
-                                store_seq: 0,
-                                healthy: false,
-                                ping_ok: machine.ping_ok,
-                                request: Request::TakeOver.code(),
-                                vip_held: keep,
-                            };
-                            if keep {
-                                // Keep the VIP until the peer says it is active (it has
-                                // turned the clients' ARP caches), as in any handover.
-                                seq += 1;
-                                hb.seq = seq;
-                                media.send(&wire::encode(&hb, &key));
-                                let until = tokio::time::Instant::now() + linger;
-                                while let Ok(Some((_, peer_hb))) =
-                                    tokio::time::timeout_at(until, rx.recv()).await
-                                {
-                                    if peer_hb.node == cfg.peer
-                                        && guard.check(&peer_hb) == wire::Verdict::New
-                                        && Role::from_code(peer_hb.role) == Role::Active
-                                    {
-                                        break;
-                                    }
-                                }
-                            }
-                            if let Err(e) = vip.release().await {
-                                tracing::error!("cluster: removing the virtual IP: {e:#}");
-                            }
-                            seq += 1;
-                            hb.seq = seq;
-                            hb.vip_held = false;
-                            media.send(&wire::encode(&hb, &key));
-                            // Let the media tasks write the last heartbeat.
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            if let Some(w) = watchdog.take() {
-                                w.disarm();
-                            }
-                            let _ = done.send(());
-                            return;
-                        }
-                    }
-                    send_now = true;
-                }
-            }
-            machine.ping_ok = pinger.ok();
-            let healthy = health.as_ref().is_none_or(|h| h());
-            if healthy != machine.healthy {
-                tracing::info!(healthy, "cluster: this node's health changed");
-                machine.healthy = healthy;
-                send_now = true;
-            }
-            let now = Instant::now();
-            let actions = machine.tick(now);
-            for action in &actions {
-                match action {
-                    Action::Activate => {
-                        let peer_holds = machine.peer_alive()
-                            && machine.peer().is_some_and(|p| p.vip_held)
-                            && vip.can_hold_silently();
-                        tracing::info!(epoch = machine.epoch(), vip = %cfg.vip, handover = peer_holds, healthy = machine.healthy, peer = ?machine.peer().map(|p| (p.role, p.healthy, p.request)), "cluster: becoming active");
-                        let result = if peer_holds {
-                            vip.hold_silent(lifetime).await
-                        } else {
-                            vip.hold(lifetime).await
-                        };
-                        match result {
-                            Ok(()) if peer_holds => held = Held::Silently,
-                            Ok(()) => held = Held::Yes,
-                            Err(e) => tracing::error!("cluster: adding the virtual IP: {e:#}"),
-                        }
-                        announce(&vip, &cfg);
-                        last_garp = now;
-                        if let Some(before) = &before_open {
-                            before().await;
-                        }
-                        store.set_writable(true);
-                    }
-                    Action::Deactivate => {
-                        store.set_writable(false);
-                        if held == Held::Yes && machine.peer_alive() && vip.can_hold_silently() {
-                            // The peer takes over: keep answering for the VIP until it
-                            // says it is active, so no packet meets a node without it.
-                            held = Held::Yielding(now + linger);
-                        } else {
-                            if let Err(e) = vip.release().await {
-                                tracing::error!("cluster: removing the virtual IP: {e:#}");
-                            }
-                            held = Held::No;
-                        }
-                        tracing::info!("cluster: standing by");
-                    }
-                    Action::Announce => {
-                        tracing::info!(
-                            "cluster: the peer stood down; announcing the virtual IP again"
-                        );
-                        announce(&vip, &cfg);
-                        last_garp = now;
-                    }
-                    Action::MediumSilent(i) => tracing::warn!(
-                        medium = %names[*i],
-                        "cluster: heartbeat medium silent for {} ms",
-                        cfg.warntime_ms
-                    ),
-                    Action::MediumBack(i) => {
-                        tracing::info!(medium = %names[*i], "cluster: heartbeat medium carries heartbeats again")
-                    }
-                    Action::PeerLost => {
-                        tracing::warn!(peer = %cfg.peer, "cluster: peer is dead (silent on every medium)")
-                    }
-                    Action::PeerFound => tracing::info!(peer = %cfg.peer, "cluster: peer heard"),
-                }
-            }
-            send_now |= actions
-                .iter()
-                .any(|a| matches!(a, Action::Activate | Action::Deactivate));
-            let peer_active =
-                machine.peer_alive() && machine.peer().is_some_and(|p| p.role == Role::Active);
-            let peer_holds = machine.peer_alive() && machine.peer().is_some_and(|p| p.vip_held);
-            match held {
-                Held::Yielding(until) if peer_active || !machine.peer_alive() || now >= until => {
-                    if let Err(e) = vip.release().await {
-                        tracing::error!("cluster: removing the virtual IP: {e:#}");
-                    }
-                    held = Held::No;
-                    send_now = true;
-                    tracing::info!(taken = peer_active, "cluster: virtual IP handed over");
-                }
-                Held::Silently if !peer_holds => {
-                    // The peer let go: the VIP moves onto the LAN interface (ARP
-                    // answered from now on) and is announced once more.
-                    match vip.hold(lifetime).await {
-                        Ok(()) => {
-                            held = Held::Yes;
-                            if let Err(e) = vip.release_silent().await {
-                                tracing::error!(
-                                    "cluster: removing the silent copy of the virtual IP: {e:#}"
-                                );
-                            }
-                            let v = vip.clone();
-                            tokio::spawn(async move {
-                                if let Err(e) = v.announce(1, Duration::ZERO).await {
-                                    tracing::error!("cluster: gratuitous ARP: {e:#}");
-                                }
-                            });
-                        }
-                        Err(e) => tracing::error!("cluster: adding the virtual IP: {e:#}"),
-                    }
-                    send_now = true;
-                }
-                _ => {}
-            }
-            if machine.role() == Role::Active {
-                if send_now {
-                    let renewed = match held {
-                        Held::Silently => vip.hold_silent(lifetime).await,
-                        _ => vip.hold(lifetime).await,
-                    };
-                    if let Err(e) = renewed {
-                        tracing::error!("cluster: renewing the virtual IP: {e:#}");
-                    }
-                }
-                if !garp_refresh.is_zero() && now.duration_since(last_garp) >= garp_refresh {
-                    announce(&vip, &cfg);
-                    last_garp = now;
-                }
-            }
-            if send_now {
-                store_seq = store.last_seq().await.unwrap_or(store_seq);
-                seq += 1;
-                let hb = wire::Heartbeat {
-                    node: me.clone(),
-                    boot_id,
-                    seq,
-                    role: machine.role().code(),
-                    epoch: machine.epoch(),
-                    store_seq,
-                    healthy: machine.healthy,
-                    ping_ok: machine.ping_ok,
-                    request: machine.request().code(),
-                    vip_held: matches!(held, Held::Yes | Held::Yielding(_)),
-                };
-                media.send(&wire::encode(&hb, &key));
-            }
-            let mut st = status.lock().unwrap_or_else(|e| e.into_inner());
-            st.role = machine.role().name().into();
-            st.epoch = machine.epoch();
-            st.peer_alive = machine.peer_alive();
-            if let Some(tell) = &peer_alive {
-                tell(st.peer_alive);
-            }
-            st.peer_role = machine.peer().map(|p| p.role.name().to_string());
-            st.vip_held = machine.role() == Role::Active;
-            st.vip_holder = if st.vip_held {
-                Some(me.clone())
-            } else if machine.peer_alive() && machine.peer().is_some_and(|p| p.role == Role::Active)
-            {
-                Some(cfg.peer.clone())
-            } else {
-                None
-            };
-            st.store_seq = store_seq;
-            st.peer_store_seq = machine.peer().map(|p| p.store_seq);
-            for (i, heard) in machine.media_heard().iter().enumerate() {
-                st.media[i].1 = heard.map(|t| now.saturating_duration_since(t).as_millis() as u64);
-            }
-        }
+        Driver::new(me, cfg, store, hooks, links, cmd_rx, status)
+            .run()
+            .await
     });
     Ok(cluster)
-}
-
-/// Where this node has the VIP. A handover between two nodes that hear each other is
-/// make-before-break without ever two ARP answerers: the yielding node stays on the
-/// LAN interface (`Yielding`, already standby and closed for writes) while the taker
-/// holds it on `lo` (`Silently`), opens its store and sends gratuitous ARP; when the
-/// taker reports active the yielder deletes its copy, and when the yielder reports it
-/// gone the taker moves the VIP onto its LAN interface. Clients' packets always meet a
-/// node that accepts them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Held {
-    No,
-    Yes,
-    Silently,
-    Yielding(Instant),
-}
-
-/// Sends the configured gratuitous ARPs in the background.
-fn announce(vip: &Arc<vip::Vip>, cfg: &ClusterConfig) {
-    let vip = vip.clone();
-    let (count, interval) = (cfg.garp_count, Duration::from_millis(cfg.garp_interval_ms));
-    tokio::spawn(async move {
-        if let Err(e) = vip.announce(count, interval).await {
-            tracing::error!("cluster: gratuitous ARP: {e:#}");
-        }
-    });
-}
-
-mod ping {
-    //! Reachability of the ping nodes: ICMP echo over a raw socket (CAP_NET_RAW),
-    //! one probe per node every half second; a node counts as reached when it
-    //! answered within the dead time.
-    use std::net::IpAddr;
-    use std::time::Duration;
-
-    pub struct Pinger {
-        nodes: Vec<IpAddr>,
-        last_ok: std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>>,
-        window: Duration,
-    }
-
-    impl Pinger {
-        pub fn new(nodes: &[IpAddr], window: Duration) -> Pinger {
-            let p = Pinger {
-                nodes: nodes.to_vec(),
-                last_ok: Default::default(),
-                window,
-            };
-            if !p.nodes.is_empty() {
-                let nodes = p.nodes.clone();
-                let last_ok = p.last_ok.clone();
-                std::thread::Builder::new()
-                    .name("cluster-ping".into())
-                    .spawn(move || probe_loop(nodes, last_ok))
-                    .ok();
-            }
-            p
-        }
-
-        /// True when no ping nodes are configured, or one answered recently.
-        pub fn ok(&mut self) -> bool {
-            if self.nodes.is_empty() {
-                return true;
-            }
-            self.last_ok
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .is_some_and(|t| t.elapsed() < self.window)
-        }
-    }
-
-    fn probe_loop(
-        nodes: Vec<IpAddr>,
-        last_ok: std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>>,
-    ) {
-        use socket2::{Domain, Protocol, Socket, Type};
-        let sock = match Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4)) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!("cluster: ping nodes need a raw ICMP socket (CAP_NET_RAW): {e}");
-                return;
-            }
-        };
-        let _ = sock.set_read_timeout(Some(Duration::from_millis(100)));
-        let id = std::process::id() as u16;
-        let mut seq: u16 = 0;
-        loop {
-            for node in &nodes {
-                let IpAddr::V4(v4) = node else { continue };
-                seq = seq.wrapping_add(1);
-                let mut pkt = [
-                    8u8,
-                    0,
-                    0,
-                    0,
-                    (id >> 8) as u8,
-                    id as u8,
-                    (seq >> 8) as u8,
-                    seq as u8,
-                ];
-                let sum = checksum(&pkt);
-                pkt[2..4].copy_from_slice(&sum.to_be_bytes());
-                let _ = sock.send_to(&pkt, &std::net::SocketAddr::new((*v4).into(), 0).into());
-            }
-            let until = std::time::Instant::now() + Duration::from_millis(500);
-            while std::time::Instant::now() < until {
-                let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1500];
-                let Ok((n, from)) = sock.recv_from(&mut buf) else {
-                    continue;
-                };
-                // SAFETY: recv_from initialised the first n bytes.
-                let data: Vec<u8> = buf[..n]
-                    .iter()
-                    .map(|b| unsafe { b.assume_init() })
-                    .collect();
-                let ihl = data.first().map_or(0, |b| ((b & 0x0f) as usize) * 4);
-                let icmp = data.get(ihl..).unwrap_or_default();
-                let from_node = from.as_socket().is_some_and(|a| nodes.contains(&a.ip()));
-                // Echo reply (type 0) with our identifier.
-                if from_node && icmp.len() >= 8 && icmp[0] == 0 && icmp[4..6] == id.to_be_bytes() {
-                    *last_ok.lock().unwrap_or_else(|e| e.into_inner()) =
-                        Some(std::time::Instant::now());
-                }
-            }
-        }
-    }
-
-    fn checksum(data: &[u8]) -> u16 {
-        let mut sum: u32 = 0;
-        for chunk in data.chunks(2) {
-            let word = u16::from_be_bytes([chunk[0], *chunk.get(1).unwrap_or(&0)]);
-            sum += u32::from(word);
-        }
-        while sum > 0xffff {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
-        !(sum as u16)
-    }
 }

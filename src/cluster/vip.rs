@@ -27,10 +27,11 @@
 //!   administrator (any prefix length, any lifetime) is removed by [`Vip::release`];
 //!   call it once at start-up, before the role machine runs. `hold` also removes copies
 //!   of the VIP with a different prefix length than the configured one.
-//! - **Gratuitous ARP** ([`Vip::announce`]): per round, one broadcast Ethernet frame
-//!   carrying an ARP request and one carrying an ARP reply, both with sender IP =
-//!   target IP = VIP and sender MAC = the interface's MAC (RFC 5227 section 3 "ARP
-//!   Announcement", RFC 5944 section 4.6 for the reply form).
+//! - **Gratuitous ARP** ([`Vip::announce`]; the frames and the packet socket are in
+//!   `garp`): per round, one broadcast Ethernet frame carrying an ARP request
+//!   and one carrying an ARP reply, both with sender IP = target IP = VIP and sender
+//!   MAC = the interface's MAC (RFC 5227 section 3 "ARP Announcement", RFC 5944
+//!   section 4.6 for the reply form).
 //! - The interface is resolved by name once, in [`Vip::open`]; if it is deleted and
 //!   re-created later, open a new `Vip`. Sockets belong to the network namespace of the
 //!   thread that creates them: `open` and `announce` create theirs on the calling thread.
@@ -44,9 +45,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use futures::TryStreamExt;
 use ipnet::Ipv4Net;
-use pnet_datalink::{Channel, DataLinkSender, MacAddr, NetworkInterface};
-use pnet_packet::arp::{ArpHardwareTypes, ArpOperation, ArpOperations, MutableArpPacket};
-use pnet_packet::ethernet::{EtherTypes, MutableEthernetPacket};
+use pnet_datalink::MacAddr;
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::packet_route::address::{
     AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, CacheInfo,
@@ -55,10 +54,6 @@ use rtnetlink::packet_route::link::{AfSpecInet, AfSpecUnspec, InetDevConf, LinkA
 use rtnetlink::{Handle, LinkUnspec};
 use tokio::task::JoinHandle;
 
-/// Ethernet header (14) + ARP for IPv4 over Ethernet (28), padded to the 60-byte minimum
-/// frame (without FCS) so that no driver has to pad it.
-const GARP_FRAME_LEN: usize = 60;
-const ETHERNET_HEADER_LEN: usize = 14;
 /// `u32::MAX` means "forever" to the kernel; a lifetime must stay below it.
 const INFINITE_LIFETIME: u32 = u32::MAX;
 
@@ -292,66 +287,15 @@ impl Vip {
     /// sender MAC = the interface's MAC. Cancel-safe: dropping the future stops it
     /// between rounds.
     pub async fn announce(&self, count: u32, interval: Duration) -> Result<()> {
-        if count == 0 {
-            return Ok(());
-        }
-        let mac = MacAddr::from(self.mac.ok_or_else(|| {
-            anyhow!(
-                "network interface {:?} has no Ethernet address; cannot send gratuitous ARP",
-                self.interface
-            )
-        })?);
-        let request = garp_frame(mac, self.addr, ArpOperations::Request);
-        let reply = garp_frame(mac, self.addr, ArpOperations::Reply);
-        // Created on the calling thread (socket + bind, which do not block) so that the
-        // socket is in the caller's network namespace; only the sends go to the pool.
-        let mut tx = self.packet_sender()?;
-        for round in 0..count {
-            if round > 0 {
-                tokio::time::sleep(interval).await;
-            }
-            let interface = self.interface.clone();
-            tx = tokio::task::spawn_blocking(move || -> Result<Box<dyn DataLinkSender>> {
-                for frame in [&request, &reply] {
-                    tx.send_to(frame, None)
-                        .unwrap_or_else(|| Err(std::io::ErrorKind::Unsupported.into()))
-                        .with_context(|| format!("sending gratuitous ARP on {interface}"))?;
-                }
-                Ok(tx)
-            })
-            .await
-            .context("gratuitous ARP sender task")??;
-        }
-        tracing::debug!(interface = %self.interface, vip = %self.addr, count, "sent gratuitous ARP");
-        Ok(())
-    }
-
-    fn packet_sender(&self) -> Result<Box<dyn DataLinkSender>> {
-        let interface = NetworkInterface {
-            name: self.interface.clone(),
-            description: String::new(),
-            index: self.ifindex,
-            mac: self.mac.map(MacAddr::from),
-            ips: Vec::new(),
-            flags: 0,
-        };
-        let config = pnet_datalink::Config {
-            write_timeout: Some(Duration::from_secs(1)),
-            read_timeout: Some(Duration::from_millis(1)),
-            read_buffer_size: 64,
-            promiscuous: false,
-            ..Default::default()
-        };
-        match pnet_datalink::channel(&interface, config) {
-            Ok(Channel::Ethernet(tx, _rx)) => Ok(tx),
-            Ok(_) => bail!("unexpected datalink channel type on {}", self.interface),
-            Err(e) => Err(e).with_context(|| {
-                format!(
-                    "opening a packet socket on {} (needs CAP_NET_RAW)",
-                    self.interface
-                )
-            }),
-        }
+        super::garp::announce(
+            &self.interface,
+            self.ifindex,
+            self.mac,
+            self.addr,
+            count,
+            interval,
+        )
+        .await
     }
 
     /// The IPv4 addresses of our interface.
@@ -485,8 +429,6 @@ impl Vip {
     }
 }
 
-/// Whole seconds, rounded up, within 1 ..= u32::MAX - 1 (0 is rejected by the kernel and
-/// u32::MAX means forever).
 /// Makes a silent hold possible: finds `lo` and makes sure `interface` answers ARP
 /// only for addresses it carries itself (`arp_ignore` = 1 if it was 0; Linux's default
 /// answers for any local address, including one on `lo`). Returns `lo`'s index.
@@ -515,6 +457,8 @@ async fn silent_hold_possible(handle: &Handle, interface: &str) -> Result<u32> {
     Ok(lo.header.index)
 }
 
+/// Whole seconds, rounded up, within 1 ..= u32::MAX - 1 (0 is rejected by the kernel and
+/// u32::MAX means forever).
 fn lifetime_secs(lifetime: Duration) -> u32 {
     let secs = lifetime
         .as_secs()
@@ -553,36 +497,6 @@ fn is_secondary(message: &AddressMessage) -> bool {
         })
 }
 
-/// One gratuitous ARP frame: broadcast Ethernet, ARP `operation`, sender = target = `vip`.
-fn garp_frame(mac: MacAddr, vip: Ipv4Addr, operation: ArpOperation) -> [u8; GARP_FRAME_LEN] {
-    let mut frame = [0u8; GARP_FRAME_LEN];
-    {
-        let mut ethernet =
-            MutableEthernetPacket::new(&mut frame[..]).expect("frame holds an Ethernet header");
-        ethernet.set_destination(MacAddr::broadcast());
-        ethernet.set_source(mac);
-        ethernet.set_ethertype(EtherTypes::Arp);
-    }
-    let mut arp = MutableArpPacket::new(&mut frame[ETHERNET_HEADER_LEN..])
-        .expect("frame holds an ARP packet");
-    arp.set_hardware_type(ArpHardwareTypes::Ethernet);
-    arp.set_protocol_type(EtherTypes::Ipv4);
-    arp.set_hw_addr_len(6);
-    arp.set_proto_addr_len(4);
-    arp.set_operation(operation);
-    arp.set_sender_hw_addr(mac);
-    arp.set_sender_proto_addr(vip);
-    // RFC 5227: the target hardware address of a request is ignored (zero); a
-    // gratuitous reply is addressed to everyone.
-    arp.set_target_hw_addr(if operation == ArpOperations::Reply {
-        MacAddr::broadcast()
-    } else {
-        MacAddr::zero()
-    });
-    arp.set_target_proto_addr(vip);
-    frame
-}
-
 #[cfg(test)]
 mod tests {
     //! Every test runs in a network namespace of its own, created by `unshare` on a
@@ -592,9 +506,10 @@ mod tests {
     //! unshare) and fail, not skip, without it.
 
     use super::*;
+    use pnet_datalink::{Channel, NetworkInterface};
     use pnet_packet::Packet;
-    use pnet_packet::arp::ArpPacket;
-    use pnet_packet::ethernet::EthernetPacket;
+    use pnet_packet::arp::{ArpHardwareTypes, ArpOperations, ArpPacket};
+    use pnet_packet::ethernet::{EtherTypes, EthernetPacket};
     use std::future::Future;
     use std::time::Instant;
 

@@ -3,8 +3,14 @@
 //! This module owns the bytes that travel between the two nodes on every heartbeat
 //! medium (UDP on the private link, the serial null-modem line). It does no I/O:
 //! [`encode`] and [`decode`] turn a [`Heartbeat`] into a frame and back,
-//! [`ReplayGuard`] decides whether an authentic heartbeat is new, a second copy or a
-//! replay, and [`FrameReader`] cuts a serial byte stream into frames.
+//! [`FrameReader`] cuts a serial byte stream into frames, and [`read_key_file`] reads
+//! the shared key the frames are authenticated with. Whether an authentic heartbeat
+//! is new, a second copy or a replay is decided by the
+//! [`ReplayGuard`](super::replay::ReplayGuard) in `replay`.
+//!
+//! The stream reader stays with the codec because it resyncs on the same header
+//! checks and MACs; the key file is the MAC's key (replication authenticates with the
+//! same key and reads it through here).
 //!
 //! # Frame layout (version 1, all integers big-endian)
 //!
@@ -42,9 +48,11 @@
 //!   version 1 receiver ignores them (they are still covered by the MAC).
 //!   Unknown `role` and `request` values are refused ([`WireError::Malformed`]).
 //! - A receiver acts on a heartbeat only if it authenticates *and* the
-//!   [`ReplayGuard`] calls it [`Verdict::New`]. The sender puts the same frame (same
-//!   `seq`) on every medium, so the copies that arrive on the other media are
-//!   [`Verdict::Duplicate`]: proof that medium works, no new state.
+//!   [`ReplayGuard`](super::replay::ReplayGuard) calls it
+//!   [`Verdict::New`](super::replay::Verdict::New). The sender puts the same frame
+//!   (same `seq`) on every medium, so the copies that arrive on the other media are
+//!   [`Verdict::Duplicate`](super::replay::Verdict::Duplicate): proof that medium
+//!   works, no new state.
 //!
 //! # Invariants
 //!
@@ -53,7 +61,6 @@
 //! - A frame is never longer than [`MAX_FRAME`] bytes, well under the
 //!   [`FrameReader`] buffer cap, so the reader can always hold one whole frame.
 
-use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 
 use anyhow::Context as _;
@@ -95,12 +102,6 @@ pub const REQUEST_STAND_DOWN: u8 = 2;
 const FLAG_HEALTHY: u8 = 0b01;
 const FLAG_PING_OK: u8 = 0b10;
 const FLAG_VIP_HELD: u8 = 0b100;
-
-/// How many earlier boot ids per node the [`ReplayGuard`] refuses.
-pub const REMEMBERED_BOOTS: usize = 16;
-/// How far behind the newest sequence number a second copy is still recognised as
-/// a [`Verdict::Duplicate`] (older copies are [`Verdict::Replay`]).
-pub const DUPLICATE_WINDOW: u64 = 64;
 
 /// Cap on the bytes a [`FrameReader`] holds.
 pub const READER_CAP: usize = 4096;
@@ -294,99 +295,6 @@ fn parse_payload(p: &[u8]) -> Result<Heartbeat, WireError> {
     })
 }
 
-/// What the [`ReplayGuard`] makes of an authentic heartbeat.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    /// Newer than anything accepted from that node: act on it.
-    New,
-    /// A copy of a heartbeat already accepted (typically the same frame arriving on
-    /// a second medium): that medium works, but the heartbeat carries nothing new.
-    Duplicate,
-    /// An older sequence number of the current boot that was never accepted, one
-    /// too old to tell, or a boot id the node has already left: ignore it.
-    Replay,
-}
-
-#[derive(Debug)]
-struct PeerState {
-    boot_id: u64,
-    /// Highest sequence number accepted in `boot_id`.
-    seq: u64,
-    /// Bit `i` set: sequence `seq - i` was accepted.
-    window: u64,
-    /// Boot ids this node has left behind, newest last.
-    old_boots: VecDeque<u64>,
-}
-
-/// Replay protection per sending node, from `(boot_id, seq)`.
-///
-/// - Same boot id: a higher `seq` is [`Verdict::New`]; a `seq` already accepted
-///   (within the last [`DUPLICATE_WINDOW`]) is [`Verdict::Duplicate`]; anything else
-///   is [`Verdict::Replay`].
-/// - Another boot id: the peer restarted, [`Verdict::New`] — unless it is one of the
-///   last [`REMEMBERED_BOOTS`] boot ids that node has left, which is a
-///   [`Verdict::Replay`].
-///
-/// Limits (inherent to random boot ids without a clock): the guard starts empty, so
-/// after this process restarts, or for a boot id older than the remembered ones, a
-/// recorded frame is taken as a restart of the peer. Only holders of the key can
-/// produce frames; replaying requires access to a heartbeat medium.
-#[derive(Debug, Default)]
-pub struct ReplayGuard {
-    peers: HashMap<String, PeerState>,
-}
-
-impl ReplayGuard {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Classifies an authentic heartbeat and, if it is [`Verdict::New`], remembers it.
-    pub fn check(&mut self, hb: &Heartbeat) -> Verdict {
-        let Some(peer) = self.peers.get_mut(&hb.node) else {
-            self.peers.insert(
-                hb.node.clone(),
-                PeerState {
-                    boot_id: hb.boot_id,
-                    seq: hb.seq,
-                    window: 1,
-                    old_boots: VecDeque::new(),
-                },
-            );
-            return Verdict::New;
-        };
-        if hb.boot_id != peer.boot_id {
-            if peer.old_boots.contains(&hb.boot_id) {
-                return Verdict::Replay;
-            }
-            if peer.old_boots.len() == REMEMBERED_BOOTS {
-                peer.old_boots.pop_front();
-            }
-            peer.old_boots.push_back(peer.boot_id);
-            peer.boot_id = hb.boot_id;
-            peer.seq = hb.seq;
-            peer.window = 1;
-            return Verdict::New;
-        }
-        if hb.seq > peer.seq {
-            let ahead = hb.seq - peer.seq;
-            peer.window = if ahead >= DUPLICATE_WINDOW {
-                1
-            } else {
-                (peer.window << ahead) | 1
-            };
-            peer.seq = hb.seq;
-            return Verdict::New;
-        }
-        let behind = peer.seq - hb.seq;
-        if behind < DUPLICATE_WINDOW && peer.window & (1 << behind) != 0 {
-            Verdict::Duplicate
-        } else {
-            Verdict::Replay
-        }
-    }
-}
-
 /// Cuts a byte stream (the serial line) into frames.
 ///
 /// Bytes that cannot start a frame are skipped up to the next magic (resync). A
@@ -575,12 +483,13 @@ pub fn read_key_file(path: &Path) -> anyhow::Result<Vec<u8>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     const KEY: &[u8] = b"0123456789abcdef-shared-key";
 
-    fn hb(seq: u64) -> Heartbeat {
+    /// A heartbeat from `clusternodo1` with sequence number `seq`.
+    pub(in crate::cluster) fn hb(seq: u64) -> Heartbeat {
         Heartbeat {
             node: "clusternodo1".into(),
             boot_id: 0x1122_3344_5566_7788,
@@ -754,93 +663,6 @@ mod tests {
         h.node = "é".repeat(200); // 400 bytes
         let got = decode(&encode(&h, KEY), KEY).unwrap();
         assert_eq!(got.node, "é".repeat(127));
-    }
-
-    #[test]
-    fn replay_older_seq_is_replay() {
-        let mut g = ReplayGuard::new();
-        assert_eq!(g.check(&hb(10)), Verdict::New);
-        assert_eq!(g.check(&hb(11)), Verdict::New);
-        assert_eq!(g.check(&hb(9)), Verdict::Replay);
-    }
-
-    #[test]
-    fn replay_same_frame_twice_is_duplicate() {
-        let mut g = ReplayGuard::new();
-        assert_eq!(g.check(&hb(10)), Verdict::New);
-        assert_eq!(g.check(&hb(10)), Verdict::Duplicate);
-        // A slow medium delivering an accepted heartbeat after a newer one.
-        assert_eq!(g.check(&hb(12)), Verdict::New);
-        assert_eq!(g.check(&hb(10)), Verdict::Duplicate);
-        // Skipped (never accepted) sequence numbers are not duplicates.
-        assert_eq!(g.check(&hb(11)), Verdict::Replay);
-        // Too far behind to remember.
-        assert_eq!(g.check(&hb(12 + DUPLICATE_WINDOW)), Verdict::New);
-        assert_eq!(g.check(&hb(12)), Verdict::Replay);
-    }
-
-    #[test]
-    fn replay_new_boot_id_is_a_restart() {
-        let mut g = ReplayGuard::new();
-        assert_eq!(g.check(&hb(500)), Verdict::New);
-        let restarted = Heartbeat {
-            boot_id: 99,
-            ..hb(0)
-        };
-        assert_eq!(g.check(&restarted), Verdict::New);
-        assert_eq!(
-            g.check(&Heartbeat {
-                seq: 1,
-                ..restarted
-            }),
-            Verdict::New
-        );
-    }
-
-    #[test]
-    fn replay_old_boot_id_is_replay() {
-        let mut g = ReplayGuard::new();
-        assert_eq!(g.check(&hb(500)), Verdict::New);
-        assert_eq!(
-            g.check(&Heartbeat {
-                boot_id: 99,
-                ..hb(0)
-            }),
-            Verdict::New
-        );
-        // The first boot again, even with a higher sequence number.
-        assert_eq!(g.check(&hb(501)), Verdict::Replay);
-        assert_eq!(g.check(&hb(500)), Verdict::Replay);
-        // Every remembered boot stays refused.
-        for boot in 100..100 + REMEMBERED_BOOTS as u64 - 1 {
-            assert_eq!(
-                g.check(&Heartbeat {
-                    boot_id: boot,
-                    ..hb(0)
-                }),
-                Verdict::New
-            );
-        }
-        assert_eq!(g.check(&hb(600)), Verdict::Replay);
-        assert_eq!(
-            g.check(&Heartbeat {
-                boot_id: 99,
-                ..hb(7)
-            }),
-            Verdict::Replay
-        );
-    }
-
-    #[test]
-    fn replay_guard_keeps_nodes_apart() {
-        let mut g = ReplayGuard::new();
-        assert_eq!(g.check(&hb(10)), Verdict::New);
-        let other = Heartbeat {
-            node: "clusternodo2".into(),
-            ..hb(3)
-        };
-        assert_eq!(g.check(&other), Verdict::New);
-        assert_eq!(g.check(&hb(10)), Verdict::Duplicate);
     }
 
     fn frames(n: u64) -> Vec<Vec<u8>> {
