@@ -6,7 +6,8 @@
 //! protocol front-end only.
 //!
 //! Files: `conn` (stream, framing of lines and literals, limits, timeouts), `session`
-//! (state machine and commands), `fetch` (FETCH items, glue to `mime` and `search`),
+//! (session state, command loop and dispatcher), `cmd` (the command handlers, one
+//! file per family), `fetch` (FETCH items, glue to `mime` and `search`),
 //! `list` (LIST patterns), `utf7` (modified UTF-7 names), `wire` (response syntax).
 //!
 //! Implementation notes
@@ -45,6 +46,7 @@
 //!   logs the client out, also mid-command. A standby node (store not writable)
 //!   greets with `BYE [UNAVAILABLE]`.
 
+mod cmd;
 mod conn;
 mod fetch;
 mod list;

@@ -1,0 +1,330 @@
+//! Commands of the selected state (RFC 3501 6.4) and their UID forms: CHECK, CLOSE,
+//! UNSELECT (RFC 3691), EXPUNGE, UID EXPUNGE (RFC 4315), SEARCH, FETCH, STORE, COPY
+//! and MOVE (RFC 6851). They work on the session's sequence-number map; messages
+//! expunged by others but not yet reported are skipped (RFC 2180 4.1).
+
+use imap_codec::imap_types::core::{Charset, Vec1};
+use imap_codec::imap_types::fetch::{MacroOrMessageDataItemNames, MessageDataItemName};
+use imap_codec::imap_types::flag::{Flag, StoreResponse, StoreType};
+use imap_codec::imap_types::mailbox::Mailbox;
+use imap_codec::imap_types::search::SearchKey;
+use imap_codec::imap_types::sequence::SequenceSet;
+
+use super::{CmdResult, Done, Fail, mailbox_name, ok};
+use crate::imap::session::{Session, flags_with_recent};
+use crate::imap::{fetch, search, wire};
+use crate::store::FlagMode;
+
+impl Session {
+    pub(in crate::imap) fn check(&mut self) -> CmdResult {
+        ok("CHECK completed")
+    }
+
+    pub(in crate::imap) async fn close(&mut self) -> CmdResult {
+        let sel = self.selected.take().expect("selected");
+        if !sel.read_only {
+            // RFC 3501 6.4.2: expunge silently.
+            self.srv.ctx.store.expunge(&sel.id, None).await?;
+        }
+        ok("CLOSE completed")
+    }
+
+    pub(in crate::imap) fn unselect(&mut self) -> CmdResult {
+        self.selected = None;
+        ok("UNSELECT completed")
+    }
+
+    pub(in crate::imap) async fn expunge(&mut self) -> CmdResult {
+        let sel = self.sel()?;
+        if sel.read_only {
+            return Err(Fail::No("[READ-ONLY] Mailbox is read-only".into()));
+        }
+        let id = sel.id.clone();
+        self.srv.ctx.store.expunge(&id, None).await?;
+        self.mark_dirty(&id);
+        ok("EXPUNGE completed")
+    }
+
+    pub(in crate::imap) async fn uid_expunge(&mut self, sequence_set: &SequenceSet) -> CmdResult {
+        let sel = self.sel()?;
+        if sel.read_only {
+            return Err(Fail::No("[READ-ONLY] Mailbox is read-only".into()));
+        }
+        let idx = sel.resolve(sequence_set, true)?;
+        let uids = sel.live(&idx);
+        let id = sel.id.clone();
+        if !uids.is_empty() {
+            self.srv.ctx.store.expunge(&id, Some(&uids)).await?;
+            self.mark_dirty(&id);
+        }
+        ok("UID EXPUNGE completed")
+    }
+
+    pub(in crate::imap) async fn search(
+        &mut self,
+        charset: Option<&Charset<'_>>,
+        criteria: Vec1<SearchKey<'_>>,
+        uid: bool,
+    ) -> CmdResult {
+        check_charset(charset)?;
+        let key = if criteria.as_ref().len() == 1 {
+            criteria.as_ref()[0].clone()
+        } else {
+            SearchKey::And(criteria)
+        };
+        let store = self.srv.ctx.store.clone();
+        let sel = self.selected.as_ref().expect("selected");
+        let mut hits = Vec::new();
+        let needs_text = fetch::search_needs_text(&key);
+        for (i, e) in sel.msgs.iter().enumerate() {
+            if e.expunged {
+                continue;
+            }
+            let raw = if needs_text {
+                match store.read_blob(&e.meta.blob).await {
+                    Ok(r) => Some(r),
+                    Err(err) => {
+                        tracing::warn!(uid = e.meta.uid, "imap: unreadable message: {err}");
+                        continue;
+                    }
+                }
+            } else {
+                None
+            };
+            let text = raw.as_deref().map(search::Text::new);
+            if fetch::search_matches(&key, sel, i, text.as_ref()) {
+                hits.push(if uid { e.meta.uid } else { i as u32 + 1 });
+            }
+        }
+        let mut line = String::from("* SEARCH");
+        for h in hits {
+            line.push(' ');
+            line.push_str(&h.to_string());
+        }
+        self.conn.line(&line);
+        ok("SEARCH completed")
+    }
+
+    pub(in crate::imap) async fn fetch(
+        &mut self,
+        set: &SequenceSet,
+        items: MacroOrMessageDataItemNames<'_>,
+        uid: bool,
+    ) -> CmdResult {
+        let mut names: Vec<MessageDataItemName<'_>> = match &items {
+            MacroOrMessageDataItemNames::Macro(m) => m.expand(),
+            MacroOrMessageDataItemNames::MessageDataItemNames(v) => v.clone(),
+        };
+        if names.iter().any(|n| {
+            matches!(
+                n,
+                MessageDataItemName::Binary { .. } | MessageDataItemName::BinarySize { .. }
+            )
+        }) {
+            return Err(Fail::Bad("BINARY is not supported".into()));
+        }
+        if uid && !names.contains(&MessageDataItemName::Uid) {
+            names.insert(0, MessageDataItemName::Uid);
+        }
+        let store = self.srv.ctx.store.clone();
+        let sel = self.selected.as_mut().expect("selected");
+        let idx = sel.resolve(set, uid)?;
+        let sets_seen = !sel.read_only && names.iter().any(fetch::sets_seen);
+        if sets_seen {
+            let unseen: Vec<u32> = idx
+                .iter()
+                .map(|&i| &sel.msgs[i])
+                .filter(|e| !e.expunged && !e.meta.has_flag("\\Seen"))
+                .map(|e| e.meta.uid)
+                .collect();
+            if !unseen.is_empty() {
+                let updates = store
+                    .store_flags(&sel.id, &unseen, FlagMode::Add, &["\\Seen".to_string()])
+                    .await?;
+                for u in updates {
+                    if let Some(p) = sel.position(u.uid) {
+                        sel.msgs[p].meta.flags = u.flags;
+                        sel.msgs[p].meta.modseq = u.modseq;
+                    }
+                }
+            }
+        }
+        let needs_body = names.iter().any(fetch::needs_body);
+        let wants_flags = names.contains(&MessageDataItemName::Flags);
+        for i in idx {
+            let sel = self.selected.as_mut().expect("selected");
+            let e = &sel.msgs[i];
+            if e.expunged {
+                // RFC 2180 4.1.2: the message is gone; skip it.
+                continue;
+            }
+            let raw = if needs_body {
+                match store.read_blob(&e.meta.blob).await {
+                    Ok(r) => Some(r),
+                    Err(err) => {
+                        tracing::error!(uid = e.meta.uid, "imap: unreadable message: {err}");
+                        return Err(Fail::No("[SERVERBUG] Message data unavailable".into()));
+                    }
+                }
+            } else {
+                None
+            };
+            let recent = sel.recent.contains(&e.meta.uid);
+            let flags_changed = e.meta.flags != e.reported;
+            let with_flags = wants_flags || (sets_seen && flags_changed);
+            let mut out = format!("* {} FETCH (", i + 1).into_bytes();
+            let mut first = true;
+            // UID and FLAGS first (FLAGS also when \Seen was set implicitly).
+            if names.contains(&MessageDataItemName::Uid) {
+                out.extend_from_slice(format!("UID {}", e.meta.uid).as_bytes());
+                first = false;
+            }
+            if with_flags {
+                if !first {
+                    out.push(b' ');
+                }
+                out.extend_from_slice(b"FLAGS ");
+                out.extend_from_slice(flags_with_recent(&e.meta.flags, recent).as_bytes());
+                first = false;
+            }
+            for name in &names {
+                if matches!(name, MessageDataItemName::Flags | MessageDataItemName::Uid) {
+                    continue;
+                }
+                if !first {
+                    out.push(b' ');
+                }
+                first = false;
+                fetch::item(&mut out, name, &e.meta, raw.as_deref());
+            }
+            out.extend_from_slice(b")\r\n");
+            if with_flags {
+                let e = &mut sel.msgs[i];
+                e.reported = e.meta.flags.clone();
+            }
+            self.conn.write(&out);
+            self.conn.maybe_flush().await?;
+        }
+        ok(if uid {
+            "UID FETCH completed"
+        } else {
+            "FETCH completed"
+        })
+    }
+
+    pub(in crate::imap) async fn store(
+        &mut self,
+        set: &SequenceSet,
+        kind: StoreType,
+        response: StoreResponse,
+        flags: &[Flag<'_>],
+        uid: bool,
+    ) -> CmdResult {
+        let store = self.srv.ctx.store.clone();
+        let sel = self.selected.as_mut().expect("selected");
+        if sel.read_only {
+            return Err(Fail::No("[READ-ONLY] Mailbox is read-only".into()));
+        }
+        let idx = sel.resolve(set, uid)?;
+        let uids = sel.live(&idx);
+        let flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
+        let mode = match kind {
+            StoreType::Replace => FlagMode::Replace,
+            StoreType::Add => FlagMode::Add,
+            StoreType::Remove => FlagMode::Remove,
+        };
+        if !uids.is_empty() {
+            let updates = store.store_flags(&sel.id, &uids, mode, &flags).await?;
+            for u in updates {
+                if let Some(p) = sel.position(u.uid) {
+                    sel.msgs[p].meta.flags = u.flags;
+                    sel.msgs[p].meta.modseq = u.modseq;
+                }
+            }
+        }
+        let silent = matches!(response, StoreResponse::Silent);
+        for i in idx {
+            let e = &mut sel.msgs[i];
+            if e.expunged {
+                continue;
+            }
+            if !silent {
+                let recent = sel.recent.contains(&e.meta.uid);
+                let mut line = format!("* {} FETCH (", i + 1);
+                if uid {
+                    line.push_str(&format!("UID {} ", e.meta.uid));
+                }
+                line.push_str(&format!(
+                    "FLAGS {})",
+                    flags_with_recent(&e.meta.flags, recent)
+                ));
+                self.conn.line(&line);
+            }
+            e.reported = e.meta.flags.clone();
+        }
+        ok(if uid {
+            "UID STORE completed"
+        } else {
+            "STORE completed"
+        })
+    }
+
+    pub(in crate::imap) async fn copy(
+        &mut self,
+        set: &SequenceSet,
+        mailbox: &Mailbox<'_>,
+        uid: bool,
+        remove: bool,
+    ) -> CmdResult {
+        let name = mailbox_name(mailbox)?;
+        let store = self.srv.ctx.store.clone();
+        let Some(dest) = store.mailbox(self.user(), &name).await? else {
+            return Err(Fail::No(format!("[TRYCREATE] No such mailbox: {name}")));
+        };
+        let sel = self.sel()?;
+        if remove && sel.read_only {
+            return Err(Fail::No("[READ-ONLY] Mailbox is read-only".into()));
+        }
+        let idx = sel.resolve(set, uid)?;
+        let uids = sel.live(&idx);
+        let src = sel.id.clone();
+        let verb = if remove { "MOVE" } else { "COPY" };
+        if uids.is_empty() {
+            return Ok(Done::Ok(format!("{verb} completed (no messages)")));
+        }
+        let copied = store.copy(&src, &uids, &dest.id, remove).await?;
+        self.mark_dirty(&src);
+        self.mark_dirty(&dest.id);
+        let code = if copied.dst_uids.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "[COPYUID {} {} {}] ",
+                copied.uidvalidity,
+                wire::uid_set(&copied.src_uids),
+                wire::uid_set(&copied.dst_uids)
+            )
+        };
+        if remove {
+            // RFC 6851 3.3: COPYUID in an untagged OK before the EXPUNGEs.
+            if !code.is_empty() {
+                self.conn.line(&format!("* OK {code}Moved"));
+            }
+            Ok(Done::Ok("MOVE completed".into()))
+        } else {
+            Ok(Done::Ok(format!("{code}COPY completed")))
+        }
+    }
+}
+
+fn check_charset(charset: Option<&Charset<'_>>) -> Result<(), Fail> {
+    let Some(cs) = charset else { return Ok(()) };
+    let name: &str = cs.as_ref();
+    if name.eq_ignore_ascii_case("UTF-8") || name.eq_ignore_ascii_case("US-ASCII") {
+        Ok(())
+    } else {
+        Err(Fail::No(
+            "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset".into(),
+        ))
+    }
+}

@@ -1,0 +1,95 @@
+//! The IMAP command handlers, one file per family, each an `impl Session` block that
+//! `Session::dispatch` (in `session`) routes to once the command's state is checked:
+//!
+//! - `any`: CAPABILITY, NOOP, LOGOUT, ID, ENABLE
+//! - `auth`: STARTTLS, LOGIN, AUTHENTICATE (and the credential check with its delays)
+//! - `mailbox`: SELECT, EXAMINE, CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE,
+//!   LIST, LSUB, STATUS, NAMESPACE
+//! - `message`: CHECK, CLOSE, UNSELECT, EXPUNGE, UID EXPUNGE, SEARCH, FETCH, STORE,
+//!   COPY, MOVE (each also in its UID form)
+//! - `append`: APPEND
+//! - `idle`: IDLE
+//!
+//! This file holds what they share: how a handler finishes (`Done`, `Fail`) and the
+//! decoding of mailbox-name arguments.
+
+mod any;
+mod append;
+mod auth;
+mod idle;
+mod mailbox;
+mod message;
+
+use imap_codec::imap_types::mailbox::Mailbox;
+
+use super::utf7;
+use crate::store::StoreError;
+
+/// How a command handler finished.
+pub(super) enum Done {
+    /// Tagged OK with this text (the caller sends pending updates first).
+    Ok(String),
+    /// The handler wrote its own tagged response.
+    Handled,
+    /// Tagged response written; close the connection.
+    Close,
+}
+
+/// A failed command: tagged NO or BAD with this text (which may start with a code).
+pub(super) enum Fail {
+    No(String),
+    Bad(String),
+    /// The connection is unusable.
+    Io,
+}
+
+impl From<StoreError> for Fail {
+    fn from(e: StoreError) -> Fail {
+        match e {
+            StoreError::NoSuchMailbox(m) => Fail::No(format!("[NONEXISTENT] No such mailbox: {m}")),
+            StoreError::MailboxExists(m) => {
+                Fail::No(format!("[ALREADYEXISTS] Mailbox already exists: {m}"))
+            }
+            StoreError::InvalidName(m) => Fail::No(format!("[CANNOT] Invalid name: {m}")),
+            StoreError::NotAllowed(m) => Fail::No(format!("[CANNOT] {m}")),
+            StoreError::ReadOnly => {
+                Fail::No("[UNAVAILABLE] This node is not active; try again later".into())
+            }
+            StoreError::NoSuchAccount(_) => {
+                Fail::No("[AUTHORIZATIONFAILED] No such account".into())
+            }
+            other => {
+                tracing::error!(error = %other, "imap: store failure");
+                Fail::No("[SERVERBUG] Internal error; try again later".into())
+            }
+        }
+    }
+}
+
+impl From<std::io::Error> for Fail {
+    fn from(_: std::io::Error) -> Fail {
+        Fail::Io
+    }
+}
+
+pub(super) type CmdResult = Result<Done, Fail>;
+
+fn ok(text: &str) -> CmdResult {
+    Ok(Done::Ok(text.to_string()))
+}
+
+fn trim_crlf(line: &[u8]) -> &[u8] {
+    let l = line.strip_suffix(b"\n").unwrap_or(line);
+    l.strip_suffix(b"\r").unwrap_or(l)
+}
+
+/// The store's (UTF-8) name for a mailbox named on the wire in modified UTF-7.
+fn mailbox_name(mailbox: &Mailbox<'_>) -> Result<String, Fail> {
+    let raw = match mailbox {
+        Mailbox::Inbox => return Ok("INBOX".into()),
+        Mailbox::Other(o) => o.inner().as_ref(),
+    };
+    let name = utf7::from_wire(raw)
+        .ok_or_else(|| Fail::Bad("Invalid mailbox name encoding (RFC 3501 5.1.3)".into()))?;
+    crate::store::normalize_mailbox_name(&name).map_err(Fail::from)
+}
