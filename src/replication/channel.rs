@@ -2,7 +2,8 @@
 //! blob body, the size limits, and their encoding and decoding), the TLS client
 //! configuration, and the authentication that opens every channel: each end proves
 //! it holds the cluster key with an HMAC bound to this TLS session's exporter value
-//! ([`authenticate`]). Nothing here touches the store.
+//! ([`authenticate`]). Nothing here touches the store; the unit tests below run the
+//! framing and the handshake over in-memory streams.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -264,5 +265,279 @@ impl rustls::client::danger::ServerCertVerifier for KeyBound {
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, duplex};
+
+    const KEY: &[u8] = b"the cluster key, 32 bytes long!!";
+    /// Two TLS sessions' exporter values.
+    const SESSION: [u8; 32] = [1; 32];
+    const OTHER_SESSION: [u8; 32] = [2; 32];
+    /// Long enough for any test to finish; a test that hits it has hung.
+    const NO_HANG: Duration = Duration::from_secs(10);
+
+    async fn frame(msg: &Msg, body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_msg(&mut out, msg, body).await.unwrap();
+        out
+    }
+
+    /// A frame written by hand: the two lengths as given, then `rest`.
+    fn by_hand(hlen: u32, blen: u32, rest: &[u8]) -> Vec<u8> {
+        [&hlen.to_be_bytes()[..], &blen.to_be_bytes(), rest].concat()
+    }
+
+    /// `node_1` (active) and `node_2` (standby) prove themselves to each other.
+    async fn active<S: AsyncRead + AsyncWrite + Unpin>(
+        s: &mut S,
+        key: &[u8],
+        exporter: &[u8],
+    ) -> Result<()> {
+        authenticate(s, key, "node_1", "node_2", exporter, "active", "standby").await
+    }
+
+    async fn standby<S: AsyncRead + AsyncWrite + Unpin>(
+        s: &mut S,
+        key: &[u8],
+        exporter: &[u8],
+    ) -> Result<()> {
+        authenticate(s, key, "node_2", "node_1", exporter, "standby", "active").await
+    }
+
+    /// The bytes of one frame as they came, undecoded.
+    async fn raw_frame(r: &mut DuplexStream) -> Vec<u8> {
+        let mut out = vec![0u8; 8];
+        r.read_exact(&mut out).await.unwrap();
+        let hlen = u32::from_be_bytes(out[..4].try_into().unwrap()) as usize;
+        let blen = u32::from_be_bytes(out[4..].try_into().unwrap()) as usize;
+        out.resize(8 + hlen + blen, 0);
+        r.read_exact(&mut out[8..]).await.unwrap();
+        out
+    }
+
+    /// A handshake in session `exporter` through a relay that records what each side
+    /// sent: (the active side's result, the standby's, the active side's frame, the
+    /// standby's frame).
+    async fn recorded_handshake(exporter: &[u8]) -> (Result<()>, Result<()>, Vec<u8>, Vec<u8>) {
+        let (mut a, mut a_wire) = duplex(4096);
+        let (mut s, mut s_wire) = duplex(4096);
+        let relay = async {
+            let from_active = raw_frame(&mut a_wire).await;
+            let from_standby = raw_frame(&mut s_wire).await;
+            s_wire.write_all(&from_active).await.unwrap();
+            a_wire.write_all(&from_standby).await.unwrap();
+            (from_active, from_standby)
+        };
+        let (ra, rs, (from_active, from_standby)) = tokio::time::timeout(NO_HANG, async {
+            tokio::join!(
+                active(&mut a, KEY, exporter),
+                standby(&mut s, KEY, exporter),
+                relay
+            )
+        })
+        .await
+        .expect("the handshake hung");
+        (ra, rs, from_active, from_standby)
+    }
+
+    enum Side {
+        Active,
+        Standby,
+    }
+
+    /// Plays `recorded` to the active side or the standby, in session `exporter`, as
+    /// what its peer sends before it stops sending; returns that side's verdict.
+    async fn played_to(side: Side, exporter: &[u8], recorded: &[u8]) -> Result<()> {
+        let (mut s, mut wire) = duplex(4096);
+        wire.write_all(recorded).await.unwrap();
+        wire.shutdown().await.unwrap();
+        let verdict = async {
+            match side {
+                Side::Active => active(&mut s, KEY, exporter).await,
+                Side::Standby => standby(&mut s, KEY, exporter).await,
+            }
+        };
+        tokio::time::timeout(NO_HANG, verdict).await.expect("hung")
+    }
+
+    fn refused(r: Result<()>) -> String {
+        format!("{:#}", r.expect_err("should have been refused"))
+    }
+
+    #[tokio::test]
+    async fn a_frame_is_two_lengths_the_json_header_and_the_body() {
+        let bytes = frame(&Msg::Ack { seq: 7 }, b"xy").await;
+        let header = br#"{"t":"ack","seq":7}"#;
+        let want = by_hand(header.len() as u32, 2, &[&header[..], b"xy"].concat());
+        assert_eq!(bytes, want);
+        let (msg, body) = read_msg(&mut &bytes[..]).await.unwrap();
+        assert!(matches!(msg, Msg::Ack { seq: 7 }), "{msg:?}");
+        assert_eq!(body, b"xy");
+    }
+
+    #[tokio::test]
+    async fn marks_without_the_later_flags_read_as_false() {
+        let header = br#"{"t":"marks","marks":[["node_1",3]]}"#;
+        let bytes = by_hand(header.len() as u32, 0, header);
+        let (msg, _) = read_msg(&mut &bytes[..]).await.unwrap();
+        assert!(
+            matches!(&msg, Msg::Marks { marks, resync: false, no_deltas: false }
+                if *marks == [("node_1".to_string(), 3)]),
+            "{msg:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_truncated_frame_is_an_error() {
+        let bytes = frame(&Msg::Blob { id: "abc".into() }, b"the blob's bytes").await;
+        for cut in 0..bytes.len() {
+            let r = tokio::time::timeout(NO_HANG, read_msg(&mut &bytes[..cut]))
+                .await
+                .expect("hung");
+            let e = r.expect_err("a truncated frame was read");
+            assert!(is_eof(&e), "cut at {cut}: {e:#}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_malformed_header_is_an_error() {
+        let bytes = by_hand(5, 0, b"{oops");
+        let e = read_msg(&mut &bytes[..]).await.expect_err("read garbage");
+        assert!(format!("{e:#}").contains("malformed frame header"), "{e:#}");
+    }
+
+    #[tokio::test]
+    async fn an_oversized_frame_length_is_refused_before_its_bytes_arrive() {
+        let too_large = [
+            (MAX_HEADER as u32 + 1, 0),
+            (2, MAX_BODY as u32 + 1),
+            (u32::MAX, u32::MAX),
+        ];
+        for (hlen, blen) in too_large {
+            // The sender stays connected and sends nothing more: the lengths alone
+            // must be refused.
+            let (mut r, mut w) = duplex(64);
+            w.write_all(&by_hand(hlen, blen, &[])).await.unwrap();
+            let e = tokio::time::timeout(NO_HANG, read_msg(&mut r))
+                .await
+                .expect("waited for an oversized frame")
+                .expect_err("an oversized frame was accepted");
+            assert!(format!("{e:#}").contains("frame too large"), "{e:#}");
+            drop(w);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_good_handshake_succeeds_and_frames_follow() {
+        let (mut a, mut s) = duplex(4096);
+        let (ra, rs) = tokio::time::timeout(NO_HANG, async {
+            tokio::join!(
+                active(&mut a, KEY, &SESSION),
+                standby(&mut s, KEY, &SESSION)
+            )
+        })
+        .await
+        .expect("hung");
+        ra.unwrap();
+        rs.unwrap();
+        write_msg(&mut s, &Msg::Ack { seq: 9 }, &[]).await.unwrap();
+        let (msg, _) = read_msg(&mut a).await.unwrap();
+        assert!(matches!(msg, Msg::Ack { seq: 9 }), "{msg:?}");
+    }
+
+    #[tokio::test]
+    async fn a_wrong_key_is_refused_by_both_sides() {
+        let (mut a, mut s) = duplex(4096);
+        let (ra, rs) = tokio::time::timeout(NO_HANG, async {
+            tokio::join!(
+                active(&mut a, b"another key", &SESSION),
+                standby(&mut s, KEY, &SESSION)
+            )
+        })
+        .await
+        .expect("hung");
+        assert!(refused(ra).contains("failed authentication"));
+        assert!(refused(rs).contains("failed authentication"));
+    }
+
+    #[tokio::test]
+    async fn a_node_other_than_the_peer_is_refused_even_with_the_key() {
+        let (mut a, mut s) = duplex(4096);
+        let stranger = authenticate(
+            &mut a, KEY, "node_3", "node_2", &SESSION, "active", "standby",
+        );
+        let (_, rs) = tokio::time::timeout(NO_HANG, async {
+            tokio::join!(stranger, standby(&mut s, KEY, &SESSION))
+        })
+        .await
+        .expect("hung");
+        assert!(refused(rs).contains("\"node_3\" failed authentication"));
+    }
+
+    #[tokio::test]
+    async fn a_peer_must_authenticate_first() {
+        let not_auth = frame(
+            &Msg::Marks {
+                marks: Vec::new(),
+                resync: false,
+                no_deltas: false,
+            },
+            &[],
+        )
+        .await;
+        let r = played_to(Side::Standby, &SESSION, &not_auth).await;
+        assert!(refused(r).contains("did not authenticate first"));
+    }
+
+    #[tokio::test]
+    async fn a_truncated_handshake_is_refused() {
+        let (_, _, from_active, _) = recorded_handshake(&SESSION).await;
+        for cut in [0, 4, 8, from_active.len() - 1] {
+            // The peer sends part of its frame and closes.
+            let e = played_to(Side::Standby, &SESSION, &from_active[..cut])
+                .await
+                .expect_err("a truncated frame authenticated");
+            assert!(is_eof(&e), "cut at {cut}: {e:#}");
+        }
+        // The peer sends part of its frame and then nothing: refused after 5 s.
+        let (mut s, mut wire) = duplex(4096);
+        wire.write_all(&from_active[..from_active.len() / 2])
+            .await
+            .unwrap();
+        let r = tokio::time::timeout(NO_HANG, standby(&mut s, KEY, &SESSION))
+            .await
+            .expect("a silent peer held the handshake open");
+        assert!(refused(r).contains("no authentication from the peer within 5 s"));
+        drop(wire);
+    }
+
+    #[tokio::test]
+    async fn an_oversized_handshake_frame_is_refused() {
+        let lens = by_hand(u32::MAX, 0, &[]);
+        let r = played_to(Side::Standby, &SESSION, &lens).await;
+        assert!(refused(r).contains("frame too large"));
+    }
+
+    #[tokio::test]
+    async fn a_replayed_handshake_is_refused() {
+        // A genuine handshake, recorded.
+        let (ra, rs, from_active, from_standby) = recorded_handshake(&SESSION).await;
+        ra.unwrap();
+        rs.unwrap();
+        // Each side's recorded frame, played to that side's peer in a new session
+        // (another TLS session: another exporter value).
+        let r = played_to(Side::Standby, &OTHER_SESSION, &from_active).await;
+        assert!(refused(r).contains("\"node_1\" failed authentication"));
+        let r = played_to(Side::Active, &OTHER_SESSION, &from_standby).await;
+        assert!(refused(r).contains("\"node_2\" failed authentication"));
+        // Nor does a side accept its own frame reflected back, in the same session.
+        let r = played_to(Side::Standby, &SESSION, &from_standby).await;
+        refused(r);
+        let r = played_to(Side::Active, &SESSION, &from_active).await;
+        refused(r);
     }
 }
