@@ -21,7 +21,10 @@ use std::time::Duration;
 use anyhow::{Result, anyhow, bail};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 
-use super::{BlobRef, Msg, Replication, op_body, read_msg, store_blobs, write_msg, write_msg_nf};
+use super::Replication;
+use super::active::op_body;
+use super::channel::{BlobRef, Msg, read_msg, write_msg, write_msg_nf};
+use super::standby::store_blobs;
 use crate::ctx::Ctx;
 use crate::store::snapshot::{Snapshot, Table};
 

@@ -1,0 +1,330 @@
+//! The active side of replication: the ship loop (connect, authenticate, read the
+//! standby's marks, run the prelude of [`super::resync`] when needed, then stream the
+//! log as [`Msg::Op`] and [`Msg::Pos`] frames), the bodies of those frames
+//! ([`op_body`], block deltas for large content files), reading the standby's
+//! acknowledgements, releasing the sync commits they cover (or all of them on
+//! timeout or a dead peer: degraded), and the periodic log compaction ([`compact`],
+//! also run by the standby side).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use tokio::io::{AsyncRead, AsyncWriteExt, BufReader};
+use tokio::sync::watch;
+
+use super::channel::{
+    BlobRef, Msg, authenticate, client_config, read_msg, session_exporter, write_msg, write_msg_nf,
+};
+use super::{Replication, delta, resync};
+use crate::config::ReplicationMode;
+use crate::ctx::Ctx;
+use crate::store::op::Op;
+
+/// Ops the active node reads from its log at a time.
+const SHIP_BATCH: usize = 128;
+
+pub(super) async fn ship_loop(ctx: Arc<Ctx>, repl: Arc<Replication>) {
+    let connector = tokio_rustls::TlsConnector::from(client_config());
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        if !ctx.store.is_writable() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        let started = Instant::now();
+        match ship(&ctx, &repl, &connector).await {
+            Ok(()) => {}
+            Err(e) => tracing::debug!(error = %format!("{e:#}"), "replication: shipping stopped"),
+        }
+        repl.connected_out.store(false, Ordering::SeqCst);
+        // A channel that fails at once (peer down, or refusing: both active) is retried
+        // with a growing pause, up to 2 s; one that worked for a while, at once.
+        if started.elapsed() < Duration::from_secs(2) {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        } else {
+            backoff = Duration::from_millis(100);
+        }
+    }
+}
+
+async fn ship(ctx: &Ctx, repl: &Replication, connector: &tokio_rustls::TlsConnector) -> Result<()> {
+    let addr = repl.cfg.peer;
+    let tcp = tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr))
+        .await
+        .map_err(|_| anyhow!("connecting to {addr}: timed out"))?
+        .with_context(|| format!("connecting to {addr}"))?;
+    tcp.set_nodelay(true)?;
+    let name = rustls_pki_types::ServerName::try_from("clusterd-peer")
+        .expect("a valid name")
+        .to_owned();
+    let mut tls = tokio::time::timeout(Duration::from_secs(5), connector.connect(name, tcp))
+        .await
+        .map_err(|_| anyhow!("TLS handshake with {addr}: timed out"))?
+        .with_context(|| format!("TLS handshake with {addr}"))?;
+    let exporter = session_exporter(tls.get_ref().1)?;
+    authenticate(
+        &mut tls, &repl.key, &repl.node, &repl.peer, &exporter, "active", "standby",
+    )
+    .await?;
+    let (msg, _) = tokio::time::timeout(Duration::from_secs(5), read_msg(&mut tls))
+        .await
+        .map_err(|_| anyhow!("no marks from the peer"))??;
+    let Msg::Marks {
+        marks,
+        resync,
+        no_deltas,
+    } = msg
+    else {
+        bail!("expected marks from the peer");
+    };
+    let peer_marks: HashMap<String, u64> = marks.into_iter().collect();
+    // The peer holds ops we lack: both were active. Merge them here first; the peer
+    // then takes our snapshot (it may also have asked for one itself).
+    let mut snapshot = resync;
+    let ours: HashMap<String, u64> = ctx.store.origin_marks().await?.into_iter().collect();
+    if peer_marks
+        .iter()
+        .any(|(o, m)| ours.get(o).is_none_or(|have| m > have))
+    {
+        resync::merge_divergent(ctx, repl, &mut tls, &peer_marks, ours).await?;
+        snapshot = true;
+    }
+    // Ops the peer lacks that our log no longer holds: only a snapshot has them.
+    for (origin, held) in ctx.store.baseline().await? {
+        if peer_marks.get(&origin).copied().unwrap_or(0) < held {
+            snapshot = true;
+        }
+    }
+    let (mut cursor, marks) = if snapshot {
+        resync::send_snapshot(ctx, repl, &mut tls).await?
+    } else {
+        (start_position(ctx, &peer_marks).await?, peer_marks)
+    };
+    write_msg(&mut tls, &Msg::Stream, &[]).await?;
+    tracing::info!(peer = %repl.peer, from = cursor, "replication: shipping to the peer");
+    repl.connected_out.store(true, Ordering::SeqCst);
+    let deltas = !no_deltas;
+
+    let (r, mut w) = tokio::io::split(tls);
+    let acks = tokio::spawn(read_acks(BufReader::new(r), repl.acked.clone()));
+    let mut committed = repl.committed.subscribe();
+    let mut at_end = false;
+    let result: Result<()> = async {
+        loop {
+            if !ctx.store.is_writable() {
+                return Ok(());
+            }
+            if acks.is_finished() {
+                bail!("the peer closed the channel");
+            }
+            let ops = ctx.store.ops_since(cursor, SHIP_BATCH).await?;
+            if ops.is_empty() {
+                if !at_end {
+                    write_msg(
+                        &mut w,
+                        &Msg::Pos {
+                            seq: cursor,
+                            end: true,
+                        },
+                        &[],
+                    )
+                    .await?;
+                    at_end = true;
+                }
+                let _ = tokio::time::timeout(Duration::from_millis(100), committed.changed()).await;
+                continue;
+            }
+            at_end = false;
+            let mut skipped = false;
+            for op in ops {
+                cursor = op.seq;
+                if marks.get(&op.origin).is_some_and(|m| op.origin_seq <= *m) {
+                    skipped = true;
+                    continue;
+                }
+                skipped = false;
+                let (blobs, body) = op_body(ctx, &op.op, deltas).await?;
+                write_msg_nf(&mut w, &Msg::Op { op, blobs }, &body).await?;
+            }
+            if skipped {
+                write_msg_nf(
+                    &mut w,
+                    &Msg::Pos {
+                        seq: cursor,
+                        end: false,
+                    },
+                    &[],
+                )
+                .await?;
+            }
+            w.flush().await?;
+        }
+    }
+    .await;
+    acks.abort();
+    result
+}
+
+/// The log position after which the peer may lack ops: for every origin of which we
+/// hold more than the peer, just before our first op of it above the peer's mark.
+async fn start_position(ctx: &Ctx, marks: &HashMap<String, u64>) -> Result<u64> {
+    let mut start = u64::MAX;
+    for (origin, ours) in ctx.store.origin_marks().await? {
+        let theirs = marks.get(&origin).copied().unwrap_or(0);
+        if theirs >= ours {
+            continue;
+        }
+        if let Some(first) = ctx.store.first_seq_after(&origin, theirs).await? {
+            start = start.min(first - 1);
+        }
+    }
+    Ok(if start == u64::MAX {
+        ctx.store.last_seq().await?
+    } else {
+        start
+    })
+}
+
+/// The blobs an op names, for a frame's body: whole, or (a content file whose
+/// previous version the peer holds, when `deltas`) as a block delta when smaller.
+pub(super) async fn op_body(ctx: &Ctx, op: &Op, deltas: bool) -> Result<(Vec<BlobRef>, Vec<u8>)> {
+    let mut body = Vec::new();
+    let mut refs: Vec<BlobRef> = Vec::new();
+    let base = match op {
+        Op::ContentPut { base: Some(b), .. } if deltas => Some(b.clone()),
+        _ => None,
+    };
+    for id in op.blobs() {
+        if refs.iter().any(|r| r.id == *id) {
+            continue;
+        }
+        let mut data = ctx.store.read_blob(id).await?;
+        let mut delta = None;
+        if let Some(b) = base.as_ref().filter(|_| data.len() >= DELTA_MIN)
+            && let Ok(old) = ctx.store.read_blob(b).await
+        {
+            let (d, back) =
+                tokio::task::spawn_blocking(move || (delta::encode(&old, &data), data)).await?;
+            data = back;
+            delta = Some(d).filter(|d| d.len() < data.len());
+        }
+        let (bytes, base) = match delta {
+            Some(d) => (d, base.clone()),
+            None => (data, None),
+        };
+        refs.push(BlobRef {
+            id: id.clone(),
+            len: bytes.len() as u64,
+            base,
+        });
+        body.extend_from_slice(&bytes);
+    }
+    Ok((refs, body))
+}
+
+/// Files smaller than this travel whole.
+const DELTA_MIN: usize = 16 * 1024;
+
+async fn read_acks<R: AsyncRead + Unpin>(mut r: R, acked: watch::Sender<u64>) -> Result<()> {
+    loop {
+        match read_msg(&mut r).await? {
+            (Msg::Ack { seq }, _) => {
+                acked.send_if_modified(|a| {
+                    let newer = seq > *a;
+                    if newer {
+                        *a = seq;
+                    }
+                    newer
+                });
+            }
+            (other, _) => bail!("unexpected frame from the standby: {other:?}"),
+        }
+    }
+}
+
+// ------------------------------------------------------- sync commits and compaction
+
+pub(super) async fn release_loop(ctx: Arc<Ctx>, repl: Arc<Replication>) {
+    let mut acked = repl.acked.subscribe();
+    let mut compacted = Instant::now();
+    loop {
+        let _ = tokio::time::timeout(Duration::from_millis(20), acked.changed()).await;
+        repl.release_pending(!repl.peer_alive.load(Ordering::SeqCst));
+        // The active node drops what the peer acknowledged (the standby compacts
+        // while receiving, see `standby::apply_stream`).
+        if ctx.store.is_writable() && compacted.elapsed() >= COMPACT_EVERY {
+            compacted = Instant::now();
+            let upto = *repl.acked.borrow();
+            compact(&ctx, &repl, upto).await;
+        }
+    }
+}
+
+impl Replication {
+    /// Releases the commits the peer holds; on timeout or a dead peer, all of them.
+    fn release_pending(&self, peer_dead: bool) {
+        let acked = *self.acked.borrow();
+        let timeout = Duration::from_millis(self.cfg.ack_timeout_ms);
+        let mut ready = Vec::new();
+        {
+            let mut q = self.pending.lock().unwrap();
+            let mut waits = self.ack_waits.lock().unwrap();
+            while q.front().is_some_and(|(seq, _, _)| *seq <= acked) {
+                let (_, since, release) = q.pop_front().unwrap();
+                let us = since.elapsed().as_micros() as u64;
+                waits.0 += 1;
+                waits.1 += us;
+                waits.2 = waits.2.max(us);
+                ready.push(release);
+            }
+            drop(waits);
+            let overdue = q.front().is_some_and(|(_, t, _)| t.elapsed() >= timeout);
+            if (overdue || peer_dead) && !q.is_empty() {
+                if !self.degraded.swap(true, Ordering::SeqCst) {
+                    tracing::warn!(
+                        peer_dead,
+                        waiting = q.len(),
+                        "replication: the peer does not acknowledge; committing alone (degraded)"
+                    );
+                }
+                ready.extend(q.drain(..).map(|(_, _, r)| r));
+            }
+        }
+        for r in ready {
+            r();
+        }
+        if peer_dead
+            && self.cfg.mode == ReplicationMode::Sync
+            && !self.degraded.swap(true, Ordering::SeqCst)
+        {
+            tracing::warn!("replication: the peer is dead; committing alone (degraded)");
+        }
+        if !peer_dead
+            && self.connected_out.load(Ordering::SeqCst)
+            && acked >= *self.committed.borrow()
+            && self.degraded.swap(false, Ordering::SeqCst)
+        {
+            tracing::info!(
+                seq = acked,
+                "replication: the peer has caught up; sync again"
+            );
+        }
+    }
+}
+
+/// How often a node drops log entries both sides hold.
+pub(super) const COMPACT_EVERY: Duration = Duration::from_secs(2);
+
+/// Compacts the log up to `upto` (active: what the peer acknowledged; standby: all it
+/// holds, which the active node holds too), keeping `log_keep_ops`.
+pub(super) async fn compact(ctx: &Ctx, repl: &Replication, upto: u64) {
+    match ctx.store.compact(upto, repl.cfg.log_keep_ops).await {
+        Ok(0) => {}
+        Ok(n) => tracing::debug!(ops = n, upto, "replication: log compacted"),
+        Err(e) => tracing::warn!(error = %e, "replication: compacting the log failed"),
+    }
+}

@@ -1,0 +1,257 @@
+//! The standby side of replication: the accept loop (TLS, authentication, at most
+//! [`PRE_AUTH_MAX`] unproven connections, one live channel), sending this node's
+//! marks, the prelude of [`super::resync`], then applying the stream: the blobs of
+//! each op first ([`store_blobs`], rebuilding block deltas), up to [`APPLY_BATCH`]
+//! ops per transaction, an acknowledgement after each batch; and
+//! [`Replication::drain`], which lets what already arrived be applied before this
+//! node becomes active.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use tokio::io::{AsyncRead, AsyncWrite, BufReader};
+
+use super::active::{COMPACT_EVERY, compact};
+use super::channel::{BlobRef, Msg, authenticate, is_eof, read_msg, session_exporter, write_msg};
+use super::{Replication, delta, resync};
+use crate::ctx::Ctx;
+
+/// Ops the standby applies in one transaction at most.
+const APPLY_BATCH: usize = 64;
+
+/// Connections the standby lets prove themselves at once; more are dropped.
+const PRE_AUTH_MAX: usize = 8;
+
+/// [`Replication::drain`]: the longest wait, and the quiet time that ends it.
+const DRAIN_MAX: Duration = Duration::from_secs(1);
+const DRAIN_QUIET: Duration = Duration::from_millis(30);
+
+pub(super) async fn accept_loop(
+    ctx: Arc<Ctx>,
+    repl: Arc<Replication>,
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+) {
+    let current: Arc<Mutex<Option<tokio::task::AbortHandle>>> = Arc::default();
+    // Connections still proving themselves (each has 5 s for TLS and 5 s for its MAC).
+    let pre_auth = Arc::new(tokio::sync::Semaphore::new(PRE_AUTH_MAX));
+    loop {
+        let (tcp, from) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "replication: accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = pre_auth.clone().try_acquire_owned() else {
+            tracing::warn!(%from, "replication: too many unauthenticated connections; dropped");
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let (ctx, repl, acceptor, current2) =
+            (ctx.clone(), repl.clone(), acceptor.clone(), current.clone());
+        let (me_tx, me_rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            let Ok(me) = me_rx.await else { return };
+            match receive(&ctx, &repl, &acceptor, tcp, me, &current2, permit).await {
+                Ok(()) => tracing::info!(%from, "replication: the peer closed the channel"),
+                Err(e) => {
+                    tracing::warn!(%from, error = %format!("{e:#}"), "replication: channel refused or ended")
+                }
+            }
+        });
+        let _ = me_tx.send(task.abort_handle());
+    }
+}
+
+async fn receive(
+    ctx: &Ctx,
+    repl: &Replication,
+    acceptor: &tokio_rustls::TlsAcceptor,
+    tcp: tokio::net::TcpStream,
+    me: tokio::task::AbortHandle,
+    current: &Mutex<Option<tokio::task::AbortHandle>>,
+    pre_auth: tokio::sync::OwnedSemaphorePermit,
+) -> Result<()> {
+    let mut tls = tokio::time::timeout(Duration::from_secs(5), acceptor.accept(tcp))
+        .await
+        .map_err(|_| anyhow!("TLS handshake timed out"))?
+        .context("TLS handshake")?;
+    let exporter = session_exporter(tls.get_ref().1)?;
+    authenticate(
+        &mut tls, &repl.key, &repl.node, &repl.peer, &exporter, "standby", "active",
+    )
+    .await?;
+    drop(pre_auth);
+    if ctx.store.is_writable() {
+        bail!("the peer ships ops but this node is active too (split brain): refused");
+    }
+    // Only now, authenticated, may it replace an older channel (a peer that
+    // restarted leaves a dead one behind).
+    if let Some(old) = current.lock().unwrap().replace(me) {
+        old.abort();
+    }
+    let marks = ctx.store.origin_marks().await?;
+    let resync = ctx.store.resync_needed().await?;
+    let no_deltas = repl.no_deltas.load(Ordering::SeqCst);
+    write_msg(
+        &mut tls,
+        &Msg::Marks {
+            marks,
+            resync,
+            no_deltas,
+        },
+        &[],
+    )
+    .await?;
+    // Large enough that a batch takes many ops already received.
+    let mut s = BufReader::with_capacity(1 << 20, tls);
+    resync::prelude(ctx, repl, &mut s).await?;
+    tracing::info!(peer = %repl.peer, "replication: receiving from the peer");
+    repl.connected_in.store(true, Ordering::SeqCst);
+    let result = apply_stream(ctx, repl, &mut s).await;
+    repl.connected_in.store(false, Ordering::SeqCst);
+    repl.caught_up.store(false, Ordering::SeqCst);
+    result
+}
+
+async fn apply_stream<S: AsyncRead + AsyncWrite + Unpin>(
+    ctx: &Ctx,
+    repl: &Replication,
+    s: &mut BufReader<S>,
+) -> Result<()> {
+    let mut compacted = Instant::now();
+    loop {
+        let mut batch = Vec::new();
+        let mut bodies: Vec<(Vec<BlobRef>, Vec<u8>)> = Vec::new();
+        let mut last = 0u64;
+        // One frame (waiting), then whatever is already buffered.
+        loop {
+            let (msg, body) = match read_msg(s).await {
+                Ok(x) => x,
+                Err(e) if batch.is_empty() && is_eof(&e) => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            repl.applying.store(true, Ordering::SeqCst);
+            *repl.last_received.lock().unwrap() = Instant::now();
+            match msg {
+                Msg::Op { op, blobs } => {
+                    if !blobs.is_empty() {
+                        bodies.push((blobs, body));
+                    }
+                    last = op.seq;
+                    batch.push(op);
+                }
+                Msg::Pos { seq, end } => {
+                    last = last.max(seq);
+                    if end && !repl.caught_up.swap(true, Ordering::SeqCst) {
+                        tracing::info!(seq, "replication: caught up with the active node");
+                        repl.no_deltas.store(false, Ordering::SeqCst);
+                    }
+                }
+                other => bail!("unexpected frame from the active node: {other:?}"),
+            }
+            if batch.len() >= APPLY_BATCH || s.buffer().len() < 8 {
+                break;
+            }
+        }
+        if ctx.store.is_writable() {
+            repl.applying.store(false, Ordering::SeqCst);
+            bail!("this node became active: no more ops from the peer");
+        }
+        // The batch's message files, written (and fsynced) side by side.
+        futures::future::try_join_all(
+            bodies
+                .iter()
+                .map(|(refs, body)| store_blobs(ctx, repl, refs, body)),
+        )
+        .await?;
+        if !batch.is_empty() {
+            let r = ctx.store.apply_replicated(batch).await;
+            *repl.last_received.lock().unwrap() = Instant::now();
+            repl.applying.store(false, Ordering::SeqCst);
+            repl.applied.fetch_add(r? as u64, Ordering::SeqCst);
+        }
+        repl.applying.store(false, Ordering::SeqCst);
+        write_msg(s.get_mut(), &Msg::Ack { seq: last }, &[]).await?;
+        // Everything here the active node holds too (the prelude saw to that).
+        if compacted.elapsed() >= COMPACT_EVERY {
+            compacted = Instant::now();
+            compact(ctx, repl, u64::MAX).await;
+        }
+    }
+}
+
+/// Stores the blobs of a frame's body (rebuilding deltas against their base), each
+/// checked against its address.
+pub(super) async fn store_blobs(
+    ctx: &Ctx,
+    repl: &Replication,
+    refs: &[BlobRef],
+    body: &[u8],
+) -> Result<()> {
+    let mut at = 0usize;
+    for r in refs {
+        let end = at
+            .checked_add(r.len as usize)
+            .filter(|e| *e <= body.len())
+            .ok_or_else(|| anyhow!("frame body shorter than its blobs"))?;
+        let bytes = &body[at..end];
+        let data = match &r.base {
+            None => bytes.to_vec(),
+            Some(base) => {
+                let rebuilt = match ctx.store.read_blob(base).await {
+                    Ok(old) => delta::decode(&old, bytes),
+                    Err(e) => Err(anyhow!("its base {base} is missing here: {e}")),
+                };
+                match rebuilt {
+                    Ok(d) => d,
+                    Err(e) => {
+                        // Next channel: whole files.
+                        repl.no_deltas.store(true, Ordering::SeqCst);
+                        bail!(
+                            "blob {} arrived as a delta that does not apply: {e:#}",
+                            r.id
+                        );
+                    }
+                }
+            }
+        };
+        let (got, _) = ctx.store.put_blob(data).await?;
+        if got != r.id {
+            if r.base.is_some() {
+                repl.no_deltas.store(true, Ordering::SeqCst);
+            }
+            bail!("blob {} arrived with other content ({got})", r.id);
+        }
+        at = end;
+    }
+    Ok(())
+}
+
+impl Replication {
+    /// Before this node opens its store for writes: lets the receiver apply what
+    /// already arrived from the peer (the channel closed, or quiet for a moment with
+    /// nothing being applied), for at most a second.
+    pub async fn drain(&self) {
+        let t0 = Instant::now();
+        let applied = self.applied.load(Ordering::SeqCst);
+        while t0.elapsed() < DRAIN_MAX {
+            let quiet = self.last_received.lock().unwrap().elapsed() >= DRAIN_QUIET;
+            if !self.connected_in.load(Ordering::SeqCst)
+                || (quiet && !self.applying.load(Ordering::SeqCst))
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tracing::info!(
+            waited_ms = t0.elapsed().as_millis() as u64,
+            applied = self.applied.load(Ordering::SeqCst) - applied,
+            "replication: applied what the peer sent; opening the store"
+        );
+    }
+}
