@@ -10,6 +10,7 @@ pub mod ctx;
 pub mod dns;
 pub mod http;
 pub mod imap;
+pub mod mail;
 pub mod node;
 pub mod publish;
 pub mod replication;

@@ -6,6 +6,8 @@
 //! out is a relative path that [`crate::store::normalize_content_path`] accepts once
 //! joined to the root, so the store itself refuses anything that slipped through.
 
+use crate::mail::encoding::percent_units;
+
 /// What a request path names inside a site's root.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Target {
@@ -19,44 +21,23 @@ pub enum Target {
 #[derive(Debug, PartialEq, Eq)]
 pub struct BadPath;
 
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
 /// Maps the raw (still percent-encoded) path of a request URI to a [`Target`].
 pub fn resolve(raw: &str) -> Result<Target, BadPath> {
     let raw = raw.strip_prefix('/').ok_or(BadPath)?;
     if raw.len() > 2048 {
         return Err(BadPath);
     }
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if b == b'%' {
-            let (Some(h), Some(l)) = (
-                bytes.get(i + 1).copied().and_then(hex),
-                bytes.get(i + 2).copied().and_then(hex),
-            ) else {
-                return Err(BadPath);
-            };
-            let d = h * 16 + l;
-            // An encoded separator would change the segmentation after decoding.
-            if d == b'/' || d == b'\\' {
-                return Err(BadPath);
-            }
-            out.push(d);
-            i += 3;
-        } else {
-            out.push(b);
-            i += 1;
+    let mut out = Vec::with_capacity(raw.len());
+    for (b, escaped) in percent_units(raw.as_bytes()) {
+        // A `%` that does not start an escape.
+        if b == b'%' && !escaped {
+            return Err(BadPath);
         }
+        // An encoded separator would change the segmentation after decoding.
+        if escaped && (b == b'/' || b == b'\\') {
+            return Err(BadPath);
+        }
+        out.push(b);
     }
     let decoded = String::from_utf8(out).map_err(|_| BadPath)?;
     if decoded.chars().any(|c| c.is_control() || c == '\\') {

@@ -1,22 +1,10 @@
-//! MIME structure of a stored message: the one parsing layer for FETCH and SEARCH.
-//! It owns the part tree, header fields, Content-Type and its parameters, the RFC
-//! 5322/2045 lexer and the address-list parser, and writes from them ENVELOPE, BODY
-//! and BODYSTRUCTURE (RFC 3501 7.4.2) and body sections `BODY[1.2.MIME]`,
-//! `BODY[n.HEADER.FIELDS (...)]` (RFC 3501 6.4.5). search.rs reads the same tree and
-//! fields (`pub(super)`). Pure functions of the raw message bytes; no I/O.
+//! IMAP's views of a message's MIME structure: ENVELOPE, BODY and BODYSTRUCTURE (RFC
+//! 3501 7.4.2) and body sections `BODY[1.2.MIME]`, `BODY[n.HEADER.FIELDS (...)]` (RFC
+//! 3501 6.4.5), written from the part tree, header fields and address lists of
+//! [`crate::mail`] (`mime`, `header`, `address`). Pure functions of the raw message
+//! bytes; no I/O.
 //!
 //! Implementation notes
-//! - The message is parsed once into a tree of [`Part`]s borrowing the raw bytes:
-//!   each part has a header block (up to and including the blank line; the whole
-//!   part when there is none) and a body. A multipart body is cut at lines beginning
-//!   with `--boundary` (RFC 2046 5.1.1); the boundaries of all enclosing multiparts
-//!   count, the longest that matches wins (as Dovecot), so a boundary line of an
-//!   outer multipart also ends an inner one. The CRLF before a delimiter belongs to
-//!   the delimiter, so it is not counted in the part's size. The preamble and
-//!   epilogue are ignored; a missing close delimiter ends the last part at the end
-//!   of its parent. `message/rfc822` parts (and the parts of `multipart/digest`, RFC
-//!   2046 5.1.5) hold an embedded message, parsed the same way, whatever their
-//!   transfer encoding. Nesting is cut at 64 levels.
 //! - Where RFC 3501 leaves the answer to malformed input open, the choices follow
 //!   Dovecot 2.3 so that clients see the same structure as on the server they came
 //!   from (tests/imap_dovecot.rs compares the two on a corpus): the first
@@ -35,901 +23,19 @@
 //!   next to RFC 2231 continuations is shown as `title*`; Dovecot 2.3 shows it as
 //!   `title*1*`, which looks like a slip on its side and is not copied. Dovecot
 //!   skips a malformed parameter and reads the ones after it; here the parameter
-//!   list ends there.
+//!   list ends there (both are `mail::header`'s parameter parsing).
 
 use imap_codec::imap_types::core::AString;
 use imap_codec::imap_types::fetch::{Part as PartPath, Section};
 
 use super::wire;
-
-/// One MIME entity.
-pub(super) struct Part<'a> {
-    /// The header block, including the blank line that ends it when there is one.
-    pub(super) header: &'a [u8],
-    /// Everything after the header block, up to the part's end.
-    pub(super) body: &'a [u8],
-    ctype: ContentType,
-    kind: Kind<'a>,
-}
-
-pub(super) enum Kind<'a> {
-    Leaf,
-    /// The parts between the delimiters: none when the boundary is missing or never
-    /// occurs.
-    Multipart(Vec<Part<'a>>),
-    /// `message/rfc822`: the embedded message.
-    Message(Box<Part<'a>>),
-}
-
-impl<'a> Part<'a> {
-    pub(super) fn kind(&self) -> &Kind<'a> {
-        &self.kind
-    }
-    /// The Content-Type the structure follows (the first one), or the default.
-    pub(super) fn content_type(&self) -> &ContentType {
-        &self.ctype
-    }
-}
-
-/// A parsed Content-Type. `valid` is false when the header did not parse; then the
-/// type and subtype are what could be read and there are no parameters.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) struct ContentType {
-    pub(super) ty: String,
-    pub(super) subtype: String,
-    pub(super) params: Vec<(String, String)>,
-    pub(super) valid: bool,
-}
-
-impl ContentType {
-    /// The type of a part without Content-Type (RFC 2045 5.2, RFC 2046 5.1.5).
-    fn default_for(parent_digest: bool) -> Self {
-        let (ty, subtype) = if parent_digest {
-            ("message", "rfc822")
-        } else {
-            ("text", "plain")
-        };
-        ContentType {
-            ty: ty.into(),
-            subtype: subtype.into(),
-            params: Vec::new(),
-            valid: true,
-        }
-    }
-    pub(super) fn is(&self, ty: &str, subtype: &str) -> bool {
-        self.ty.eq_ignore_ascii_case(ty) && self.subtype.eq_ignore_ascii_case(subtype)
-    }
-    pub(super) fn is_text(&self) -> bool {
-        self.ty.eq_ignore_ascii_case("text")
-    }
-    fn is_multipart(&self) -> bool {
-        self.ty.eq_ignore_ascii_case("multipart")
-    }
-    pub(super) fn param(&self, name: &str) -> Option<&str> {
-        self.params
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-// ------------------------------------------------------------------ parsing
-
-/// Nesting deeper than this is not parsed: a multipart or message/rfc822 part at
-/// this depth is a leaf (a guard against hostile messages).
-const MAX_DEPTH: usize = 64;
-
-/// Parses a whole message.
-pub(super) fn parse(raw: &[u8]) -> Part<'_> {
-    parse_entity(raw, 0, false, &mut Vec::new(), 0).0
-}
-
-/// The header block of a message (see [`Part::header`]) without parsing the rest.
-pub(super) fn message_header(raw: &[u8]) -> &[u8] {
-    let (end, _) = header_block(raw, 0, &[]);
-    &raw[..end]
-}
-
-/// End of the line starting at `start`: the index after its LF, or the end.
-pub(super) fn line_end(raw: &[u8], start: usize) -> usize {
-    raw[start..]
-        .iter()
-        .position(|&b| b == b'\n')
-        .map_or(raw.len(), |p| start + p + 1)
-}
-
-pub(super) fn strip_eol(line: &[u8]) -> &[u8] {
-    let line = line.strip_suffix(b"\n").unwrap_or(line);
-    line.strip_suffix(b"\r").unwrap_or(line)
-}
-
-/// The entity at `start` and where it stops: the start of the boundary line (of an
-/// enclosing multipart, `stack` from outermost to innermost) that ends it, or the
-/// end of `raw`. The CRLF before that line belongs to the delimiter.
-fn parse_entity<'a>(
-    raw: &'a [u8],
-    start: usize,
-    in_digest: bool,
-    stack: &mut Vec<Vec<u8>>,
-    depth: usize,
-) -> (Part<'a>, usize) {
-    let (header_end, body_start) = header_block(raw, start, stack);
-    let header = &raw[start..header_end];
-    // The first Content-Type decides the structure (as Dovecot's parser).
-    let ctype = header_first(header, "Content-Type")
-        .map(|v| parse_content_type(&lossy(&unfold(v))))
-        .unwrap_or_else(|| ContentType::default_for(in_digest));
-    let (kind, stop) = if depth >= MAX_DEPTH {
-        (Kind::Leaf, next_boundary(raw, body_start, stack))
-    } else if ctype.is_multipart() {
-        let digest = ctype.subtype.eq_ignore_ascii_case("digest");
-        let mut children = Vec::new();
-        let stop = match ctype.param("boundary") {
-            None => next_boundary(raw, body_start, stack),
-            Some(b) => {
-                stack.push(b.as_bytes().to_vec());
-                let stop = scan_multipart(raw, body_start, digest, stack, depth, &mut children);
-                stack.pop();
-                stop
-            }
-        };
-        (Kind::Multipart(children), stop)
-    } else if ctype.is("message", "rfc822") {
-        // Looked into whatever the transfer encoding says (as Dovecot).
-        let (inner, stop) = parse_entity(raw, body_start, false, stack, depth + 1);
-        (Kind::Message(Box::new(inner)), stop)
-    } else {
-        (Kind::Leaf, next_boundary(raw, body_start, stack))
-    };
-    let mut end = stop;
-    if stop < raw.len() && end > start && raw[end - 1] == b'\n' {
-        end -= 1;
-        if end > start && raw[end - 1] == b'\r' {
-            end -= 1;
-        }
-    }
-    let part = Part {
-        header: &raw[start..header_end.min(end)],
-        body: &raw[body_start.min(end)..end],
-        ctype,
-        kind,
-    };
-    (part, stop)
-}
-/// The header block of the entity at `start`: (end of the header, start of the
-/// body). It ends after an empty line, or at a boundary line of an enclosing
-/// multipart (then the body is empty), or at the end.
-fn header_block(raw: &[u8], start: usize, stack: &[Vec<u8>]) -> (usize, usize) {
-    let mut ls = start;
-    while ls < raw.len() {
-        let le = line_end(raw, ls);
-        let content = strip_eol(&raw[ls..le]);
-        if content.is_empty() {
-            return (le, le);
-        }
-        if boundary_of(content, stack).is_some() {
-            return (ls, ls);
-        }
-        ls = le;
-    }
-    (raw.len(), raw.len())
-}
-
-/// The parts of the multipart whose boundary is the last one on `stack`, from its
-/// body at `from` (RFC 2046 5.1.1): the preamble is skipped, each delimiter starts a
-/// part, the close delimiter ends them and the epilogue runs to the next boundary
-/// line of an enclosing multipart. A boundary line of an enclosing multipart also
-/// ends the multipart when there was no close delimiter. Returns where it stops.
-fn scan_multipart<'a>(
-    raw: &'a [u8],
-    from: usize,
-    digest: bool,
-    stack: &mut Vec<Vec<u8>>,
-    depth: usize,
-    children: &mut Vec<Part<'a>>,
-) -> usize {
-    let level = stack.len() - 1;
-    let mut pos = from;
-    loop {
-        let Some(b) = find_boundary(raw, pos, stack) else {
-            return raw.len();
-        };
-        if b.level != level {
-            return b.start;
-        }
-        if b.close {
-            return next_boundary(raw, b.next, &stack[..level]);
-        }
-        let (part, stop) = parse_entity(raw, b.next, digest, stack, depth + 1);
-        children.push(part);
-        pos = stop;
-    }
-}
-
-/// The multipart boundary a line (without its line break) starts, as an index into
-/// `stack`, and whether it is a close delimiter. As Dovecot: the longest boundary
-/// that the line starts with wins, the innermost among equal ones, and one that
-/// matches the whole line (with or without the closing `--`) ends the search.
-fn boundary_of(line: &[u8], stack: &[Vec<u8>]) -> Option<(usize, bool)> {
-    let rest = line.strip_prefix(b"--")?;
-    let dashes = rest.len() > 2 && rest.ends_with(b"--");
-    let mut best: Option<usize> = None;
-    for (level, b) in stack.iter().enumerate().rev() {
-        if rest.starts_with(b) && best.is_none_or(|i| stack[i].len() < b.len()) {
-            best = Some(level);
-            if b.len() == rest.len() || (dashes && b.len() + 2 == rest.len()) {
-                break;
-            }
-        }
-    }
-    best.map(|level| (level, rest[stack[level].len()..].starts_with(b"--")))
-}
-
-struct BoundaryLine {
-    start: usize,
-    next: usize,
-    level: usize,
-    close: bool,
-}
-
-/// The first boundary line at or after `from`.
-fn find_boundary(raw: &[u8], from: usize, stack: &[Vec<u8>]) -> Option<BoundaryLine> {
-    if stack.is_empty() {
-        return None;
-    }
-    let mut ls = from;
-    while ls < raw.len() {
-        let le = line_end(raw, ls);
-        if let Some((level, close)) = boundary_of(strip_eol(&raw[ls..le]), stack) {
-            return Some(BoundaryLine {
-                start: ls,
-                next: le,
-                level,
-                close,
-            });
-        }
-        ls = le;
-    }
-    None
-}
-
-/// Where a leaf at `from` stops: the next boundary line, or the end.
-fn next_boundary(raw: &[u8], from: usize, stack: &[Vec<u8>]) -> usize {
-    find_boundary(raw, from, stack).map_or(raw.len(), |b| b.start)
-}
-
-// ------------------------------------------------------------------ header fields
-
-/// One header field: `line` is the whole field (continuation lines included)
-/// without its final line break, `name` what precedes the colon without the blanks
-/// before it (empty for a line without a colon), `value` what follows the colon.
-pub(super) struct Field<'a> {
-    pub(super) line: &'a [u8],
-    pub(super) name: &'a [u8],
-    pub(super) value: &'a [u8],
-}
-
-impl Field<'_> {
-    pub(super) fn is(&self, name: &str) -> bool {
-        self.name.eq_ignore_ascii_case(name.as_bytes())
-    }
-}
-
-/// The fields of a header block, up to the empty line that ends it. A line that
-/// starts with a blank continues the field before it.
-pub(super) fn fields(header: &[u8]) -> impl Iterator<Item = Field<'_>> {
-    let mut pos = 0;
-    std::iter::from_fn(move || {
-        if pos >= header.len() {
-            return None;
-        }
-        let start = pos;
-        let first = strip_eol(&header[start..line_end(header, start)]);
-        if first.is_empty() {
-            pos = header.len();
-            return None;
-        }
-        let mut end = line_end(header, start);
-        while end < header.len() && matches!(header[end], b' ' | b'\t') {
-            end = line_end(header, end);
-        }
-        pos = end;
-        let line = strip_eol(&header[start..end]);
-        let (name, value) = match first.iter().position(|&b| b == b':') {
-            Some(c) => {
-                let mut name = &first[..c];
-                while let [rest @ .., b' ' | b'\t'] = name {
-                    name = rest;
-                }
-                (name, &line[c + 1..])
-            }
-            None => (&line[..0], &line[line.len()..]),
-        };
-        Some(Field { line, name, value })
-    })
-}
-
-/// Removes CR and LF (unfolding, RFC 5322 2.2.3), keeping the blanks that follow.
-pub(super) fn unfold(v: &[u8]) -> Vec<u8> {
-    v.iter()
-        .copied()
-        .filter(|&b| b != b'\r' && b != b'\n')
-        .collect()
-}
-
-fn lossy(v: &[u8]) -> String {
-    String::from_utf8_lossy(v).into_owned()
-}
-
-/// The first occurrence of a field, as written after the colon.
-fn header_first<'h>(header: &'h [u8], name: &str) -> Option<&'h [u8]> {
-    fields(header).find(|f| f.is(name)).map(|f| f.value)
-}
-
-/// The last occurrence of a field with leading blanks and line breaks removed,
-/// still folded.
-fn header_folded<'h>(header: &'h [u8], name: &str) -> Option<&'h [u8]> {
-    fields(header)
-        .filter(|f| f.is(name))
-        .last()
-        .map(|f| trim_lead(f.value))
-}
-
-/// A value without its leading blanks and line breaks.
-fn trim_lead(v: &[u8]) -> &[u8] {
-    let start = v
-        .iter()
-        .position(|&b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
-        .unwrap_or(v.len());
-    &v[start..]
-}
-
-/// The last occurrence of a field, unfolded, with leading blanks removed.
-fn header_raw(header: &[u8], name: &str) -> Option<Vec<u8>> {
-    header_folded(header, name).map(unfold)
-}
-
-// ------------------------------------------------------------------ RFC 2045 lexer
-
-/// A cursor over a structured header value (RFC 5322 3.2, RFC 2045 5.1).
-pub(super) struct Lexer<'a> {
-    pub(super) s: &'a [u8],
-    pub(super) pos: usize,
-}
-
-const TSPECIALS: &[u8] = b"()<>@,;:\\\"/[]?=";
-
-/// RFC 5322 specials (RFC 822's, with `.`).
-const SPECIALS: &[u8] = b"()<>@,;:\\\".[]";
-
-/// An RFC 822 atom character.
-pub(super) fn is_atext(b: u8) -> bool {
-    b > b' ' && b != 0x7f && !SPECIALS.contains(&b)
-}
-
-impl<'a> Lexer<'a> {
-    fn new(s: &'a str) -> Self {
-        Lexer::bytes(s.as_bytes())
-    }
-    pub(super) fn bytes(s: &'a [u8]) -> Self {
-        Lexer { s, pos: 0 }
-    }
-    pub(super) fn peek(&self) -> Option<u8> {
-        self.s.get(self.pos).copied()
-    }
-    fn at_end(&self) -> bool {
-        self.pos >= self.s.len()
-    }
-    /// Skips blanks and comments; returns the text of the comments skipped.
-    pub(super) fn skip_cfws(&mut self) -> Vec<Vec<u8>> {
-        let mut comments = Vec::new();
-        while let Some(b) = self.peek() {
-            match b {
-                b' ' | b'\t' | b'\r' | b'\n' => self.pos += 1,
-                b'(' => comments.push(self.comment()),
-                _ => break,
-            }
-        }
-        comments
-    }
-    /// A comment, possibly nested; the cursor is on `(`.
-    fn comment(&mut self) -> Vec<u8> {
-        let mut depth = 0;
-        let mut out = Vec::new();
-        while let Some(b) = self.peek() {
-            self.pos += 1;
-            match b {
-                b'(' => {
-                    if depth > 0 {
-                        out.push(b);
-                    }
-                    depth += 1;
-                }
-                b')' => {
-                    depth -= 1;
-                    if depth == 0 {
-                        break;
-                    }
-                    out.push(b);
-                }
-                b'\\' => {
-                    if let Some(n) = self.peek() {
-                        out.push(n);
-                        self.pos += 1;
-                    }
-                }
-                _ => out.push(b),
-            }
-        }
-        out
-    }
-    /// Skips blanks and comments: (anything skipped, the last comment's text).
-    pub(super) fn skip_cfws_last(&mut self) -> (bool, Option<Vec<u8>>) {
-        let start = self.pos;
-        let last = self.skip_cfws().pop();
-        (self.pos > start, last)
-    }
-    /// A quoted string's content (unescaped, line breaks dropped), if one starts here.
-    pub(super) fn quoted_bytes(&mut self) -> Option<Vec<u8>> {
-        if self.peek() != Some(b'"') {
-            return None;
-        }
-        self.pos += 1;
-        let mut out = Vec::new();
-        while let Some(b) = self.peek() {
-            self.pos += 1;
-            match b {
-                b'"' => break,
-                b'\\' => {
-                    if let Some(n) = self.peek() {
-                        out.push(n);
-                        self.pos += 1;
-                    }
-                }
-                b'\r' | b'\n' => {}
-                _ => out.push(b),
-            }
-        }
-        Some(out)
-    }
-    /// A quoted string as text; the cursor is on `"`.
-    fn quoted(&mut self) -> String {
-        lossy(&self.quoted_bytes().unwrap_or_default())
-    }
-    /// An RFC 822 atom, if one starts here.
-    pub(super) fn atom(&mut self) -> Option<&'a [u8]> {
-        let start = self.pos;
-        while self.peek().is_some_and(is_atext) {
-            self.pos += 1;
-        }
-        let s: &'a [u8] = self.s;
-        (self.pos > start).then(|| &s[start..self.pos])
-    }
-    /// An RFC 2045 token (possibly empty).
-    fn token(&mut self) -> String {
-        let start = self.pos;
-        while let Some(b) = self.peek() {
-            if b <= b' ' || b == 0x7f || TSPECIALS.contains(&b) {
-                break;
-            }
-            self.pos += 1;
-        }
-        String::from_utf8_lossy(&self.s[start..self.pos]).into_owned()
-    }
-    /// `;` separated `name=value` parameters (RFC 2045 5.1); stops at the first thing
-    /// that is not one. RFC 2231 continuations are joined.
-    fn params(&mut self) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        loop {
-            self.skip_cfws();
-            if self.peek() != Some(b';') {
-                break;
-            }
-            self.pos += 1;
-            self.skip_cfws();
-            let name = self.token();
-            self.skip_cfws();
-            if self.peek() != Some(b'=') {
-                break;
-            }
-            self.pos += 1;
-            self.skip_cfws();
-            let value = if self.peek() == Some(b'"') {
-                self.quoted()
-            } else {
-                self.token()
-            };
-            out.push((name, value));
-        }
-        join_continuations(out)
-    }
-}
-
-/// RFC 2231 parameters: the plain ones keep their order; those with a `*` follow,
-/// ordered by name, with continuations (`name*0`, `name*1*`, ...) joined into one
-/// `name` (none extended) or `name*` (some extended: plain segments are
-/// percent-encoded and an unencoded first segment gets an empty `''` charset and
-/// language), as Dovecot shows them.
-fn join_continuations(params: Vec<(String, String)>) -> Vec<(String, String)> {
-    let (mut plain, starred): (Vec<_>, Vec<_>) =
-        params.into_iter().partition(|(k, _)| !k.contains('*'));
-    // (base, index, extended, value)
-    let mut segs: Vec<(String, Option<u32>, bool, String)> = starred
-        .into_iter()
-        .map(|(k, v)| {
-            let (base, rest) = k.split_once('*').unwrap_or((&k, ""));
-            let ext = rest.is_empty() || rest.ends_with('*');
-            let index = rest.trim_end_matches('*').parse::<u32>().ok();
-            (base.to_string(), index, ext, v)
-        })
-        .collect();
-    segs.sort_by_key(|s| (s.0.to_ascii_lowercase(), s.1));
-    let mut i = 0;
-    while i < segs.len() {
-        let base = segs[i].0.clone();
-        let group: Vec<_> = segs[i..]
-            .iter()
-            .take_while(|s| s.0.eq_ignore_ascii_case(&base))
-            .collect();
-        i += group.len();
-        if group.iter().all(|s| !s.2) {
-            plain.push((base, group.iter().map(|s| s.3.as_str()).collect()));
-            continue;
-        }
-        let mut value = String::new();
-        for (n, (_, _, ext, v)) in group.iter().enumerate() {
-            if *ext {
-                value.push_str(v);
-            } else {
-                if n == 0 {
-                    value.push_str("''");
-                }
-                value.push_str(&percent_encode(v));
-            }
-        }
-        plain.push((format!("{base}*"), value));
-    }
-    plain
-}
-
-/// Percent-encodes what is not an RFC 2231 attribute-char.
-fn percent_encode(v: &str) -> String {
-    let mut out = String::new();
-    for &b in v.as_bytes() {
-        if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// Content-Type (RFC 2045 5.1). Unparsable values (also an empty subtype, as
-/// Dovecot) keep what was read of type and subtype and lose their parameters.
-pub(super) fn parse_content_type(v: &str) -> ContentType {
-    let broken = |ty: &str, subtype: &str| ContentType {
-        ty: ty.into(),
-        subtype: subtype.into(),
-        params: Vec::new(),
-        valid: false,
-    };
-    let mut lx = Lexer::new(v);
-    lx.skip_cfws();
-    let ty = lx.token();
-    if ty.is_empty() {
-        return broken("", "");
-    }
-    lx.skip_cfws();
-    if lx.at_end() {
-        return broken(&ty, "");
-    }
-    if lx.peek() != Some(b'/') {
-        return broken("", "");
-    }
-    lx.pos += 1;
-    lx.skip_cfws();
-    if lx.at_end() {
-        return broken("", "");
-    }
-    let subtype = lx.token();
-    lx.skip_cfws();
-    if subtype.is_empty() || (!lx.at_end() && lx.peek() != Some(b';')) {
-        return broken("", "");
-    }
-    ContentType {
-        ty,
-        subtype,
-        params: lx.params(),
-        valid: true,
-    }
-}
-
-/// Content-Disposition (RFC 2183): the type and its parameters.
-fn parse_disposition(v: &str) -> (String, Vec<(String, String)>) {
-    let mut lx = Lexer::new(v);
-    lx.skip_cfws();
-    let ty = lx.token();
-    (ty, lx.params())
-}
-
-/// Content-Language (RFC 3282): a comma-separated list of tags.
-fn parse_languages(v: &str) -> Vec<String> {
-    let mut lx = Lexer::new(v);
-    let mut out = Vec::new();
-    loop {
-        lx.skip_cfws();
-        let tag = lx.token();
-        if !tag.is_empty() {
-            out.push(tag);
-        }
-        lx.skip_cfws();
-        if lx.peek() != Some(b',') {
-            break;
-        }
-        lx.pos += 1;
-    }
-    out
-}
-
-// ------------------------------------------------------------------ addresses
-
-struct Word {
-    text: Vec<u8>,
-    /// An atom or a dot (not a quoted string).
-    bare: bool,
-    /// Whitespace or a comment came before it.
-    gap: bool,
-}
-
-/// Words (atoms, quoted strings, dots) and the last comment among them.
-fn phrase(lx: &mut Lexer<'_>) -> (Vec<Word>, Option<Vec<u8>>) {
-    let mut words = Vec::new();
-    let mut last_comment = None;
-    loop {
-        let (gap, comment) = lx.skip_cfws_last();
-        if comment.is_some() {
-            last_comment = comment;
-        }
-        let word = if let Some(a) = lx.atom() {
-            Word {
-                text: a.to_vec(),
-                bare: true,
-                gap,
-            }
-        } else if let Some(q) = lx.quoted_bytes() {
-            Word {
-                text: q,
-                bare: false,
-                gap,
-            }
-        } else if lx.peek() == Some(b'.') {
-            lx.pos += 1;
-            Word {
-                text: b".".to_vec(),
-                bare: true,
-                gap,
-            }
-        } else {
-            return (words, last_comment);
-        };
-        words.push(word);
-    }
-}
-
-/// Words joined with one space where the field had whitespace or comments.
-fn phrase_text(words: &[Word]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (i, w) in words.iter().enumerate() {
-        if i > 0 && w.gap {
-            out.push(b' ');
-        }
-        out.extend_from_slice(&w.text);
-    }
-    out
-}
-
-/// Words joined as a local part (no spaces).
-fn local_text(words: &[Word]) -> Vec<u8> {
-    words.iter().flat_map(|w| w.text.iter().copied()).collect()
-}
-
-/// `atom *("." atom)` or a domain literal; `None` when there is none.
-fn domain(lx: &mut Lexer<'_>) -> Option<Vec<u8>> {
-    lx.skip_cfws();
-    if lx.peek() == Some(b'[') {
-        let start = lx.pos;
-        while let Some(b) = lx.peek() {
-            lx.pos += 1;
-            if b == b']' {
-                break;
-            }
-        }
-        return Some(lx.s[start..lx.pos].to_vec());
-    }
-    let mut out = lx.atom()?.to_vec();
-    loop {
-        let save = lx.pos;
-        lx.skip_cfws();
-        if lx.peek() != Some(b'.') {
-            lx.pos = save;
-            return Some(out);
-        }
-        lx.pos += 1;
-        lx.skip_cfws();
-        out.push(b'.');
-        match lx.atom() {
-            Some(a) => out.extend_from_slice(a),
-            None => return Some(out),
-        }
-    }
-}
-
-/// A mailbox of an address list as Dovecot parses it (`message_address_parse`):
-/// `route` keeps its `:`, and `syntax_error` is set when `>` was missing (then the
-/// rest of the list was dropped).
-#[derive(Default)]
-pub(super) struct Mailbox {
-    pub(super) name: Vec<u8>,
-    pub(super) route: Vec<u8>,
-    pub(super) local: Vec<u8>,
-    pub(super) domain: Option<Vec<u8>>,
-    pub(super) syntax_error: bool,
-}
-
-pub(super) enum Item {
-    Mailbox(Mailbox),
-    GroupStart(Vec<u8>),
-    GroupEnd,
-}
-
-enum Element {
-    Mailbox(Mailbox),
-    Group(Vec<u8>),
-    /// Nothing before the next `,`, `;` or the end.
-    Empty,
-}
-
-fn element(lx: &mut Lexer<'_>, in_group: bool) -> Element {
-    let (words, comment) = phrase(lx);
-    match lx.peek() {
-        Some(b':') if !in_group && !words.is_empty() => {
-            lx.pos += 1;
-            Element::Group(phrase_text(&words))
-        }
-        Some(b'<') => {
-            lx.pos += 1;
-            let mut m = angle_addr(lx);
-            m.name = phrase_text(&words);
-            Element::Mailbox(m)
-        }
-        Some(b'@') => {
-            lx.pos += 1;
-            let domain = domain(lx);
-            let (_, after) = lx.skip_cfws_last();
-            Element::Mailbox(Mailbox {
-                name: after.or(comment).unwrap_or_default(),
-                local: local_text(&words),
-                domain,
-                ..Mailbox::default()
-            })
-        }
-        _ if words.is_empty() => Element::Empty,
-        _ if words
-            .iter()
-            .enumerate()
-            .all(|(i, w)| w.bare && (i == 0 || !w.gap)) =>
-        {
-            Element::Mailbox(Mailbox {
-                name: comment.unwrap_or_default(),
-                local: local_text(&words),
-                ..Mailbox::default()
-            })
-        }
-        _ => Element::Mailbox(Mailbox {
-            name: phrase_text(&words),
-            ..Mailbox::default()
-        }),
-    }
-}
-
-/// After `<`: `[route ":"] local ["@" domain] ">"`.
-fn angle_addr(lx: &mut Lexer<'_>) -> Mailbox {
-    let mut m = Mailbox::default();
-    lx.skip_cfws();
-    while lx.peek() == Some(b'@') {
-        lx.pos += 1;
-        m.route.push(b'@');
-        m.route.extend(domain(lx).unwrap_or_default());
-        lx.skip_cfws();
-        match lx.peek() {
-            Some(b',') => {
-                lx.pos += 1;
-                m.route.push(b',');
-                lx.skip_cfws();
-            }
-            Some(b':') => {
-                lx.pos += 1;
-                m.route.push(b':');
-                break;
-            }
-            _ => break,
-        }
-    }
-    let (words, _) = phrase(lx);
-    m.local = local_text(&words);
-    if lx.peek() == Some(b'@') {
-        lx.pos += 1;
-        m.domain = domain(lx);
-        lx.skip_cfws();
-    }
-    if lx.peek() == Some(b'>') {
-        lx.pos += 1;
-    } else {
-        m.syntax_error = true;
-    }
-    m
-}
-
-/// Parses an address list (RFC 5322 3.4), forgiving errors as Dovecot does.
-pub(super) fn parse_addresses(value: &[u8]) -> Vec<Item> {
-    let mut lx = Lexer::bytes(value);
-    let mut items = Vec::new();
-    loop {
-        lx.skip_cfws();
-        match lx.peek() {
-            None => break,
-            Some(b',') => {
-                lx.pos += 1;
-                items.push(Item::Mailbox(Mailbox::default()));
-                continue;
-            }
-            Some(_) => {}
-        }
-        match element(&mut lx, false) {
-            Element::Empty => {
-                // Garbage where an address belongs: one empty address, and the rest
-                // of the list is dropped (as Dovecot).
-                items.push(Item::Mailbox(Mailbox::default()));
-                break;
-            }
-            Element::Mailbox(m) => items.push(Item::Mailbox(m)),
-            Element::Group(name) => {
-                items.push(Item::GroupStart(name));
-                lx.skip_cfws();
-                if lx.peek() == Some(b';') {
-                    lx.pos += 1;
-                } else {
-                    loop {
-                        match element(&mut lx, true) {
-                            Element::Mailbox(m) => items.push(Item::Mailbox(m)),
-                            _ => items.push(Item::Mailbox(Mailbox::default())),
-                        }
-                        lx.skip_cfws();
-                        match lx.peek() {
-                            Some(b',') => lx.pos += 1,
-                            Some(b';') => {
-                                lx.pos += 1;
-                                break;
-                            }
-                            _ => {
-                                items.push(Item::GroupEnd);
-                                return items;
-                            }
-                        }
-                    }
-                }
-                items.push(Item::GroupEnd);
-            }
-        }
-        lx.skip_cfws();
-        if lx.peek() != Some(b',') {
-            break;
-        }
-        lx.pos += 1;
-    }
-    items
-}
+use crate::mail::address::{Item, parse_list};
+use crate::mail::header::{
+    header_first, header_folded, header_raw, lossy, parse_disposition, parse_languages, trim_lead,
+    unfold,
+};
+use crate::mail::lexer::Lexer;
+use crate::mail::mime::{Kind, Part, message_header, parse};
 
 // ------------------------------------------------------------------ ENVELOPE
 
@@ -945,7 +51,7 @@ struct Addr {
 
 const MISSING_MAILBOX: &[u8] = b"MISSING_MAILBOX";
 const MISSING_DOMAIN: &[u8] = b"MISSING_DOMAIN";
-pub(super) const SYNTAX_ERROR: &[u8] = b"SYNTAX_ERROR";
+const SYNTAX_ERROR: &[u8] = b"SYNTAX_ERROR";
 
 fn or_missing(v: Vec<u8>, missing: &[u8]) -> Vec<u8> {
     if v.is_empty() { missing.to_vec() } else { v }
@@ -953,7 +59,7 @@ fn or_missing(v: Vec<u8>, missing: &[u8]) -> Vec<u8> {
 
 /// An address list as ENVELOPE shows it.
 fn envelope_addresses(v: &[u8]) -> Vec<Addr> {
-    parse_addresses(v)
+    parse_list(v)
         .into_iter()
         .map(|item| match item {
             Item::GroupStart(name) => Addr {
@@ -1113,6 +219,7 @@ fn count_lines(s: &[u8]) -> usize {
     s.iter().filter(|&&b| b == b'\n').count()
 }
 
+/// IMAP's readings of a part of `mail::mime`'s tree.
 impl Part<'_> {
     /// A field as BODYSTRUCTURE shows it: the first occurrence (as Dovecot; only
     /// Content-Disposition is the last), unfolded, without leading blanks.
@@ -1155,7 +262,7 @@ impl Part<'_> {
     /// BODY (`ext` false) or BODYSTRUCTURE (`ext` true) of this part.
     fn write_structure(&self, out: &mut Vec<u8>, ext: bool) {
         out.push(b'(');
-        if let Kind::Multipart(children) = &self.kind {
+        if let Kind::Multipart(children) = self.kind() {
             for c in children {
                 c.write_structure(out, ext);
             }
@@ -1167,17 +274,17 @@ impl Part<'_> {
                 out.extend_from_slice(if ext { b" NIL NIL NIL NIL)" } else { b")" });
             }
             out.push(b' ');
-            string(out, &self.ctype.subtype);
+            string(out, &self.content_type().subtype);
             if ext {
                 out.push(b' ');
-                param_list(out, &self.ctype.params);
+                param_list(out, &self.content_type().params);
                 self.write_dsp_lang_loc(out);
             }
             out.push(b')');
             return;
         }
-        let ct = &self.ctype;
-        if let Kind::Message(_) = self.kind {
+        let ct = self.content_type();
+        if let Kind::Message(_) = self.kind() {
             // Written in lower case whatever the header says (as Dovecot).
             out.extend_from_slice(b"\"message\" \"rfc822\"");
         } else {
@@ -1202,7 +309,7 @@ impl Part<'_> {
             .filter(|t| !t.is_empty());
         string(out, cte.as_deref().unwrap_or("7bit"));
         out.push_str_num(self.body.len());
-        match &self.kind {
+        match self.kind() {
             Kind::Message(inner) => {
                 out.push(b' ');
                 write_envelope(out, inner.header);
@@ -1228,7 +335,7 @@ impl Part<'_> {
         let mut part = self;
         let mut absorbed = false;
         for (i, n) in path.iter().enumerate() {
-            match &part.kind {
+            match part.kind() {
                 Kind::Multipart(children) => {
                     part = children.get(n.get() as usize - 1)?;
                     absorbed = false;
@@ -1241,7 +348,7 @@ impl Part<'_> {
                 }
             }
             if i + 1 < path.len()
-                && let Kind::Message(inner) = &part.kind
+                && let Kind::Message(inner) = part.kind()
             {
                 part = inner;
                 absorbed = false;
@@ -1253,7 +360,7 @@ impl Part<'_> {
     /// The message a `HEADER`/`TEXT` section of this `message/rfc822` part reads: the
     /// embedded message.
     fn message(&self) -> Option<&Part<'_>> {
-        match &self.kind {
+        match self.kind() {
             Kind::Message(inner) => Some(inner.as_ref()),
             _ => None,
         }

@@ -1,28 +1,18 @@
 //! Small encoders for response syntax (RFC 3501 9): strings, flag lists, UID sets,
 //! dates. Responses are written by hand; these keep the quoting rules in one place.
 
+use crate::mail::lexer::push_quoted;
+
 /// A `string` (RFC 3501 4.3): quoted when it can be, else a literal.
 pub fn string(out: &mut Vec<u8>, s: &[u8]) {
     let quotable = s.len() <= 1024
         && s.iter()
             .all(|&b| b != 0 && b != b'\r' && b != b'\n' && b < 0x80);
     if quotable {
-        quoted_bytes(out, s);
+        push_quoted(out, s);
     } else {
         literal(out, s);
     }
-}
-
-/// `"..."` with `"` and `\` escaped (IMAP quoted strings and RFC 5322 ones alike).
-pub fn quoted_bytes(out: &mut Vec<u8>, s: &[u8]) {
-    out.push(b'"');
-    for &b in s {
-        if b == b'"' || b == b'\\' {
-            out.push(b'\\');
-        }
-        out.push(b);
-    }
-    out.push(b'"');
 }
 
 /// A literal `{N}CRLF` followed by the bytes.

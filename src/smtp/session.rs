@@ -16,6 +16,7 @@ use super::engine::{self, Engine, NULL_PATH_TOKEN, Prepared, Rcpt};
 use super::submit::Verdict;
 use super::{MAX_COMMAND_LINE, MAX_RECIPIENTS, Mode, Resolver};
 use crate::ctx::Ctx;
+use crate::mail::build::{self, Trace};
 
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
@@ -716,22 +717,16 @@ impl Session {
             (true, true, true) => "ESMTPSA",
         };
         let rcpt = match env.rcpts.as_slice() {
-            [Rcpt::Local { addr, .. }] | [Rcpt::Remote(addr)] => format!("\r\n\tfor <{addr}>"),
-            _ => String::new(),
+            [Rcpt::Local { addr, .. }] | [Rcpt::Remote(addr)] => Some(addr.as_str()),
+            _ => None,
         };
-        let helo: String = env
-            .helo
-            .as_deref()
-            .unwrap_or("unknown")
-            .chars()
-            .filter(|c| c.is_ascii_graphic())
-            .take(255)
-            .collect();
-        format!(
-            "Received: from {helo} ([{ip}])\r\n\tby {host} (clusterd) with {with} id {id}{rcpt};\r\n\t{date}\r\n",
-            ip = self.peer,
-            host = self.ctx.cfg.hostname(),
-            date = chrono::Utc::now().to_rfc2822(),
-        )
+        build::received(&Trace {
+            helo: env.helo.as_deref(),
+            ip: self.peer,
+            by: &self.ctx.cfg.hostname(),
+            with,
+            id,
+            rcpt,
+        })
     }
 }

@@ -27,9 +27,10 @@ use axum::routing::{get, post};
 use mail_parser::MessageParser;
 use serde::{Deserialize, Serialize};
 
-use super::compose::{clean_line, format_address};
 use super::{BASE, Page, User, page, parse_form, render_status, see_other};
 use crate::ctx::Ctx;
+use crate::mail::address::format_address;
+use crate::mail::build::clean_line;
 use crate::store::{Contact, SpecialUse, StoreError};
 
 /// Most suggestions one query returns.
@@ -427,7 +428,7 @@ async fn sent_to(ctx: &Ctx, account: &str) -> Arc<Vec<Suggestion>> {
                 let Some(email) = x.address().map(str::trim) else {
                     continue;
                 };
-                if !super::compose::valid_address(email)
+                if !crate::mail::address::valid_address(email)
                     || out.iter().any(|o| o.email.eq_ignore_ascii_case(email))
                 {
                     continue;

@@ -10,8 +10,8 @@
 //!   file: a request costs one `Store::messages` read, a sort and a page render.
 //! - Only the first [`SUMMARY_PREFIX`] bytes of a body are read for its summary.
 //! - Sorting is stable with the UID as the last key, so pages do not shuffle.
-//! - Search reads the folder's bodies through `imap::search::Text`, so the webmail
-//!   finds what IMAP SEARCH finds.
+//! - Search reads the folder's bodies through `mail::text::Text`, as IMAP SEARCH
+//!   does, so the webmail finds what IMAP SEARCH finds.
 //! - Every write goes through the store (`store_flags`, `copy` with remove, `expunge`)
 //!   exactly as IMAP STORE/MOVE/EXPUNGE do.
 
@@ -31,6 +31,9 @@ use super::{
     require_writable, see_other, store_error,
 };
 use crate::ctx::Ctx;
+use crate::mail::size::human_size;
+use crate::mail::subject::sort_key;
+use crate::mail::text::Text;
 use crate::store::{FlagMode, MessageMeta, SpecialUse, Store};
 
 /// How much of a body is read to summarise it.
@@ -85,27 +88,11 @@ impl Summary {
         });
         Summary {
             from_key: from.to_lowercase(),
-            subject_key: subject_sort_key(&subject),
+            subject_key: sort_key(&subject),
             date: msg.date().map(|d| d.to_timestamp()),
             from,
             subject,
             attachment,
-        }
-    }
-}
-
-/// Lower case, without leading reply/forward prefixes.
-pub fn subject_sort_key(subject: &str) -> String {
-    let mut s = subject.trim().to_lowercase();
-    loop {
-        let before = s.len();
-        for p in ["re:", "fw:", "fwd:", "rv:", "reenviar:", "[fwd:", "aw:"] {
-            if let Some(rest) = s.strip_prefix(p) {
-                s = rest.trim_start().to_string();
-            }
-        }
-        if s.len() == before {
-            return s;
         }
     }
 }
@@ -565,17 +552,6 @@ pub fn format_date(ts: i64, lang: Lang) -> (String, String) {
     (short, t.format(full_fmt).to_string())
 }
 
-/// 532 B, 12 KB, 3.4 MB.
-pub fn human_size(n: u64) -> String {
-    if n < 1024 {
-        format!("{n} B")
-    } else if n < 1024 * 1024 {
-        format!("{} KB", n.div_ceil(1024))
-    } else {
-        format!("{:.1} MB", n as f64 / (1024.0 * 1024.0))
-    }
-}
-
 /// The messages of `metas` that match `needle` in `field` (IMAP SEARCH semantics).
 async fn search(
     store: &Store,
@@ -593,7 +569,7 @@ async fn search(
                 let Ok(raw) = store.read_blob_blocking(&m.blob) else {
                     return false;
                 };
-                let t = crate::imap::search::Text::new(&raw);
+                let t = Text::new(&raw);
                 let n = needle.as_bytes();
                 match field.as_str() {
                     "from" => t.address("From", n),
@@ -787,7 +763,7 @@ mod tests {
             from: from.into(),
             from_key: from.to_lowercase(),
             subject: subject.into(),
-            subject_key: subject_sort_key(subject),
+            subject_key: sort_key(subject),
             date,
             attachment: false,
         })
@@ -865,12 +841,5 @@ mod tests {
         assert_eq!(s.from, "a@b.c");
         assert!(!s.attachment);
         assert_eq!(s.date, None);
-    }
-
-    #[test]
-    fn sizes_are_human() {
-        assert_eq!(human_size(532), "532 B");
-        assert_eq!(human_size(1025), "2 KB");
-        assert_eq!(human_size(3 * 1024 * 1024 + 400 * 1024), "3.4 MB");
     }
 }

@@ -61,6 +61,7 @@ use axum::routing::{get, post};
 pub use i18n::Lang;
 
 use crate::ctx::Ctx;
+use crate::mail::encoding::form_decode;
 use crate::store::{MailboxInfo, SpecialUse, StoreError};
 
 /// The session cookie's name.
@@ -441,32 +442,9 @@ pub fn parse_form(body: &[u8]) -> Vec<(String, String)> {
                 Some(i) => (&kv[..i], &kv[i + 1..]),
                 None => (kv, &b""[..]),
             };
-            (pct_decode(k), pct_decode(v))
+            (form_decode(k), form_decode(v))
         })
         .collect()
-}
-
-fn pct_decode(s: &[u8]) -> String {
-    let mut out = Vec::with_capacity(s.len());
-    let mut i = 0;
-    while i < s.len() {
-        match s[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < s.len() => {
-                let hex = std::str::from_utf8(&s[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 // ------------------------------------------------------------------ responses

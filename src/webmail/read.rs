@@ -21,16 +21,18 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use mail_parser::{Address, Message, MessageParser, MimeHeaders, PartType};
+use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
 
 use super::auth::Sessions;
-use super::list::{format_date, human_size};
+use super::list::format_date;
 use super::sanitize::{self, Options};
 use super::{
     BASE, Lang, Page, User, Webmail, enc_seg, error_page, find_mailbox, page, render, request_lang,
     see_other,
 };
 use crate::ctx::Ctx;
+use crate::mail::address::display_list;
+use crate::mail::size::human_size;
 use crate::store::{FlagMode, MailboxInfo, MessageMeta};
 
 pub fn routes() -> Router<Arc<Ctx>> {
@@ -112,20 +114,6 @@ struct ReadTpl {
 struct ReadQuery {
     images: Option<String>,
     msg: Option<String>,
-}
-
-fn addresses(a: Option<&Address<'_>>) -> String {
-    let Some(a) = a else { return String::new() };
-    a.iter()
-        .map(|x| match (x.name(), x.address()) {
-            (Some(n), Some(e)) if !n.trim().is_empty() => format!("{} <{e}>", n.trim()),
-            (_, Some(e)) => e.to_string(),
-            (Some(n), None) => n.to_string(),
-            (None, None) => String::new(),
-        })
-        .filter(|s| !s.is_empty())
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// Whether the message has an HTML body to show in the iframe.
@@ -394,9 +382,9 @@ fn build_view(
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| lang.t("no_subject").to_string()),
-        from: addresses(msg.from()),
-        to: addresses(msg.to()),
-        cc: addresses(msg.cc()),
+        from: display_list(msg.from()),
+        to: display_list(msg.to()),
+        cc: display_list(msg.cc()),
         date: format_date(date, lang).1,
         text_html,
         has_html,
