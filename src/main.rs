@@ -213,7 +213,7 @@ async fn dispatch(cmd: Cmd) -> Result<()> {
         Cmd::Config {
             cmd: ConfigCmd::Example,
         } => {
-            print!("{}", config::EXAMPLE);
+            print!("{}", config::example());
             Ok(())
         }
         Cmd::User { cmd } => user(cmd).await,

@@ -65,6 +65,11 @@ fn config_example_passes_check_config() {
         .output()
         .unwrap();
     let text = assert_ok(&out, "config example");
+    assert_eq!(
+        text,
+        clusterd::config::example(),
+        "the binary prints the generated example"
+    );
     let path = dir.path().join("example.toml");
     std::fs::write(&path, text).unwrap();
     let out = Command::new(bin())

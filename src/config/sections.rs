@@ -1,0 +1,451 @@
+//! The sections of one node's services: `[node]`, `[domain]`, `[tls]`, `[smtp]`,
+//! `[imap]`, `[dns]`, `[http]` (with `[[http.vhost]]`) and `[webmail]`, each with its
+//! defaults and the small questions the services ask of it (may this client relay?).
+//!
+//! The field doc comments are written for the administrator: `clusterd config
+//! example` prints them above each key (see `super::example`).
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use super::canonical_ip;
+
+documented! {
+    #[derive(Debug, Clone, Deserialize, Serialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct NodeConfig {
+        /// This node's name; the peer knows it by this name (letters, digits, '-', '_').
+        pub name: String,
+        /// Where the store keeps its database and message files.
+        pub data_dir: PathBuf,
+        /// Unix socket for `clusterd status`, `clusterd user ...` against the running
+        /// node.
+        #[serde(default = "default_control_socket")]
+        pub control_socket: PathBuf,
+    }
+}
+
+fn default_control_socket() -> PathBuf {
+    PathBuf::from("/run/clusterd/control.sock")
+}
+
+documented! {
+    #[derive(Debug, Clone, Deserialize, Serialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct DomainConfig {
+        /// The organisation's mail domain.
+        #[serde(default = "default_domain")]
+        pub name: String,
+        /// More domains whose mail is delivered to local accounts (`name` always is).
+        #[serde(default)]
+        pub local_domains: Vec<String>,
+        /// Local part -> account, e.g. `postmaster = "sistemas"` (one level, any case).
+        #[serde(default)]
+        pub aliases: BTreeMap<String, String>,
+    }
+}
+
+fn default_domain() -> String {
+    "cluster.com.ec".into()
+}
+
+impl Default for DomainConfig {
+    fn default() -> Self {
+        DomainConfig {
+            name: default_domain(),
+            local_domains: Vec::new(),
+            aliases: BTreeMap::new(),
+        }
+    }
+}
+
+impl DomainConfig {
+    /// Whether `domain` (any case) is delivered locally.
+    pub fn is_local(&self, domain: &str) -> bool {
+        domain.eq_ignore_ascii_case(&self.name)
+            || self
+                .local_domains
+                .iter()
+                .any(|d| d.eq_ignore_ascii_case(domain))
+    }
+
+    /// The account a local part delivers to, after aliases (one level).
+    pub fn resolve_local_part(&self, local: &str) -> String {
+        let local = local.to_ascii_lowercase();
+        self.aliases
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(&local))
+            .map(|(_, v)| v.to_ascii_lowercase())
+            .unwrap_or(local)
+    }
+}
+
+documented! {
+    #[derive(Debug, Clone, Deserialize, Serialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct TlsConfig {
+        /// PEM certificate chain.
+        pub cert: PathBuf,
+        /// PEM private key.
+        pub key: PathBuf,
+    }
+}
+
+documented! {
+    #[derive(Debug, Clone, Deserialize, Serialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct SmtpConfig {
+        /// Inbound mail (MX): STARTTLS offered, no AUTH.
+        #[serde(default = "default_smtp_listen")]
+        pub listen: Vec<SocketAddr>,
+        /// Submission for mail clients: STARTTLS, then AUTH (RFC 6409).
+        #[serde(default = "default_submission_listen")]
+        pub submission_listen: Vec<SocketAddr>,
+        /// Submission over implicit TLS (RFC 8314).
+        #[serde(default = "default_submissions_listen")]
+        pub submissions_listen: Vec<SocketAddr>,
+        /// Clients that may send to other domains without authenticating.
+        #[serde(default = "default_relay_from")]
+        pub relay_from: Vec<IpNet>,
+        /// Largest message accepted (SIZE), bytes; at least 1024.
+        #[serde(default = "default_max_message_bytes")]
+        pub max_message_bytes: u64,
+        /// Refuse MAIL FROM whose domain has no MX/A/AAAA record (local domains always
+        /// pass).
+        #[serde(default = "default_true")]
+        pub require_resolvable_sender: bool,
+        /// Name in the greeting and Received headers (default:
+        /// `<node.name>.<domain.name>`).
+        #[serde(default)]
+        pub hostname: Option<String>,
+        /// Seconds a client may stay silent before the session is closed
+        /// (RFC 5321 4.5.3.2).
+        #[serde(default = "default_smtp_timeout")]
+        pub timeout_s: u64,
+        /// Most concurrent SMTP sessions.
+        #[serde(default = "default_max_sessions")]
+        pub max_sessions: usize,
+    }
+}
+
+fn default_smtp_listen() -> Vec<SocketAddr> {
+    vec!["0.0.0.0:25".parse().unwrap()]
+}
+fn default_submission_listen() -> Vec<SocketAddr> {
+    vec!["0.0.0.0:587".parse().unwrap()]
+}
+fn default_submissions_listen() -> Vec<SocketAddr> {
+    vec!["0.0.0.0:465".parse().unwrap()]
+}
+fn default_relay_from() -> Vec<IpNet> {
+    vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()]
+}
+fn default_max_message_bytes() -> u64 {
+    25 * 1024 * 1024
+}
+fn default_true() -> bool {
+    true
+}
+fn default_smtp_timeout() -> u64 {
+    300
+}
+fn default_max_sessions() -> usize {
+    500
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults parse")
+    }
+}
+
+impl SmtpConfig {
+    pub fn may_relay(&self, ip: IpAddr) -> bool {
+        let ip = canonical_ip(ip);
+        self.relay_from.iter().any(|n| n.contains(&ip))
+    }
+}
+
+documented! {
+    #[derive(Debug, Clone, Deserialize, Serialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct ImapConfig {
+        /// IMAP, with STARTTLS offered.
+        #[serde(default = "default_imap_listen")]
+        pub listen: Vec<SocketAddr>,
+        /// IMAP over implicit TLS (IMAPS).
+        #[serde(default = "default_imaps_listen")]
+        pub tls_listen: Vec<SocketAddr>,
+        /// Clients that may log in (LOGIN, AUTHENTICATE PLAIN) without TLS; everyone
+        /// else must use STARTTLS or `tls_listen`.
+        #[serde(default = "default_plaintext_from")]
+        pub allow_plaintext_auth_from: Vec<IpNet>,
+        /// Seconds of client silence before autologout (RFC 3501 5.4: at least 30
+        /// minutes).
+        #[serde(default = "default_imap_timeout")]
+        pub timeout_s: u64,
+        /// Most concurrent IMAP sessions.
+        #[serde(default = "default_max_sessions")]
+        pub max_sessions: usize,
+    }
+}
+
+fn default_imap_listen() -> Vec<SocketAddr> {
+    vec!["0.0.0.0:143".parse().unwrap()]
+}
+fn default_imaps_listen() -> Vec<SocketAddr> {
+    vec!["0.0.0.0:993".parse().unwrap()]
+}
+fn default_plaintext_from() -> Vec<IpNet> {
+    vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()]
+}
+fn default_imap_timeout() -> u64 {
+    1800
+}
+
+impl Default for ImapConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults parse")
+    }
+}
+
+impl ImapConfig {
+    pub fn plaintext_allowed(&self, ip: IpAddr) -> bool {
+        let ip = canonical_ip(ip);
+        self.allow_plaintext_auth_from
+            .iter()
+            .any(|n| n.contains(&ip))
+    }
+}
+
+documented! {
+    #[derive(Debug, Clone, Deserialize, Serialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct DnsConfig {
+        /// Addresses answering DNS, over UDP and TCP each.
+        #[serde(default = "default_dns_listen")]
+        pub listen: Vec<SocketAddr>,
+        /// Directory of RFC 1035 zone files named ZONE.zone. A changed file is
+        /// reloaded; a broken one is reported and the previous version keeps serving.
+        /// Zones are loaded into the store, so the peer serves the same data.
+        #[serde(default = "default_zones_dir")]
+        pub zones_dir: PathBuf,
+        /// Clients that may ask for names outside our zones (others get REFUSED).
+        #[serde(default = "default_recursion_from")]
+        pub recursion_from: Vec<IpNet>,
+        /// Upstream resolvers for those names (none: SERVFAIL).
+        #[serde(default)]
+        pub forwarders: Vec<SocketAddr>,
+        /// Clients allowed zone transfers (AXFR).
+        #[serde(default = "default_axfr_from")]
+        pub axfr_from: Vec<IpNet>,
+    }
+}
+
+fn default_dns_listen() -> Vec<SocketAddr> {
+    vec!["0.0.0.0:53".parse().unwrap()]
+}
+fn default_zones_dir() -> PathBuf {
+    PathBuf::from("/etc/clusterd/zones")
+}
+fn default_recursion_from() -> Vec<IpNet> {
+    ["127.0.0.0/8", "::1/128", "10.0.0.0/8"]
+        .iter()
+        .map(|n| n.parse().unwrap())
+        .collect()
+}
+fn default_axfr_from() -> Vec<IpNet> {
+    ["127.0.0.0/8", "::1/128", "192.168.1.0/24"]
+        .iter()
+        .map(|n| n.parse().unwrap())
+        .collect()
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults parse")
+    }
+}
+
+impl DnsConfig {
+    pub fn may_recurse(&self, ip: IpAddr) -> bool {
+        let ip = canonical_ip(ip);
+        self.recursion_from.iter().any(|n| n.contains(&ip))
+    }
+    pub fn may_transfer(&self, ip: IpAddr) -> bool {
+        let ip = canonical_ip(ip);
+        self.axfr_from.iter().any(|n| n.contains(&ip))
+    }
+}
+
+documented! {
+    /// The web site (static content from the store) and the mount point of the webmail.
+    #[derive(Debug, Clone, Deserialize, Serialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct HttpConfig {
+        /// Plain HTTP addresses.
+        #[serde(default = "default_http_listen")]
+        pub listen: Vec<SocketAddr>,
+        /// HTTPS addresses: HTTP/1.1 and HTTP/2, with the same certificate as mail.
+        #[serde(default = "default_https_listen")]
+        pub https_listen: Vec<SocketAddr>,
+        /// Answer plain HTTP with a 301 to the same URL over HTTPS.
+        #[serde(default)]
+        pub redirect_to_https: bool,
+        /// Access log file, Combined Log Format, one line per request (none when
+        /// absent).
+        #[serde(default)]
+        pub access_log: Option<PathBuf>,
+        /// Seconds a client has to send a request's headers (also the HTTP/1.1
+        /// keep-alive idle time between requests).
+        #[serde(default = "default_http_header_timeout")]
+        pub header_timeout_s: u64,
+        /// Seconds without any traffic before a connection is closed (HTTP/2 too).
+        #[serde(default = "default_http_idle_timeout")]
+        pub idle_timeout_s: u64,
+        /// Largest request line plus headers, bytes (larger: 431); 8192 to 1048576.
+        #[serde(default = "default_http_max_header_bytes")]
+        pub max_header_bytes: usize,
+        /// Most concurrent connections over all listeners; more wait in the listen
+        /// backlog.
+        #[serde(default = "default_http_max_connections")]
+        pub max_connections: usize,
+        /// Virtual hosts: other sites, chosen by the Host header, served from other
+        /// content roots. Other names get the default site (content root "www").
+        #[serde(default)]
+        pub vhost: Vec<VhostConfig>,
+        /// A directory the active node watches: its files become the content under
+        /// `publish_root` (changed files only, and they travel to the peer as block
+        /// deltas; files removed from it are removed). `clusterd content publish DIR`
+        /// does the same once.
+        #[serde(default)]
+        pub publish_dir: Option<PathBuf>,
+        /// The content root `publish_dir` is published into.
+        #[serde(default = "default_publish_root")]
+        pub publish_root: String,
+    }
+}
+
+fn default_publish_root() -> String {
+    "www".into()
+}
+
+documented! {
+    /// A virtual host: requests whose Host is `name` or one of `aliases` are served from
+    /// the content root `root` (a prefix in the store's content area, like `www`).
+    #[derive(Debug, Clone, Deserialize, Serialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct VhostConfig {
+        /// The site's host name (any case).
+        pub name: String,
+        /// More host names of the same site.
+        #[serde(default)]
+        pub aliases: Vec<String>,
+        /// A directory of the store's content area (not zones).
+        pub root: String,
+    }
+}
+
+fn default_http_header_timeout() -> u64 {
+    10
+}
+fn default_http_idle_timeout() -> u64 {
+    60
+}
+fn default_http_max_header_bytes() -> usize {
+    16 * 1024
+}
+fn default_http_max_connections() -> usize {
+    10_000
+}
+
+fn default_http_listen() -> Vec<SocketAddr> {
+    vec!["0.0.0.0:80".parse().unwrap()]
+}
+fn default_https_listen() -> Vec<SocketAddr> {
+    vec!["0.0.0.0:443".parse().unwrap()]
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults parse")
+    }
+}
+
+documented! {
+    /// The webmail at `/webmail/`.
+    #[derive(Debug, Clone, Deserialize, Serialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct WebmailConfig {
+        /// Minutes: a session unused for this long is logged out.
+        #[serde(default = "default_webmail_idle")]
+        pub session_idle_minutes: u64,
+        /// Failed logins for one user within `login_window_seconds` before further
+        /// attempts get 429 (Retry-After).
+        #[serde(default = "default_webmail_max_failures")]
+        pub login_max_failures: u32,
+        /// Failed logins from one client IP within the window before 429.
+        #[serde(default = "default_webmail_max_failures_ip")]
+        pub login_max_failures_per_ip: u32,
+        /// The sliding window of the login rate limits.
+        #[serde(default = "default_webmail_window")]
+        pub login_window_seconds: u64,
+        /// Messages per page of the message list.
+        #[serde(default = "default_webmail_page_size")]
+        pub page_size: usize,
+        /// Parsed list headers (From, Subject, Date) kept in memory, one per message
+        /// body.
+        #[serde(default = "default_webmail_summary_cache")]
+        pub summary_cache_entries: usize,
+    }
+}
+
+fn default_webmail_idle() -> u64 {
+    30
+}
+fn default_webmail_max_failures() -> u32 {
+    5
+}
+fn default_webmail_max_failures_ip() -> u32 {
+    20
+}
+fn default_webmail_window() -> u64 {
+    300
+}
+fn default_webmail_page_size() -> usize {
+    50
+}
+fn default_webmail_summary_cache() -> usize {
+    200_000
+}
+
+impl Default for WebmailConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults parse")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use std::path::Path;
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let cfg = Config::parse(
+            "[node]\nname = \"n1\"\ndata_dir = \"/tmp/x\"\n",
+            Path::new("/etc/clusterd/clusterd.toml"),
+        )
+        .unwrap();
+        assert_eq!(cfg.smtp.listen, default_smtp_listen());
+        assert_eq!(cfg.imap.tls_listen, default_imaps_listen());
+        assert_eq!(cfg.smtp.max_message_bytes, 26214400);
+        assert!(cfg.imap.plaintext_allowed("127.0.0.1".parse().unwrap()));
+        assert!(!cfg.imap.plaintext_allowed("10.0.0.1".parse().unwrap()));
+    }
+}
