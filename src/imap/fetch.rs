@@ -1,12 +1,14 @@
 //! FETCH data items (RFC 3501 6.4.5, 7.4.2) written for one message, and the glue to
-//! `mime` (ENVELOPE, BODYSTRUCTURE, body sections) and `search` (SEARCH keys).
+//! `mime` (ENVELOPE, BODYSTRUCTURE, body sections) and the SEARCH keys, whose text keys
+//! [`crate::mail::text::Text`] answers (the webmail's search shares it).
 
 use imap_codec::imap_types::core::AString;
 use imap_codec::imap_types::fetch::{MessageDataItemName, Part, Section};
 use imap_codec::imap_types::search::SearchKey;
 
 use super::session::Selected;
-use super::{mime, search, wire};
+use super::{mime, wire};
+use crate::mail::text::Text;
 use crate::store::MessageMeta;
 
 /// Whether fetching this item needs the message text.
@@ -205,14 +207,14 @@ pub fn search_matches(
     key: &SearchKey<'_>,
     sel: &Selected,
     index: usize,
-    text: Option<&search::Text<'_>>,
+    text: Option<&Text<'_>>,
 ) -> bool {
     use SearchKey as K;
     let m = &sel.msgs[index].meta;
     let internal_day =
         || chrono::DateTime::from_timestamp(m.internal_date, 0).map(|d| d.date_naive());
     let sent_day = || text.and_then(|t| t.sent_date(m.internal_date));
-    let on_text = |f: &dyn Fn(&search::Text<'_>) -> bool| text.is_some_and(f);
+    let on_text = |f: &dyn Fn(&Text<'_>) -> bool| text.is_some_and(f);
     match key {
         K::And(keys) => keys
             .as_ref()

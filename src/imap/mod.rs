@@ -7,7 +7,8 @@
 //!
 //! Files: `conn` (stream, framing of lines and literals, limits, timeouts), `session`
 //! (session state, command loop and dispatcher), `cmd` (the command handlers, one
-//! file per family), `fetch` (FETCH items, glue to `mime` and `search`),
+//! file per family), `fetch` (FETCH items and SEARCH keys; text keys through `crate::mail::text`),
+//! `mime` (ENVELOPE, BODYSTRUCTURE, body sections),
 //! `list` (LIST patterns), `utf7` (modified UTF-7 names), `wire` (response syntax).
 //!
 //! Implementation notes
@@ -51,7 +52,6 @@ mod conn;
 mod fetch;
 mod list;
 pub mod mime;
-pub mod search;
 mod session;
 mod utf7;
 mod wire;

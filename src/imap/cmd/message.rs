@@ -12,7 +12,8 @@ use imap_codec::imap_types::sequence::SequenceSet;
 
 use super::{CmdResult, Done, Fail, mailbox_name, ok};
 use crate::imap::session::{Session, flags_with_recent};
-use crate::imap::{fetch, search, wire};
+use crate::imap::{fetch, wire};
+use crate::mail::text::Text;
 use crate::store::FlagMode;
 
 impl Session {
@@ -91,7 +92,7 @@ impl Session {
             } else {
                 None
             };
-            let text = raw.as_deref().map(search::Text::new);
+            let text = raw.as_deref().map(Text::new);
             if fetch::search_matches(&key, sel, i, text.as_ref()) {
                 hits.push(if uid { e.meta.uid } else { i as u32 + 1 });
             }

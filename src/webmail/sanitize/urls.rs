@@ -14,7 +14,7 @@ pub const BLOCKED_IMAGE: &str = "data:image/svg+xml,%3Csvg xmlns='http://www.w3.
 impl State {
     /// A `cid:` reference: recorded in the first pass, resolved in the second.
     fn cid(&self, id: &str) -> Option<String> {
-        let id = percent_decode(id);
+        let id = crate::mail::encoding::percent_decode(id.as_bytes());
         let id = id
             .trim()
             .trim_start_matches('<')
@@ -127,28 +127,4 @@ fn classify(value: &str) -> Kind {
     } else {
         Kind::Other
     }
-}
-
-/// `%XX` decoding (RFC 2392 cid URLs); invalid escapes are kept as written.
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
-        {
-            out.push(h * 16 + l);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn hex(b: u8) -> Option<u8> {
-    (b as char).to_digit(16).map(|d| d as u8)
 }
