@@ -36,6 +36,7 @@ use axum::routing::get;
 use mail_parser::MessageParser;
 use serde::Deserialize;
 
+use super::message_not_found as not_found;
 use super::{BASE, Lang, Page, User, check_csrf, enc_seg, page, render_status, see_other};
 use crate::ctx::Ctx;
 use crate::mail::address::{address_list, format_list, parse_addresses, recipients};
@@ -624,7 +625,7 @@ async fn send(
         } else {
             "$Forwarded"
         };
-        if let Ok((mb, meta, _)) = load_message_meta(ctx, user, r).await
+        if let Ok((mb, meta)) = load_message_meta(ctx, user, r).await
             && let Err(e) = ctx
                 .store
                 .store_flags(&mb.id, &[meta.uid], FlagMode::Add, &[flag.to_string()])
@@ -782,7 +783,7 @@ async fn load_message_meta(
     ctx: &Ctx,
     user: &User,
     r: &str,
-) -> Result<(MailboxInfo, MessageMeta, ()), Response> {
+) -> Result<(MailboxInfo, MessageMeta), Response> {
     let lang = user.lang;
     let (name, uid) = split_ref(r).ok_or_else(|| not_found(lang))?;
     let mb = match ctx.store.mailbox(&user.account, name).await {
@@ -790,17 +791,8 @@ async fn load_message_meta(
         Ok(None) | Err(StoreError::InvalidName(_)) => return Err(not_found(lang)),
         Err(e) => return Err(super::store_error(lang, &e)),
     };
-    // Messages from this UID on (the MODSEQ bound excludes none and adds none).
-    let msgs = ctx
-        .store
-        .messages_changed(&mb.id, uid, i64::MAX as u64)
-        .await
-        .map_err(|e| super::store_error(lang, &e))?;
-    let meta = msgs
-        .into_iter()
-        .find(|m| m.uid == uid)
-        .ok_or_else(|| not_found(lang))?;
-    Ok((mb, meta, ()))
+    let meta = super::find_message(ctx, user, &mb, uid).await?;
+    Ok((mb, meta))
 }
 
 /// A message of the user's own mailboxes with its bytes; 404 page when absent.
@@ -809,22 +801,9 @@ async fn load_message(
     user: &User,
     r: &str,
 ) -> Result<(MailboxInfo, MessageMeta, Vec<u8>), Response> {
-    let (mb, meta, ()) = load_message_meta(ctx, user, r).await?;
-    let raw = ctx
-        .store
-        .read_blob(&meta.blob)
-        .await
-        .map_err(|e| super::store_error(user.lang, &e))?;
+    let (mb, meta) = load_message_meta(ctx, user, r).await?;
+    let raw = super::message_bytes(ctx, user, &meta).await?;
     Ok((mb, meta, raw))
-}
-
-fn not_found(lang: Lang) -> Response {
-    super::error_page(
-        lang,
-        StatusCode::NOT_FOUND,
-        "not_found",
-        "message_not_found",
-    )
 }
 
 /// `reply MAILBOX/UID` or `forward MAILBOX/UID`.

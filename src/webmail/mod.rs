@@ -62,7 +62,7 @@ pub use i18n::Lang;
 
 use crate::ctx::Ctx;
 use crate::mail::encoding::form_decode;
-use crate::store::{MailboxInfo, SpecialUse, StoreError};
+use crate::store::{MailboxInfo, MessageMeta, SpecialUse, StoreError};
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "clusterd_session";
@@ -555,6 +555,45 @@ pub async fn find_mailbox(ctx: &Ctx, user: &User, name: &str) -> Result<MailboxI
         )),
         Err(e) => Err(store_error(user.lang, &e)),
     }
+}
+
+/// Message `uid` of the user's mailbox `mb`, or the "message not found" page.
+pub async fn find_message(
+    ctx: &Ctx,
+    user: &User,
+    mb: &MailboxInfo,
+    uid: u32,
+) -> Result<MessageMeta, Response> {
+    // Messages from this UID on (the MODSEQ bound excludes none and adds none).
+    ctx.store
+        .messages_changed(&mb.id, uid, i64::MAX as u64)
+        .await
+        .map_err(|e| store_error(user.lang, &e))?
+        .into_iter()
+        .find(|m| m.uid == uid)
+        .ok_or_else(|| message_not_found(user.lang))
+}
+
+/// The "message not found" page (404).
+pub fn message_not_found(lang: Lang) -> Response {
+    error_page(
+        lang,
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "message_not_found",
+    )
+}
+
+/// The bytes of a message, or the store's error page.
+pub async fn message_bytes(
+    ctx: &Ctx,
+    user: &User,
+    meta: &MessageMeta,
+) -> Result<Vec<u8>, Response> {
+    ctx.store
+        .read_blob(&meta.blob)
+        .await
+        .map_err(|e| store_error(user.lang, &e))
 }
 
 /// Keeps `State` in scope for submodules' handler signatures.

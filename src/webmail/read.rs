@@ -50,29 +50,12 @@ async fn load(
     name: &str,
     uid: &str,
 ) -> Result<(MailboxInfo, MessageMeta, Vec<u8>), Response> {
-    let not_found = || {
-        error_page(
-            user.lang,
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "message_not_found",
-        )
-    };
     let mb = find_mailbox(ctx, user, name).await?;
-    let uid: u32 = uid.parse().map_err(|_| not_found())?;
-    let meta = ctx
-        .store
-        .messages_changed(&mb.id, uid, u64::MAX)
-        .await
-        .map_err(|e| super::store_error(user.lang, &e))?
-        .into_iter()
-        .find(|m| m.uid == uid)
-        .ok_or_else(not_found)?;
-    let raw = ctx
-        .store
-        .read_blob(&meta.blob)
-        .await
-        .map_err(|e| super::store_error(user.lang, &e))?;
+    let uid: u32 = uid
+        .parse()
+        .map_err(|_| super::message_not_found(user.lang))?;
+    let meta = super::find_message(ctx, user, &mb, uid).await?;
+    let raw = super::message_bytes(ctx, user, &meta).await?;
     Ok((mb, meta, raw))
 }
 
