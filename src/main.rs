@@ -415,7 +415,8 @@ fn read_password(from_stdin: bool) -> Result<String> {
 }
 
 async fn user(cmd: UserCmd) -> Result<()> {
-    match cmd {
+    // The config is read before the password is asked for: a bad one fails at once.
+    let (cfg, req, done) = match cmd {
         UserCmd::Add {
             name,
             full_name,
@@ -424,16 +425,13 @@ async fn user(cmd: UserCmd) -> Result<()> {
         } => {
             let cfg = load(&config)?;
             let password = read_password(password_stdin)?;
-            run_request(
-                &cfg,
-                Request::UserAdd {
-                    name: name.clone(),
-                    full_name,
-                    password,
-                },
-            )
-            .await?;
-            println!("account {name} created");
+            let done = format!("account {name} created");
+            let req = Request::UserAdd {
+                name,
+                full_name,
+                password,
+            };
+            (cfg, req, done)
         }
         UserCmd::Passwd {
             name,
@@ -442,20 +440,12 @@ async fn user(cmd: UserCmd) -> Result<()> {
         } => {
             let cfg = load(&config)?;
             let password = read_password(password_stdin)?;
-            run_request(
-                &cfg,
-                Request::UserPasswd {
-                    name: name.clone(),
-                    password,
-                },
-            )
-            .await?;
-            println!("password of {name} changed");
+            let done = format!("password of {name} changed");
+            (cfg, Request::UserPasswd { name, password }, done)
         }
         UserCmd::Del { name, config } => {
-            let cfg = load(&config)?;
-            run_request(&cfg, Request::UserDel { name: name.clone() }).await?;
-            println!("account {name} deleted");
+            let done = format!("account {name} deleted");
+            (load(&config)?, Request::UserDel { name }, done)
         }
         UserCmd::List { config } => {
             let cfg = load(&config)?;
@@ -464,8 +454,11 @@ async fn user(cmd: UserCmd) -> Result<()> {
             for a in accounts {
                 println!("{}\t{}", a.name, a.full_name);
             }
+            return Ok(());
         }
-    }
+    };
+    run_request(&cfg, req).await?;
+    println!("{done}");
     Ok(())
 }
 

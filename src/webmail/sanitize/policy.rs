@@ -120,6 +120,20 @@ const DROP_WITH_CONTENT: &[&str] = &[
 /// Attributes allowed on every kept element.
 const GENERIC_ATTRIBUTES: &[&str] = &["title", "lang", "dir", "style", "class", "align"];
 
+/// The attributes a table cell (`td`, `th`) keeps.
+const CELL_ATTRIBUTES: &[&str] = &[
+    "colspan",
+    "rowspan",
+    "width",
+    "height",
+    "valign",
+    "bgcolor",
+    "background",
+    "nowrap",
+    "headers",
+    "scope",
+];
+
 /// Attributes allowed per element (URL-valued ones are further checked by the filter).
 const TAG_ATTRIBUTES: &[(&str, &[&str])] = &[
     ("a", &["href", "hreflang"]),
@@ -149,36 +163,8 @@ const TAG_ATTRIBUTES: &[(&str, &[&str])] = &[
     ("thead", &["valign", "bgcolor"]),
     ("tfoot", &["valign", "bgcolor"]),
     ("tr", &["valign", "bgcolor", "height", "background"]),
-    (
-        "td",
-        &[
-            "colspan",
-            "rowspan",
-            "width",
-            "height",
-            "valign",
-            "bgcolor",
-            "background",
-            "nowrap",
-            "headers",
-            "scope",
-        ],
-    ),
-    (
-        "th",
-        &[
-            "colspan",
-            "rowspan",
-            "width",
-            "height",
-            "valign",
-            "bgcolor",
-            "background",
-            "nowrap",
-            "headers",
-            "scope",
-        ],
-    ),
+    ("td", CELL_ATTRIBUTES),
+    ("th", CELL_ATTRIBUTES),
     ("col", &["span", "width", "valign"]),
     ("colgroup", &["span", "width", "valign"]),
     ("ol", &["start", "type", "reversed"]),
