@@ -73,18 +73,9 @@ struct ReadTpl {
     page: Page,
     mailbox_enc: String,
     uid: u32,
-    subject: String,
-    from: String,
-    to: String,
-    cc: String,
-    date: String,
-    /// Escaped, linkified text body (safe to embed).
-    text_html: String,
-    has_html: bool,
+    view: View,
     body_src: String,
     images_src: String,
-    remote_blocked: bool,
-    attachments: Vec<Attachment>,
     flagged: bool,
     back: String,
     reply: String,
@@ -266,21 +257,16 @@ async fn reader(
     render(&ReadTpl {
         page: chrome,
         uid: meta.uid,
-        subject: view.subject,
-        from: view.from,
-        to: view.to,
-        cc: view.cc,
-        date: view.date,
-        text_html: view.text_html,
-        has_html: view.has_html,
         body_src: if allow_remote {
             format!("{base}/body?images=1")
         } else {
             format!("{base}/body")
         },
         images_src: format!("{base}?images=1"),
-        remote_blocked: view.remote_blocked && !allow_remote,
-        attachments: view.attachments,
+        view: View {
+            remote_blocked: view.remote_blocked && !allow_remote,
+            ..view
+        },
         flagged: meta.has_flag("\\Flagged"),
         back: format!("{BASE}/mailbox/{mailbox_enc}"),
         reply: enc_seg(&format!("{}/{}", mb.name, meta.uid)),
@@ -291,12 +277,14 @@ async fn reader(
     })
 }
 
+/// What the reader shows of the message itself.
 struct View {
     subject: String,
     from: String,
     to: String,
     cc: String,
     date: String,
+    /// Escaped, linkified text body (safe to embed).
     text_html: String,
     has_html: bool,
     remote_blocked: bool,
