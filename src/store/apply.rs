@@ -3,120 +3,19 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::op::{LoggedOp, NewMailbox, Op};
-use super::{
-    Change, ContentEntry, MailboxInfo, MessageMeta, QueueEntry, Result, SpecialUse, StoreError,
-};
-
-fn special_to_str(s: Option<SpecialUse>) -> Option<String> {
-    s.map(|s| serde_json::to_string(&s).unwrap_or_default())
-}
-
-fn special_from_str(s: Option<String>) -> Option<SpecialUse> {
-    s.and_then(|s| serde_json::from_str(&s).ok())
-}
-
-fn insert_mailbox(conn: &Connection, m: &NewMailbox) -> Result<()> {
-    conn.execute(
-        "INSERT INTO mailboxes (id, account, name, uidvalidity, uidnext, highest_modseq, special_use)
-         VALUES (?1, ?2, ?3, ?4, 1, 1, ?5)",
-        params![m.id, m.account, m.name, m.uidvalidity, special_to_str(m.special_use)],
-    )?;
-    conn.execute(
-        "INSERT OR IGNORE INTO subscriptions (account, name) VALUES (?1, ?2)",
-        params![m.account, m.name],
-    )?;
-    Ok(())
-}
-
-fn delete_mailbox_rows(conn: &Connection, id: &str) -> Result<()> {
-    conn.execute("DELETE FROM messages WHERE mailbox = ?1", [id])?;
-    conn.execute("DELETE FROM mailboxes WHERE id = ?1", [id])?;
-    Ok(())
-}
+use super::op::{LoggedOp, Op};
+use super::{Change, ContentEntry, MessageMeta, QueueEntry, Result, StoreError};
 
 pub fn apply(conn: &Connection, op: &Op) -> Result<()> {
     match op {
-        Op::AccountCreate {
-            name,
-            full_name,
-            password_hash,
-            mailboxes,
-        } => {
-            conn.execute(
-                "INSERT INTO accounts (name, full_name, password_hash) VALUES (?1, ?2, ?3)",
-                params![name, full_name, password_hash],
-            )?;
-            for m in mailboxes {
-                insert_mailbox(conn, m)?;
-            }
+        Op::AccountCreate { .. } | Op::AccountPassword { .. } | Op::AccountDelete { .. } => {
+            super::accounts::apply(conn, op)?
         }
-        Op::AccountPassword {
-            name,
-            password_hash,
-        } => {
-            conn.execute(
-                "UPDATE accounts SET password_hash = ?2 WHERE name = ?1",
-                params![name, password_hash],
-            )?;
-        }
-        Op::AccountDelete { name } => {
-            let ids: Vec<String> = {
-                let mut st = conn.prepare("SELECT id FROM mailboxes WHERE account = ?1")?;
-                st.query_map([name], |r| r.get(0))?
-                    .collect::<Result<_, _>>()?
-            };
-            for id in ids {
-                delete_mailbox_rows(conn, &id)?;
-            }
-            conn.execute("DELETE FROM subscriptions WHERE account = ?1", [name])?;
-            conn.execute("DELETE FROM contacts WHERE account = ?1", [name])?;
-            conn.execute("DELETE FROM accounts WHERE name = ?1", [name])?;
-        }
-        Op::MailboxCreate { mailbox } => insert_mailbox(conn, mailbox)?,
-        Op::MailboxRename { account, renames } => {
-            for (id, new_name) in renames {
-                let old: Option<String> = conn
-                    .query_row("SELECT name FROM mailboxes WHERE id = ?1", [id], |r| {
-                        r.get(0)
-                    })
-                    .optional()?;
-                conn.execute(
-                    "UPDATE mailboxes SET name = ?2 WHERE id = ?1",
-                    params![id, new_name],
-                )?;
-                if let Some(old) = old {
-                    let n = conn.execute(
-                        "DELETE FROM subscriptions WHERE account = ?1 AND name = ?2",
-                        params![account, old],
-                    )?;
-                    if n > 0 {
-                        conn.execute(
-                            "INSERT OR IGNORE INTO subscriptions (account, name) VALUES (?1, ?2)",
-                            params![account, new_name],
-                        )?;
-                    }
-                }
-            }
-        }
-        Op::MailboxDelete { id } => delete_mailbox_rows(conn, id)?,
-        Op::Subscribe {
-            account,
-            name,
-            subscribed,
-        } => {
-            if *subscribed {
-                conn.execute(
-                    "INSERT OR IGNORE INTO subscriptions (account, name) VALUES (?1, ?2)",
-                    params![account, name],
-                )?;
-            } else {
-                conn.execute(
-                    "DELETE FROM subscriptions WHERE account = ?1 AND name = ?2",
-                    params![account, name],
-                )?;
-            }
-        }
+        Op::MailboxCreate { .. }
+        | Op::MailboxRename { .. }
+        | Op::MailboxDelete { .. }
+        | Op::Subscribe { .. }
+        | Op::UidValidity { .. } => super::mailboxes::apply(conn, op)?,
         Op::Append { messages } => {
             for m in messages {
                 let seen = m.flags.iter().any(|f| f == "\\Seen");
@@ -229,15 +128,6 @@ pub fn apply(conn: &Connection, op: &Op) -> Result<()> {
         Op::ContentDelete { path } => {
             conn.execute("DELETE FROM content WHERE path = ?1", [path])?;
         }
-        Op::UidValidity {
-            mailbox,
-            uidvalidity,
-        } => {
-            conn.execute(
-                "UPDATE mailboxes SET uidvalidity = ?2 WHERE id = ?1",
-                params![mailbox, uidvalidity],
-            )?;
-        }
         Op::ContactPut { .. } | Op::ContactDelete { .. } => super::contacts::apply(conn, op)?,
         Op::Batch { ops } => {
             for op in ops {
@@ -307,72 +197,6 @@ pub fn changes_of(op: &Op) -> Vec<Change> {
 }
 
 // ------------------------------------------------------------------ queries
-
-pub fn account_exists(conn: &Connection, name: &str) -> Result<bool> {
-    Ok(conn
-        .query_row("SELECT 1 FROM accounts WHERE name = ?1", [name], |_| Ok(()))
-        .optional()?
-        .is_some())
-}
-
-const MAILBOX_COLS: &str =
-    "m.id, m.account, m.name, m.uidvalidity, m.uidnext, m.highest_modseq, m.special_use,
-    EXISTS (SELECT 1 FROM subscriptions s WHERE s.account = m.account AND s.name = m.name),
-    (SELECT count(*) FROM messages x WHERE x.mailbox = m.id),
-    (SELECT count(*) FROM messages x WHERE x.mailbox = m.id AND x.seen = 0)";
-
-fn mailbox_row(r: &Row) -> rusqlite::Result<MailboxInfo> {
-    Ok(MailboxInfo {
-        id: r.get(0)?,
-        account: r.get(1)?,
-        name: r.get(2)?,
-        uidvalidity: r.get(3)?,
-        uidnext: r.get(4)?,
-        highest_modseq: r.get::<_, i64>(5)? as u64,
-        special_use: special_from_str(r.get(6)?),
-        subscribed: r.get(7)?,
-        messages: r.get(8)?,
-        unseen: r.get(9)?,
-    })
-}
-
-pub fn mailboxes(conn: &Connection, account: &str, name: Option<&str>) -> Result<Vec<MailboxInfo>> {
-    let sql = format!(
-        "SELECT {MAILBOX_COLS} FROM mailboxes m WHERE m.account = ?1 AND (?2 IS NULL OR m.name = ?2)
-         ORDER BY m.name <> 'INBOX', m.name"
-    );
-    let mut st = conn.prepare(&sql)?;
-    let rows = st.query_map(params![account, name], mailbox_row)?;
-    Ok(rows.collect::<Result<Vec<_>, _>>()?)
-}
-
-pub fn mailbox_by_id(conn: &Connection, id: &str) -> Result<Option<MailboxInfo>> {
-    let sql = format!("SELECT {MAILBOX_COLS} FROM mailboxes m WHERE m.id = ?1");
-    Ok(conn.query_row(&sql, [id], mailbox_row).optional()?)
-}
-
-pub fn mailbox_id(conn: &Connection, account: &str, name: &str) -> Result<Option<String>> {
-    Ok(conn
-        .query_row(
-            "SELECT id FROM mailboxes WHERE account = ?1 AND name = ?2",
-            params![account, name],
-            |r| r.get(0),
-        )
-        .optional()?)
-}
-
-/// The MODSEQ the next change in this mailbox gets.
-pub fn next_modseq(conn: &Connection, mailbox: &str) -> Result<u64> {
-    let m: Option<i64> = conn
-        .query_row(
-            "SELECT highest_modseq FROM mailboxes WHERE id = ?1",
-            [mailbox],
-            |r| r.get(0),
-        )
-        .optional()?;
-    m.map(|m| m as u64 + 1)
-        .ok_or_else(|| StoreError::NoSuchMailbox(mailbox.to_string()))
-}
 
 const MESSAGE_COLS: &str = "id, uid, modseq, blob, size, internal_date, flags";
 

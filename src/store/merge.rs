@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use super::op::{LoggedOp, NewMessage, Op};
 use super::types::FlagUpdate;
-use super::{Result, apply};
+use super::{Result, accounts, apply, mailboxes};
 
 /// What a merge did, for the log and `clusterd status`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,7 +151,7 @@ pub fn merge(
     }
     let now = super::now().max(0) as u32;
     for id in std::mem::take(&mut m.renumber) {
-        let Some(info) = apply::mailbox_by_id(tx, &id)? else {
+        let Some(info) = mailboxes::by_id(tx, &id)? else {
             continue;
         };
         let uidvalidity = (info.uidvalidity.saturating_add(1)).max(now);
@@ -215,7 +215,7 @@ impl Merge<'_> {
     }
 
     fn mailbox_exists(&self, id: &str) -> Result<bool> {
-        Ok(apply::mailbox_by_id(self.tx, id)?.is_some())
+        Ok(mailboxes::by_id(self.tx, id)?.is_some())
     }
 
     /// Where the peer's (mailbox, UID) is here, if the message still exists.
@@ -256,9 +256,9 @@ impl Merge<'_> {
             Op::AccountCreate {
                 name, mailboxes, ..
             } => {
-                if apply::account_exists(tx, name)? {
+                if accounts::exists(tx, name)? {
                     for mb in mailboxes {
-                        if let Some(id) = apply::mailbox_id(tx, name, &mb.name)? {
+                        if let Some(id) = mailboxes::id_of(tx, name, &mb.name)? {
                             self.mailboxes.insert(mb.id.clone(), id);
                         }
                     }
@@ -267,25 +267,22 @@ impl Merge<'_> {
                 }
             }
             Op::AccountPassword { name, .. } => {
-                if apply::account_exists(tx, name)? && !Ours::newer(&self.ours.passwords, name, hlc)
-                {
+                if accounts::exists(tx, name)? && !Ours::newer(&self.ours.passwords, name, hlc) {
                     self.put(commit, op.clone())?;
                 } else {
                     self.report.skipped += 1;
                 }
             }
             Op::AccountDelete { name } | Op::Subscribe { account: name, .. } => {
-                if apply::account_exists(tx, name)? {
+                if accounts::exists(tx, name)? {
                     self.put(commit, op.clone())?;
                 }
             }
             Op::MailboxCreate { mailbox } => {
-                if self.mailbox_exists(&mailbox.id)?
-                    || !apply::account_exists(tx, &mailbox.account)?
-                {
+                if self.mailbox_exists(&mailbox.id)? || !accounts::exists(tx, &mailbox.account)? {
                     return Ok(());
                 }
-                match apply::mailbox_id(tx, &mailbox.account, &mailbox.name)? {
+                match mailboxes::id_of(tx, &mailbox.account, &mailbox.name)? {
                     Some(id) => {
                         self.mailboxes.insert(mailbox.id.clone(), id);
                     }
@@ -298,8 +295,7 @@ impl Merge<'_> {
                 let mut keep = Vec::new();
                 for (id, name) in renames {
                     let id = self.mailbox(id);
-                    if self.mailbox_exists(&id)? && apply::mailbox_id(tx, account, name)?.is_none()
-                    {
+                    if self.mailbox_exists(&id)? && mailboxes::id_of(tx, account, name)?.is_none() {
                         keep.push((id, name.clone()));
                     }
                 }
@@ -337,7 +333,7 @@ impl Merge<'_> {
                         self.report.flag_changes_lost += 1;
                         continue;
                     }
-                    let modseq = apply::next_modseq(tx, &mb)?;
+                    let modseq = mailboxes::next_modseq(tx, &mb)?;
                     if self.put(
                         commit,
                         Op::Flags {
@@ -361,7 +357,7 @@ impl Merge<'_> {
                     }
                 }
                 for (mb, uids) in by_mailbox {
-                    let modseq = apply::next_modseq(tx, &mb)?;
+                    let modseq = mailboxes::next_modseq(tx, &mb)?;
                     let n = uids.len();
                     if self.put(
                         commit,
@@ -413,7 +409,7 @@ impl Merge<'_> {
             }
             Op::ContactPut { contact } => {
                 if Ours::newer(&self.ours.contacts, &contact.id, hlc)
-                    || !apply::account_exists(tx, &contact.account)?
+                    || !accounts::exists(tx, &contact.account)?
                 {
                     self.report.skipped += 1;
                 } else {
@@ -464,7 +460,7 @@ impl Merge<'_> {
             return Ok(());
         }
         let mb = self.mailbox(&msg.mailbox);
-        let Some(info) = apply::mailbox_by_id(tx, &mb)? else {
+        let Some(info) = mailboxes::by_id(tx, &mb)? else {
             self.report.skipped += 1;
             return Ok(());
         };
@@ -494,7 +490,7 @@ impl Merge<'_> {
                 .map_or(0, |u| u.saturating_add(1));
             self.move_ours(&mb, floor.max(info.uidnext), commit)?
         };
-        let modseq = apply::next_modseq(tx, &mb)?;
+        let modseq = mailboxes::next_modseq(tx, &mb)?;
         let new = NewMessage {
             mailbox: mb,
             uid,
@@ -548,7 +544,7 @@ impl Merge<'_> {
             let Some((old_uid, blob, size, internal_date, flags, content_key)) = row else {
                 continue; // expunged or moved away since
             };
-            let modseq = apply::next_modseq(tx, mb)?;
+            let modseq = mailboxes::next_modseq(tx, mb)?;
             let moved = Op::Batch {
                 ops: vec![
                     Op::Expunge {

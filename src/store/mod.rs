@@ -25,11 +25,15 @@
 pub mod op;
 pub mod types;
 
+pub use accounts::{Account, DEFAULT_MAILBOXES, normalize_account};
 pub use contacts::Contact;
+pub use mailboxes::{MailboxInfo, SpecialUse, normalize_mailbox_name};
 pub use types::*;
+mod accounts;
 mod apply;
 mod blobs;
 mod contacts;
+mod mailboxes;
 pub mod merge;
 mod schema;
 pub mod snapshot;
@@ -44,16 +48,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::broadcast;
 
-use op::{LoggedOp, NewMailbox, NewMessage, Op};
-
-/// Mailboxes every new account gets.
-pub const DEFAULT_MAILBOXES: [(&str, Option<SpecialUse>); 5] = [
-    ("INBOX", None),
-    ("Sent", Some(SpecialUse::Sent)),
-    ("Drafts", Some(SpecialUse::Drafts)),
-    ("Trash", Some(SpecialUse::Trash)),
-    ("Junk", Some(SpecialUse::Junk)),
-];
+use op::{LoggedOp, NewMessage, Op};
 
 /// Handle to the store; cheap to clone, shared by every front-end.
 #[derive(Clone)]
@@ -180,319 +175,6 @@ impl Store {
         Ok(out)
     }
 
-    // ---------------------------------------------------------------- accounts
-
-    /// Creates an account with the default mailboxes. The password is hashed with argon2.
-    pub async fn create_account(&self, name: &str, full_name: &str, password: &str) -> Result<()> {
-        let name = normalize_account(name)?;
-        let hash = hash_password(password).await?;
-        let full_name = full_name.to_string();
-        self.commit(move |conn| {
-            if apply::account_exists(conn, &name)? {
-                return Err(StoreError::AccountExists(name));
-            }
-            let mailboxes = DEFAULT_MAILBOXES
-                .iter()
-                .map(|(mb, special)| NewMailbox {
-                    id: new_id(),
-                    account: name.clone(),
-                    name: mb.to_string(),
-                    uidvalidity: new_uidvalidity(),
-                    special_use: *special,
-                })
-                .collect();
-            Ok(Op::AccountCreate {
-                name,
-                full_name,
-                password_hash: hash,
-                mailboxes,
-            })
-        })
-        .await
-        .map(|_| ())
-    }
-
-    pub async fn set_password(&self, name: &str, password: &str) -> Result<()> {
-        let name = normalize_account(name)?;
-        let hash = hash_password(password).await?;
-        self.commit(move |conn| {
-            if !apply::account_exists(conn, &name)? {
-                return Err(StoreError::NoSuchAccount(name));
-            }
-            Ok(Op::AccountPassword {
-                name,
-                password_hash: hash,
-            })
-        })
-        .await
-        .map(|_| ())
-    }
-
-    pub async fn delete_account(&self, name: &str) -> Result<()> {
-        let name = normalize_account(name)?;
-        self.commit(move |conn| {
-            if !apply::account_exists(conn, &name)? {
-                return Err(StoreError::NoSuchAccount(name));
-            }
-            Ok(Op::AccountDelete { name })
-        })
-        .await
-        .map(|_| ())
-    }
-
-    pub async fn list_accounts(&self) -> Result<Vec<Account>> {
-        self.read(|conn| {
-            let mut st = conn.prepare("SELECT name, full_name FROM accounts ORDER BY name")?;
-            let rows = st.query_map([], |r| {
-                Ok(Account {
-                    name: r.get(0)?,
-                    full_name: r.get(1)?,
-                })
-            })?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
-        .await
-    }
-
-    pub async fn account(&self, name: &str) -> Result<Option<Account>> {
-        let Ok(name) = normalize_account(name) else {
-            return Ok(None);
-        };
-        self.read(move |conn| {
-            Ok(conn
-                .query_row(
-                    "SELECT name, full_name FROM accounts WHERE name = ?1",
-                    [&name],
-                    |r| {
-                        Ok(Account {
-                            name: r.get(0)?,
-                            full_name: r.get(1)?,
-                        })
-                    },
-                )
-                .optional()?)
-        })
-        .await
-    }
-
-    /// Checks a password. Returns the canonical account name on success. Costs an
-    /// argon2 verification (runs on a blocking thread); callers rate-limit.
-    pub async fn verify_password(&self, name: &str, password: &str) -> Result<Option<String>> {
-        let Ok(name) = normalize_account(name) else {
-            return Ok(None);
-        };
-        let stored: Option<String> = {
-            let name = name.clone();
-            self.read(move |conn| {
-                Ok(conn
-                    .query_row(
-                        "SELECT password_hash FROM accounts WHERE name = ?1",
-                        [&name],
-                        |r| r.get(0),
-                    )
-                    .optional()?)
-            })
-            .await?
-        };
-        let password = password.to_string();
-        let ok = tokio::task::spawn_blocking(move || {
-            use argon2::{PasswordHash, PasswordVerifier};
-            // Verify against a dummy hash for unknown users so timing does not tell.
-            let exists = stored.is_some();
-            let hash = stored.unwrap_or_else(|| dummy_hash().to_string());
-            let parsed = PasswordHash::new(&hash).ok();
-            let good = parsed
-                .map(|h| {
-                    argon2::Argon2::default()
-                        .verify_password(password.as_bytes(), &h)
-                        .is_ok()
-                })
-                .unwrap_or(false);
-            exists && good
-        })
-        .await
-        .map_err(|e| StoreError::Other(e.to_string()))?;
-        Ok(ok.then_some(name))
-    }
-
-    // ---------------------------------------------------------------- mailboxes
-
-    pub async fn list_mailboxes(&self, account: &str) -> Result<Vec<MailboxInfo>> {
-        let account = account.to_ascii_lowercase();
-        self.read(move |conn| apply::mailboxes(conn, &account, None))
-            .await
-    }
-
-    /// Looks a mailbox up by name (`INBOX` matched case-insensitively).
-    pub async fn mailbox(&self, account: &str, name: &str) -> Result<Option<MailboxInfo>> {
-        let account = account.to_ascii_lowercase();
-        let name = normalize_mailbox_name(name)?;
-        self.read(move |conn| Ok(apply::mailboxes(conn, &account, Some(&name))?.pop()))
-            .await
-    }
-
-    pub async fn mailbox_by_id(&self, id: &str) -> Result<Option<MailboxInfo>> {
-        let id = id.to_string();
-        self.read(move |conn| apply::mailbox_by_id(conn, &id)).await
-    }
-
-    pub async fn create_mailbox(&self, account: &str, name: &str) -> Result<MailboxInfo> {
-        let account = account.to_ascii_lowercase();
-        let name = normalize_mailbox_name(name)?;
-        let acc = account.clone();
-        let op = self
-            .commit(move |conn| {
-                if !apply::account_exists(conn, &acc)? {
-                    return Err(StoreError::NoSuchAccount(acc));
-                }
-                if apply::mailbox_id(conn, &acc, &name)?.is_some() {
-                    return Err(StoreError::MailboxExists(name));
-                }
-                Ok(Op::MailboxCreate {
-                    mailbox: NewMailbox {
-                        id: new_id(),
-                        account: acc,
-                        name,
-                        uidvalidity: new_uidvalidity(),
-                        special_use: None,
-                    },
-                })
-            })
-            .await?;
-        let Op::MailboxCreate { mailbox } = op else {
-            unreachable!()
-        };
-        self.mailbox_by_id(&mailbox.id)
-            .await?
-            .ok_or(StoreError::NoSuchMailbox(mailbox.name))
-    }
-
-    /// Deletes a mailbox and its messages. INBOX and mailboxes with children are refused.
-    pub async fn delete_mailbox(&self, account: &str, name: &str) -> Result<()> {
-        let account = account.to_ascii_lowercase();
-        let name = normalize_mailbox_name(name)?;
-        self.commit(move |conn| {
-            if name == "INBOX" {
-                return Err(StoreError::NotAllowed("INBOX cannot be deleted".into()));
-            }
-            let id = apply::mailbox_id(conn, &account, &name)?
-                .ok_or_else(|| StoreError::NoSuchMailbox(name.clone()))?;
-            let prefix = format!("{name}/");
-            let children: i64 = conn.query_row(
-                "SELECT count(*) FROM mailboxes WHERE account = ?1 AND substr(name, 1, ?2) = ?3",
-                params![account, prefix.len() as i64, prefix],
-                |r| r.get(0),
-            )?;
-            if children > 0 {
-                return Err(StoreError::NotAllowed(format!(
-                    "{name} has child mailboxes; delete them first"
-                )));
-            }
-            Ok(Op::MailboxDelete { id })
-        })
-        .await
-        .map(|_| ())
-    }
-
-    /// Renames a mailbox with its children. Renaming INBOX moves its messages to the
-    /// new mailbox and leaves INBOX empty (RFC 3501 6.3.5).
-    pub async fn rename_mailbox(&self, account: &str, from: &str, to: &str) -> Result<()> {
-        let account = account.to_ascii_lowercase();
-        let from = normalize_mailbox_name(from)?;
-        let to = normalize_mailbox_name(to)?;
-        self.commit(move |conn| {
-            let id = apply::mailbox_id(conn, &account, &from)?
-                .ok_or_else(|| StoreError::NoSuchMailbox(from.clone()))?;
-            if apply::mailbox_id(conn, &account, &to)?.is_some() {
-                return Err(StoreError::MailboxExists(to));
-            }
-            if to.starts_with(&format!("{from}/")) {
-                return Err(StoreError::InvalidName(
-                    "cannot rename a mailbox into itself".into(),
-                ));
-            }
-            if from == "INBOX" {
-                let new = NewMailbox {
-                    id: new_id(),
-                    account: account.clone(),
-                    name: to,
-                    uidvalidity: new_uidvalidity(),
-                    special_use: None,
-                };
-                let msgs = apply::messages(conn, &id)?;
-                let uids: Vec<u32> = msgs.iter().map(|m| m.uid).collect();
-                let copies = msgs
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, m)| NewMessage {
-                        id: new_id(),
-                        mailbox: new.id.clone(),
-                        uid: i as u32 + 1,
-                        modseq: 1,
-                        blob: m.blob,
-                        size: m.size,
-                        internal_date: m.internal_date,
-                        flags: m.flags,
-                        content_key: None,
-                    })
-                    .collect::<Vec<_>>();
-                let modseq = apply::next_modseq(conn, &id)?;
-                let mut ops = vec![Op::MailboxCreate { mailbox: new }];
-                if !copies.is_empty() {
-                    ops.push(Op::Append { messages: copies });
-                    ops.push(Op::Expunge {
-                        mailbox: id,
-                        uids,
-                        modseq,
-                    });
-                }
-                return Ok(Op::Batch { ops });
-            }
-            let prefix = format!("{from}/");
-            let mut renames = vec![(id, to.clone())];
-            let mut st = conn.prepare(
-                "SELECT id, name FROM mailboxes WHERE account = ?1 AND substr(name, 1, ?2) = ?3",
-            )?;
-            let kids = st.query_map(params![account, prefix.len() as i64, prefix], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-            })?;
-            for kid in kids {
-                let (kid_id, kid_name) = kid?;
-                renames.push((kid_id, format!("{to}/{}", &kid_name[prefix.len()..])));
-            }
-            Ok(Op::MailboxRename { account, renames })
-        })
-        .await
-        .map(|_| ())
-    }
-
-    /// IMAP SUBSCRIBE/UNSUBSCRIBE; a name need not exist (RFC 3501 6.3.6).
-    pub async fn set_subscribed(&self, account: &str, name: &str, subscribed: bool) -> Result<()> {
-        let account = account.to_ascii_lowercase();
-        let name = normalize_mailbox_name(name)?;
-        self.commit(move |_| {
-            Ok(Op::Subscribe {
-                account,
-                name,
-                subscribed,
-            })
-        })
-        .await
-        .map(|_| ())
-    }
-
-    /// Subscribed names of an account (existing or not).
-    pub async fn subscriptions(&self, account: &str) -> Result<Vec<String>> {
-        let account = account.to_ascii_lowercase();
-        self.read(move |conn| {
-            let mut st =
-                conn.prepare("SELECT name FROM subscriptions WHERE account = ?1 ORDER BY name")?;
-            let rows = st.query_map([account], |r| r.get(0))?;
-            Ok(rows.collect::<Result<Vec<String>, _>>()?)
-        })
-        .await
-    }
-
     // ---------------------------------------------------------------- messages
 
     /// All messages of a mailbox in UID order (the IMAP session's view is built from this).
@@ -527,7 +209,7 @@ impl Store {
         let date = internal_date.unwrap_or_else(now);
         let op = self
             .commit(move |conn| {
-                let info = apply::mailbox_by_id(conn, &mailbox)?
+                let info = mailboxes::by_id(conn, &mailbox)?
                     .ok_or_else(|| StoreError::NoSuchMailbox(mailbox.clone()))?;
                 Ok(Op::Append {
                     messages: vec![NewMessage {
@@ -578,9 +260,9 @@ impl Store {
                 if !seen.insert(acc.clone()) {
                     continue;
                 }
-                let id = apply::mailbox_id(conn, &acc, "INBOX")?
+                let id = mailboxes::id_of(conn, &acc, "INBOX")?
                     .ok_or_else(|| StoreError::NoSuchAccount(acc.clone()))?;
-                let info = apply::mailbox_by_id(conn, &id)?
+                let info = mailboxes::by_id(conn, &id)?
                     .ok_or_else(|| StoreError::NoSuchMailbox(id.clone()))?;
                 let duplicate: bool = match &key {
                     Some(key) => conn.query_row(
@@ -626,7 +308,7 @@ impl Store {
         let flags = normalize_flags(flags);
         let op = self
             .commit(move |conn| {
-                let mut modseq = apply::next_modseq(conn, &mailbox)?;
+                let mut modseq = mailboxes::next_modseq(conn, &mailbox)?;
                 let mut updates = Vec::new();
                 for m in apply::messages_by_uids(conn, &mailbox, &uids)? {
                     let new = match mode {
@@ -668,7 +350,7 @@ impl Store {
         let only = uids.map(|u| u.to_vec());
         let op = self
             .commit(move |conn| {
-                let modseq = apply::next_modseq(conn, &mailbox)?;
+                let modseq = mailboxes::next_modseq(conn, &mailbox)?;
                 let all = apply::messages(conn, &mailbox)?;
                 let uids: Vec<u32> = all
                     .iter()
@@ -704,7 +386,7 @@ impl Store {
         let picked_in = picked.clone();
         let op = self
             .commit(move |conn| {
-                let dinfo = apply::mailbox_by_id(conn, &dest)?
+                let dinfo = mailboxes::by_id(conn, &dest)?
                     .ok_or_else(|| StoreError::NoSuchMailbox(dest.clone()))?;
                 let msgs = apply::messages_by_uids(conn, &src, &uids)?;
                 let modseq = dinfo.highest_modseq + 1;
@@ -729,7 +411,7 @@ impl Store {
                     ops.push(Op::Expunge {
                         mailbox: src.clone(),
                         uids: src_uids.clone(),
-                        modseq: apply::next_modseq(conn, &src)?,
+                        modseq: mailboxes::next_modseq(conn, &src)?,
                     });
                 }
                 *picked_in.lock().unwrap() = src_uids;
@@ -1096,31 +778,6 @@ impl Store {
 
 // -------------------------------------------------------------------- helpers
 
-/// A hash to verify against when the account does not exist, so that a failed login
-/// costs the same whether or not the name is known.
-fn dummy_hash() -> &'static str {
-    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    DUMMY.get_or_init(|| hash_password_blocking(&new_id()).unwrap_or_default())
-}
-
-fn hash_password_blocking(password: &str) -> Result<String> {
-    use argon2::PasswordHasher;
-    argon2::Argon2::default()
-        .hash_password(password.as_bytes())
-        .map(|h| h.to_string())
-        .map_err(|e| StoreError::Other(format!("password hashing failed: {e}")))
-}
-
-async fn hash_password(password: &str) -> Result<String> {
-    if password.is_empty() {
-        return Err(StoreError::InvalidName("empty password".into()));
-    }
-    let password = password.to_string();
-    tokio::task::spawn_blocking(move || hash_password_blocking(&password))
-        .await
-        .map_err(|e| StoreError::Other(e.to_string()))?
-}
-
 /// How long a delivery is remembered for duplicate suppression (see [`Store::deliver`]).
 pub const DUPLICATE_WINDOW_S: i64 = 600;
 
@@ -1162,44 +819,6 @@ pub fn content_key(raw: &[u8]) -> Option<String> {
     has_id.then(|| hex::encode(Sha256::digest(rest)))
 }
 
-/// Account names are lower-case `[a-z0-9._-]`, 1 to 64 characters, starting with a
-/// letter or digit (they are also the local part of the mail address).
-pub fn normalize_account(name: &str) -> Result<String> {
-    let n = name.trim().to_ascii_lowercase();
-    let ok = !n.is_empty()
-        && n.len() <= 64
-        && n.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && n.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if ok {
-        Ok(n)
-    } else {
-        Err(StoreError::InvalidName(format!(
-            "account name {name:?}: use 1-64 characters a-z, 0-9, '.', '_', '-'"
-        )))
-    }
-}
-
-/// Mailbox names: UTF-8, `/` separates levels, no empty levels, `INBOX` in any case is
-/// `INBOX` (also as the first level).
-pub fn normalize_mailbox_name(name: &str) -> Result<String> {
-    let bad = |why: &str| Err(StoreError::InvalidName(format!("mailbox {name:?}: {why}")));
-    if name.is_empty() || name.len() > 512 {
-        return bad("empty or too long");
-    }
-    if name.chars().any(|c| c.is_control() || c == '*' || c == '%') {
-        return bad("contains a control or wildcard character");
-    }
-    let mut parts: Vec<&str> = name.split('/').collect();
-    if parts.iter().any(|p| p.is_empty()) {
-        return bad("empty hierarchy level");
-    }
-    if parts[0].eq_ignore_ascii_case("INBOX") {
-        parts[0] = "INBOX";
-    }
-    Ok(parts.join("/"))
-}
-
 /// Content paths are relative, `/`-separated, without empty, `.` or `..` segments.
 pub fn normalize_content_path(path: &str) -> Result<String> {
     let p = path.trim_start_matches('/');
@@ -1217,20 +836,6 @@ pub fn normalize_content_path(path: &str) -> Result<String> {
 /// A fresh globally unique id (random 128 bits, hex).
 pub fn new_id() -> String {
     format!("{:032x}", rand::random::<u128>())
-}
-
-/// UIDVALIDITY for a new mailbox: seconds since the epoch, made unique and increasing.
-fn new_uidvalidity() -> u32 {
-    static LAST: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let t = now().clamp(1, u32::MAX as i64) as u32;
-    let mut prev = LAST.load(Ordering::SeqCst);
-    loop {
-        let next = t.max(prev + 1);
-        match LAST.compare_exchange(prev, next, Ordering::SeqCst, Ordering::SeqCst) {
-            Ok(_) => return next,
-            Err(p) => prev = p,
-        }
-    }
 }
 
 /// Unix seconds now.

@@ -4,7 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::types::{BlobId, FlagUpdate, MailboxId, MessageId, QueueEntry, SpecialUse};
+use super::mailboxes::SpecialUse;
+use super::types::{BlobId, FlagUpdate, MailboxId, MessageId, QueueEntry};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewMailbox {

@@ -9,51 +9,6 @@ pub type MessageId = String;
 /// Hex SHA-256 of a message body file (content address).
 pub type BlobId = String;
 
-/// The IMAP special-use attribute of a mailbox (RFC 6154).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum SpecialUse {
-    Sent,
-    Drafts,
-    Trash,
-    Junk,
-    Archive,
-}
-
-impl SpecialUse {
-    /// The attribute as IMAP writes it, e.g. `\Sent`.
-    pub fn attribute(self) -> &'static str {
-        match self {
-            SpecialUse::Sent => "\\Sent",
-            SpecialUse::Drafts => "\\Drafts",
-            SpecialUse::Trash => "\\Trash",
-            SpecialUse::Junk => "\\Junk",
-            SpecialUse::Archive => "\\Archive",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Account {
-    pub name: String,
-    pub full_name: String,
-}
-
-/// A mailbox and its counters as of the moment it was read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MailboxInfo {
-    pub id: MailboxId,
-    pub account: String,
-    /// Full hierarchical name, `/` as the separator, `INBOX` always upper case.
-    pub name: String,
-    pub uidvalidity: u32,
-    pub uidnext: u32,
-    pub highest_modseq: u64,
-    pub special_use: Option<SpecialUse>,
-    pub subscribed: bool,
-    pub messages: u32,
-    pub unseen: u32,
-}
-
 /// One message's metadata; the body is fetched separately by `blob`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageMeta {
