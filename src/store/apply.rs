@@ -1,10 +1,10 @@
 //! Applying ops to the tables, and the read queries shared by the API. `apply` is the
 //! only code that mutates tables; it is deterministic given the op.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::op::{LoggedOp, Op};
-use super::{Change, ContentEntry, MessageMeta, QueueEntry, Result, StoreError};
+use super::{Change, ContentEntry, QueueEntry, Result, StoreError};
 
 pub fn apply(conn: &Connection, op: &Op) -> Result<()> {
     match op {
@@ -16,62 +16,8 @@ pub fn apply(conn: &Connection, op: &Op) -> Result<()> {
         | Op::MailboxDelete { .. }
         | Op::Subscribe { .. }
         | Op::UidValidity { .. } => super::mailboxes::apply(conn, op)?,
-        Op::Append { messages } => {
-            for m in messages {
-                let seen = m.flags.iter().any(|f| f == "\\Seen");
-                conn.execute(
-                    "INSERT INTO messages (id, mailbox, uid, modseq, blob, size, internal_date, flags, seen, content_key)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                    params![
-                        m.id,
-                        m.mailbox,
-                        m.uid,
-                        m.modseq as i64,
-                        m.blob,
-                        m.size as i64,
-                        m.internal_date,
-                        m.flags.join(" "),
-                        seen,
-                        m.content_key
-                    ],
-                )?;
-                conn.execute(
-                    "UPDATE mailboxes SET uidnext = max(uidnext, ?2 + 1),
-                     highest_modseq = max(highest_modseq, ?3) WHERE id = ?1",
-                    params![m.mailbox, m.uid, m.modseq as i64],
-                )?;
-            }
-        }
-        Op::Flags { mailbox, updates } => {
-            for u in updates {
-                let seen = u.flags.iter().any(|f| f == "\\Seen");
-                conn.execute(
-                    "UPDATE messages SET flags = ?3, modseq = ?4, seen = ?5 WHERE mailbox = ?1 AND uid = ?2",
-                    params![mailbox, u.uid, u.flags.join(" "), u.modseq as i64, seen],
-                )?;
-                conn.execute(
-                    "UPDATE mailboxes SET highest_modseq = max(highest_modseq, ?2) WHERE id = ?1",
-                    params![mailbox, u.modseq as i64],
-                )?;
-            }
-        }
-        Op::Expunge {
-            mailbox,
-            uids,
-            modseq,
-        } => {
-            for uid in uids {
-                conn.execute(
-                    "DELETE FROM messages WHERE mailbox = ?1 AND uid = ?2",
-                    params![mailbox, uid],
-                )?;
-            }
-            if !uids.is_empty() {
-                conn.execute(
-                    "UPDATE mailboxes SET highest_modseq = max(highest_modseq, ?2) WHERE id = ?1",
-                    params![mailbox, *modseq as i64],
-                )?;
-            }
+        Op::Append { .. } | Op::Flags { .. } | Op::Expunge { .. } => {
+            super::messages::apply(conn, op)?
         }
         Op::QueueAdd { entry } => {
             conn.execute(
@@ -197,68 +143,6 @@ pub fn changes_of(op: &Op) -> Vec<Change> {
 }
 
 // ------------------------------------------------------------------ queries
-
-const MESSAGE_COLS: &str = "id, uid, modseq, blob, size, internal_date, flags";
-
-fn message_row(r: &Row) -> rusqlite::Result<MessageMeta> {
-    let flags: String = r.get(6)?;
-    Ok(MessageMeta {
-        id: r.get(0)?,
-        uid: r.get(1)?,
-        modseq: r.get::<_, i64>(2)? as u64,
-        blob: r.get(3)?,
-        size: r.get::<_, i64>(4)? as u64,
-        internal_date: r.get(5)?,
-        flags: flags.split_whitespace().map(str::to_string).collect(),
-    })
-}
-
-pub fn messages(conn: &Connection, mailbox: &str) -> Result<Vec<MessageMeta>> {
-    let mut st = conn.prepare_cached(&format!(
-        "SELECT {MESSAGE_COLS} FROM messages WHERE mailbox = ?1 ORDER BY uid"
-    ))?;
-    let rows = st.query_map([mailbox], message_row)?;
-    Ok(rows.collect::<Result<Vec<_>, _>>()?)
-}
-
-pub fn messages_changed(
-    conn: &Connection,
-    mailbox: &str,
-    from_uid: u32,
-    changed_since: u64,
-) -> Result<Vec<MessageMeta>> {
-    let mut st = conn.prepare_cached(&format!(
-        "SELECT {MESSAGE_COLS} FROM messages WHERE mailbox = ?1 AND (uid >= ?2 OR modseq > ?3) ORDER BY uid"
-    ))?;
-    let rows = st.query_map(
-        params![mailbox, from_uid, changed_since as i64],
-        message_row,
-    )?;
-    Ok(rows.collect::<Result<Vec<_>, _>>()?)
-}
-
-pub fn messages_by_uids(
-    conn: &Connection,
-    mailbox: &str,
-    uids: &[u32],
-) -> Result<Vec<MessageMeta>> {
-    let mut st = conn.prepare_cached(&format!(
-        "SELECT {MESSAGE_COLS} FROM messages WHERE mailbox = ?1 AND uid = ?2"
-    ))?;
-    let mut sorted = uids.to_vec();
-    sorted.sort_unstable();
-    sorted.dedup();
-    let mut out = Vec::with_capacity(sorted.len());
-    for uid in sorted {
-        if let Some(m) = st
-            .query_row(params![mailbox, uid], message_row)
-            .optional()?
-        {
-            out.push(m);
-        }
-    }
-    Ok(out)
-}
 
 pub fn queue(conn: &Connection) -> Result<Vec<QueueEntry>> {
     let mut st = conn.prepare(

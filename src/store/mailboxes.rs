@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::op::{NewMailbox, NewMessage, Op};
 use super::types::MailboxId;
-use super::{Result, Store, StoreError, new_id, now};
+use super::{Result, Store, StoreError, messages, new_id, now};
 
 /// The IMAP special-use attribute of a mailbox (RFC 6154).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -367,7 +367,7 @@ impl Store {
                     uidvalidity: new_uidvalidity(),
                     special_use: None,
                 };
-                let msgs = super::apply::messages(conn, &id)?;
+                let msgs = messages::of_mailbox(conn, &id)?;
                 let uids: Vec<u32> = msgs.iter().map(|m| m.uid).collect();
                 let copies = msgs
                     .into_iter()

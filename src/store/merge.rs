@@ -26,8 +26,8 @@ use std::collections::{BTreeSet, HashMap};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
+use super::messages::FlagUpdate;
 use super::op::{LoggedOp, NewMessage, Op};
-use super::types::FlagUpdate;
 use super::{Result, accounts, apply, mailboxes};
 
 /// What a merge did, for the log and `clusterd status`.

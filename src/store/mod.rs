@@ -28,6 +28,10 @@ pub mod types;
 pub use accounts::{Account, DEFAULT_MAILBOXES, normalize_account};
 pub use contacts::Contact;
 pub use mailboxes::{MailboxInfo, SpecialUse, normalize_mailbox_name};
+pub use messages::{
+    Appended, Copied, DUPLICATE_WINDOW_S, FlagMode, FlagUpdate, MessageMeta, canonical_flag,
+    content_key, normalize_flags,
+};
 pub use types::*;
 mod accounts;
 mod apply;
@@ -35,6 +39,7 @@ mod blobs;
 mod contacts;
 mod mailboxes;
 pub mod merge;
+mod messages;
 mod schema;
 pub mod snapshot;
 mod writer;
@@ -48,7 +53,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::broadcast;
 
-use op::{LoggedOp, NewMessage, Op};
+use op::{LoggedOp, Op};
 
 /// Handle to the store; cheap to clone, shared by every front-end.
 #[derive(Clone)]
@@ -173,272 +178,6 @@ impl Store {
         let mut out = Vec::new();
         f.take(max as u64).read_to_end(&mut out)?;
         Ok(out)
-    }
-
-    // ---------------------------------------------------------------- messages
-
-    /// All messages of a mailbox in UID order (the IMAP session's view is built from this).
-    pub async fn messages(&self, mailbox: &str) -> Result<Vec<MessageMeta>> {
-        let mailbox = mailbox.to_string();
-        self.read(move |conn| apply::messages(conn, &mailbox)).await
-    }
-
-    /// Messages with UID >= `from_uid`, or whose MODSEQ > `changed_since`.
-    pub async fn messages_changed(
-        &self,
-        mailbox: &str,
-        from_uid: u32,
-        changed_since: u64,
-    ) -> Result<Vec<MessageMeta>> {
-        let mailbox = mailbox.to_string();
-        self.read(move |conn| apply::messages_changed(conn, &mailbox, from_uid, changed_since))
-            .await
-    }
-
-    /// Appends a message to a mailbox (IMAP APPEND, a webmail Sent copy, a draft).
-    pub async fn append(
-        &self,
-        mailbox: &str,
-        raw: Vec<u8>,
-        flags: &[String],
-        internal_date: Option<i64>,
-    ) -> Result<Appended> {
-        let (blob, size) = self.put_blob(raw).await?;
-        let mailbox = mailbox.to_string();
-        let flags = normalize_flags(flags);
-        let date = internal_date.unwrap_or_else(now);
-        let op = self
-            .commit(move |conn| {
-                let info = mailboxes::by_id(conn, &mailbox)?
-                    .ok_or_else(|| StoreError::NoSuchMailbox(mailbox.clone()))?;
-                Ok(Op::Append {
-                    messages: vec![NewMessage {
-                        id: new_id(),
-                        mailbox: info.id,
-                        uid: info.uidnext,
-                        modseq: info.highest_modseq + 1,
-                        blob,
-                        size,
-                        internal_date: date,
-                        flags,
-                        content_key: None,
-                    }],
-                })
-            })
-            .await?;
-        let Op::Append { messages } = op else {
-            unreachable!()
-        };
-        let m = &messages[0];
-        let uidvalidity = self
-            .mailbox_by_id(&m.mailbox)
-            .await?
-            .map(|i| i.uidvalidity)
-            .unwrap_or(0);
-        Ok(Appended {
-            uidvalidity,
-            uid: m.uid,
-        })
-    }
-
-    /// Local delivery: one message into the INBOX of each account, atomically.
-    /// Returns only after the message is durable (so SMTP may answer 250).
-    ///
-    /// A delivery with a Message-ID identical to one the same INBOX took in the last
-    /// [`DUPLICATE_WINDOW_S`] seconds (same bytes but for our own trace header: a
-    /// client retrying a message whose 250 was lost, typically with a node that died
-    /// after the peer already held the message) is acknowledged without a second copy.
-    pub async fn deliver(&self, raw: Vec<u8>, accounts: &[String]) -> Result<()> {
-        let key = content_key(&raw);
-        let (blob, size) = self.put_blob(raw).await?;
-        let accounts: Vec<String> = accounts.iter().map(|a| a.to_ascii_lowercase()).collect();
-        let date = now();
-        self.commit(move |conn| {
-            let mut messages = Vec::new();
-            let mut seen = std::collections::HashSet::new();
-            for acc in accounts {
-                if !seen.insert(acc.clone()) {
-                    continue;
-                }
-                let id = mailboxes::id_of(conn, &acc, "INBOX")?
-                    .ok_or_else(|| StoreError::NoSuchAccount(acc.clone()))?;
-                let info = mailboxes::by_id(conn, &id)?
-                    .ok_or_else(|| StoreError::NoSuchMailbox(id.clone()))?;
-                let duplicate: bool = match &key {
-                    Some(key) => conn.query_row(
-                        "SELECT EXISTS (SELECT 1 FROM messages WHERE mailbox = ?1 AND content_key = ?2 AND internal_date >= ?3)",
-                        params![id, key, date - DUPLICATE_WINDOW_S],
-                        |r| r.get(0),
-                    )?,
-                    None => false,
-                };
-                if duplicate {
-                    tracing::info!(account = %acc, "store: a delivery identical to a recent one; no second copy");
-                    continue;
-                }
-                messages.push(NewMessage {
-                    id: new_id(),
-                    mailbox: id,
-                    uid: info.uidnext,
-                    modseq: info.highest_modseq + 1,
-                    blob: blob.clone(),
-                    size,
-                    internal_date: date,
-                    flags: Vec::new(),
-                    content_key: key.clone(),
-                });
-            }
-            Ok(Op::Append { messages })
-        })
-        .await
-        .map(|_| ())
-    }
-
-    /// STORE: changes flags of the given UIDs (absent UIDs are skipped) and returns the
-    /// messages whose flags actually changed, with their new flags and MODSEQ.
-    pub async fn store_flags(
-        &self,
-        mailbox: &str,
-        uids: &[u32],
-        mode: FlagMode,
-        flags: &[String],
-    ) -> Result<Vec<FlagUpdate>> {
-        let mailbox = mailbox.to_string();
-        let uids = uids.to_vec();
-        let flags = normalize_flags(flags);
-        let op = self
-            .commit(move |conn| {
-                let mut modseq = mailboxes::next_modseq(conn, &mailbox)?;
-                let mut updates = Vec::new();
-                for m in apply::messages_by_uids(conn, &mailbox, &uids)? {
-                    let new = match mode {
-                        FlagMode::Replace => flags.clone(),
-                        FlagMode::Add => {
-                            let mut f = m.flags.clone();
-                            f.extend(flags.iter().cloned());
-                            normalize_flags(&f)
-                        }
-                        FlagMode::Remove => m
-                            .flags
-                            .iter()
-                            .filter(|f| !flags.iter().any(|g| g.eq_ignore_ascii_case(f)))
-                            .cloned()
-                            .collect(),
-                    };
-                    if new != m.flags {
-                        updates.push(FlagUpdate {
-                            uid: m.uid,
-                            flags: new,
-                            modseq,
-                        });
-                        modseq += 1;
-                    }
-                }
-                Ok(Op::Flags { mailbox, updates })
-            })
-            .await?;
-        let Op::Flags { updates, .. } = op else {
-            unreachable!()
-        };
-        Ok(updates)
-    }
-
-    /// EXPUNGE: removes messages flagged `\Deleted` (only among `uids` when given).
-    /// Returns the removed UIDs in ascending order.
-    pub async fn expunge(&self, mailbox: &str, uids: Option<&[u32]>) -> Result<Vec<u32>> {
-        let mailbox = mailbox.to_string();
-        let only = uids.map(|u| u.to_vec());
-        let op = self
-            .commit(move |conn| {
-                let modseq = mailboxes::next_modseq(conn, &mailbox)?;
-                let all = apply::messages(conn, &mailbox)?;
-                let uids: Vec<u32> = all
-                    .iter()
-                    .filter(|m| m.has_flag("\\Deleted"))
-                    .filter(|m| only.as_ref().is_none_or(|o| o.contains(&m.uid)))
-                    .map(|m| m.uid)
-                    .collect();
-                Ok(Op::Expunge {
-                    mailbox,
-                    uids,
-                    modseq,
-                })
-            })
-            .await?;
-        let Op::Expunge { uids, .. } = op else {
-            unreachable!()
-        };
-        Ok(uids)
-    }
-
-    /// COPY (or MOVE when `remove_source`): copies the given UIDs to `dest`, in UID order.
-    pub async fn copy(
-        &self,
-        src: &str,
-        uids: &[u32],
-        dest: &str,
-        remove_source: bool,
-    ) -> Result<Copied> {
-        let src = src.to_string();
-        let dest = dest.to_string();
-        let uids = uids.to_vec();
-        let picked = Arc::new(Mutex::new(Vec::new()));
-        let picked_in = picked.clone();
-        let op = self
-            .commit(move |conn| {
-                let dinfo = mailboxes::by_id(conn, &dest)?
-                    .ok_or_else(|| StoreError::NoSuchMailbox(dest.clone()))?;
-                let msgs = apply::messages_by_uids(conn, &src, &uids)?;
-                let modseq = dinfo.highest_modseq + 1;
-                let src_uids: Vec<u32> = msgs.iter().map(|m| m.uid).collect();
-                let copies: Vec<NewMessage> = msgs
-                    .into_iter()
-                    .zip(dinfo.uidnext..)
-                    .map(|(m, uid)| NewMessage {
-                        id: new_id(),
-                        mailbox: dest.clone(),
-                        uid,
-                        modseq,
-                        blob: m.blob,
-                        size: m.size,
-                        internal_date: m.internal_date,
-                        flags: m.flags,
-                        content_key: None,
-                    })
-                    .collect();
-                let mut ops = vec![Op::Append { messages: copies }];
-                if remove_source && !src_uids.is_empty() {
-                    ops.push(Op::Expunge {
-                        mailbox: src.clone(),
-                        uids: src_uids.clone(),
-                        modseq: mailboxes::next_modseq(conn, &src)?,
-                    });
-                }
-                *picked_in.lock().unwrap() = src_uids;
-                Ok(Op::Batch { ops })
-            })
-            .await?;
-        let Op::Batch { ops } = op else {
-            unreachable!()
-        };
-        let Some(Op::Append { messages }) = ops.first() else {
-            unreachable!()
-        };
-        let dst_uids: Vec<u32> = messages.iter().map(|m| m.uid).collect();
-        let uidvalidity = match messages.first() {
-            Some(m) => self
-                .mailbox_by_id(&m.mailbox)
-                .await?
-                .map(|i| i.uidvalidity)
-                .unwrap_or(0),
-            None => 0,
-        };
-        let src_uids = std::mem::take(&mut *picked.lock().unwrap());
-        Ok(Copied {
-            uidvalidity,
-            src_uids,
-            dst_uids,
-        })
     }
 
     // ---------------------------------------------------------------- queue
@@ -777,47 +516,6 @@ impl Store {
 }
 
 // -------------------------------------------------------------------- helpers
-
-/// How long a delivery is remembered for duplicate suppression (see [`Store::deliver`]).
-pub const DUPLICATE_WINDOW_S: i64 = 600;
-
-/// The hash of a message as its sender sent it: without the first header field when
-/// that is our own trace header (`Received: ... (clusterd) ...`), which differs
-/// between two deliveries of the same message. None for a message without a
-/// Message-ID: identical bulk messages without one (load generators, some scripts)
-/// are distinct deliveries, not retries.
-pub fn content_key(raw: &[u8]) -> Option<String> {
-    use sha2::{Digest, Sha256};
-    let mut rest = raw;
-    if raw.starts_with(b"Received:") {
-        // The field ends at the first CRLF not followed by a folding space or tab.
-        let mut end = None;
-        let mut i = 0;
-        while i + 1 < raw.len() {
-            if raw[i] == b'\r'
-                && raw[i + 1] == b'\n'
-                && !matches!(raw.get(i + 2), Some(b' ' | b'\t'))
-            {
-                end = Some(i + 2);
-                break;
-            }
-            i += 1;
-        }
-        if let Some(end) = end
-            && raw[..end].windows(10).any(|w| w == b"(clusterd)")
-        {
-            rest = &raw[end..];
-        }
-    }
-    let head_end = rest
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or(rest.len());
-    let has_id = rest[..head_end]
-        .split(|b| *b == b'\n')
-        .any(|l| l.len() >= 11 && l[..11].eq_ignore_ascii_case(b"message-id:"));
-    has_id.then(|| hex::encode(Sha256::digest(rest)))
-}
 
 /// Content paths are relative, `/`-separated, without empty, `.` or `..` segments.
 pub fn normalize_content_path(path: &str) -> Result<String> {

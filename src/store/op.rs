@@ -5,7 +5,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::mailboxes::SpecialUse;
-use super::types::{BlobId, FlagUpdate, MailboxId, MessageId, QueueEntry};
+use super::messages::FlagUpdate;
+use super::types::{BlobId, MailboxId, MessageId, QueueEntry};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewMailbox {

@@ -1,4 +1,5 @@
-//! Plain data types the store hands out and takes in. No I/O here.
+//! Types every slice of the store shares: ids, the change notification, the error
+//! type. (Each slice's own types live in its file.) No I/O here.
 
 use serde::{Deserialize, Serialize};
 
@@ -8,58 +9,6 @@ pub type MailboxId = String;
 pub type MessageId = String;
 /// Hex SHA-256 of a message body file (content address).
 pub type BlobId = String;
-
-/// One message's metadata; the body is fetched separately by `blob`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MessageMeta {
-    pub id: MessageId,
-    pub uid: u32,
-    pub modseq: u64,
-    pub blob: BlobId,
-    pub size: u64,
-    /// Unix seconds.
-    pub internal_date: i64,
-    /// Canonical flags: system flags as `\Seen`, `\Answered`, `\Flagged`, `\Deleted`,
-    /// `\Draft`; keywords as given. Sorted, no duplicates.
-    pub flags: Vec<String>,
-}
-
-impl MessageMeta {
-    pub fn has_flag(&self, flag: &str) -> bool {
-        self.flags.iter().any(|f| f.eq_ignore_ascii_case(flag))
-    }
-}
-
-/// How `store_flags` combines the given flags with the present ones.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum FlagMode {
-    Replace,
-    Add,
-    Remove,
-}
-
-/// Result of an APPEND: what UIDPLUS reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Appended {
-    pub uidvalidity: u32,
-    pub uid: u32,
-}
-
-/// Result of COPY/MOVE: what UIDPLUS reports (COPYUID).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Copied {
-    pub uidvalidity: u32,
-    pub src_uids: Vec<u32>,
-    pub dst_uids: Vec<u32>,
-}
-
-/// A flag change on one message, as committed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FlagUpdate {
-    pub uid: u32,
-    pub flags: Vec<String>,
-    pub modseq: u64,
-}
 
 /// An entry of the persistent outbound queue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,33 +93,3 @@ pub enum StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
-
-/// Canonical spelling of a flag: system flags get their RFC 3501 case, keywords keep theirs.
-pub fn canonical_flag(flag: &str) -> String {
-    const SYSTEM: [&str; 6] = [
-        "\\Seen",
-        "\\Answered",
-        "\\Flagged",
-        "\\Deleted",
-        "\\Draft",
-        "\\Recent",
-    ];
-    for s in SYSTEM {
-        if s.eq_ignore_ascii_case(flag) {
-            return s.to_string();
-        }
-    }
-    flag.to_string()
-}
-
-/// Sorted, de-duplicated canonical flags (`\Recent` is session state and is dropped).
-pub fn normalize_flags<S: AsRef<str>>(flags: &[S]) -> Vec<String> {
-    let mut out: Vec<String> = flags
-        .iter()
-        .map(|f| canonical_flag(f.as_ref()))
-        .filter(|f| f != "\\Recent" && !f.is_empty())
-        .collect();
-    out.sort();
-    out.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
-    out
-}
