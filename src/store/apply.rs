@@ -1,10 +1,10 @@
 //! Applying ops to the tables, and the read queries shared by the API. `apply` is the
 //! only code that mutates tables; it is deterministic given the op.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 
 use super::op::{LoggedOp, Op};
-use super::{Change, ContentEntry, QueueEntry, Result, StoreError};
+use super::{Change, Result, StoreError};
 
 pub fn apply(conn: &Connection, op: &Op) -> Result<()> {
     match op {
@@ -19,61 +19,11 @@ pub fn apply(conn: &Connection, op: &Op) -> Result<()> {
         Op::Append { .. } | Op::Flags { .. } | Op::Expunge { .. } => {
             super::messages::apply(conn, op)?
         }
-        Op::QueueAdd { entry } => {
-            conn.execute(
-                "INSERT INTO queue (id, sender, recipients, blob, size, created, attempts, next_attempt, last_error)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![
-                    entry.id,
-                    entry.sender,
-                    serde_json::to_string(&entry.recipients).unwrap_or_default(),
-                    entry.blob,
-                    entry.size as i64,
-                    entry.created,
-                    entry.attempts,
-                    entry.next_attempt,
-                    entry.last_error
-                ],
-            )?;
+        Op::QueueAdd { .. } | Op::QueueUpdate { .. } | Op::QueueRemove { .. } => {
+            super::queue::apply(conn, op)?
         }
-        Op::QueueUpdate {
-            id,
-            attempts,
-            next_attempt,
-            last_error,
-        } => {
-            conn.execute(
-                "UPDATE queue SET attempts = ?2, next_attempt = ?3, last_error = ?4 WHERE id = ?1",
-                params![id, attempts, next_attempt, last_error],
-            )?;
-        }
-        Op::QueueRemove { id } => {
-            conn.execute("DELETE FROM queue WHERE id = ?1", [id])?;
-        }
-        Op::SettingSet { key, value } => {
-            conn.execute(
-                "INSERT INTO settings (key, value) VALUES (?1, ?2)
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                params![key, value],
-            )?;
-        }
-        Op::ContentPut {
-            path,
-            blob,
-            size,
-            mtime,
-            ..
-        } => {
-            conn.execute(
-                "INSERT INTO content (path, blob, size, mtime) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (path) DO UPDATE SET blob = excluded.blob, size = excluded.size,
-                 mtime = excluded.mtime",
-                params![path, blob, *size as i64, mtime],
-            )?;
-        }
-        Op::ContentDelete { path } => {
-            conn.execute("DELETE FROM content WHERE path = ?1", [path])?;
-        }
+        Op::SettingSet { .. } => super::settings::apply(conn, op)?,
+        Op::ContentPut { .. } | Op::ContentDelete { .. } => super::content::apply(conn, op)?,
         Op::ContactPut { .. } | Op::ContactDelete { .. } => super::contacts::apply(conn, op)?,
         Op::Batch { ops } => {
             for op in ops {
@@ -143,52 +93,6 @@ pub fn changes_of(op: &Op) -> Vec<Change> {
 }
 
 // ------------------------------------------------------------------ queries
-
-pub fn queue(conn: &Connection) -> Result<Vec<QueueEntry>> {
-    let mut st = conn.prepare(
-        "SELECT id, sender, recipients, blob, size, created, attempts, next_attempt, last_error
-         FROM queue ORDER BY created, id",
-    )?;
-    let rows = st.query_map([], |r| {
-        let rcpts: String = r.get(2)?;
-        Ok(QueueEntry {
-            id: r.get(0)?,
-            sender: r.get(1)?,
-            recipients: serde_json::from_str(&rcpts).unwrap_or_default(),
-            blob: r.get(3)?,
-            size: r.get::<_, i64>(4)? as u64,
-            created: r.get(5)?,
-            attempts: r.get(6)?,
-            next_attempt: r.get(7)?,
-            last_error: r.get(8)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<Vec<_>, _>>()?)
-}
-
-/// The blob a content path holds now.
-pub fn content_blob(conn: &Connection, path: &str) -> Result<Option<String>> {
-    Ok(conn
-        .query_row("SELECT blob FROM content WHERE path = ?1", [path], |r| {
-            r.get(0)
-        })
-        .optional()?)
-}
-
-pub fn content(conn: &Connection, prefix: &str) -> Result<Vec<ContentEntry>> {
-    let mut st = conn.prepare(
-        "SELECT path, blob, size, mtime FROM content WHERE substr(path, 1, ?1) = ?2 ORDER BY path",
-    )?;
-    let rows = st.query_map(params![prefix.len() as i64, prefix], |r| {
-        Ok(ContentEntry {
-            path: r.get(0)?,
-            blob: r.get(1)?,
-            size: r.get::<_, i64>(2)? as u64,
-            mtime: r.get(3)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<Vec<_>, _>>()?)
-}
 
 pub fn ops_since(conn: &Connection, after: u64, limit: usize) -> Result<Vec<LoggedOp>> {
     let mut st = conn.prepare(

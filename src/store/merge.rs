@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use super::messages::FlagUpdate;
 use super::op::{LoggedOp, NewMessage, Op};
-use super::{Result, accounts, apply, mailboxes};
+use super::{Result, accounts, apply, content, mailboxes, messages, queue};
 
 /// What a merge did, for the log and `clusterd status`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,7 +79,7 @@ impl Ours {
             }
             Op::Flags { mailbox, updates } => {
                 for u in updates {
-                    if let Some(id) = message_id(tx, mailbox, u.uid)? {
+                    if let Some(id) = messages::id_at(tx, mailbox, u.uid)? {
                         up(&mut self.flags, id, hlc);
                     }
                 }
@@ -328,7 +328,7 @@ impl Merge<'_> {
                         self.report.skipped += 1;
                         continue;
                     };
-                    let id = message_id(tx, &mb, uid)?.unwrap_or_default();
+                    let id = messages::id_at(tx, &mb, uid)?.unwrap_or_default();
                     if Ours::newer(&self.ours.flags, &id, hlc) {
                         self.report.flag_changes_lost += 1;
                         continue;
@@ -372,12 +372,12 @@ impl Merge<'_> {
                 }
             }
             Op::QueueAdd { entry } => {
-                if !queue_has(tx, &entry.id)? {
+                if !queue::has(tx, &entry.id)? {
                     self.put(commit, op.clone())?;
                 }
             }
             Op::QueueUpdate { id, .. } | Op::QueueRemove { id } => {
-                if queue_has(tx, id)? {
+                if queue::has(tx, id)? {
                     self.put(commit, op.clone())?;
                 }
             }
@@ -395,7 +395,7 @@ impl Merge<'_> {
                     // The delta base is what this node holds for the path now.
                     let mut op = op.clone();
                     if let Op::ContentPut { base, .. } = &mut op {
-                        *base = apply::content_blob(tx, path)?.filter(|b| b != blob);
+                        *base = content::blob_of(tx, path)?.filter(|b| b != blob);
                     }
                     self.put(commit, op)?;
                 }
@@ -587,22 +587,4 @@ fn note_uids(op: &Op, max: &mut HashMap<String, u32>) {
         Op::Batch { ops } => ops.iter().for_each(|o| note_uids(o, max)),
         _ => {}
     }
-}
-
-fn message_id(tx: &Connection, mailbox: &str, uid: u32) -> Result<Option<String>> {
-    Ok(tx
-        .query_row(
-            "SELECT id FROM messages WHERE mailbox = ?1 AND uid = ?2",
-            params![mailbox, uid],
-            |r| r.get(0),
-        )
-        .optional()?)
-}
-
-fn queue_has(tx: &Connection, id: &str) -> Result<bool> {
-    Ok(tx.query_row(
-        "SELECT EXISTS (SELECT 1 FROM queue WHERE id = ?1)",
-        [id],
-        |r| r.get(0),
-    )?)
 }

@@ -268,6 +268,17 @@ pub(super) fn by_uids(conn: &Connection, mailbox: &str, uids: &[u32]) -> Result<
     Ok(out)
 }
 
+/// The id of the message at (`mailbox`, `uid`).
+pub(super) fn id_at(conn: &Connection, mailbox: &str, uid: u32) -> Result<Option<String>> {
+    Ok(conn
+        .query_row(
+            "SELECT id FROM messages WHERE mailbox = ?1 AND uid = ?2",
+            params![mailbox, uid],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
 impl Store {
     /// All messages of a mailbox in UID order (the IMAP session's view is built from this).
     pub async fn messages(&self, mailbox: &str) -> Result<Vec<MessageMeta>> {

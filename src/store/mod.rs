@@ -27,20 +27,25 @@ pub mod types;
 
 pub use accounts::{Account, DEFAULT_MAILBOXES, normalize_account};
 pub use contacts::Contact;
+pub use content::{ContentEntry, normalize_content_path};
 pub use mailboxes::{MailboxInfo, SpecialUse, normalize_mailbox_name};
 pub use messages::{
     Appended, Copied, DUPLICATE_WINDOW_S, FlagMode, FlagUpdate, MessageMeta, canonical_flag,
     content_key, normalize_flags,
 };
+pub use queue::QueueEntry;
 pub use types::*;
 mod accounts;
 mod apply;
 mod blobs;
 mod contacts;
+mod content;
 mod mailboxes;
 pub mod merge;
 mod messages;
+mod queue;
 mod schema;
+mod settings;
 pub mod snapshot;
 mod writer;
 
@@ -152,188 +157,6 @@ impl Store {
         self.inner.writer.submit(Box::new(resolve)).await
     }
 
-    /// Writes a body file durably and returns its address and size.
-    pub async fn put_blob(&self, raw: Vec<u8>) -> Result<(BlobId, u64)> {
-        let dir = self.inner.dir.clone();
-        tokio::task::spawn_blocking(move || blobs::write(&dir, &raw))
-            .await
-            .map_err(|e| StoreError::Other(format!("blob task failed: {e}")))?
-    }
-
-    /// The bytes of a stored message body.
-    pub async fn read_blob(&self, blob: &str) -> Result<Vec<u8>> {
-        Ok(tokio::fs::read(blobs::path(&self.inner.dir, blob)).await?)
-    }
-
-    /// Synchronous variant for code already on a blocking thread.
-    pub fn read_blob_blocking(&self, blob: &str) -> Result<Vec<u8>> {
-        Ok(std::fs::read(blobs::path(&self.inner.dir, blob))?)
-    }
-
-    /// The first `max` bytes of a stored message body (enough for its header and
-    /// MIME structure; the webmail's message list reads this). Blocking.
-    pub fn read_blob_prefix_blocking(&self, blob: &str, max: usize) -> Result<Vec<u8>> {
-        use std::io::Read;
-        let f = std::fs::File::open(blobs::path(&self.inner.dir, blob))?;
-        let mut out = Vec::new();
-        f.take(max as u64).read_to_end(&mut out)?;
-        Ok(out)
-    }
-
-    // ---------------------------------------------------------------- queue
-
-    /// Puts a message into the persistent outbound queue; durable on return.
-    pub async fn enqueue(
-        &self,
-        sender: &str,
-        recipients: &[String],
-        raw: Vec<u8>,
-    ) -> Result<QueueEntry> {
-        let (blob, size) = self.put_blob(raw).await?;
-        let entry = QueueEntry {
-            id: new_id(),
-            sender: sender.to_string(),
-            recipients: recipients.to_vec(),
-            blob,
-            size,
-            created: now(),
-            attempts: 0,
-            next_attempt: now(),
-            last_error: None,
-        };
-        let op = self.commit(move |_| Ok(Op::QueueAdd { entry })).await?;
-        let Op::QueueAdd { entry } = op else {
-            unreachable!()
-        };
-        Ok(entry)
-    }
-
-    pub async fn queue(&self) -> Result<Vec<QueueEntry>> {
-        self.read(apply::queue).await
-    }
-
-    pub async fn queue_update(
-        &self,
-        id: &str,
-        attempts: u32,
-        next_attempt: i64,
-        last_error: Option<String>,
-    ) -> Result<()> {
-        let id = id.to_string();
-        self.commit(move |_| {
-            Ok(Op::QueueUpdate {
-                id,
-                attempts,
-                next_attempt,
-                last_error,
-            })
-        })
-        .await
-        .map(|_| ())
-    }
-
-    pub async fn queue_remove(&self, id: &str) -> Result<()> {
-        let id = id.to_string();
-        self.commit(move |_| Ok(Op::QueueRemove { id }))
-            .await
-            .map(|_| ())
-    }
-
-    // ---------------------------------------------------------------- settings
-
-    pub async fn setting(&self, key: &str) -> Result<Option<String>> {
-        let key = key.to_string();
-        self.read(move |conn| {
-            Ok(conn
-                .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
-                    r.get(0)
-                })
-                .optional()?)
-        })
-        .await
-    }
-
-    pub async fn set_setting(&self, key: &str, value: &str) -> Result<()> {
-        let key = key.to_string();
-        let value = value.to_string();
-        self.commit(move |_| Ok(Op::SettingSet { key, value }))
-            .await
-            .map(|_| ())
-    }
-
-    // ---------------------------------------------------------------- content
-
-    /// Sets a file of the content area (site files, zone files). Unchanged content is
-    /// not re-committed.
-    pub async fn put_content(&self, path: &str, data: Vec<u8>) -> Result<ContentEntry> {
-        let path = normalize_content_path(path)?;
-        let (blob, size) = self.put_blob(data).await?;
-        if let Some(old) = self.content_entry(&path).await?
-            && old.blob == blob
-        {
-            return Ok(old);
-        }
-        let mtime = now();
-        self.commit(move |conn| {
-            let base = apply::content_blob(conn, &path)?.filter(|b| *b != blob);
-            Ok(Op::ContentPut {
-                path,
-                blob,
-                size,
-                mtime,
-                base,
-            })
-        })
-        .await
-        .map(|op| match op {
-            Op::ContentPut {
-                path,
-                blob,
-                size,
-                mtime,
-                ..
-            } => ContentEntry {
-                path,
-                blob,
-                size,
-                mtime,
-            },
-            _ => unreachable!(),
-        })
-    }
-
-    pub async fn delete_content(&self, path: &str) -> Result<()> {
-        let path = normalize_content_path(path)?;
-        self.commit(move |_| Ok(Op::ContentDelete { path }))
-            .await
-            .map(|_| ())
-    }
-
-    /// The entry for one content path.
-    pub async fn content_entry(&self, path: &str) -> Result<Option<ContentEntry>> {
-        let path = normalize_content_path(path)?;
-        self.read(move |conn| {
-            Ok(apply::content(conn, &path)?
-                .into_iter()
-                .find(|e| e.path == path))
-        })
-        .await
-    }
-
-    /// The bytes of one content file.
-    pub async fn content(&self, path: &str) -> Result<Option<Vec<u8>>> {
-        match self.content_entry(path).await? {
-            Some(e) => Ok(Some(self.read_blob(&e.blob).await?)),
-            None => Ok(None),
-        }
-    }
-
-    /// Content entries whose path starts with `prefix` (e.g. `zones/`), by path.
-    pub async fn content_list(&self, prefix: &str) -> Result<Vec<ContentEntry>> {
-        let prefix = prefix.to_string();
-        self.read(move |conn| apply::content(conn, &prefix)).await
-    }
-
     // ---------------------------------------------------------------- op log
 
     /// Sequence number of the last committed op (0 when the log is empty).
@@ -428,15 +251,6 @@ impl Store {
         self.inner.writer.submit_install(snap).await
     }
 
-    /// Which of `blobs` this node does not hold.
-    pub fn missing_blobs<'a>(&self, blobs: impl IntoIterator<Item = &'a String>) -> Vec<String> {
-        blobs
-            .into_iter()
-            .filter(|b| !blobs::path(&self.inner.dir, b).exists())
-            .cloned()
-            .collect()
-    }
-
     /// Drops log entries at positions up to `upto` but the newest `keep` (at least
     /// one), remembering per origin what they covered (`marks`). Returns how many.
     pub async fn compact(&self, upto: u64, keep: u64) -> Result<u64> {
@@ -516,20 +330,6 @@ impl Store {
 }
 
 // -------------------------------------------------------------------- helpers
-
-/// Content paths are relative, `/`-separated, without empty, `.` or `..` segments.
-pub fn normalize_content_path(path: &str) -> Result<String> {
-    let p = path.trim_start_matches('/');
-    let ok = !p.is_empty()
-        && p.len() <= 1024
-        && !p.chars().any(|c| c.is_control() || c == '\\')
-        && p.split('/').all(|s| !s.is_empty() && s != "." && s != "..");
-    if ok {
-        Ok(p.to_string())
-    } else {
-        Err(StoreError::InvalidName(format!("content path {path:?}")))
-    }
-}
 
 /// A fresh globally unique id (random 128 bits, hex).
 pub fn new_id() -> String {

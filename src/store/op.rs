@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use super::mailboxes::SpecialUse;
 use super::messages::FlagUpdate;
-use super::types::{BlobId, MailboxId, MessageId, QueueEntry};
+use super::queue::QueueEntry;
+use super::types::{BlobId, MailboxId, MessageId};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewMailbox {

@@ -1,39 +1,12 @@
 //! Types every slice of the store shares: ids, the change notification, the error
 //! type. (Each slice's own types live in its file.) No I/O here.
 
-use serde::{Deserialize, Serialize};
-
 /// Stable id of a mailbox (never its name, never reused): renames and merges refer to it.
 pub type MailboxId = String;
 /// Stable id of one message instance in one mailbox.
 pub type MessageId = String;
 /// Hex SHA-256 of a message body file (content address).
 pub type BlobId = String;
-
-/// An entry of the persistent outbound queue.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct QueueEntry {
-    pub id: String,
-    pub sender: String,
-    pub recipients: Vec<String>,
-    pub blob: BlobId,
-    pub size: u64,
-    pub created: i64,
-    pub attempts: u32,
-    pub next_attempt: i64,
-    pub last_error: Option<String>,
-}
-
-/// A file in the content area (site files under `www/`, zone files under `zones/`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ContentEntry {
-    /// Relative path, `/`-separated, no `..`, e.g. `zones/cluster.com.ec.zone`.
-    pub path: String,
-    pub blob: BlobId,
-    pub size: u64,
-    /// Unix seconds of the last change.
-    pub mtime: i64,
-}
 
 /// Broadcast after every commit so sessions (IMAP IDLE, webmail) can refresh.
 /// A receiver should re-read the mailbox rather than trust the payload for state.

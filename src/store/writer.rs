@@ -242,7 +242,9 @@ impl WriterState {
                                 // applied them in (e.g. each generated a TLS identity
                                 // at its first start).
                                 let stale = match &l.op {
-                                    Op::SettingSet { key, .. } => newer_setting(&tx, key, l.hlc)?,
+                                    Op::SettingSet { key, .. } => {
+                                        super::settings::newer(&tx, key, l.hlc)?
+                                    }
                                     _ => false,
                                 };
                                 if !stale {
@@ -433,23 +435,4 @@ fn log_op(
         ],
     )?;
     Ok(tx.last_insert_rowid() as u64)
-}
-
-/// Whether the log holds a change of setting `key` with a clock after `hlc`.
-fn newer_setting(tx: &Connection, key: &str, hlc: u64) -> Result<bool> {
-    // Ops are stored as JSON with the tag first (`{"type":"setting_set","key":...`).
-    let key_json = serde_json::to_string(key).map_err(|e| StoreError::Other(e.to_string()))?;
-    let pattern = format!(
-        "{{\"type\":\"setting_set\",\"key\":{}%",
-        key_json
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_")
-    );
-    let newer: bool = tx.query_row(
-        "SELECT EXISTS (SELECT 1 FROM oplog WHERE hlc > ?1 AND op LIKE ?2 ESCAPE '\\')",
-        params![hlc as i64, pattern],
-        |r| r.get(0),
-    )?;
-    Ok(newer)
 }
