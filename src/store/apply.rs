@@ -1,11 +1,13 @@
-//! Applying ops to the tables, and the read queries shared by the API. `apply` is the
-//! only code that mutates tables; it is deterministic given the op.
+//! Applying an op: [`apply`] hands each op kind to the slice that owns its tables (the
+//! slices' `apply` functions are the only code that mutates tables; applying is
+//! deterministic given the op), and [`changes_of`] names the notifications it causes.
 
-use rusqlite::{Connection, params};
+use rusqlite::Connection;
 
-use super::op::{LoggedOp, Op};
-use super::{Change, Result, StoreError};
+use super::op::Op;
+use super::{Change, Result};
 
+/// Applies one op (a batch op by op) to the tables.
 pub fn apply(conn: &Connection, op: &Op) -> Result<()> {
     match op {
         Op::AccountCreate { .. } | Op::AccountPassword { .. } | Op::AccountDelete { .. } => {
@@ -93,65 +95,3 @@ pub fn changes_of(op: &Op) -> Vec<Change> {
 }
 
 // ------------------------------------------------------------------ queries
-
-pub fn ops_since(conn: &Connection, after: u64, limit: usize) -> Result<Vec<LoggedOp>> {
-    let mut st = conn.prepare(
-        "SELECT seq, origin, origin_seq, hlc, op FROM oplog WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-    )?;
-    let rows = st.query_map(params![after as i64, limit as i64], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, i64>(2)?,
-            r.get::<_, i64>(3)?,
-            r.get::<_, String>(4)?,
-        ))
-    })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (seq, origin, origin_seq, hlc, op) = row?;
-        out.push(LoggedOp {
-            seq: seq as u64,
-            origin,
-            origin_seq: origin_seq as u64,
-            hlc: hlc as u64,
-            op: serde_json::from_str(&op).map_err(|e| StoreError::Other(e.to_string()))?,
-        });
-    }
-    Ok(out)
-}
-
-/// See [`super::Store::digest`].
-pub fn digest(conn: &Connection) -> Result<String> {
-    use sha2::{Digest, Sha256};
-    let mut tables: Vec<String> = conn
-        .prepare(
-            "SELECT name FROM sqlite_master WHERE type = 'table' \
-             AND name NOT IN ('oplog', 'meta', 'marks') AND name NOT LIKE 'sqlite_%' ORDER BY name",
-        )?
-        .query_map([], |r| r.get(0))?
-        .collect::<std::result::Result<_, _>>()?;
-    tables.sort();
-    let mut h = Sha256::new();
-    for t in tables {
-        let mut st = conn.prepare(&format!("SELECT * FROM \"{t}\""))?;
-        let n = st.column_count();
-        let mut rows: Vec<String> = st
-            .query_map([], |r| {
-                let mut row = String::new();
-                for i in 0..n {
-                    let v: rusqlite::types::Value = r.get(i)?;
-                    row.push_str(&format!("{v:?}\u{1f}"));
-                }
-                Ok(row)
-            })?
-            .collect::<std::result::Result<_, _>>()?;
-        rows.sort();
-        h.update(format!("table {t} {}\n", rows.len()));
-        for row in rows {
-            h.update(row.as_bytes());
-            h.update(b"\n");
-        }
-    }
-    Ok(hex::encode(h.finalize()))
-}

@@ -228,13 +228,7 @@ impl WriterState {
                         let mut new_ops = Vec::new();
                         let r = (|| -> Result<usize> {
                             for l in ops {
-                                let known: bool = tx.query_row(
-                                    "SELECT EXISTS (SELECT 1 FROM oplog WHERE origin = ?1 AND origin_seq = ?2)
-                                         OR EXISTS (SELECT 1 FROM marks WHERE origin = ?1 AND origin_seq >= ?2)",
-                                    params![l.origin, l.origin_seq as i64],
-                                    |r| r.get(0),
-                                )?;
-                                if known {
+                                if super::replica::held(&tx, &l.origin, l.origin_seq)? {
                                     continue;
                                 }
                                 // Settings are last writer wins by clock, so both

@@ -26,9 +26,9 @@ use std::collections::{BTreeSet, HashMap};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
-use super::messages::FlagUpdate;
-use super::op::{LoggedOp, NewMessage, Op};
-use super::{Result, accounts, apply, content, mailboxes, messages, queue};
+use crate::store::messages::FlagUpdate;
+use crate::store::op::{LoggedOp, NewMessage, Op};
+use crate::store::{Result, accounts, content, mailboxes, messages, queue};
 
 /// What a merge did, for the log and `clusterd status`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,7 +149,7 @@ pub fn merge(
         m.report.ops += 1;
         m.replay(&l.op, l.hlc, commit)?;
     }
-    let now = super::now().max(0) as u32;
+    let now = crate::store::now().max(0) as u32;
     for id in std::mem::take(&mut m.renumber) {
         let Some(info) = mailboxes::by_id(tx, &id)? else {
             continue;
@@ -188,19 +188,14 @@ fn divergent_ours(tx: &Connection, peer_marks: &HashMap<String, u64>) -> Result<
     let mut start: Option<u64> = None;
     for o in origins {
         let mark = peer_marks.get(&o).copied().unwrap_or(0);
-        let first: Option<i64> = tx.query_row(
-            "SELECT min(seq) FROM oplog WHERE origin = ?1 AND origin_seq > ?2",
-            params![o, mark as i64],
-            |r| r.get(0),
-        )?;
-        if let Some(f) = first {
-            start = Some(start.map_or(f as u64, |s| s.min(f as u64)));
+        if let Some(f) = super::first_seq_after(tx, &o, mark)? {
+            start = Some(start.map_or(f, |s| s.min(f)));
         }
     }
     let Some(start) = start else {
         return Ok(Vec::new());
     };
-    Ok(apply::ops_since(tx, start - 1, usize::MAX)?
+    Ok(super::ops_since(tx, start - 1, usize::MAX)?
         .into_iter()
         .filter(|l| peer_marks.get(&l.origin).is_none_or(|m| l.origin_seq > *m))
         .collect())
