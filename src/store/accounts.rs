@@ -219,7 +219,7 @@ impl Store {
             exists && good
         })
         .await
-        .map_err(|e| StoreError::Other(e.to_string()))?;
+        .map_err(StoreError::PasswordTask)?;
         Ok(ok.then_some(name))
     }
 }
@@ -236,7 +236,7 @@ fn hash_password_blocking(password: &str) -> Result<String> {
     argon2::Argon2::default()
         .hash_password(password.as_bytes())
         .map(|h| h.to_string())
-        .map_err(|e| StoreError::Other(format!("password hashing failed: {e}")))
+        .map_err(StoreError::PasswordHashing)
 }
 
 async fn hash_password(password: &str) -> Result<String> {
@@ -246,5 +246,5 @@ async fn hash_password(password: &str) -> Result<String> {
     let password = password.to_string();
     tokio::task::spawn_blocking(move || hash_password_blocking(&password))
         .await
-        .map_err(|e| StoreError::Other(e.to_string()))?
+        .map_err(StoreError::PasswordTask)?
 }

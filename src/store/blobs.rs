@@ -53,7 +53,7 @@ impl Store {
         let dir = self.inner.dir.clone();
         tokio::task::spawn_blocking(move || write(&dir, &raw))
             .await
-            .map_err(|e| StoreError::Other(format!("blob task failed: {e}")))?
+            .map_err(StoreError::BlobTask)?
     }
 
     /// The bytes of a stored message body.

@@ -161,7 +161,7 @@ impl Store {
             out
         })
         .await
-        .map_err(|e| StoreError::Other(format!("read task failed: {e}")))?
+        .map_err(StoreError::ReadTask)?
     }
 
     /// Resolves an op inside the writer's transaction and commits it durably.

@@ -23,7 +23,7 @@ pub(super) fn apply(conn: &Connection, op: &Op) -> Result<()> {
 /// Whether the log holds a change of setting `key` with a clock after `hlc`.
 pub(super) fn newer(tx: &Connection, key: &str, hlc: u64) -> Result<bool> {
     // Ops are stored as JSON with the tag first (`{"type":"setting_set","key":...`).
-    let key_json = serde_json::to_string(key).map_err(|e| StoreError::Other(e.to_string()))?;
+    let key_json = serde_json::to_string(key).map_err(StoreError::Encode)?;
     let pattern = format!(
         "{{\"type\":\"setting_set\",\"key\":{}%",
         key_json

@@ -40,7 +40,8 @@ impl Change {
 }
 
 /// Errors the store reports to protocol front-ends. Front-ends map these to protocol
-/// replies (e.g. `NotFound` → IMAP `NO [NONEXISTENT]`).
+/// replies (e.g. `NoSuchMailbox` → IMAP `NO [NONEXISTENT]`); the messages (`Display`)
+/// reach clients and logs as they are.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("no such account: {0}")]
@@ -61,8 +62,46 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
     #[error("database failure: {0}")]
     Db(#[from] rusqlite::Error),
+    /// A submission with neither local nor remote recipients.
+    #[error("no recipients")]
+    NoRecipients,
+    /// A snapshot this node cannot install.
+    #[error(transparent)]
+    BadSnapshot(#[from] super::snapshot::BadSnapshot),
+    /// A logged op that does not decode (damaged, or written by an incompatible
+    /// version).
     #[error("{0}")]
-    Other(String),
+    CorruptLog(serde_json::Error),
+    /// A value that could not be encoded as JSON for the log.
+    #[error("{0}")]
+    Encode(serde_json::Error),
+    #[error("password hashing failed: {0}")]
+    PasswordHashing(argon2::password_hash::Error),
+    /// The writer thread is gone: nothing can be committed.
+    #[error("store writer stopped")]
+    WriterStopped,
+    /// The transaction of a batch failed (its error is the message: local and
+    /// replicated ops of the batch each get a copy).
+    #[error("commit failed: {0}")]
+    CommitFailed(String),
+    /// A merge ran but the transaction holding it failed.
+    #[error("merge not committed")]
+    MergeNotCommitted,
+    /// A snapshot was installed but the transaction holding it failed.
+    #[error("snapshot not committed")]
+    SnapshotNotCommitted,
+    /// Bookkeeping (compaction, the resync flag) ran but its transaction failed.
+    #[error("not committed")]
+    MaintenanceNotCommitted,
+    /// The blocking task of a read panicked or was cancelled.
+    #[error("read task failed: {0}")]
+    ReadTask(tokio::task::JoinError),
+    /// The blocking task writing a blob panicked or was cancelled.
+    #[error("blob task failed: {0}")]
+    BlobTask(tokio::task::JoinError),
+    /// The blocking task hashing or checking a password panicked or was cancelled.
+    #[error("{0}")]
+    PasswordTask(tokio::task::JoinError),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -68,15 +68,13 @@ impl WriterHandle {
     pub async fn submit(&self, resolve: Resolve) -> Result<Op> {
         let (reply, rx) = oneshot::channel();
         self.send(Job::Local { resolve, reply })?;
-        rx.await
-            .map_err(|_| StoreError::Other("store writer stopped".into()))?
+        rx.await.map_err(|_| StoreError::WriterStopped)?
     }
 
     pub async fn submit_replicated(&self, ops: Vec<LoggedOp>) -> Result<usize> {
         let (reply, rx) = oneshot::channel();
         self.send(Job::Replicated { ops, reply })?;
-        rx.await
-            .map_err(|_| StoreError::Other("store writer stopped".into()))?
+        rx.await.map_err(|_| StoreError::WriterStopped)?
     }
 
     pub async fn submit_merge(
@@ -90,8 +88,7 @@ impl WriterHandle {
             peer_marks,
             reply,
         })?;
-        rx.await
-            .map_err(|_| StoreError::Other("store writer stopped".into()))?
+        rx.await.map_err(|_| StoreError::WriterStopped)?
     }
 
     pub async fn submit_install(&self, snapshot: Snapshot) -> Result<()> {
@@ -100,15 +97,13 @@ impl WriterHandle {
             snapshot: Box::new(snapshot),
             reply,
         })?;
-        rx.await
-            .map_err(|_| StoreError::Other("store writer stopped".into()))?
+        rx.await.map_err(|_| StoreError::WriterStopped)?
     }
 
     pub async fn submit_maintenance(&self, run: Maintenance) -> Result<u64> {
         let (reply, rx) = oneshot::channel();
         self.send(Job::Maintenance { run, reply })?;
-        rx.await
-            .map_err(|_| StoreError::Other("store writer stopped".into()))?
+        rx.await.map_err(|_| StoreError::WriterStopped)?
     }
 
     fn send(&self, job: Job) -> Result<()> {
@@ -116,7 +111,7 @@ impl WriterHandle {
             .lock()
             .unwrap()
             .send(job)
-            .map_err(|_| StoreError::Other("store writer stopped".into()))
+            .map_err(|_| StoreError::WriterStopped)
     }
 }
 
@@ -286,7 +281,7 @@ impl WriterState {
                             let _ = reply.send(if committed {
                                 r
                             } else {
-                                Err(StoreError::Other("merge not committed".into()))
+                                Err(StoreError::MergeNotCommitted)
                             });
                         }));
                         ok
@@ -310,7 +305,7 @@ impl WriterState {
                             let _ = reply.send(if committed {
                                 r
                             } else {
-                                Err(StoreError::Other("snapshot not committed".into()))
+                                Err(StoreError::SnapshotNotCommitted)
                             });
                         }));
                         ok
@@ -322,7 +317,7 @@ impl WriterState {
                             let _ = reply.send(if committed {
                                 r
                             } else {
-                                Err(StoreError::Other("not committed".into()))
+                                Err(StoreError::MaintenanceNotCommitted)
                             });
                         }));
                         ok
@@ -379,10 +374,10 @@ impl WriterState {
                 tracing::error!(error = %e, "store commit failed");
                 let msg = e.to_string();
                 for (reply, _) in local {
-                    let _ = reply.send(Err(StoreError::Other(format!("commit failed: {msg}"))));
+                    let _ = reply.send(Err(StoreError::CommitFailed(msg.clone())));
                 }
                 for (reply, _, _) in replicated {
-                    let _ = reply.send(Err(StoreError::Other(format!("commit failed: {msg}"))));
+                    let _ = reply.send(Err(StoreError::CommitFailed(msg.clone())));
                 }
             }
         }
@@ -425,7 +420,7 @@ fn log_op(
             origin,
             origin_seq as i64,
             hlc as i64,
-            serde_json::to_string(op).map_err(|e| StoreError::Other(e.to_string()))?
+            serde_json::to_string(op).map_err(StoreError::Encode)?
         ],
     )?;
     Ok(tx.last_insert_rowid() as u64)

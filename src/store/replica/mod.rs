@@ -21,6 +21,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::op::LoggedOp;
 use super::{CommitBarrier, Result, Store, StoreError};
+use snapshot::BadSnapshot;
 
 // ------------------------------------------------------------------ SQL
 
@@ -55,7 +56,7 @@ fn ops_since(conn: &Connection, after: u64, limit: usize) -> Result<Vec<LoggedOp
             origin,
             origin_seq: origin_seq as u64,
             hlc: hlc as u64,
-            op: serde_json::from_str(&op).map_err(|e| StoreError::Other(e.to_string()))?,
+            op: serde_json::from_str(&op).map_err(StoreError::CorruptLog)?,
         });
     }
     Ok(out)
@@ -219,10 +220,11 @@ impl Store {
     pub async fn install_snapshot(&self, snap: snapshot::Snapshot) -> Result<()> {
         let missing = self.missing_blobs(&snap.blobs());
         if let Some(b) = missing.first() {
-            return Err(StoreError::Other(format!(
-                "snapshot refers to {} blobs this node lacks (e.g. {b})",
-                missing.len()
-            )));
+            return Err(BadSnapshot::MissingBlobs {
+                count: missing.len(),
+                example: b.clone(),
+            }
+            .into());
         }
         self.inner.writer.submit_install(snap).await
     }

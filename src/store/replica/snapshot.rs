@@ -12,7 +12,26 @@ use rusqlite::types::Value;
 use serde::{Deserialize, Serialize};
 
 use super::marks;
-use crate::store::{Change, Result, StoreError};
+use crate::store::{Change, Result};
+
+/// Why a snapshot cannot be installed here.
+#[derive(Debug, thiserror::Error)]
+pub enum BadSnapshot {
+    /// Its rows refer to blobs this node does not hold (they are fetched first).
+    #[error("snapshot refers to {count} blobs this node lacks (e.g. {example})")]
+    MissingBlobs { count: usize, example: String },
+    /// From a node with a newer schema.
+    #[error("snapshot has a table this node does not know: {0}")]
+    UnknownTable(String),
+    #[error("snapshot table {table} has an unknown column {column}")]
+    UnknownColumn { table: String, column: String },
+    #[error("snapshot row of {table} has {values} values for {columns} columns")]
+    RowWidth {
+        table: String,
+        values: usize,
+        columns: usize,
+    },
+}
 
 /// One value of a row (the schema holds integers, text and NULL only).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -145,17 +164,15 @@ pub fn install(tx: &Connection, snap: &Snapshot, floor: u64) -> Result<(u64, Vec
     }
     for t in &snap.tables {
         if !local.contains(&t.name) {
-            return Err(StoreError::Other(format!(
-                "snapshot has a table this node does not know: {}",
-                t.name
-            )));
+            return Err(BadSnapshot::UnknownTable(t.name.clone()).into());
         }
         let have = columns(tx, &t.name)?;
         if let Some(c) = t.columns.iter().find(|c| !have.contains(c)) {
-            return Err(StoreError::Other(format!(
-                "snapshot table {} has an unknown column {c}",
-                t.name
-            )));
+            return Err(BadSnapshot::UnknownColumn {
+                table: t.name.clone(),
+                column: c.clone(),
+            }
+            .into());
         }
         let cols = t
             .columns
@@ -170,12 +187,12 @@ pub fn install(tx: &Connection, snap: &Snapshot, floor: u64) -> Result<(u64, Vec
         ))?;
         for row in &t.rows {
             if row.len() != t.columns.len() {
-                return Err(StoreError::Other(format!(
-                    "snapshot row of {} has {} values for {} columns",
-                    t.name,
-                    row.len(),
-                    t.columns.len()
-                )));
+                return Err(BadSnapshot::RowWidth {
+                    table: t.name.clone(),
+                    values: row.len(),
+                    columns: t.columns.len(),
+                }
+                .into());
             }
             let values: Vec<Value> = row
                 .iter()
