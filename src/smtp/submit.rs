@@ -94,6 +94,6 @@ pub async fn submit(
             );
             a.and(b.map(|_| ()))
         }
-        (true, true) => Err(StoreError::Other("no recipients".into())),
+        (true, true) => Err(StoreError::NoRecipients),
     }
 }

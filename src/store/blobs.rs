@@ -1,5 +1,6 @@
-//! Content-addressed message bodies: `blobs/<2 hex>/<64 hex>`, immutable, written via a
-//! temporary file, fsynced with their directory before any op refers to them.
+//! Content-addressed bodies (of messages, queue entries, content files):
+//! `blobs/<2 hex>/<64 hex>`, immutable, written via a temporary file, fsynced with their
+//! directory before any op refers to them; the Store methods that write and read them.
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -7,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::{BlobId, Result};
+use super::{BlobId, Result, Store, StoreError};
 
 pub fn prepare(data_dir: &Path) -> Result<()> {
     fs::create_dir_all(data_dir.join("blobs/tmp"))?;
@@ -44,4 +45,43 @@ pub fn write(data_dir: &Path, raw: &[u8]) -> Result<(BlobId, u64)> {
     fs::rename(&tmp, &dest)?;
     File::open(dir)?.sync_all()?;
     Ok((id, raw.len() as u64))
+}
+
+impl Store {
+    /// Writes a body file durably and returns its address and size.
+    pub async fn put_blob(&self, raw: Vec<u8>) -> Result<(BlobId, u64)> {
+        let dir = self.inner.dir.clone();
+        tokio::task::spawn_blocking(move || write(&dir, &raw))
+            .await
+            .map_err(StoreError::BlobTask)?
+    }
+
+    /// The bytes of a stored message body.
+    pub async fn read_blob(&self, blob: &str) -> Result<Vec<u8>> {
+        Ok(tokio::fs::read(path(&self.inner.dir, blob)).await?)
+    }
+
+    /// Synchronous variant for code already on a blocking thread.
+    pub fn read_blob_blocking(&self, blob: &str) -> Result<Vec<u8>> {
+        Ok(std::fs::read(path(&self.inner.dir, blob))?)
+    }
+
+    /// The first `max` bytes of a stored message body (enough for its header and
+    /// MIME structure; the webmail's message list reads this). Blocking.
+    pub fn read_blob_prefix_blocking(&self, blob: &str, max: usize) -> Result<Vec<u8>> {
+        use std::io::Read;
+        let f = std::fs::File::open(path(&self.inner.dir, blob))?;
+        let mut out = Vec::new();
+        f.take(max as u64).read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    /// Which of `blobs` this node does not hold.
+    pub fn missing_blobs<'a>(&self, blobs: impl IntoIterator<Item = &'a String>) -> Vec<String> {
+        blobs
+            .into_iter()
+            .filter(|b| !path(&self.inner.dir, b).exists())
+            .cloned()
+            .collect()
+    }
 }

@@ -99,6 +99,12 @@ pub(super) fn of_account(conn: &Connection, account: &str) -> Result<Vec<Contact
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
+/// Removes the address book of an account (it is being deleted).
+pub(super) fn delete_of_account(conn: &Connection, account: &str) -> Result<()> {
+    conn.execute("DELETE FROM contacts WHERE account = ?1", [account])?;
+    Ok(())
+}
+
 /// Applies a contact op (called from `apply::apply`).
 pub(super) fn apply(conn: &Connection, op: &Op) -> Result<()> {
     match op {
@@ -151,7 +157,7 @@ impl Store {
         let id = id.map(str::to_string);
         let op = self
             .commit(move |conn| {
-                if !super::apply::account_exists(conn, &account)? {
+                if !super::accounts::exists(conn, &account)? {
                     return Err(StoreError::NoSuchAccount(account));
                 }
                 let id = match id {

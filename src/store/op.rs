@@ -4,7 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::types::{BlobId, FlagUpdate, MailboxId, MessageId, QueueEntry, SpecialUse};
+use super::mailboxes::SpecialUse;
+use super::messages::FlagUpdate;
+use super::queue::QueueEntry;
+use super::types::{BlobId, MailboxId, MessageId};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewMailbox {

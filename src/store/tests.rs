@@ -716,3 +716,54 @@ async fn compaction_keeps_the_newest_ops_and_remembers_what_it_dropped() {
     let ops = s.ops_since(0, 100).await.unwrap();
     assert_eq!(ops.last().unwrap().origin_seq, 12);
 }
+
+#[test]
+fn error_messages_are_the_ones_clients_and_logs_know() {
+    use snapshot::BadSnapshot;
+    let cases: [(StoreError, &str); 9] = [
+        (StoreError::NoRecipients, "no recipients"),
+        (StoreError::WriterStopped, "store writer stopped"),
+        (
+            StoreError::CommitFailed("database failure: disk I/O error".into()),
+            "commit failed: database failure: disk I/O error",
+        ),
+        (StoreError::MergeNotCommitted, "merge not committed"),
+        (StoreError::SnapshotNotCommitted, "snapshot not committed"),
+        (StoreError::MaintenanceNotCommitted, "not committed"),
+        (
+            BadSnapshot::MissingBlobs {
+                count: 2,
+                example: "ab12".into(),
+            }
+            .into(),
+            "snapshot refers to 2 blobs this node lacks (e.g. ab12)",
+        ),
+        (
+            BadSnapshot::UnknownColumn {
+                table: "messages".into(),
+                column: "colour".into(),
+            }
+            .into(),
+            "snapshot table messages has an unknown column colour",
+        ),
+        (
+            BadSnapshot::RowWidth {
+                table: "queue".into(),
+                values: 3,
+                columns: 9,
+            }
+            .into(),
+            "snapshot row of queue has 3 values for 9 columns",
+        ),
+    ];
+    for (e, text) in cases {
+        assert_eq!(e.to_string(), text);
+    }
+    assert_eq!(
+        StoreError::from(BadSnapshot::UnknownTable("gizmos".into())).to_string(),
+        "snapshot has a table this node does not know: gizmos"
+    );
+    let json = serde_json::from_str::<op::Op>("{").unwrap_err();
+    let text = json.to_string();
+    assert_eq!(StoreError::CorruptLog(json).to_string(), text);
+}

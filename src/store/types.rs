@@ -1,6 +1,5 @@
-//! Plain data types the store hands out and takes in. No I/O here.
-
-use serde::{Deserialize, Serialize};
+//! Types every slice of the store shares: ids, the change notification, the error
+//! type. (Each slice's own types live in its file.) No I/O here.
 
 /// Stable id of a mailbox (never its name, never reused): renames and merges refer to it.
 pub type MailboxId = String;
@@ -8,128 +7,6 @@ pub type MailboxId = String;
 pub type MessageId = String;
 /// Hex SHA-256 of a message body file (content address).
 pub type BlobId = String;
-
-/// The IMAP special-use attribute of a mailbox (RFC 6154).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum SpecialUse {
-    Sent,
-    Drafts,
-    Trash,
-    Junk,
-    Archive,
-}
-
-impl SpecialUse {
-    /// The attribute as IMAP writes it, e.g. `\Sent`.
-    pub fn attribute(self) -> &'static str {
-        match self {
-            SpecialUse::Sent => "\\Sent",
-            SpecialUse::Drafts => "\\Drafts",
-            SpecialUse::Trash => "\\Trash",
-            SpecialUse::Junk => "\\Junk",
-            SpecialUse::Archive => "\\Archive",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Account {
-    pub name: String,
-    pub full_name: String,
-}
-
-/// A mailbox and its counters as of the moment it was read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MailboxInfo {
-    pub id: MailboxId,
-    pub account: String,
-    /// Full hierarchical name, `/` as the separator, `INBOX` always upper case.
-    pub name: String,
-    pub uidvalidity: u32,
-    pub uidnext: u32,
-    pub highest_modseq: u64,
-    pub special_use: Option<SpecialUse>,
-    pub subscribed: bool,
-    pub messages: u32,
-    pub unseen: u32,
-}
-
-/// One message's metadata; the body is fetched separately by `blob`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MessageMeta {
-    pub id: MessageId,
-    pub uid: u32,
-    pub modseq: u64,
-    pub blob: BlobId,
-    pub size: u64,
-    /// Unix seconds.
-    pub internal_date: i64,
-    /// Canonical flags: system flags as `\Seen`, `\Answered`, `\Flagged`, `\Deleted`,
-    /// `\Draft`; keywords as given. Sorted, no duplicates.
-    pub flags: Vec<String>,
-}
-
-impl MessageMeta {
-    pub fn has_flag(&self, flag: &str) -> bool {
-        self.flags.iter().any(|f| f.eq_ignore_ascii_case(flag))
-    }
-}
-
-/// How `store_flags` combines the given flags with the present ones.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum FlagMode {
-    Replace,
-    Add,
-    Remove,
-}
-
-/// Result of an APPEND: what UIDPLUS reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Appended {
-    pub uidvalidity: u32,
-    pub uid: u32,
-}
-
-/// Result of COPY/MOVE: what UIDPLUS reports (COPYUID).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Copied {
-    pub uidvalidity: u32,
-    pub src_uids: Vec<u32>,
-    pub dst_uids: Vec<u32>,
-}
-
-/// A flag change on one message, as committed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FlagUpdate {
-    pub uid: u32,
-    pub flags: Vec<String>,
-    pub modseq: u64,
-}
-
-/// An entry of the persistent outbound queue.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct QueueEntry {
-    pub id: String,
-    pub sender: String,
-    pub recipients: Vec<String>,
-    pub blob: BlobId,
-    pub size: u64,
-    pub created: i64,
-    pub attempts: u32,
-    pub next_attempt: i64,
-    pub last_error: Option<String>,
-}
-
-/// A file in the content area (site files under `www/`, zone files under `zones/`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ContentEntry {
-    /// Relative path, `/`-separated, no `..`, e.g. `zones/cluster.com.ec.zone`.
-    pub path: String,
-    pub blob: BlobId,
-    pub size: u64,
-    /// Unix seconds of the last change.
-    pub mtime: i64,
-}
 
 /// Broadcast after every commit so sessions (IMAP IDLE, webmail) can refresh.
 /// A receiver should re-read the mailbox rather than trust the payload for state.
@@ -163,7 +40,8 @@ impl Change {
 }
 
 /// Errors the store reports to protocol front-ends. Front-ends map these to protocol
-/// replies (e.g. `NotFound` → IMAP `NO [NONEXISTENT]`).
+/// replies (e.g. `NoSuchMailbox` → IMAP `NO [NONEXISTENT]`); the messages (`Display`)
+/// reach clients and logs as they are.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("no such account: {0}")]
@@ -184,38 +62,46 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
     #[error("database failure: {0}")]
     Db(#[from] rusqlite::Error),
+    /// A submission with neither local nor remote recipients.
+    #[error("no recipients")]
+    NoRecipients,
+    /// A snapshot this node cannot install.
+    #[error(transparent)]
+    BadSnapshot(#[from] super::snapshot::BadSnapshot),
+    /// A logged op that does not decode (damaged, or written by an incompatible
+    /// version).
     #[error("{0}")]
-    Other(String),
+    CorruptLog(serde_json::Error),
+    /// A value that could not be encoded as JSON for the log.
+    #[error("{0}")]
+    Encode(serde_json::Error),
+    #[error("password hashing failed: {0}")]
+    PasswordHashing(argon2::password_hash::Error),
+    /// The writer thread is gone: nothing can be committed.
+    #[error("store writer stopped")]
+    WriterStopped,
+    /// The transaction of a batch failed (its error is the message: local and
+    /// replicated ops of the batch each get a copy).
+    #[error("commit failed: {0}")]
+    CommitFailed(String),
+    /// A merge ran but the transaction holding it failed.
+    #[error("merge not committed")]
+    MergeNotCommitted,
+    /// A snapshot was installed but the transaction holding it failed.
+    #[error("snapshot not committed")]
+    SnapshotNotCommitted,
+    /// Bookkeeping (compaction, the resync flag) ran but its transaction failed.
+    #[error("not committed")]
+    MaintenanceNotCommitted,
+    /// The blocking task of a read panicked or was cancelled.
+    #[error("read task failed: {0}")]
+    ReadTask(tokio::task::JoinError),
+    /// The blocking task writing a blob panicked or was cancelled.
+    #[error("blob task failed: {0}")]
+    BlobTask(tokio::task::JoinError),
+    /// The blocking task hashing or checking a password panicked or was cancelled.
+    #[error("{0}")]
+    PasswordTask(tokio::task::JoinError),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
-
-/// Canonical spelling of a flag: system flags get their RFC 3501 case, keywords keep theirs.
-pub fn canonical_flag(flag: &str) -> String {
-    const SYSTEM: [&str; 6] = [
-        "\\Seen",
-        "\\Answered",
-        "\\Flagged",
-        "\\Deleted",
-        "\\Draft",
-        "\\Recent",
-    ];
-    for s in SYSTEM {
-        if s.eq_ignore_ascii_case(flag) {
-            return s.to_string();
-        }
-    }
-    flag.to_string()
-}
-
-/// Sorted, de-duplicated canonical flags (`\Recent` is session state and is dropped).
-pub fn normalize_flags<S: AsRef<str>>(flags: &[S]) -> Vec<String> {
-    let mut out: Vec<String> = flags
-        .iter()
-        .map(|f| canonical_flag(f.as_ref()))
-        .filter(|f| f != "\\Recent" && !f.is_empty())
-        .collect();
-    out.sort();
-    out.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
-    out
-}

@@ -68,15 +68,13 @@ impl WriterHandle {
     pub async fn submit(&self, resolve: Resolve) -> Result<Op> {
         let (reply, rx) = oneshot::channel();
         self.send(Job::Local { resolve, reply })?;
-        rx.await
-            .map_err(|_| StoreError::Other("store writer stopped".into()))?
+        rx.await.map_err(|_| StoreError::WriterStopped)?
     }
 
     pub async fn submit_replicated(&self, ops: Vec<LoggedOp>) -> Result<usize> {
         let (reply, rx) = oneshot::channel();
         self.send(Job::Replicated { ops, reply })?;
-        rx.await
-            .map_err(|_| StoreError::Other("store writer stopped".into()))?
+        rx.await.map_err(|_| StoreError::WriterStopped)?
     }
 
     pub async fn submit_merge(
@@ -90,8 +88,7 @@ impl WriterHandle {
             peer_marks,
             reply,
         })?;
-        rx.await
-            .map_err(|_| StoreError::Other("store writer stopped".into()))?
+        rx.await.map_err(|_| StoreError::WriterStopped)?
     }
 
     pub async fn submit_install(&self, snapshot: Snapshot) -> Result<()> {
@@ -100,15 +97,13 @@ impl WriterHandle {
             snapshot: Box::new(snapshot),
             reply,
         })?;
-        rx.await
-            .map_err(|_| StoreError::Other("store writer stopped".into()))?
+        rx.await.map_err(|_| StoreError::WriterStopped)?
     }
 
     pub async fn submit_maintenance(&self, run: Maintenance) -> Result<u64> {
         let (reply, rx) = oneshot::channel();
         self.send(Job::Maintenance { run, reply })?;
-        rx.await
-            .map_err(|_| StoreError::Other("store writer stopped".into()))?
+        rx.await.map_err(|_| StoreError::WriterStopped)?
     }
 
     fn send(&self, job: Job) -> Result<()> {
@@ -116,7 +111,7 @@ impl WriterHandle {
             .lock()
             .unwrap()
             .send(job)
-            .map_err(|_| StoreError::Other("store writer stopped".into()))
+            .map_err(|_| StoreError::WriterStopped)
     }
 }
 
@@ -228,13 +223,7 @@ impl WriterState {
                         let mut new_ops = Vec::new();
                         let r = (|| -> Result<usize> {
                             for l in ops {
-                                let known: bool = tx.query_row(
-                                    "SELECT EXISTS (SELECT 1 FROM oplog WHERE origin = ?1 AND origin_seq = ?2)
-                                         OR EXISTS (SELECT 1 FROM marks WHERE origin = ?1 AND origin_seq >= ?2)",
-                                    params![l.origin, l.origin_seq as i64],
-                                    |r| r.get(0),
-                                )?;
-                                if known {
+                                if super::replica::held(&tx, &l.origin, l.origin_seq)? {
                                     continue;
                                 }
                                 // Settings are last writer wins by clock, so both
@@ -242,7 +231,9 @@ impl WriterState {
                                 // applied them in (e.g. each generated a TLS identity
                                 // at its first start).
                                 let stale = match &l.op {
-                                    Op::SettingSet { key, .. } => newer_setting(&tx, key, l.hlc)?,
+                                    Op::SettingSet { key, .. } => {
+                                        super::settings::newer(&tx, key, l.hlc)?
+                                    }
                                     _ => false,
                                 };
                                 if !stale {
@@ -290,7 +281,7 @@ impl WriterState {
                             let _ = reply.send(if committed {
                                 r
                             } else {
-                                Err(StoreError::Other("merge not committed".into()))
+                                Err(StoreError::MergeNotCommitted)
                             });
                         }));
                         ok
@@ -314,7 +305,7 @@ impl WriterState {
                             let _ = reply.send(if committed {
                                 r
                             } else {
-                                Err(StoreError::Other("snapshot not committed".into()))
+                                Err(StoreError::SnapshotNotCommitted)
                             });
                         }));
                         ok
@@ -326,7 +317,7 @@ impl WriterState {
                             let _ = reply.send(if committed {
                                 r
                             } else {
-                                Err(StoreError::Other("not committed".into()))
+                                Err(StoreError::MaintenanceNotCommitted)
                             });
                         }));
                         ok
@@ -383,10 +374,10 @@ impl WriterState {
                 tracing::error!(error = %e, "store commit failed");
                 let msg = e.to_string();
                 for (reply, _) in local {
-                    let _ = reply.send(Err(StoreError::Other(format!("commit failed: {msg}"))));
+                    let _ = reply.send(Err(StoreError::CommitFailed(msg.clone())));
                 }
                 for (reply, _, _) in replicated {
-                    let _ = reply.send(Err(StoreError::Other(format!("commit failed: {msg}"))));
+                    let _ = reply.send(Err(StoreError::CommitFailed(msg.clone())));
                 }
             }
         }
@@ -429,27 +420,8 @@ fn log_op(
             origin,
             origin_seq as i64,
             hlc as i64,
-            serde_json::to_string(op).map_err(|e| StoreError::Other(e.to_string()))?
+            serde_json::to_string(op).map_err(StoreError::Encode)?
         ],
     )?;
     Ok(tx.last_insert_rowid() as u64)
-}
-
-/// Whether the log holds a change of setting `key` with a clock after `hlc`.
-fn newer_setting(tx: &Connection, key: &str, hlc: u64) -> Result<bool> {
-    // Ops are stored as JSON with the tag first (`{"type":"setting_set","key":...`).
-    let key_json = serde_json::to_string(key).map_err(|e| StoreError::Other(e.to_string()))?;
-    let pattern = format!(
-        "{{\"type\":\"setting_set\",\"key\":{}%",
-        key_json
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_")
-    );
-    let newer: bool = tx.query_row(
-        "SELECT EXISTS (SELECT 1 FROM oplog WHERE hlc > ?1 AND op LIKE ?2 ESCAPE '\\')",
-        params![hlc as i64, pattern],
-        |r| r.get(0),
-    )?;
-    Ok(newer)
 }

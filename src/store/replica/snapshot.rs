@@ -11,7 +11,27 @@ use rusqlite::Connection;
 use rusqlite::types::Value;
 use serde::{Deserialize, Serialize};
 
-use super::{Change, Result, StoreError};
+use super::marks;
+use crate::store::{Change, Result};
+
+/// Why a snapshot cannot be installed here.
+#[derive(Debug, thiserror::Error)]
+pub enum BadSnapshot {
+    /// Its rows refer to blobs this node does not hold (they are fetched first).
+    #[error("snapshot refers to {count} blobs this node lacks (e.g. {example})")]
+    MissingBlobs { count: usize, example: String },
+    /// From a node with a newer schema.
+    #[error("snapshot has a table this node does not know: {0}")]
+    UnknownTable(String),
+    #[error("snapshot table {table} has an unknown column {column}")]
+    UnknownColumn { table: String, column: String },
+    #[error("snapshot row of {table} has {values} values for {columns} columns")]
+    RowWidth {
+        table: String,
+        values: usize,
+        columns: usize,
+    },
+}
 
 /// One value of a row (the schema holds integers, text and NULL only).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,7 +61,7 @@ pub struct Snapshot {
 }
 
 /// Tables a snapshot carries: all but the log and its bookkeeping.
-fn data_tables(conn: &Connection) -> Result<Vec<String>> {
+pub(super) fn data_tables(conn: &Connection) -> Result<Vec<String>> {
     let mut names: Vec<String> = conn
         .prepare(
             "SELECT name FROM sqlite_master WHERE type = 'table' \
@@ -58,33 +78,6 @@ fn columns(conn: &Connection, table: &str) -> Result<Vec<String>> {
         .prepare("SELECT name FROM pragma_table_info(?1) ORDER BY cid")?
         .query_map([table], |r| r.get(0))?
         .collect::<std::result::Result<_, _>>()?)
-}
-
-/// Per origin, the highest origin_seq held (log and marks).
-pub fn marks(conn: &Connection) -> Result<Vec<(String, u64)>> {
-    origin_seqs(
-        conn,
-        "SELECT origin, max(s) FROM (
-             SELECT origin, max(origin_seq) AS s FROM oplog GROUP BY origin
-             UNION ALL SELECT origin, origin_seq FROM marks)
-         GROUP BY origin ORDER BY origin",
-    )
-}
-
-/// Per origin, what is held but no longer in the log (the `marks` table alone).
-pub fn baseline(conn: &Connection) -> Result<Vec<(String, u64)>> {
-    origin_seqs(conn, "SELECT origin, origin_seq FROM marks ORDER BY origin")
-}
-
-/// Runs a query of (origin, origin_seq) rows.
-fn origin_seqs(conn: &Connection, sql: &str) -> Result<Vec<(String, u64)>> {
-    let mut st = conn.prepare(sql)?;
-    let rows = st
-        .query_map([], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
-        })?
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    Ok(rows)
 }
 
 /// Reads a consistent snapshot (one read transaction).
@@ -171,17 +164,15 @@ pub fn install(tx: &Connection, snap: &Snapshot, floor: u64) -> Result<(u64, Vec
     }
     for t in &snap.tables {
         if !local.contains(&t.name) {
-            return Err(StoreError::Other(format!(
-                "snapshot has a table this node does not know: {}",
-                t.name
-            )));
+            return Err(BadSnapshot::UnknownTable(t.name.clone()).into());
         }
         let have = columns(tx, &t.name)?;
         if let Some(c) = t.columns.iter().find(|c| !have.contains(c)) {
-            return Err(StoreError::Other(format!(
-                "snapshot table {} has an unknown column {c}",
-                t.name
-            )));
+            return Err(BadSnapshot::UnknownColumn {
+                table: t.name.clone(),
+                column: c.clone(),
+            }
+            .into());
         }
         let cols = t
             .columns
@@ -196,12 +187,12 @@ pub fn install(tx: &Connection, snap: &Snapshot, floor: u64) -> Result<(u64, Vec
         ))?;
         for row in &t.rows {
             if row.len() != t.columns.len() {
-                return Err(StoreError::Other(format!(
-                    "snapshot row of {} has {} values for {} columns",
-                    t.name,
-                    row.len(),
-                    t.columns.len()
-                )));
+                return Err(BadSnapshot::RowWidth {
+                    table: t.name.clone(),
+                    values: row.len(),
+                    columns: t.columns.len(),
+                }
+                .into());
             }
             let values: Vec<Value> = row
                 .iter()
@@ -214,8 +205,7 @@ pub fn install(tx: &Connection, snap: &Snapshot, floor: u64) -> Result<(u64, Vec
             st.execute(rusqlite::params_from_iter(values))?;
         }
     }
-    let max_seq: i64 = tx.query_row("SELECT coalesce(max(seq), 0) FROM oplog", [], |r| r.get(0))?;
-    let floor = floor.max(max_seq as u64);
+    let floor = floor.max(super::last_seq(tx)?);
     tx.execute("DELETE FROM oplog", [])?;
     tx.execute("DELETE FROM marks", [])?;
     for (origin, seq) in &snap.marks {

@@ -26,9 +26,9 @@ use std::collections::{BTreeSet, HashMap};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
-use super::op::{LoggedOp, NewMessage, Op};
-use super::types::FlagUpdate;
-use super::{Result, apply};
+use crate::store::messages::FlagUpdate;
+use crate::store::op::{LoggedOp, NewMessage, Op};
+use crate::store::{Result, accounts, content, mailboxes, messages, queue};
 
 /// What a merge did, for the log and `clusterd status`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,7 +79,7 @@ impl Ours {
             }
             Op::Flags { mailbox, updates } => {
                 for u in updates {
-                    if let Some(id) = message_id(tx, mailbox, u.uid)? {
+                    if let Some(id) = messages::id_at(tx, mailbox, u.uid)? {
                         up(&mut self.flags, id, hlc);
                     }
                 }
@@ -149,9 +149,9 @@ pub fn merge(
         m.report.ops += 1;
         m.replay(&l.op, l.hlc, commit)?;
     }
-    let now = super::now().max(0) as u32;
+    let now = crate::store::now().max(0) as u32;
     for id in std::mem::take(&mut m.renumber) {
-        let Some(info) = apply::mailbox_by_id(tx, &id)? else {
+        let Some(info) = mailboxes::by_id(tx, &id)? else {
             continue;
         };
         let uidvalidity = (info.uidvalidity.saturating_add(1)).max(now);
@@ -188,19 +188,14 @@ fn divergent_ours(tx: &Connection, peer_marks: &HashMap<String, u64>) -> Result<
     let mut start: Option<u64> = None;
     for o in origins {
         let mark = peer_marks.get(&o).copied().unwrap_or(0);
-        let first: Option<i64> = tx.query_row(
-            "SELECT min(seq) FROM oplog WHERE origin = ?1 AND origin_seq > ?2",
-            params![o, mark as i64],
-            |r| r.get(0),
-        )?;
-        if let Some(f) = first {
-            start = Some(start.map_or(f as u64, |s| s.min(f as u64)));
+        if let Some(f) = super::first_seq_after(tx, &o, mark)? {
+            start = Some(start.map_or(f, |s| s.min(f)));
         }
     }
     let Some(start) = start else {
         return Ok(Vec::new());
     };
-    Ok(apply::ops_since(tx, start - 1, usize::MAX)?
+    Ok(super::ops_since(tx, start - 1, usize::MAX)?
         .into_iter()
         .filter(|l| peer_marks.get(&l.origin).is_none_or(|m| l.origin_seq > *m))
         .collect())
@@ -215,7 +210,7 @@ impl Merge<'_> {
     }
 
     fn mailbox_exists(&self, id: &str) -> Result<bool> {
-        Ok(apply::mailbox_by_id(self.tx, id)?.is_some())
+        Ok(mailboxes::by_id(self.tx, id)?.is_some())
     }
 
     /// Where the peer's (mailbox, UID) is here, if the message still exists.
@@ -256,9 +251,9 @@ impl Merge<'_> {
             Op::AccountCreate {
                 name, mailboxes, ..
             } => {
-                if apply::account_exists(tx, name)? {
+                if accounts::exists(tx, name)? {
                     for mb in mailboxes {
-                        if let Some(id) = apply::mailbox_id(tx, name, &mb.name)? {
+                        if let Some(id) = mailboxes::id_of(tx, name, &mb.name)? {
                             self.mailboxes.insert(mb.id.clone(), id);
                         }
                     }
@@ -267,25 +262,22 @@ impl Merge<'_> {
                 }
             }
             Op::AccountPassword { name, .. } => {
-                if apply::account_exists(tx, name)? && !Ours::newer(&self.ours.passwords, name, hlc)
-                {
+                if accounts::exists(tx, name)? && !Ours::newer(&self.ours.passwords, name, hlc) {
                     self.put(commit, op.clone())?;
                 } else {
                     self.report.skipped += 1;
                 }
             }
             Op::AccountDelete { name } | Op::Subscribe { account: name, .. } => {
-                if apply::account_exists(tx, name)? {
+                if accounts::exists(tx, name)? {
                     self.put(commit, op.clone())?;
                 }
             }
             Op::MailboxCreate { mailbox } => {
-                if self.mailbox_exists(&mailbox.id)?
-                    || !apply::account_exists(tx, &mailbox.account)?
-                {
+                if self.mailbox_exists(&mailbox.id)? || !accounts::exists(tx, &mailbox.account)? {
                     return Ok(());
                 }
-                match apply::mailbox_id(tx, &mailbox.account, &mailbox.name)? {
+                match mailboxes::id_of(tx, &mailbox.account, &mailbox.name)? {
                     Some(id) => {
                         self.mailboxes.insert(mailbox.id.clone(), id);
                     }
@@ -298,8 +290,7 @@ impl Merge<'_> {
                 let mut keep = Vec::new();
                 for (id, name) in renames {
                     let id = self.mailbox(id);
-                    if self.mailbox_exists(&id)? && apply::mailbox_id(tx, account, name)?.is_none()
-                    {
+                    if self.mailbox_exists(&id)? && mailboxes::id_of(tx, account, name)?.is_none() {
                         keep.push((id, name.clone()));
                     }
                 }
@@ -332,12 +323,12 @@ impl Merge<'_> {
                         self.report.skipped += 1;
                         continue;
                     };
-                    let id = message_id(tx, &mb, uid)?.unwrap_or_default();
+                    let id = messages::id_at(tx, &mb, uid)?.unwrap_or_default();
                     if Ours::newer(&self.ours.flags, &id, hlc) {
                         self.report.flag_changes_lost += 1;
                         continue;
                     }
-                    let modseq = apply::next_modseq(tx, &mb)?;
+                    let modseq = mailboxes::next_modseq(tx, &mb)?;
                     if self.put(
                         commit,
                         Op::Flags {
@@ -361,7 +352,7 @@ impl Merge<'_> {
                     }
                 }
                 for (mb, uids) in by_mailbox {
-                    let modseq = apply::next_modseq(tx, &mb)?;
+                    let modseq = mailboxes::next_modseq(tx, &mb)?;
                     let n = uids.len();
                     if self.put(
                         commit,
@@ -376,12 +367,12 @@ impl Merge<'_> {
                 }
             }
             Op::QueueAdd { entry } => {
-                if !queue_has(tx, &entry.id)? {
+                if !queue::has(tx, &entry.id)? {
                     self.put(commit, op.clone())?;
                 }
             }
             Op::QueueUpdate { id, .. } | Op::QueueRemove { id } => {
-                if queue_has(tx, id)? {
+                if queue::has(tx, id)? {
                     self.put(commit, op.clone())?;
                 }
             }
@@ -399,7 +390,7 @@ impl Merge<'_> {
                     // The delta base is what this node holds for the path now.
                     let mut op = op.clone();
                     if let Op::ContentPut { base, .. } = &mut op {
-                        *base = apply::content_blob(tx, path)?.filter(|b| b != blob);
+                        *base = content::blob_of(tx, path)?.filter(|b| b != blob);
                     }
                     self.put(commit, op)?;
                 }
@@ -413,7 +404,7 @@ impl Merge<'_> {
             }
             Op::ContactPut { contact } => {
                 if Ours::newer(&self.ours.contacts, &contact.id, hlc)
-                    || !apply::account_exists(tx, &contact.account)?
+                    || !accounts::exists(tx, &contact.account)?
                 {
                     self.report.skipped += 1;
                 } else {
@@ -464,7 +455,7 @@ impl Merge<'_> {
             return Ok(());
         }
         let mb = self.mailbox(&msg.mailbox);
-        let Some(info) = apply::mailbox_by_id(tx, &mb)? else {
+        let Some(info) = mailboxes::by_id(tx, &mb)? else {
             self.report.skipped += 1;
             return Ok(());
         };
@@ -494,7 +485,7 @@ impl Merge<'_> {
                 .map_or(0, |u| u.saturating_add(1));
             self.move_ours(&mb, floor.max(info.uidnext), commit)?
         };
-        let modseq = apply::next_modseq(tx, &mb)?;
+        let modseq = mailboxes::next_modseq(tx, &mb)?;
         let new = NewMessage {
             mailbox: mb,
             uid,
@@ -548,7 +539,7 @@ impl Merge<'_> {
             let Some((old_uid, blob, size, internal_date, flags, content_key)) = row else {
                 continue; // expunged or moved away since
             };
-            let modseq = apply::next_modseq(tx, mb)?;
+            let modseq = mailboxes::next_modseq(tx, mb)?;
             let moved = Op::Batch {
                 ops: vec![
                     Op::Expunge {
@@ -591,22 +582,4 @@ fn note_uids(op: &Op, max: &mut HashMap<String, u32>) {
         Op::Batch { ops } => ops.iter().for_each(|o| note_uids(o, max)),
         _ => {}
     }
-}
-
-fn message_id(tx: &Connection, mailbox: &str, uid: u32) -> Result<Option<String>> {
-    Ok(tx
-        .query_row(
-            "SELECT id FROM messages WHERE mailbox = ?1 AND uid = ?2",
-            params![mailbox, uid],
-            |r| r.get(0),
-        )
-        .optional()?)
-}
-
-fn queue_has(tx: &Connection, id: &str) -> Result<bool> {
-    Ok(tx.query_row(
-        "SELECT EXISTS (SELECT 1 FROM queue WHERE id = ?1)",
-        [id],
-        |r| r.get(0),
-    )?)
 }
