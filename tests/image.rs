@@ -1,9 +1,9 @@
 //! The appliance image (issue 7): builds it with the README's command
 //! (`./image/build.sh`) and boots it under QEMU, as the nodes would run it.
 //!
-//! - QEMU runs under TCG only (`-accel tcg`; this machine's /dev/kvm cannot boot a
-//!   Debian kernel, see IMAGE-NOTES.md). The guests have no real network: eth0 is
-//!   QEMU user networking with `restrict=on` whose only openings are host forwards on
+//! - QEMU runs under TCG only (`-accel tcg`; this machine's /dev/kvm is a software KVM
+//!   that stops a Debian kernel with a KVM internal error). The guests have no real
+//!   network: eth0 is QEMU user networking with `restrict=on` whose only openings are host forwards on
 //!   127.0.0.1 to the VIP (HTTP, DNS, SMTP, IMAP); eth1 is the private link, a
 //!   `-netdev dgram` pair on 127.0.0.1; ttyS0 (the serial heartbeat cable) is a UDP
 //!   chardev pair on 127.0.0.1; ttyS1 is the console, a Unix socket the test logs in

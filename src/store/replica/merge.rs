@@ -1,7 +1,7 @@
-//! The split-brain merge (DESIGN.md, "The op log"): after both nodes were active, the
-//! node that stays active (the survivor) replays the other node's divergent ops (those
-//! it does not hold) on its own state as new local ops, so its history stands and the
-//! other node then copies it (a snapshot).
+//! The split-brain merge (ARCHITECTURE.md, "The op log and the split-brain merge"):
+//! after both nodes were active, the node that stays active (the survivor) replays the
+//! other node's divergent ops (those it does not hold) on its own state as new local
+//! ops, so its history stands and the other node then copies it (a snapshot).
 //!
 //! Rules
 //! - Appends are a union: a message the survivor does not hold is appended; one it
