@@ -3,8 +3,8 @@
 //!
 //! - QEMU runs under TCG only (`-accel tcg`; this machine's /dev/kvm is a software KVM
 //!   that stops a Debian kernel with a KVM internal error). The guests have no real
-//!   network: eth0 is QEMU user networking with `restrict=on` whose only openings are host forwards on
-//!   127.0.0.1 to the VIP (HTTP, DNS, SMTP, IMAP); eth1 is the private link, a
+//!   network: eth0 is QEMU user networking with `restrict=on` whose only openings
+//!   are host forwards on 127.0.0.1 to the VIP (HTTP, DNS, SMTP, IMAP); eth1 is the private link, a
 //!   `-netdev dgram` pair on 127.0.0.1; ttyS0 (the serial heartbeat cable) is a UDP
 //!   chardev pair on 127.0.0.1; ttyS1 is the console, a Unix socket the test logs in
 //!   on (root password from a credential) to run commands inside the guest.
