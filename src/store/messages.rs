@@ -241,10 +241,10 @@ pub(super) fn changed(
     let mut st = conn.prepare_cached(&format!(
         "SELECT {COLS} FROM messages WHERE mailbox = ?1 AND (uid >= ?2 OR modseq > ?3) ORDER BY uid"
     ))?;
-    let rows = st.query_map(
-        params![mailbox, from_uid, changed_since as i64],
-        message_row,
-    )?;
+    // MODSEQs are SQLite integers: a bound above i64::MAX (callers pass u64::MAX for
+    // "none changed") must stay the largest, not wrap to -1 and match every row.
+    let changed_since = i64::try_from(changed_since).unwrap_or(i64::MAX);
+    let rows = st.query_map(params![mailbox, from_uid, changed_since], message_row)?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
@@ -284,6 +284,13 @@ impl Store {
     pub async fn messages(&self, mailbox: &str) -> Result<Vec<MessageMeta>> {
         let mailbox = mailbox.to_string();
         self.read(move |conn| of_mailbox(conn, &mailbox)).await
+    }
+
+    /// The message `uid` of `mailbox`, if it exists.
+    pub async fn message(&self, mailbox: &str, uid: u32) -> Result<Option<MessageMeta>> {
+        let mailbox = mailbox.to_string();
+        self.read(move |conn| Ok(by_uids(conn, &mailbox, &[uid])?.pop()))
+            .await
     }
 
     /// Messages with UID >= `from_uid`, or whose MODSEQ > `changed_since`.

@@ -767,3 +767,35 @@ fn error_messages_are_the_ones_clients_and_logs_know() {
     let text = json.to_string();
     assert_eq!(StoreError::CorruptLog(json).to_string(), text);
 }
+
+#[tokio::test]
+async fn one_message_by_uid_and_changes_from_a_uid_with_no_modseq_bound() {
+    let (_d, s) = store();
+    s.create_account("ana", "", "pw").await.unwrap();
+    let inbox = s.mailbox("ana", "INBOX").await.unwrap().unwrap();
+    for i in 0..3 {
+        s.append(
+            &inbox.id,
+            format!("Subject: {i}\r\n\r\n").into_bytes(),
+            &[],
+            None,
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(
+        s.message(&inbox.id, 2).await.unwrap().map(|m| m.uid),
+        Some(2)
+    );
+    assert_eq!(s.message(&inbox.id, 9).await.unwrap(), None);
+    // u64::MAX means "no MODSEQ is newer": only UIDs from 3 on (it once wrapped to -1
+    // in SQL and matched every message).
+    let uids: Vec<u32> = s
+        .messages_changed(&inbox.id, 3, u64::MAX)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.uid)
+        .collect();
+    assert_eq!(uids, [3]);
+}

@@ -564,13 +564,10 @@ pub async fn find_message(
     mb: &MailboxInfo,
     uid: u32,
 ) -> Result<MessageMeta, Response> {
-    // Messages from this UID on (the MODSEQ bound excludes none and adds none).
     ctx.store
-        .messages_changed(&mb.id, uid, i64::MAX as u64)
+        .message(&mb.id, uid)
         .await
         .map_err(|e| store_error(user.lang, &e))?
-        .into_iter()
-        .find(|m| m.uid == uid)
         .ok_or_else(|| message_not_found(user.lang))
 }
 
