@@ -38,27 +38,28 @@ pub async fn run(cfg: Config) -> Result<()> {
     // Before the cluster: the commit barrier must be in place before the store opens.
     let replication = crate::replication::start(ctx.clone()).await?;
     // Last: the VIP may only arrive once every service listens.
-    let mut cluster = None;
-    if let Some(c) = &ctx.cfg.cluster {
-        // With replication, a node is fit to take the service from a live peer only
-        // once it holds everything the peer has.
-        // And it opens its store only after applying what it received.
-        let mut hooks = crate::cluster::Hooks::default();
-        if let Some(r) = &replication {
-            let (r1, store) = (r.clone(), ctx.store.clone());
-            hooks.health = Some(Arc::new(move || r1.ready(&store)));
-            let r2 = r.clone();
-            hooks.before_open = Some(Arc::new(move || {
-                let r = r2.clone();
-                Box::pin(async move { r.drain().await })
-            }));
-            // Replication releases sync commits without the peer once it is dead.
-            let r3 = r.clone();
-            hooks.peer_alive = Some(Arc::new(move |alive| r3.set_peer_alive(alive)));
+    let cluster = match &ctx.cfg.cluster {
+        None => None,
+        Some(c) => {
+            // With replication, a node is fit to take the service from a live peer only
+            // once it holds everything the peer has.
+            // And it opens its store only after applying what it received.
+            let mut hooks = crate::cluster::Hooks::default();
+            if let Some(r) = &replication {
+                let (r1, store) = (r.clone(), ctx.store.clone());
+                hooks.health = Some(Arc::new(move || r1.ready(&store)));
+                let r2 = r.clone();
+                hooks.before_open = Some(Arc::new(move || {
+                    let r = r2.clone();
+                    Box::pin(async move { r.drain().await })
+                }));
+                // Replication releases sync commits without the peer once it is dead.
+                let r3 = r.clone();
+                hooks.peer_alive = Some(Arc::new(move |alive| r3.set_peer_alive(alive)));
+            }
+            Some(crate::cluster::start(&ctx.cfg.node.name, c, ctx.store.clone(), hooks).await?)
         }
-        cluster =
-            Some(crate::cluster::start(&ctx.cfg.node.name, c, ctx.store.clone(), hooks).await?);
-    }
+    };
     control.serve(Arc::new(crate::control::Node {
         ctx: ctx.clone(),
         cluster: cluster.clone(),
