@@ -20,6 +20,9 @@ pub struct Ctx {
     /// The certificate every TLS listener presents.
     pub identity: Arc<crate::tls::Identity>,
     pub dns_reload: tokio::sync::Notify,
+    /// Raised when the outbound queue gained an entry or was changed by hand, so the
+    /// queue runner looks at it now rather than at its next tick.
+    pub queue_kick: tokio::sync::Notify,
 }
 
 /// The connection an HTTP request arrived on, which the HTTP server puts into

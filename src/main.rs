@@ -317,7 +317,11 @@ async fn dispatch(cmd: Cmd) -> Result<()> {
                     e.id,
                     e.size,
                     e.sender,
-                    e.recipients.join(", "),
+                    e.recipients
+                        .iter()
+                        .map(|r| r.addr.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
                     e.attempts,
                     e.last_error
                         .as_deref()

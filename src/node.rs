@@ -25,6 +25,7 @@ pub async fn run(cfg: Config) -> Result<()> {
         tls,
         identity,
         dns_reload: tokio::sync::Notify::new(),
+        queue_kick: tokio::sync::Notify::new(),
     });
 
     crate::smtp::start(ctx.clone()).await?;

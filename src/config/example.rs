@@ -18,8 +18,8 @@ use toml::{Table, Value};
 
 use super::{
     ClusterConfig, Config, DnsConfig, Documented, DomainConfig, HeartbeatConfig, HttpConfig,
-    ImapConfig, KeyDoc, NodeConfig, ReplicationConfig, SerialHeartbeat, SmtpConfig, TlsConfig,
-    UdpHeartbeat, VhostConfig, WebmailConfig,
+    ImapConfig, KeyDoc, NodeConfig, OutboundConfig, ReplicationConfig, SerialHeartbeat, SmtpConfig,
+    TlsConfig, UdpHeartbeat, VhostConfig, WebmailConfig,
 };
 
 const HEADER: &str = "\
@@ -57,6 +57,11 @@ name = "intranet.cluster.com.ec"
 aliases = ["intranet"]
 root = "www-intranet"
 
+[outbound]
+relay_host = "smtp.isp.example:587"
+relay_user = "cluster"
+relay_password_file = "/etc/clusterd/relay-password"
+
 [cluster]
 peer = "clusternodo2"
 preferred = "clusternodo1"
@@ -81,6 +86,9 @@ const COMMENTED: &[&str] = &[
     "http.access_log",
     "http.publish_dir",
     "http.vhost",
+    "outbound.relay_host",
+    "outbound.relay_user",
+    "outbound.relay_password_file",
     "cluster",
     "cluster.watchdog",
     "replication",
@@ -99,6 +107,7 @@ const TABLES: &[(&str, &[KeyDoc])] = &[
     ("http", HttpConfig::KEYS),
     ("http.vhost", VhostConfig::KEYS),
     ("webmail", WebmailConfig::KEYS),
+    ("outbound", OutboundConfig::KEYS),
     ("cluster", ClusterConfig::KEYS),
     ("cluster.heartbeat", HeartbeatConfig::KEYS),
     ("cluster.heartbeat.udp", UdpHeartbeat::KEYS),
@@ -492,6 +501,7 @@ mod tests {
         assert_eq!(table(&cfg.dns), table(&DnsConfig::default()));
         assert_eq!(table(&cfg.http), table(&HttpConfig::default()));
         assert_eq!(table(&cfg.webmail), table(&WebmailConfig::default()));
+        assert_eq!(table(&cfg.outbound), table(&OutboundConfig::default()));
         // The whole file: what a file with only the required keys gets.
         let minimal = parse(&format!(
             "[node]\nname = {:?}\ndata_dir = {:?}\n",

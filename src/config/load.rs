@@ -140,6 +140,7 @@ impl Config {
             }
         }
         self.validate_http(text, path)?;
+        self.validate_outbound(&err)?;
         for (section, key, v) in [
             ("smtp", "timeout_s", self.smtp.timeout_s),
             ("imap", "timeout_s", self.imap.timeout_s),
@@ -149,6 +150,84 @@ impl Config {
             if v == 0 {
                 return Err(err(section, key, "must be greater than 0".into()));
             }
+        }
+        Ok(())
+    }
+
+    fn validate_outbound(
+        &self,
+        err: &impl Fn(&str, &str, String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        let o = &self.outbound;
+        if let Some(h) = &o.relay_host {
+            let ok = h.rsplit_once(':').is_some_and(|(host, port)| {
+                !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+            });
+            if !ok {
+                return Err(err(
+                    "outbound",
+                    "relay_host",
+                    format!("{h:?} is not HOST:PORT"),
+                ));
+            }
+        }
+        if o.relay_user.is_some() != o.relay_password_file.is_some() {
+            return Err(err(
+                "outbound",
+                "relay_user",
+                "relay_user and relay_password_file go together".into(),
+            ));
+        }
+        if o.relay_user.is_some() && o.relay_host.is_none() {
+            return Err(err("outbound", "relay_user", "needs relay_host".into()));
+        }
+        for (key, v) in [
+            ("max_connections", o.max_connections as u64),
+            ("max_per_domain", o.max_per_domain as u64),
+            ("connect_timeout_s", o.connect_timeout_s),
+            ("command_timeout_s", o.command_timeout_s),
+            ("mx_port", o.mx_port as u64),
+        ] {
+            if v == 0 {
+                return Err(err("outbound", key, "must be greater than 0".into()));
+            }
+        }
+        if o.retry_schedule_s.is_empty() || o.retry_schedule_s.contains(&0) {
+            return Err(err(
+                "outbound",
+                "retry_schedule_s",
+                "needs at least one value, each greater than 0".into(),
+            ));
+        }
+        if !(o.queue_lifetime_h > 0.0 && o.queue_lifetime_h.is_finite()) {
+            return Err(err(
+                "outbound",
+                "queue_lifetime_h",
+                "must be greater than 0".into(),
+            ));
+        }
+        if !(o.delay_warning_h >= 0.0 && o.delay_warning_h.is_finite()) {
+            return Err(err(
+                "outbound",
+                "delay_warning_h",
+                "must be 0 or more".into(),
+            ));
+        }
+        let sel_ok = !o.dkim_selector.is_empty()
+            && o.dkim_selector.split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        if !sel_ok {
+            return Err(err(
+                "outbound",
+                "dkim_selector",
+                format!(
+                    "{:?} is not a DNS label (letters, digits, '-')",
+                    o.dkim_selector
+                ),
+            ));
         }
         Ok(())
     }

@@ -1,6 +1,7 @@
 //! The one TOML configuration file.
 //!
 //! - `sections`: the sections of one node's services (`[node]` … `[webmail]`);
+//! - `outbound`: `[outbound]`, mail for other domains (routing, retries, DKIM);
 //! - `cluster`: the sections of the pair (`[cluster]`, `[replication]`);
 //! - `load`: reading a file and validating it, with errors that name the file, the
 //!   line and the key;
@@ -66,6 +67,7 @@ macro_rules! documented {
 mod cluster;
 mod example;
 mod load;
+mod outbound;
 mod sections;
 
 pub use cluster::{
@@ -73,6 +75,7 @@ pub use cluster::{
     UdpHeartbeat,
 };
 pub use example::example;
+pub use outbound::OutboundConfig;
 pub use sections::{
     DnsConfig, DomainConfig, HttpConfig, ImapConfig, NodeConfig, SmtpConfig, TlsConfig,
     VhostConfig, WebmailConfig,
@@ -116,6 +119,9 @@ documented! {
         /// The webmail at /webmail/.
         #[serde(default)]
         pub webmail: WebmailConfig,
+        /// Mail for other domains: MX routing or a relay host, retries, bounces, DKIM.
+        #[serde(default)]
+        pub outbound: OutboundConfig,
         /// Without `[cluster]` the node is alone and always active. For the pair,
         /// uncomment it (peer, vip and at least one heartbeat medium are required; the
         /// key file must exist).

@@ -53,7 +53,7 @@ pub use messages::{
     Appended, Copied, DUPLICATE_WINDOW_S, FlagMode, FlagUpdate, MessageMeta, canonical_flag,
     content_key, normalize_flags,
 };
-pub use queue::QueueEntry;
+pub use queue::{QueueEntry, QueueRcpt, RcptState};
 pub use replica::{merge, snapshot};
 pub use types::*;
 mod accounts;

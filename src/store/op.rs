@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::mailboxes::SpecialUse;
 use super::messages::FlagUpdate;
-use super::queue::QueueEntry;
+use super::queue::{QueueEntry, QueueRcpt};
 use super::types::{BlobId, MailboxId, MessageId};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,6 +86,12 @@ pub enum Op {
         attempts: u32,
         next_attempt: i64,
         last_error: Option<String>,
+        /// The recipients' states after the attempt (absent in ops from before
+        /// per-recipient state).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        recipients: Option<Vec<QueueRcpt>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        warned: Option<bool>,
     },
     QueueRemove {
         id: String,

@@ -9,18 +9,108 @@ use super::op::Op;
 use super::types::BlobId;
 use super::{Result, Store, new_id, now};
 
+/// Where one recipient of a queued message stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RcptState {
+    /// Not delivered yet (never tried, or deferred).
+    Pending,
+    /// The remote server accepted it.
+    Delivered,
+    /// Given up: a permanent reply, an unroutable domain, the lifetime ran out, or
+    /// the administrator bounced it. A DSN is (or was) due to the sender.
+    Failed,
+}
+
+impl RcptState {
+    /// Whether nothing more will be tried for the recipient.
+    pub fn is_final(self) -> bool {
+        self != RcptState::Pending
+    }
+}
+
+/// One recipient of a queued message and the last word about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QueueRcpt {
+    pub addr: String,
+    pub state: RcptState,
+    /// The last reply or error for this recipient ("451 4.7.1 try later",
+    /// "connection refused by 192.0.2.1"), when an attempt was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply: Option<String>,
+    /// The host that gave `reply`, when it came from a server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
+}
+
+impl QueueRcpt {
+    pub fn pending(addr: &str) -> QueueRcpt {
+        QueueRcpt {
+            addr: addr.to_string(),
+            state: RcptState::Pending,
+            reply: None,
+            remote: None,
+        }
+    }
+}
+
+/// Ops written before per-recipient state held bare addresses: both forms load.
+impl<'de> Deserialize<'de> for QueueRcpt {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Full {
+            addr: String,
+            state: RcptState,
+            #[serde(default)]
+            reply: Option<String>,
+            #[serde(default)]
+            remote: Option<String>,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Bare(String),
+            Full(Full),
+        }
+        Ok(match Either::deserialize(d)? {
+            Either::Bare(addr) => QueueRcpt::pending(&addr),
+            Either::Full(f) => QueueRcpt {
+                addr: f.addr,
+                state: f.state,
+                reply: f.reply,
+                remote: f.remote,
+            },
+        })
+    }
+}
+
 /// An entry of the persistent outbound queue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueueEntry {
     pub id: String,
+    /// The envelope sender; empty for the null reverse-path `<>` (a DSN).
     pub sender: String,
-    pub recipients: Vec<String>,
+    pub recipients: Vec<QueueRcpt>,
     pub blob: BlobId,
     pub size: u64,
     pub created: i64,
     pub attempts: u32,
     pub next_attempt: i64,
     pub last_error: Option<String>,
+    /// The delay warning went to the sender.
+    #[serde(default)]
+    pub warned: bool,
+    /// This message is a delivery status notification of ours: when it cannot be
+    /// delivered, the postmaster is told once instead.
+    #[serde(default)]
+    pub dsn: bool,
+}
+
+impl QueueEntry {
+    /// The recipients not delivered and not given up.
+    pub fn pending(&self) -> impl Iterator<Item = &QueueRcpt> {
+        self.recipients.iter().filter(|r| !r.state.is_final())
+    }
 }
 
 /// Applies a queue op (called from `apply::apply`).
@@ -28,8 +118,8 @@ pub(super) fn apply(conn: &Connection, op: &Op) -> Result<()> {
     match op {
         Op::QueueAdd { entry } => {
             conn.execute(
-                "INSERT INTO queue (id, sender, recipients, blob, size, created, attempts, next_attempt, last_error)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                "INSERT INTO queue (id, sender, recipients, blob, size, created, attempts, next_attempt, last_error, warned, dsn)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 params![
                     entry.id,
                     entry.sender,
@@ -39,7 +129,9 @@ pub(super) fn apply(conn: &Connection, op: &Op) -> Result<()> {
                     entry.created,
                     entry.attempts,
                     entry.next_attempt,
-                    entry.last_error
+                    entry.last_error,
+                    entry.warned,
+                    entry.dsn,
                 ],
             )?;
         }
@@ -48,10 +140,35 @@ pub(super) fn apply(conn: &Connection, op: &Op) -> Result<()> {
             attempts,
             next_attempt,
             last_error,
+            recipients,
+            warned,
         } => {
+            let Some(mut current) = get(conn, id)? else {
+                return Ok(());
+            };
+            // A recipient once delivered or failed stays so: an older update (a merge
+            // after a split brain) never makes it pending and sendable again.
+            if let Some(new) = recipients {
+                for r in &mut current.recipients {
+                    if r.state.is_final() {
+                        continue;
+                    }
+                    if let Some(n) = new.iter().find(|n| n.addr == r.addr) {
+                        *r = n.clone();
+                    }
+                }
+            }
             conn.execute(
-                "UPDATE queue SET attempts = ?2, next_attempt = ?3, last_error = ?4 WHERE id = ?1",
-                params![id, attempts, next_attempt, last_error],
+                "UPDATE queue SET attempts = ?2, next_attempt = ?3, last_error = ?4, recipients = ?5,
+                 warned = ?6 WHERE id = ?1",
+                params![
+                    id,
+                    attempts,
+                    next_attempt,
+                    last_error,
+                    serde_json::to_string(&current.recipients).unwrap_or_default(),
+                    current.warned || warned.unwrap_or(false),
+                ],
             )?;
         }
         Op::QueueRemove { id } => {
@@ -62,26 +179,42 @@ pub(super) fn apply(conn: &Connection, op: &Op) -> Result<()> {
     Ok(())
 }
 
+const COLUMNS: &str =
+    "id, sender, recipients, blob, size, created, attempts, next_attempt, last_error, warned, dsn";
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueueEntry> {
+    let rcpts: String = r.get(2)?;
+    Ok(QueueEntry {
+        id: r.get(0)?,
+        sender: r.get(1)?,
+        recipients: serde_json::from_str(&rcpts).unwrap_or_default(),
+        blob: r.get(3)?,
+        size: r.get::<_, i64>(4)? as u64,
+        created: r.get(5)?,
+        attempts: r.get(6)?,
+        next_attempt: r.get(7)?,
+        last_error: r.get(8)?,
+        warned: r.get(9)?,
+        dsn: r.get(10)?,
+    })
+}
+
+/// One entry.
+pub(super) fn get(conn: &Connection, id: &str) -> Result<Option<QueueEntry>> {
+    use rusqlite::OptionalExtension;
+    Ok(conn
+        .query_row(
+            &format!("SELECT {COLUMNS} FROM queue WHERE id = ?1"),
+            [id],
+            row,
+        )
+        .optional()?)
+}
+
 /// The queue, oldest first.
 pub(super) fn all(conn: &Connection) -> Result<Vec<QueueEntry>> {
-    let mut st = conn.prepare(
-        "SELECT id, sender, recipients, blob, size, created, attempts, next_attempt, last_error
-         FROM queue ORDER BY created, id",
-    )?;
-    let rows = st.query_map([], |r| {
-        let rcpts: String = r.get(2)?;
-        Ok(QueueEntry {
-            id: r.get(0)?,
-            sender: r.get(1)?,
-            recipients: serde_json::from_str(&rcpts).unwrap_or_default(),
-            blob: r.get(3)?,
-            size: r.get::<_, i64>(4)? as u64,
-            created: r.get(5)?,
-            attempts: r.get(6)?,
-            next_attempt: r.get(7)?,
-            last_error: r.get(8)?,
-        })
-    })?;
+    let mut st = conn.prepare(&format!("SELECT {COLUMNS} FROM queue ORDER BY created, id"))?;
+    let rows = st.query_map([], row)?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
@@ -102,17 +235,30 @@ impl Store {
         recipients: &[String],
         raw: Vec<u8>,
     ) -> Result<QueueEntry> {
+        self.enqueue_as(sender, recipients, raw, false).await
+    }
+
+    /// [`Store::enqueue`], saying whether the message is a DSN of ours.
+    pub async fn enqueue_as(
+        &self,
+        sender: &str,
+        recipients: &[String],
+        raw: Vec<u8>,
+        dsn: bool,
+    ) -> Result<QueueEntry> {
         let (blob, size) = self.put_blob(raw).await?;
         let entry = QueueEntry {
             id: new_id(),
             sender: sender.to_string(),
-            recipients: recipients.to_vec(),
+            recipients: recipients.iter().map(|r| QueueRcpt::pending(r)).collect(),
             blob,
             size,
             created: now(),
             attempts: 0,
             next_attempt: now(),
             last_error: None,
+            warned: false,
+            dsn,
         };
         let op = self.commit(move |_| Ok(Op::QueueAdd { entry })).await?;
         let Op::QueueAdd { entry } = op else {
@@ -121,30 +267,37 @@ impl Store {
         Ok(entry)
     }
 
+    /// The queue, oldest first.
     pub async fn queue(&self) -> Result<Vec<QueueEntry>> {
         self.read(all).await
     }
 
-    pub async fn queue_update(
-        &self,
-        id: &str,
-        attempts: u32,
-        next_attempt: i64,
-        last_error: Option<String>,
-    ) -> Result<()> {
+    /// One queue entry.
+    pub async fn queue_entry(&self, id: &str) -> Result<Option<QueueEntry>> {
         let id = id.to_string();
+        self.read(move |c| get(c, &id)).await
+    }
+
+    /// Records an attempt's outcome: the entry's counters, next attempt, last error,
+    /// its recipients' states (a recipient already delivered or failed in the store
+    /// stays so) and whether the delay warning went out. Durable on return.
+    pub async fn queue_update(&self, entry: &QueueEntry) -> Result<()> {
+        let e = entry.clone();
         self.commit(move |_| {
             Ok(Op::QueueUpdate {
-                id,
-                attempts,
-                next_attempt,
-                last_error,
+                id: e.id,
+                attempts: e.attempts,
+                next_attempt: e.next_attempt,
+                last_error: e.last_error,
+                recipients: Some(e.recipients),
+                warned: Some(e.warned),
             })
         })
         .await
         .map(|_| ())
     }
 
+    /// Removes an entry (delivered, bounced, or deleted by the administrator).
     pub async fn queue_remove(&self, id: &str) -> Result<()> {
         let id = id.to_string();
         self.commit(move |_| Ok(Op::QueueRemove { id }))

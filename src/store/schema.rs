@@ -62,7 +62,9 @@ CREATE TABLE IF NOT EXISTS queue (
     created INTEGER NOT NULL,
     attempts INTEGER NOT NULL,
     next_attempt INTEGER NOT NULL,
-    last_error TEXT
+    last_error TEXT,
+    warned INTEGER NOT NULL DEFAULT 0,
+    dsn INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS content (
     path TEXT PRIMARY KEY,
@@ -108,6 +110,19 @@ fn migrate(conn: &Connection) -> Result<()> {
     )?;
     if !has_key {
         conn.execute_batch("ALTER TABLE messages ADD COLUMN content_key TEXT")?;
+    }
+    for (column, decl) in [
+        ("warned", "INTEGER NOT NULL DEFAULT 0"),
+        ("dsn", "INTEGER NOT NULL DEFAULT 0"),
+    ] {
+        let has: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM pragma_table_info('queue') WHERE name = ?1)",
+            [column],
+            |r| r.get(0),
+        )?;
+        if !has {
+            conn.execute_batch(&format!("ALTER TABLE queue ADD COLUMN {column} {decl}"))?;
+        }
     }
     conn.execute_batch(
         "CREATE INDEX IF NOT EXISTS messages_content_key ON messages (mailbox, content_key)",
