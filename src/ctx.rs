@@ -23,6 +23,7 @@ pub struct Ctx {
     /// Raised when the outbound queue gained an entry or was changed by hand, so the
     /// queue runner looks at it now rather than at its next tick.
     pub queue_kick: tokio::sync::Notify,
+    pub dkim: Arc<crate::dkim::Dkim>,
 }
 
 /// The connection an HTTP request arrived on, which the HTTP server puts into

@@ -26,6 +26,7 @@ pub async fn run(cfg: Config) -> Result<()> {
         identity,
         dns_reload: tokio::sync::Notify::new(),
         queue_kick: tokio::sync::Notify::new(),
+        dkim: Arc::new(crate::dkim::Dkim),
     });
 
     crate::smtp::start(ctx.clone()).await?;
@@ -33,6 +34,7 @@ pub async fn run(cfg: Config) -> Result<()> {
     crate::dns::start(ctx.clone()).await?;
     crate::http::start(ctx.clone()).await?;
     crate::publish::watch(ctx.clone());
+    let outbound = crate::outbound::start(ctx.clone())?;
     // Bound now (a second node on the same socket is refused before anything else
     // starts), answered once the cluster and replication handles exist.
     let control = crate::control::bind(&ctx.cfg.node.control_socket).await?;
@@ -65,6 +67,7 @@ pub async fn run(cfg: Config) -> Result<()> {
         ctx: ctx.clone(),
         cluster: cluster.clone(),
         replication,
+        outbound,
     }));
     tracing::info!(node = %ctx.cfg.node.name, "clusterd is serving");
 

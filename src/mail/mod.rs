@@ -21,6 +21,7 @@
 pub mod address;
 pub mod build;
 pub mod date;
+pub mod dsn;
 pub mod encoding;
 pub mod header;
 pub mod lexer;
