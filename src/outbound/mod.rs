@@ -118,19 +118,25 @@ impl Outbound {
         if !self.ctx.store.is_writable() {
             return;
         }
-        let queue = match self.ctx.store.queue().await {
-            Ok(q) => q,
+        let now = crate::store::now();
+        let warn_before = self.warn_after_s().map(|w| now - w);
+        let due = self
+            .ctx
+            .store
+            .queue_due(now, now - self.lifetime_s(), warn_before)
+            .await;
+        let ids = match due {
+            Ok(ids) => ids,
             Err(e) => {
                 tracing::warn!(error = %e, "outbound: reading the queue failed");
                 return;
             }
         };
-        let now = crate::store::now();
-        for e in queue {
-            if !self.due(&e, now) || !self.in_flight.lock().unwrap().insert(e.id.clone()) {
+        for id in ids {
+            if !self.in_flight.lock().unwrap().insert(id.clone()) {
                 continue;
             }
-            tokio::spawn(self.clone().process(e.id));
+            tokio::spawn(self.clone().process(id));
         }
     }
 
