@@ -3,12 +3,13 @@
 //! header fields; SEARCH matches [`text::Text`]), the webmail (its search uses the
 //! same [`text::Text`] so it finds what IMAP finds; compose builds with [`build`] and
 //! [`address`]; list and reader use [`subject`] and [`size`]; form bodies are decoded
-//! with [`encoding`]), SMTP (its `Received:` trace field), the HTTP server (request
+//! with [`encoding`]), SMTP (its `Received:` trace field, and the `Message-ID:` and
+//! `Date:` a submission lacks, [`submission`]), the HTTP server (request
 //! paths are percent-decoded with [`encoding`]) and, next, the outbound queue and
 //! delivery status notifications.
 //!
-//! Pure functions of bytes and strings: no I/O (only the trace fields read the
-//! clock), and nothing here imports another module of the crate, so every front-end
+//! Pure functions of bytes and strings: no I/O (only the trace and origination
+//! fields read the clock), and nothing here imports another module of the crate, so every front-end
 //! can depend on it.
 //!
 //! Files: `mime` (the MIME entity tree), `header` (fields, unfolding, MIME parameters),
@@ -16,7 +17,7 @@
 //! quoted-printable, base64, charsets, percent-decoding), `date` (the Date field),
 //! `text` (the searchable text) and `normalize` (its Unicode mapping), `build`
 //! (writing messages), `subject` (reply and forward prefixes), `size` (sizes for
-//! people).
+//! people), `submission` (the origination fields a submission server adds).
 
 pub mod address;
 pub mod build;
@@ -29,4 +30,5 @@ pub mod mime;
 pub mod normalize;
 pub mod size;
 pub mod subject;
+pub mod submission;
 pub mod text;
