@@ -4,8 +4,8 @@
 //! same [`text::Text`] so it finds what IMAP finds; compose builds with [`build`] and
 //! [`address`]; list and reader use [`subject`] and [`size`]; form bodies are decoded
 //! with [`encoding`]), SMTP (its `Received:` trace field), the HTTP server (request
-//! paths are percent-decoded with [`encoding`]) and, next, the outbound queue and
-//! delivery status notifications.
+//! paths are percent-decoded with [`encoding`]) and the outbound queue (its delivery
+//! status notifications are built by [`dsn`]).
 //!
 //! Pure functions of bytes and strings: no I/O (only the trace fields read the
 //! clock), and nothing here imports another module of the crate, so every front-end
@@ -15,12 +15,13 @@
 //! `lexer` (RFC 5322/2045 tokens), `address` (address lists), `encoding` (RFC 2047,
 //! quoted-printable, base64, charsets, percent-decoding), `date` (the Date field),
 //! `text` (the searchable text) and `normalize` (its Unicode mapping), `build`
-//! (writing messages), `subject` (reply and forward prefixes), `size` (sizes for
-//! people).
+//! (writing messages), `dsn` (delivery status notifications, RFC 3464), `subject`
+//! (reply and forward prefixes), `size` (sizes for people).
 
 pub mod address;
 pub mod build;
 pub mod date;
+pub mod dsn;
 pub mod encoding;
 pub mod header;
 pub mod lexer;
