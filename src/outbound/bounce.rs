@@ -40,9 +40,14 @@ pub async fn notify(ctx: &Ctx, e: &QueueEntry, rcpts: &[QueueRcpt], original: &[
         (e.sender.clone(), account)
     };
     let failed = matches!(kind, Kind::Failed);
+    let diagnostics: Vec<Option<String>> = rcpts
+        .iter()
+        .map(|r| r.reply.as_deref().map(diagnostic))
+        .collect();
     let recipients = rcpts
         .iter()
-        .map(|r| dsn::Recipient {
+        .zip(&diagnostics)
+        .map(|(r, diag)| dsn::Recipient {
             addr: &r.addr,
             action: if failed {
                 dsn::Action::Failed
@@ -50,7 +55,7 @@ pub async fn notify(ctx: &Ctx, e: &QueueEntry, rcpts: &[QueueRcpt], original: &[
                 dsn::Action::Delayed
             },
             status: status_in(r.reply.as_deref().unwrap_or_default(), failed),
-            diagnostic: r.reply.as_deref(),
+            diagnostic: diag.as_deref(),
             remote_mta: r.remote.as_deref(),
         })
         .collect();
@@ -98,6 +103,31 @@ pub async fn notify(ctx: &Ctx, e: &QueueEntry, rcpts: &[QueueRcpt], original: &[
     }
 }
 
+/// What a DSN's Diagnostic-Code shows for a recipient's last reply: the remote
+/// server's own reply when there is one ("RCPT TO: 550 5.1.1 no such user (host
+/// mx.example.net[192.0.2.1])" → "550 5.1.1 no such user"; the host is the DSN's
+/// Remote-MTA), else our text as it is.
+fn diagnostic(text: &str) -> String {
+    let mut start = None;
+    let mut pos = 0;
+    for w in text.split(' ') {
+        if w.len() == 3 && w.bytes().all(|b| b.is_ascii_digit()) && matches!(&w[..1], "4" | "5") {
+            start = Some(pos);
+            break;
+        }
+        pos += w.len() + 1;
+    }
+    let Some(start) = start else {
+        return text.to_string();
+    };
+    let reply = &text[start..];
+    let reply = match reply.rfind(" (host ") {
+        Some(i) if reply.ends_with(')') => &reply[..i],
+        _ => reply,
+    };
+    reply.to_string()
+}
+
 /// The RFC 3463 status a recipient's last reply gives: the enhanced code after a
 /// reply code ("550 5.1.1 ..."), an enhanced code alone ("5.1.2 domain ..."), the
 /// class of a bare reply code ("550 ..." → 5.0.0), else 5.0.0 or 4.0.0.
@@ -131,6 +161,22 @@ pub fn status_in(text: &str, permanent: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::status_in;
+
+    #[test]
+    fn diagnostic_is_the_remote_reply() {
+        assert_eq!(
+            super::diagnostic("RCPT TO: 550 5.1.1 no such user (host mx.example.net[192.0.2.1])"),
+            "550 5.1.1 no such user"
+        );
+        assert_eq!(
+            super::diagnostic("5.1.2 domain x does not exist"),
+            "5.1.2 domain x does not exist"
+        );
+        assert_eq!(
+            super::diagnostic("connect failed: refused (host a[1.2.3.4])"),
+            "connect failed: refused (host a[1.2.3.4])"
+        );
+    }
 
     #[test]
     fn status_from_replies() {
