@@ -443,7 +443,7 @@ fn human_text(r: &Report, host: &str, header: &[u8]) -> String {
     }
     t.push_str("\nYour message\n");
     if let Some(subject) = original_subject(header) {
-        t.push_str(&format!("  Subject: {subject}\n"));
+        push_wrapped(&mut t, "  Subject:", "           ", &subject);
     }
     t.push_str(&format!("  Sent:    {}\n", rfc5322(r.arrival)));
     let mut section = |title: &str, list: &[&Recipient]| {
@@ -454,7 +454,8 @@ fn human_text(r: &Report, host: &str, header: &[u8]) -> String {
         for rcpt in list {
             let status = status(rcpt);
             t.push_str(&format!("\n  {}\n", clean_line(rcpt.addr)));
-            t.push_str(&format!("    Reason: {} ({status}).\n", explain(&status)));
+            let reason = format!("{} ({status}).", explain(&status));
+            push_wrapped(&mut t, "    Reason:", "      ", &reason);
             if let Some(diag) = rcpt.diagnostic.map(diagnostic).filter(|d| !d.is_empty()) {
                 match rcpt
                     .remote_mta
@@ -462,9 +463,10 @@ fn human_text(r: &Report, host: &str, header: &[u8]) -> String {
                     .filter(|m| !m.is_empty())
                 {
                     Some(mta) if is_reply(&diag) => {
-                        t.push_str(&format!("    The server {mta} answered: {diag}\n"))
+                        t.push_str(&format!("    The server {mta} answered:\n"));
+                        push_wrapped(&mut t, "      ", "      ", &diag);
                     }
-                    _ => t.push_str(&format!("    Details: {diag}\n")),
+                    _ => push_wrapped(&mut t, "    Details:", "      ", &diag),
                 }
             }
         }
@@ -480,6 +482,34 @@ fn human_text(r: &Report, host: &str, header: &[u8]) -> String {
          message to your mail administrator (postmaster).\n",
     );
     t.replace('\n', "\r\n")
+}
+
+/// Appends `lead` and the words of `text` wrapped at blanks into lines of at most 76
+/// characters (a longer word stands on a line of its own), the lines after the first
+/// starting with `indent`.
+fn push_wrapped(t: &mut String, lead: &str, indent: &str, text: &str) {
+    let mut line = lead.to_string();
+    let mut width = line.chars().count();
+    let mut fresh = line.trim().is_empty();
+    for word in text.split([' ', '\t']).filter(|w| !w.is_empty()) {
+        let len = word.chars().count();
+        if !fresh && width + 1 + len > 76 {
+            t.push_str(&line);
+            t.push('\n');
+            line = indent.to_string();
+            width = line.chars().count();
+            fresh = true;
+        }
+        if !fresh {
+            line.push(' ');
+            width += 1;
+        }
+        line.push_str(word);
+        width += len;
+        fresh = false;
+    }
+    t.push_str(&line);
+    t.push('\n');
 }
 
 #[cfg(test)]
