@@ -54,7 +54,10 @@ pub async fn notify(ctx: &Ctx, e: &QueueEntry, rcpts: &[QueueRcpt], original: &[
             } else {
                 dsn::Action::Delayed
             },
-            status: status_in(r.reply.as_deref().unwrap_or_default(), failed),
+            status: dsn::status_of(
+                diag.as_deref().unwrap_or_default(),
+                if failed { "5.0.0" } else { "4.0.0" },
+            ),
             diagnostic: diag.as_deref(),
             remote_mta: r.remote.as_deref(),
         })
@@ -128,40 +131,8 @@ fn diagnostic(text: &str) -> String {
     reply.to_string()
 }
 
-/// The RFC 3463 status a recipient's last reply gives: the enhanced code after a
-/// reply code ("550 5.1.1 ..."), an enhanced code alone ("5.1.2 domain ..."), the
-/// class of a bare reply code ("550 ..." → 5.0.0), else 5.0.0 or 4.0.0.
-pub fn status_in(text: &str, permanent: bool) -> String {
-    let words: Vec<&str> = text.split_whitespace().collect();
-    let enhanced = |w: &str| {
-        let parts: Vec<&str> = w.split('.').collect();
-        parts.len() == 3
-            && matches!(parts[0], "2" | "4" | "5")
-            && parts[1..]
-                .iter()
-                .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
-    };
-    let code = |w: &str| {
-        w.len() == 3 && w.bytes().all(|b| b.is_ascii_digit()) && matches!(&w[..1], "2" | "4" | "5")
-    };
-    for (i, w) in words.iter().enumerate() {
-        if code(w) {
-            if let Some(n) = words.get(i + 1).filter(|n| enhanced(n)) {
-                return n.to_string();
-            }
-            return format!("{}.0.0", &w[..1]);
-        }
-        if enhanced(w) {
-            return w.to_string();
-        }
-    }
-    if permanent { "5.0.0" } else { "4.0.0" }.to_string()
-}
-
 #[cfg(test)]
 mod tests {
-    use super::status_in;
-
     #[test]
     fn diagnostic_is_the_remote_reply() {
         assert_eq!(
@@ -176,24 +147,10 @@ mod tests {
             super::diagnostic("connect failed: refused (host a[1.2.3.4])"),
             "connect failed: refused (host a[1.2.3.4])"
         );
-    }
-
-    #[test]
-    fn status_from_replies() {
-        assert_eq!(
-            status_in("RCPT TO: 550 5.1.1 no such user (host mx[1.2.3.4])", true),
-            "5.1.1"
-        );
-        assert_eq!(status_in("RCPT TO: 451 try later", false), "4.0.0");
-        assert_eq!(status_in("5.1.2 domain x does not exist", true), "5.1.2");
-        assert_eq!(status_in("connect failed: refused", false), "4.0.0");
-        assert_eq!(status_in("gave up", true), "5.0.0");
-        assert_eq!(
-            status_in(
-                "4.4.7 gave up after 5 hours; last error: 451 4.7.1 later",
-                true
-            ),
-            "4.4.7"
-        );
+        // The status comes from the reply once the prefix is gone.
+        let d = super::diagnostic("RCPT TO: 550 5.1.1 no such user (host m[192.0.2.1])");
+        assert_eq!(crate::mail::dsn::status_of(&d, "5.0.0"), "5.1.1");
+        let d = super::diagnostic("5.4.7 gave up after 2 hours in the queue; last error: x");
+        assert_eq!(crate::mail::dsn::status_of(&d, "5.0.0"), "5.4.7");
     }
 }
