@@ -3,7 +3,8 @@
 //! a mail exchanger that stalls; the active node dies (kill -9, both links down); the
 //! survivor takes over and, once the exchanger answers, delivers all 100. The
 //! exchanger counts what it received: none may be missing, and a message may arrive
-//! twice only if it was in flight on the dead node.
+//! twice only if it was in flight on the dead node. Before the stall the exchanger
+//! answers 20 messages at once: node 1 delivers them, and no node may send them again.
 //!
 //! The fake Internet lives on the lab's LAN, in the CLIENT namespace (10.0.0.10):
 //! - DNS: the nodes' own clusterd DNS serves a lab zone `example.net` (MX 10
@@ -28,8 +29,11 @@ use std::time::{Duration, Instant};
 use cluster_lab::*;
 
 const REPL_PORT: u16 = 7000;
-/// Messages queued before the failover.
+/// Messages queued towards the stalled MX before the failover.
 const MESSAGES: usize = 100;
+/// Messages the MX answers at once, before it starts stalling: node 1 delivers them,
+/// and no node may ever send them again.
+const EARLY: usize = 20;
 /// `[outbound] max_per_domain`: the most sessions (so messages in flight) towards
 /// example.net at once, so the most duplicates a crash can cause.
 const MAX_PER_DOMAIN: usize = 10;
@@ -121,6 +125,7 @@ impl Mx {
                 release.to_str().unwrap(),
                 ready.to_str().unwrap(),
                 "600",
+                &EARLY.to_string(),
             ],
         );
         let mut mx = Mx {
@@ -189,6 +194,14 @@ fn queue(lab: &Lab, node: NodeId) -> Vec<serde_json::Value> {
     v.as_array().cloned().unwrap_or_default()
 }
 
+/// The ids of the node's queue entries.
+fn queue_ids(lab: &Lab, node: NodeId) -> BTreeSet<String> {
+    queue(lab, node)
+        .iter()
+        .map(|e| e["id"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
 /// Copies per Message-ID.
 fn copies(received: &[Received]) -> BTreeMap<String, usize> {
     let mut m = BTreeMap::new();
@@ -216,6 +229,23 @@ fn state(lab: &Lab, mx: &Mx) -> String {
     )
 }
 
+/// Submits `n` messages for [`RCPT`] to the VIP from the client (one SMTP session on
+/// port 25, the client being in `smtp.relay_from`); returns their Message-IDs.
+fn submit(lab: &Lab, tag: &str, n: usize) -> BTreeSet<String> {
+    let out = python_in(
+        &lab.client_ns(),
+        SUBMIT_PY,
+        &[VIP, &n.to_string(), tag, "cliente@cluster.com.ec", RCPT],
+    );
+    let text = common::assert_ok(&out, "submitting from the client");
+    let ids: BTreeSet<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("250 ").map(str::to_string))
+        .collect();
+    assert_eq!(ids.len(), n, "not every message got 250:\n{text}");
+    ids
+}
+
 #[test]
 fn the_survivor_delivers_every_queued_message_after_the_active_node_dies() {
     let t_test = Instant::now();
@@ -229,49 +259,57 @@ fn the_survivor_delivers_every_queued_message_after_the_active_node_dies() {
         |l| l.status(N1).text.contains("shipping yes"),
     );
 
-    // 100 messages for example.net, submitted to the VIP from the client.
-    let out = python_in(
-        &lab.client_ns(),
-        SUBMIT_PY,
-        &[VIP, &MESSAGES.to_string(), "cliente@cluster.com.ec", RCPT],
-    );
-    let text = common::assert_ok(&out, "submitting from the client");
-    let submitted: BTreeSet<String> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("250 ").map(str::to_string))
-        .collect();
-    assert_eq!(
-        submitted.len(),
-        MESSAGES,
-        "not every message got 250:\n{text}"
-    );
-
-    // Both nodes hold the 100 entries (sync replication: before each 250).
-    for n in [N1, N2] {
-        let q = queue(&lab, n);
-        assert_eq!(
-            q.len(),
-            MESSAGES,
-            "{} should hold {MESSAGES} queue entries:\n{}",
-            n.name(),
+    // The MX answers at first: node 1 delivers, and both queues empty (each
+    // recipient's outcome is an op replicated before the next one starts).
+    let early = submit(&lab, "early", EARLY);
+    let t0 = Instant::now();
+    loop {
+        let got: BTreeSet<String> = mx.received().into_iter().map(|r| r.mid).collect();
+        if early.is_subset(&got) && queue(&lab, N1).is_empty() && queue(&lab, N2).is_empty() {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "node 1 did not deliver the {EARLY} early messages in 20 s (or a queue kept them)\n{}",
             state(&lab, &mx)
         );
+        std::thread::sleep(Duration::from_millis(100));
     }
+    let early_received = mx.received();
+    assert!(
+        early_received
+            .iter()
+            .all(|r| !r.stalled && (r.peer == N1.lan_ip() || r.peer == VIP)),
+        "node 1 alone sent the early messages, answered at once: {early_received:?}"
+    );
+
+    // Now the MX stalls: 100 messages for example.net, submitted to the VIP.
+    let submitted = submit(&lab, "queued", MESSAGES);
+
+    // Both nodes hold the same 100 entries (sync replication: before each 250).
+    let (q1, q2) = (queue_ids(&lab, N1), queue_ids(&lab, N2));
+    assert!(
+        q1.len() == MESSAGES && q1 == q2,
+        "both nodes should hold the same {MESSAGES} queue entries (node 1 {}, node 2 {}):\n{}",
+        q1.len(),
+        q2.len(),
+        state(&lab, &mx)
+    );
 
     // Node 1 sends against the stalled exchanger: exactly max_per_domain sessions
     // reach the final dot and wait for their 250; no more start.
     let t0 = Instant::now();
-    while mx.received().len() < MAX_PER_DOMAIN {
+    while mx.received().len() < EARLY + MAX_PER_DOMAIN {
         assert!(
             t0.elapsed() < Duration::from_secs(20),
             "node 1 did not fill {MAX_PER_DOMAIN} sessions with the stalled MX in 20 s (got {})\n{}",
-            mx.received().len(),
+            mx.received().len() - EARLY,
             state(&lab, &mx)
         );
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_secs(1));
-    let in_flight = mx.received();
+    let in_flight = mx.received().split_off(EARLY);
     assert_eq!(
         in_flight.len(),
         MAX_PER_DOMAIN,
@@ -312,11 +350,10 @@ fn the_survivor_delivers_every_queued_message_after_the_active_node_dies() {
         |l| l.vip_holders() == [N2] && l.status(N2).role.as_deref() == Some("active"),
     );
     println!("node 2 active {} ms after the kill", took_over.as_millis());
-    let q = queue(&lab, N2);
     assert_eq!(
-        q.len(),
-        MESSAGES,
-        "the survivor starts with all {MESSAGES} entries queued"
+        queue_ids(&lab, N2),
+        q1,
+        "the survivor starts with the same {MESSAGES} entries queued"
     );
 
     // The survivor picks the queue up (its sessions stall too; it may have started
@@ -372,9 +409,11 @@ fn the_survivor_delivers_every_queued_message_after_the_active_node_dies() {
     // None lost, nothing foreign, duplicates only among the in-flight ones.
     let per_mid = copies(&received);
     let got: BTreeSet<String> = per_mid.keys().cloned().collect();
-    assert_eq!(
-        got, submitted,
-        "the MX received exactly the submitted messages"
+    let all: BTreeSet<String> = early.union(&submitted).cloned().collect();
+    assert_eq!(got, all, "the MX received exactly the submitted messages");
+    assert!(
+        early.iter().all(|m| per_mid[m] == 1),
+        "a message delivered before the failover was sent again"
     );
     let duplicated: BTreeSet<String> = per_mid
         .iter()
@@ -392,16 +431,20 @@ fn the_survivor_delivers_every_queued_message_after_the_active_node_dies() {
         "no message may arrive more than twice: {per_mid:?}"
     );
     assert!(extra_copies <= MAX_PER_DOMAIN);
-    let n2_log = lab.log(N2);
-    let recorded = n2_log.matches("outbound: delivered").count();
-    let from_n2 = received
-        .iter()
-        .filter(|r| r.peer == N2.lan_ip() || r.peer == VIP)
-        .count();
+    // The survivor recorded every delivery and warned of nothing outbound.
+    let recorded = lab.log(N2).matches("outbound: delivered").count();
+    let warnings = lab.warnings_since(N2, 0, &["outbound"]);
+    assert!(
+        warnings.is_empty(),
+        "node 2 warned about outbound delivery:\n{}",
+        warnings.join("\n")
+    );
+    let from_n2 = received.len() - at_kill;
     println!(
-        "outbound failover: {MESSAGES} queued, {} in flight on node 1 at the kill, \
-         {} received by the MX ({} distinct, {} from node 2), {} duplicates ({} messages); \
-         node 2 logged {} deliveries; all delivered {} ms after the MX answered; test took {} s",
+        "outbound failover: {EARLY} delivered before the stall; {MESSAGES} queued, {} in \
+         flight on node 1 at the kill; {} received by the MX ({} distinct, {} from node 2), \
+         {} duplicates ({} messages); node 2 logged {} deliveries; all delivered {} ms after \
+         the MX answered; test took {} s",
         in_flight.len(),
         received.len(),
         per_mid.len(),
@@ -414,12 +457,12 @@ fn the_survivor_delivers_every_queued_message_after_the_active_node_dies() {
     );
 }
 
-/// argv: host count sender rcpt. Submits `count` messages over one SMTP session on
-/// port 25 (the client is in `smtp.relay_from`), each with a unique Message-ID;
-/// prints "250 <message-id>" per accepted message.
+/// argv: host count tag sender rcpt. Submits `count` messages over one SMTP session
+/// on port 25, each with a unique Message-ID; prints "250 <message-id>" per accepted
+/// message.
 const SUBMIT_PY: &str = r#"
 import smtplib, sys, time, uuid
-host, n, sender, rcpt = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+host, n, tag, sender, rcpt = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 s = None
 for attempt in range(50):
     try:
@@ -430,9 +473,9 @@ for attempt in range(50):
 assert s is not None, "no SMTP on the VIP"
 s.ehlo("cliente.cluster.com.ec")
 for i in range(n):
-    mid = "<outbound-%d-%s@cliente.cluster.com.ec>" % (i, uuid.uuid4().hex)
-    msg = ("From: %s\r\nTo: %s\r\nSubject: outbound %d\r\nMessage-ID: %s\r\n\r\n"
-           "message %d of the outbound failover test\r\n" % (sender, rcpt, i, mid, i))
+    mid = "<%s-%d-%s@cliente.cluster.com.ec>" % (tag, i, uuid.uuid4().hex)
+    msg = ("From: %s\r\nTo: %s\r\nSubject: %s %d\r\nMessage-ID: %s\r\n\r\n"
+           "%s message %d of the outbound failover test\r\n" % (sender, rcpt, tag, i, mid, tag, i))
     s.mail(sender)
     code, resp = s.rcpt(rcpt)
     assert code == 250, ("RCPT", code, resp)
@@ -442,14 +485,17 @@ for i in range(n):
 s.quit()
 "#;
 
-/// argv: addr port log release ready lifetime_s. A scripted SMTP server (EHLO with
-/// PIPELINING and 8BITMIME, no STARTTLS). At a message's final dot it appends
-/// `{"ev":"data","peer":..,"mid":..,"stalled":bool}` to LOG, then holds its `250`
-/// until the file RELEASE exists. Connects and ends of sessions are logged too.
+/// argv: addr port log release ready lifetime_s answer_first. A scripted SMTP server
+/// (EHLO with PIPELINING and 8BITMIME, no STARTTLS). At a message's final dot it
+/// appends `{"ev":"data","peer":..,"mid":..,"stalled":bool}` to LOG; the first
+/// ANSWER_FIRST messages get their `250` at once, every later one only once the file
+/// RELEASE exists (stalled until then). Connects and ends of sessions are logged too.
 /// Creates READY once listening; exits by itself after LIFETIME_S seconds.
 const MX_PY: &str = r#"
 import json, os, re, socket, sys, threading, time
 addr, port, log_path, release, ready, life = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], float(sys.argv[6])
+answer_first = int(sys.argv[7])
+taken = [0]
 lock = threading.Lock()
 log = open(log_path, "a")
 end = time.monotonic() + life
@@ -491,9 +537,11 @@ def handle(conn, peer):
                 head = b"".join(body).split(b"\r\n\r\n", 1)[0]
                 m = re.search(rb"(?im)^message-id:\s*(\S+)", head)
                 mid = m.group(1).decode() if m else ""
-                stalled = not os.path.exists(release)
+                with lock:
+                    taken[0] += 1
+                    stalled = taken[0] > answer_first and not os.path.exists(release)
                 record(ev="data", peer=peer, mid=mid, stalled=stalled)
-                while not os.path.exists(release) and time.monotonic() < end:
+                while stalled and not os.path.exists(release) and time.monotonic() < end:
                     time.sleep(0.05)
                 send("250 2.0.0 queued\r\n")
             elif cmd == b"QUIT":
