@@ -13,7 +13,9 @@
 //!   can be sent twice (delivery is at least once).
 //! - Recipients of one domain share one session and one transaction; different
 //!   domains of one message go out concurrently. At most `max_connections` messages
-//!   are handled at once and `max_per_domain` sessions go to one destination.
+//!   are being sent at once and `max_per_domain` sessions go to one destination; a
+//!   message waits for its destinations' slots before it takes a global one, so a
+//!   stalled destination holds back only its own mail.
 //! - An entry leaves the queue when every recipient is final; a DSN is made before
 //!   that commit (a crash between them can repeat a DSN, never lose one).
 
@@ -41,7 +43,7 @@ pub struct Outbound {
     settings: client::Settings,
     /// Entries being attempted now.
     in_flight: Mutex<HashSet<String>>,
-    /// Messages handled at once.
+    /// Messages being sent at once (`max_connections`).
     workers: Arc<Semaphore>,
     /// Sessions per destination (domain, or the relay host).
     per_dest: Mutex<HashMap<String, Arc<Semaphore>>>,
@@ -158,19 +160,45 @@ impl Outbound {
     /// One attempt of one entry, and its consequences (DSNs, the commit).
     async fn process(self: Arc<Self>, id: String) {
         let _flight = InFlight(&self, id.clone());
-        let Ok(_worker) = self.workers.clone().acquire_owned().await else {
+        let store = &self.ctx.store;
+        let Some(e) = self.entry(&id).await else {
             return;
         };
-        let store = &self.ctx.store;
-        // The entry as it is now (the administrator or a finished attempt may have
-        // changed it since the scan).
-        let mut e = match store.queue_entry(&id).await {
-            Ok(Some(e)) => e,
-            Ok(None) => return,
-            Err(err) => {
-                tracing::warn!(%id, error = %err, "outbound: reading a queue entry failed");
-                return;
+        // A message to be sent first waits for its destinations' session slots (in
+        // name order, so two messages never hold one each of the other's), then for
+        // one of the `max_connections` slots; only then is its body read. A stalled
+        // destination so holds back only its own mail, and the bodies in memory are
+        // bounded by `max_connections`.
+        let now = crate::store::now();
+        let _permits = if now < e.created + self.lifetime_s() && e.next_attempt <= now {
+            let mut permits = Vec::new();
+            for key in self.destinations(&e) {
+                let sem = self
+                    .per_dest
+                    .lock()
+                    .unwrap()
+                    .entry(key)
+                    .or_insert_with(|| {
+                        Arc::new(Semaphore::new(self.ctx.cfg.outbound.max_per_domain))
+                    })
+                    .clone();
+                let Ok(p) = sem.acquire_owned().await else {
+                    return;
+                };
+                permits.push(p);
             }
+            let Ok(p) = self.workers.clone().acquire_owned().await else {
+                return;
+            };
+            permits.push(p);
+            permits
+        } else {
+            Vec::new()
+        };
+        // The entry as it is now (the administrator or a finished attempt may have
+        // changed it while this task waited).
+        let Some(mut e) = self.entry(&id).await else {
+            return;
         };
         let now = crate::store::now();
         if !self.due(&e, now) || !store.is_writable() {
@@ -257,9 +285,8 @@ impl Outbound {
         };
         let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for r in e.pending() {
-            let domain = r.addr.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
             groups
-                .entry(domain.to_ascii_lowercase())
+                .entry(domain_of(&r.addr))
                 .or_default()
                 .push(r.addr.clone());
         }
@@ -301,6 +328,29 @@ impl Outbound {
         e.last_error = first_deferral;
     }
 
+    /// One queue entry, or `None` (gone, or unreadable: logged).
+    async fn entry(&self, id: &str) -> Option<QueueEntry> {
+        match self.ctx.store.queue_entry(id).await {
+            Ok(e) => e,
+            Err(err) => {
+                tracing::warn!(%id, error = %err, "outbound: reading a queue entry failed");
+                None
+            }
+        }
+    }
+
+    /// The destinations (domains, or the relay host) of an entry's pending
+    /// recipients, sorted and without repeats.
+    fn destinations(&self, e: &QueueEntry) -> Vec<String> {
+        if let Some(r) = self.router.relay() {
+            return vec![format!("[{}]:{}", r.host, r.port)];
+        }
+        let mut keys: Vec<String> = e.pending().map(|r| domain_of(&r.addr)).collect();
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+
     /// One destination: its hosts in order until one takes the transaction.
     /// Returns (recipient, outcome, remote host) for each recipient.
     async fn deliver(
@@ -315,20 +365,6 @@ impl Outbound {
                 .iter()
                 .map(|r| (r.clone(), o.clone(), remote.clone()))
                 .collect::<Vec<_>>()
-        };
-        let key = match self.router.relay() {
-            Some(r) => format!("[{}]:{}", r.host, r.port),
-            None => domain.clone(),
-        };
-        let sem = self
-            .per_dest
-            .lock()
-            .unwrap()
-            .entry(key)
-            .or_insert_with(|| Arc::new(Semaphore::new(self.ctx.cfg.outbound.max_per_domain)))
-            .clone();
-        let Ok(_permit) = sem.acquire_owned().await else {
-            return all(Outcome::Deferred("shutting down".into()), None);
         };
         let hops = match self.router.hops(&domain).await {
             Ok(h) => h,
@@ -441,6 +477,14 @@ impl Outbound {
         store.queue_remove(id).await?;
         Ok(true)
     }
+}
+
+/// The domain of an address, lower case.
+fn domain_of(addr: &str) -> String {
+    addr.rsplit_once('@')
+        .map(|(_, d)| d)
+        .unwrap_or_default()
+        .to_ascii_lowercase()
 }
 
 /// Waits for a queue change; `false` once the store's channel is closed.
