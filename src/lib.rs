@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod ctx;
+pub mod dkim;
 pub mod dns;
 pub mod http;
 pub mod imap;

@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::rdata::TXT;
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 use hickory_proto::serialize::txt::Parser;
 
@@ -113,6 +114,37 @@ impl Zone {
             Some(RData::SOA(soa)) => soa.serial,
             _ => 0,
         }
+    }
+
+    /// Adds a TXT record of `strings` (one character-string each, at most 255 bytes)
+    /// at `owner` with the SOA's TTL, unless the zone file has a TXT or a CNAME there
+    /// (the file wins). The DKIM record served without editing the file. Returns
+    /// whether it was added; `owner` must be in the zone.
+    pub fn add_txt_unless_present(&mut self, owner: &Name, strings: Vec<String>) -> bool {
+        let lower = LowerName::new(owner);
+        if !self.origin.zone_of(&lower) {
+            return false;
+        }
+        if let Some(node) = self.nodes.get(&lower)
+            && (node.contains_key(&RecordType::TXT) || node.contains_key(&RecordType::CNAME))
+        {
+            return false;
+        }
+        let ttl = self.soa().map_or(3600, |r| r.ttl);
+        let record = Record::from_rdata(owner.clone(), ttl, RData::TXT(TXT::new(strings)));
+        self.nodes
+            .entry(lower.clone())
+            .or_default()
+            .insert(RecordType::TXT, vec![record]);
+        self.empty_non_terminals.remove(&lower);
+        let mut parent = lower.base_name();
+        while parent.num_labels() > self.origin.num_labels() {
+            if !self.nodes.contains_key(&parent) {
+                self.empty_non_terminals.insert(parent.clone());
+            }
+            parent = parent.base_name();
+        }
+        true
     }
 
     fn rrset(&self, name: &LowerName, ty: RecordType) -> Option<&Vec<Record>> {
