@@ -143,11 +143,7 @@ impl Dkim {
     pub async fn read(cfg: &Config, store: &Store) -> Result<Arc<Dkim>> {
         let dkim = Arc::new(Dkim {
             enabled: cfg.outbound.dkim,
-            domain: cfg
-                .domain
-                .name
-                .trim_end_matches('.')
-                .to_ascii_lowercase(),
+            domain: cfg.domain.name.trim_end_matches('.').to_ascii_lowercase(),
             selector: cfg.outbound.dkim_selector.clone(),
             key: RwLock::new(None),
             changed: tokio::sync::watch::Sender::new(0),
@@ -336,8 +332,8 @@ pub fn zone_line(owner: &str, value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mail_auth::common::verify::DomainKey;
     use mail_auth::common::parse::TxtRecordParser as _;
+    use mail_auth::common::verify::DomainKey;
     use mail_auth::{AuthenticatedMessage, DkimResult, MessageAuthenticator, ResolverCache, Txt};
     use std::borrow::Borrow;
     use std::collections::HashMap;
@@ -428,10 +424,23 @@ mod tests {
         let (_dir, store) = store().await;
         let dkim = Dkim::load(&config(true), &store).await.unwrap();
         let header = dkim.sign(MESSAGE.as_bytes()).expect("signed");
-        assert!(header.starts_with("DKIM-Signature: v=1; a=rsa-sha256; s=sel1; d=cluster.com.ec; c=relaxed/relaxed;"), "{header}");
+        assert!(
+            header.starts_with(
+                "DKIM-Signature: v=1; a=rsa-sha256; s=sel1; d=cluster.com.ec; c=relaxed/relaxed;"
+            ),
+            "{header}"
+        );
         assert!(header.ends_with(";\r\n"), "{header:?}");
-        assert!(header.lines().all(|l| l.len() <= 78), "folded: {header}");
-        let h = header.split("h=").nth(1).unwrap().split(';').next().unwrap();
+        // Folded (RFC 5322 2.1.1: lines of at most 998 characters; these stay near 78).
+        assert!(header.lines().count() > 3, "folded: {header}");
+        assert!(header.lines().all(|l| l.len() <= 100), "folded: {header}");
+        let h = header
+            .split("h=")
+            .nth(1)
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap();
         let h: String = h.split_whitespace().collect();
         let mut fields: Vec<&str> = h.split(':').collect();
         fields.sort();
@@ -441,15 +450,30 @@ mod tests {
         assert_eq!(owner, "sel1._domainkey.cluster.com.ec");
         assert!(value.starts_with("v=DKIM1; k=rsa; p=MIIBIjAN"), "{value}");
         let signed = format!("{header}{MESSAGE}");
-        assert_eq!(verify(&owner, &value, signed.as_bytes()).await, DkimResult::Pass);
+        assert_eq!(
+            verify(&owner, &value, signed.as_bytes()).await,
+            DkimResult::Pass
+        );
 
-        // A changed body or signed field fails; an unsigned field may change.
+        // A changed body (neutral: RFC 6376 6.1.3's body hash mismatch) or signed
+        // field (fail) does not pass; an unsigned field may change.
         let tampered = signed.replace("Body line one.", "Body line 1.");
-        assert!(matches!(verify(&owner, &value, tampered.as_bytes()).await, DkimResult::Fail(_)));
+        assert_eq!(
+            verify(&owner, &value, tampered.as_bytes()).await,
+            DkimResult::Neutral(mail_auth::Error::Dkim(
+                mail_auth::dkim::DkimError::FailedBodyHashMatch
+            ))
+        );
         let tampered = signed.replace("Subject: Hola", "Subject: Adios");
-        assert!(matches!(verify(&owner, &value, tampered.as_bytes()).await, DkimResult::Fail(_)));
+        assert!(matches!(
+            verify(&owner, &value, tampered.as_bytes()).await,
+            DkimResult::Fail(_)
+        ));
         let relaxed = signed.replace("X-Unsigned: yes", "X-Unsigned: no");
-        assert_eq!(verify(&owner, &value, relaxed.as_bytes()).await, DkimResult::Pass);
+        assert_eq!(
+            verify(&owner, &value, relaxed.as_bytes()).await,
+            DkimResult::Pass
+        );
     }
 
     #[tokio::test]
@@ -458,9 +482,18 @@ mod tests {
         let dkim = Dkim::load(&config(true), &store).await.unwrap();
         let with_from = |from: &str| MESSAGE.replace("ana@cluster.com.ec", from);
         assert!(dkim.sign(with_from("ana@example.net").as_bytes()).is_none());
-        assert!(dkim.sign(with_from("ana@evilcluster.com.ec").as_bytes()).is_none());
-        assert!(dkim.sign(with_from("ana@cluster.com.ec.evil.net").as_bytes()).is_none());
-        assert!(dkim.sign(with_from("ANA@Mail.Cluster.COM.ec").as_bytes()).is_some());
+        assert!(
+            dkim.sign(with_from("ana@evilcluster.com.ec").as_bytes())
+                .is_none()
+        );
+        assert!(
+            dkim.sign(with_from("ana@cluster.com.ec.evil.net").as_bytes())
+                .is_none()
+        );
+        assert!(
+            dkim.sign(with_from("ANA@Mail.Cluster.COM.ec").as_bytes())
+                .is_some()
+        );
         let no_from = MESSAGE.replace("From: Ana <ana@cluster.com.ec>\r\n", "");
         assert!(dkim.sign(no_from.as_bytes()).is_none());
     }
@@ -469,13 +502,18 @@ mod tests {
     async fn the_key_is_kept_in_the_store_and_reloaded_identical() {
         let (_dir, store) = store().await;
         let first = Dkim::load(&config(true), &store).await.unwrap();
-        let pem = store.setting("dkim.key.sel1").await.unwrap().expect("stored");
+        let pem = store
+            .setting("dkim.key.sel1")
+            .await
+            .unwrap()
+            .expect("stored");
         assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"), "PKCS#8 PEM");
         let again = Dkim::load(&config(true), &store).await.unwrap();
         assert_eq!(first.record(), again.record());
         assert_eq!(store.setting("dkim.key.sel1").await.unwrap(), Some(pem));
 
         // A key set by the other node (replication) is followed.
+        let before = first.record();
         let other = Key::generate().unwrap();
         store.set_setting("dkim.key.sel1", &other).await.unwrap();
         let mut changed = first.subscribe();
@@ -483,8 +521,16 @@ mod tests {
             .await
             .expect("key change noticed")
             .unwrap();
-        assert_ne!(first.record(), again.record());
-        assert_eq!(first.record().unwrap().1, Dkim::read(&config(true), &store).await.unwrap().record().unwrap().1);
+        assert_ne!(first.record(), before);
+        assert_eq!(
+            first.record().unwrap().1,
+            Dkim::read(&config(true), &store)
+                .await
+                .unwrap()
+                .record()
+                .unwrap()
+                .1
+        );
     }
 
     #[tokio::test]

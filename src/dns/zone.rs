@@ -393,6 +393,36 @@ mod tests {
     }
 
     #[test]
+    fn an_added_txt_is_answered_unless_the_file_has_one() {
+        let mut z = zone();
+        let owner = Name::from_ascii("sel._domainkey.cluster.com.ec.").unwrap();
+        let strings = vec!["v=DKIM1; k=rsa; ".to_string(), "p=AAAA".to_string()];
+        assert!(z.add_txt_unless_present(&owner, strings.clone()));
+        let a = q(&z, "sel._domainkey.cluster.com.ec.", RecordType::TXT);
+        assert_eq!(a.rcode, ResponseCode::NoError);
+        assert_eq!(a.answers.len(), 1);
+        assert_eq!(a.answers[0].ttl, 3600);
+        let RData::TXT(txt) = &a.answers[0].data else {
+            panic!("not a TXT: {:?}", a.answers[0]);
+        };
+        let got: Vec<&[u8]> = txt.txt_data.iter().map(|s| &s[..]).collect();
+        assert_eq!(got, [&b"v=DKIM1; k=rsa; "[..], &b"p=AAAA"[..]]);
+        // The new empty non-terminal is NODATA, not NXDOMAIN (RFC 8020).
+        let a = q(&z, "_domainkey.cluster.com.ec.", RecordType::TXT);
+        assert_eq!(a.rcode, ResponseCode::NoError);
+        assert!(a.answers.is_empty());
+        // The apex's own TXT (SPF) and a CNAME are the file's: nothing is added there.
+        let apex = Name::from_ascii("cluster.com.ec.").unwrap();
+        assert!(!z.add_txt_unless_present(&apex, strings.clone()));
+        let a = q(&z, "cluster.com.ec.", RecordType::TXT);
+        assert_eq!(a.answers.len(), 1);
+        let cname = Name::from_ascii("webmail.cluster.com.ec.").unwrap();
+        assert!(!z.add_txt_unless_present(&cname, strings.clone()));
+        let outside = Name::from_ascii("sel._domainkey.example.net.").unwrap();
+        assert!(!z.add_txt_unless_present(&outside, strings));
+    }
+
+    #[test]
     fn rfc5936_transfer_starts_and_ends_with_the_soa() {
         let z = zone();
         let t = z.transfer();

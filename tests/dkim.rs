@@ -1,0 +1,210 @@
+//! DKIM as a receiver and an administrator see it: the node serves its key's TXT
+//! record in its own DNS without a zone-file edit (`dig`), `clusterd dkim show`
+//! prints the same record, a message signed by `clusterd dkim sign` verifies with an
+//! independent verifier (dkimpy, Debian's python3-dkim, fetching the record from the
+//! node's DNS with `dig`, so no real name is resolved), a zone file's own TXT at the
+//! selector wins, and the key survives a restart.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Node, assert_ok, require_tool, run_with_stdin};
+
+/// Debian's python3, which has python3-dkim (a python3 earlier in PATH may not).
+const DEBIAN_PYTHON: &str = "/usr/bin/python3";
+
+const OWNER: &str = "clusterd._domainkey.cluster.com.ec";
+
+/// The character-strings of the TXT answer for `name`, as `dig +short` prints them.
+fn dig_txt(port: u16, name: &str) -> Vec<String> {
+    require_tool("dig");
+    let out = Command::new("dig")
+        .args([
+            "@127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "+tries=1",
+            "+time=3",
+            "+short",
+            "TXT",
+            name,
+        ])
+        .output()
+        .expect("run dig");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut strings = Vec::new();
+    for line in text.lines() {
+        let mut rest = line.trim();
+        while let Some(start) = rest.find('"') {
+            let after = &rest[start + 1..];
+            let end = after.find('"').expect("closing quote");
+            strings.push(after[..end].to_string());
+            rest = &after[end + 1..];
+        }
+    }
+    strings
+}
+
+/// `clusterd dkim show`: (zone-file line, owner, value).
+fn show(node: &Node) -> (String, String, String) {
+    let out = assert_ok(&node.cli(&["dkim", "show"], None), "clusterd dkim show");
+    let field = |name: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name} line in:\n{out}"))
+            .trim()
+            .to_string()
+    };
+    let zone_line = out
+        .lines()
+        .find(|l| l.starts_with(&format!("{OWNER}. IN TXT (")))
+        .unwrap_or_else(|| panic!("no zone-file line in:\n{out}"))
+        .to_string();
+    (zone_line, field("name:"), field("value:"))
+}
+
+/// Waits (bounded) until the TXT answer for `name` joined is `want`.
+fn wait_txt(port: u16, name: &str, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = dig_txt(port, name).concat();
+        if got == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "TXT {name} is {got:?}, expected {want:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// dkimpy's verdict on `message`, the key fetched from the node's DNS on `port`.
+fn dkimpy_verify(port: u16, message: &[u8]) -> String {
+    require_tool("dig");
+    let probe = Command::new(DEBIAN_PYTHON)
+        .args(["-c", "import dkim"])
+        .output()
+        .expect("run /usr/bin/python3");
+    assert!(
+        probe.status.success(),
+        "dkimpy is missing: install Debian's python3-dkim (.ci/run does)"
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("message.eml");
+    std::fs::write(&path, message).expect("write message");
+    let script = r#"
+import re, subprocess, sys, dkim
+port = sys.argv[2]
+def txt(name, timeout=5):
+    out = subprocess.run(["dig", "@127.0.0.1", "-p", port, "+tries=1", "+time=3", "+short",
+                          "TXT", name.decode()], capture_output=True, text=True, timeout=10).stdout
+    strings = re.findall(r'"((?:[^"\\]|\\.)*)"', out.splitlines()[0] if out else "")
+    return "".join(strings).encode() if strings else None
+msg = open(sys.argv[1], "rb").read()
+print("pass" if dkim.verify(msg, dnsfunc=txt) else "fail")
+"#;
+    let mut cmd = Command::new(DEBIAN_PYTHON);
+    cmd.args(["-c", script, common::s(&path), &port.to_string()]);
+    let out = run_with_stdin(cmd, None);
+    assert_ok(&out, "dkimpy verification").trim().to_string()
+}
+
+const MESSAGE: &str = "From: Ana <ana@cluster.com.ec>\n\
+To: Bob <bob@example.net>\n\
+Subject: DKIM from clusterd\n\
+Date: Mon, 07 Dec 2026 04:00:00 +0000\n\
+Message-ID: <dkim-test-1@cluster.com.ec>\n\
+MIME-Version: 1.0\n\
+Content-Type: text/plain; charset=utf-8\n\
+\n\
+Hola Bob,\n\
+this message is signed.\n";
+
+#[test]
+fn the_record_is_served_and_printed_and_signatures_verify_with_dkimpy() {
+    let mut node = Node::start();
+
+    // The record the node serves in its own DNS is the one `dkim show` prints.
+    let (zone_line, owner, value) = show(&node);
+    assert_eq!(owner, OWNER);
+    assert!(value.starts_with("v=DKIM1; k=rsa; p=MIIBIjAN"), "{value}");
+    let strings = dig_txt(node.dns_port, OWNER);
+    assert!(
+        strings.len() >= 3,
+        "a 2048-bit key needs several strings: {strings:?}"
+    );
+    assert!(strings.iter().all(|s| s.len() <= 255), "{strings:?}");
+    assert_eq!(strings.concat(), value);
+    let quoted: Vec<String> = strings.iter().map(|s| format!("\"{s}\"")).collect();
+    assert_eq!(
+        zone_line,
+        format!("{OWNER}. IN TXT ( {} )", quoted.join(" "))
+    );
+
+    // A message signed by the node verifies with dkimpy; a changed body does not.
+    let signed = assert_ok(
+        &node.cli(&["dkim", "sign"], Some(MESSAGE)),
+        "clusterd dkim sign",
+    );
+    assert!(
+        signed.starts_with("DKIM-Signature: v=1; a=rsa-sha256; s=clusterd; d=cluster.com.ec;"),
+        "{signed}"
+    );
+    assert!(signed.ends_with("this message is signed.\r\n"), "{signed}");
+    assert_eq!(dkimpy_verify(node.dns_port, signed.as_bytes()), "pass");
+    let tampered = signed.replace("this message is signed", "this message was changed");
+    assert_eq!(dkimpy_verify(node.dns_port, tampered.as_bytes()), "fail");
+
+    // Mail from another domain is not signed.
+    let foreign = MESSAGE.replace("ana@cluster.com.ec", "ana@example.org");
+    let out = node.cli(&["dkim", "sign"], Some(&foreign));
+    assert!(!out.status.success(), "signed a foreign From:");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no From: address in cluster.com.ec"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A TXT record at the selector in the zone file wins; removing it brings ours back.
+    let zone = node.zones_dir.join("cluster.com.ec.zone");
+    let original = std::fs::read_to_string(&zone).unwrap();
+    let edited = original.replace("2026112501 ; serial", "2026112502 ; serial")
+        + "clusterd._domainkey IN TXT \"v=DKIM1; k=rsa; p=FROMTHEFILE\"\n";
+    std::fs::write(&zone, edited).unwrap();
+    wait_txt(node.dns_port, OWNER, "v=DKIM1; k=rsa; p=FROMTHEFILE");
+    std::fs::write(
+        &zone,
+        original.replace("2026112501 ; serial", "2026112503 ; serial"),
+    )
+    .unwrap();
+    wait_txt(node.dns_port, OWNER, &value);
+
+    // The key is kept: `dkim show` reads it from the store while no node runs, and the
+    // restarted node serves and signs with the same one.
+    node.stop();
+    let (_, _, stopped) = show(&node);
+    assert_eq!(stopped, value);
+    let offline = assert_ok(
+        &node.cli(&["dkim", "sign"], Some(MESSAGE)),
+        "clusterd dkim sign without a running node",
+    );
+    node.restart();
+    assert_eq!(dig_txt(node.dns_port, OWNER).concat(), value);
+    assert_eq!(dkimpy_verify(node.dns_port, offline.as_bytes()), "pass");
+}
+
+#[test]
+fn dkim_off_serves_no_record_and_signs_nothing() {
+    let node = Node::builder().extra("[outbound]\ndkim = false\n").start();
+    assert!(dig_txt(node.dns_port, OWNER).is_empty());
+    let out = node.cli(&["dkim", "show"], None);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("outbound.dkim = false"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
