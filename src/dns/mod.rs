@@ -28,6 +28,9 @@
 //!   store, which replication keeps equal to the active node's (they are reloaded
 //!   when a replicated change arrives), and its own `zones_dir` files only for zones
 //!   the store does not have yet.
+//! - The DKIM selector's TXT record (`crate::dkim`) is added to the zone holding its
+//!   name each time the zones are built, and the zones are rebuilt when the key
+//!   changes; a TXT or CNAME the zone file has at that name is served instead.
 
 mod batch;
 mod forward;
