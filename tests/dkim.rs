@@ -3,7 +3,8 @@
 //! prints the same record, a message signed by `clusterd dkim sign` verifies with an
 //! independent verifier (dkimpy, Debian's python3-dkim, fetching the record from the
 //! node's DNS with `dig`, so no real name is resolved), a zone file's own TXT at the
-//! selector wins, and the key survives a restart.
+//! selector wins, the key survives a restart, and a key that arrives in the store
+//! (as replication brings it) is served and used.
 
 mod common;
 
@@ -194,6 +195,61 @@ fn the_record_is_served_and_printed_and_signatures_verify_with_dkimpy() {
     node.restart();
     assert_eq!(dig_txt(node.dns_port, OWNER).concat(), value);
     assert_eq!(dkimpy_verify(node.dns_port, offline.as_bytes()), "pass");
+
+    // A key that arrives in the store (as replication or a merge writes it; here put
+    // into the settings table by hand, with a key from openssl) is served and used
+    // within a second or two, and the old signature no longer verifies.
+    let new_key = new_key_pem();
+    let script = "import sqlite3, sys\n\
+        db = sqlite3.connect(sys.argv[1], timeout=10)\n\
+        db.execute(\"UPDATE settings SET value = ? WHERE key = 'dkim.key.clusterd'\", (sys.argv[2],))\n\
+        db.commit()\n\
+        print(db.total_changes)\n";
+    let mut cmd = Command::new(DEBIAN_PYTHON);
+    cmd.args([
+        "-c",
+        script,
+        common::s(&node.data_dir.join("store.db")),
+        &new_key,
+    ]);
+    assert_eq!(
+        assert_ok(&run_with_stdin(cmd, None), "setting the new key").trim(),
+        "1"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (_, _, new_value) = loop {
+        let shown = show(&node);
+        if shown.2 != value {
+            break shown;
+        }
+        assert!(Instant::now() < deadline, "the node kept the old key");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    wait_txt(node.dns_port, OWNER, &new_value);
+    assert_eq!(dkimpy_verify(node.dns_port, offline.as_bytes()), "fail");
+    let resigned = assert_ok(
+        &node.cli(&["dkim", "sign"], Some(MESSAGE)),
+        "clusterd dkim sign with the new key",
+    );
+    assert_eq!(dkimpy_verify(node.dns_port, resigned.as_bytes()), "pass");
+}
+
+/// A new RSA 2048 key in PKCS#8 PEM, made by openssl.
+fn new_key_pem() -> String {
+    require_tool("openssl");
+    let out = Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+        ])
+        .output()
+        .expect("run openssl");
+    let pem = assert_ok(&out, "openssl genpkey");
+    assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"), "{pem}");
+    pem
 }
 
 #[test]
