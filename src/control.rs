@@ -16,6 +16,7 @@ use tokio::net::{UnixListener, UnixStream};
 use crate::cluster::Cluster;
 use crate::ctx::Ctx;
 use crate::dkim::Dkim;
+use crate::outbound::Outbound;
 use crate::replication::Replication;
 use crate::store::Store;
 
@@ -26,6 +27,8 @@ pub struct Node {
     pub ctx: Arc<Ctx>,
     pub cluster: Option<Arc<Cluster>>,
     pub replication: Option<Arc<Replication>>,
+    /// The queue runner.
+    pub outbound: Arc<Outbound>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -46,6 +49,18 @@ pub enum Request {
     },
     UserList,
     QueueList,
+    /// Make one queued message (or all) due now.
+    QueueRetry {
+        id: Option<String>,
+    },
+    /// Drop a queued message without telling its sender.
+    QueueDelete {
+        id: String,
+    },
+    /// Give up on a queued message now and return it to its sender with a DSN.
+    QueueBounce {
+        id: String,
+    },
     /// Re-read the zone files now.
     Reload,
     /// A digest of the store's logical content (equal on nodes holding the same data).
@@ -104,6 +119,9 @@ pub struct Status {
     pub writable: bool,
     pub accounts: usize,
     pub queue: usize,
+    /// When the oldest queued message arrived (unix seconds).
+    #[serde(default)]
+    pub queue_oldest: Option<i64>,
     pub last_op_seq: u64,
     pub services: Vec<(String, String)>,
     /// None for a single node.
@@ -154,6 +172,7 @@ pub async fn execute(
                 };
                 services.push((name.to_string(), health));
             }
+            let queue = store.queue().await?;
             serde_json::to_value(Status {
                 node: ctx.cfg.node.name.clone(),
                 role: match &node.cluster {
@@ -162,7 +181,8 @@ pub async fn execute(
                 },
                 writable: store.is_writable(),
                 accounts: store.list_accounts().await?.len(),
-                queue: store.queue().await?.len(),
+                queue: queue.len(),
+                queue_oldest: queue.iter().map(|e| e.created).min(),
                 last_op_seq: store.last_seq().await?,
                 services,
                 cluster: node.cluster.as_ref().map(|c| c.status()),
@@ -187,6 +207,35 @@ pub async fn execute(
         }
         Request::UserList => serde_json::to_value(store.list_accounts().await?)?,
         Request::QueueList => serde_json::to_value(store.queue().await?)?,
+        Request::QueueRetry { id } => {
+            let n = running()?.outbound.retry(id.as_deref()).await?;
+            if let (0, Some(id)) = (n, id) {
+                return Err(anyhow!("no queued message {id}"));
+            }
+            serde_json::to_value(n)?
+        }
+        Request::QueueDelete { id } => {
+            let found = match node {
+                Some(n) => n.outbound.delete(&id).await?,
+                None => match store.queue_entry(&id).await? {
+                    Some(_) => {
+                        store.queue_remove(&id).await?;
+                        true
+                    }
+                    None => false,
+                },
+            };
+            if !found {
+                return Err(anyhow!("no queued message {id}"));
+            }
+            serde_json::Value::Null
+        }
+        Request::QueueBounce { id } => {
+            if !running()?.outbound.bounce(&id).await? {
+                return Err(anyhow!("no queued message {id}"));
+            }
+            serde_json::Value::Null
+        }
         Request::Standby | Request::Takeover => {
             let cluster = running()?.cluster.as_ref().ok_or_else(|| {
                 anyhow!("this node has no [cluster] section: it is always active")

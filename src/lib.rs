@@ -13,6 +13,7 @@ pub mod http;
 pub mod imap;
 pub mod mail;
 pub mod node;
+pub mod outbound;
 pub mod publish;
 pub mod replication;
 pub mod smtp;

@@ -5,7 +5,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
 
 use clusterd::config::{self, Config};
@@ -61,9 +61,11 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Show the outbound queue.
+    /// Show and manage the outbound queue (without a subcommand: `list`).
     Queue {
-        #[arg(long, default_value = DEFAULT_CONFIG)]
+        #[command(subcommand)]
+        cmd: Option<QueueCmd>,
+        #[arg(long, default_value = DEFAULT_CONFIG, global = true)]
         config: PathBuf,
     },
     /// Make the running node re-read its zone files now (it also notices changes
@@ -100,6 +102,29 @@ enum Cmd {
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum QueueCmd {
+    /// Each queued message: id, age, size, sender, each recipient with its state and
+    /// last reply, and when the next attempt is due.
+    List {
+        /// Print the entries as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Try a message (or every message) now.
+    Retry {
+        /// The message's id (see `queue list`).
+        id: Option<String>,
+        /// Every queued message.
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+    },
+    /// Drop a message from the queue; nobody is told.
+    Delete { id: String },
+    /// Give up on a message now and return it to its sender with a bounce (DSN).
+    Bounce { id: String },
 }
 
 #[derive(Subcommand)]
@@ -255,7 +280,14 @@ async fn dispatch(cmd: Cmd) -> Result<()> {
                 println!("role:        {}", st.role);
                 println!("writable:    {}", st.writable);
                 println!("accounts:    {}", st.accounts);
-                println!("queue:       {} message(s)", st.queue);
+                match st.queue_oldest {
+                    Some(t) => println!(
+                        "queue:       {} message(s), oldest queued {} ago",
+                        st.queue,
+                        age(clusterd::store::now() - t)
+                    ),
+                    None => println!("queue:       empty"),
+                }
                 println!("op log:      seq {}", st.last_op_seq);
                 if let Some(c) = &st.cluster {
                     println!("epoch:       {}", c.epoch);
@@ -329,29 +361,38 @@ async fn dispatch(cmd: Cmd) -> Result<()> {
             println!("{}", data.as_str().unwrap_or_default());
             Ok(())
         }
-        Cmd::Queue { config } => {
+        Cmd::Queue { cmd, config } => {
             let cfg = load(&config)?;
-            let data = run_request(&cfg, Request::QueueList).await?;
-            let entries: Vec<clusterd::store::QueueEntry> = serde_json::from_value(data)?;
-            for e in &entries {
-                println!(
-                    "{} {} bytes from <{}> to {} (attempts {}{})",
-                    e.id,
-                    e.size,
-                    e.sender,
-                    e.recipients
-                        .iter()
-                        .map(|r| r.addr.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    e.attempts,
-                    e.last_error
-                        .as_deref()
-                        .map(|x| format!(", last error: {x}"))
-                        .unwrap_or_default()
-                );
+            match cmd.unwrap_or(QueueCmd::List { json: false }) {
+                QueueCmd::List { json } => {
+                    let data = run_request(&cfg, Request::QueueList).await?;
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&data)?);
+                        return Ok(());
+                    }
+                    let entries: Vec<clusterd::store::QueueEntry> = serde_json::from_value(data)?;
+                    print_queue(&entries, clusterd::store::now());
+                }
+                QueueCmd::Retry { id, all } => {
+                    if id.is_none() && !all {
+                        bail!("name a message id, or --all");
+                    }
+                    let n = via_control(&cfg, Request::QueueRetry { id })
+                        .await?
+                        .ok_or_else(|| anyhow!("the node is not running"))?;
+                    println!("{n} message(s) due now");
+                }
+                QueueCmd::Delete { id } => {
+                    run_request(&cfg, Request::QueueDelete { id: id.clone() }).await?;
+                    println!("deleted {id}");
+                }
+                QueueCmd::Bounce { id } => {
+                    via_control(&cfg, Request::QueueBounce { id: id.clone() })
+                        .await?
+                        .ok_or_else(|| anyhow!("the node is not running"))?;
+                    println!("returned {id} to its sender");
+                }
             }
-            println!("{} message(s) queued", entries.len());
             Ok(())
         }
         Cmd::Reload { config } => {
@@ -396,6 +437,56 @@ async fn switchover(config: &Path, req: Request) -> Result<()> {
 }
 
 /// Sends a request to the running node; `None` when no node runs.
+/// `clusterd queue list`: one line per message, then one per recipient.
+fn print_queue(entries: &[clusterd::store::QueueEntry], now: i64) {
+    for e in entries {
+        let sender = if e.sender.is_empty() { "" } else { &e.sender };
+        println!(
+            "{} {} bytes from <{}> to {} (age {}, attempts {}{})",
+            e.id,
+            e.size,
+            sender,
+            e.recipients
+                .iter()
+                .map(|r| r.addr.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            age(now - e.created),
+            e.attempts,
+            if e.next_attempt > now {
+                format!(", next attempt in {}", age(e.next_attempt - now))
+            } else {
+                ", next attempt now".to_string()
+            }
+        );
+        for r in &e.recipients {
+            let state = match r.state {
+                clusterd::store::RcptState::Pending => "pending",
+                clusterd::store::RcptState::Delivered => "delivered",
+                clusterd::store::RcptState::Failed => "failed",
+            };
+            println!(
+                "    {:<40} {:<9} {}",
+                r.addr,
+                state,
+                r.reply.as_deref().unwrap_or("-")
+            );
+        }
+    }
+    println!("{} message(s) queued", entries.len());
+}
+
+/// A duration for people: "42s", "5m03s", "2h05m", "3d04h".
+fn age(secs: i64) -> String {
+    let s = secs.max(0);
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        3600..86400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d{:02}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
 async fn via_control(cfg: &Config, req: Request) -> Result<Option<serde_json::Value>> {
     match control::send(&cfg.node.control_socket, &req).await? {
         None => Ok(None),

@@ -36,6 +36,7 @@ pub async fn run(cfg: Config) -> Result<()> {
     crate::dns::start(ctx.clone()).await?;
     crate::http::start(ctx.clone()).await?;
     crate::publish::watch(ctx.clone());
+    let outbound = crate::outbound::start(ctx.clone())?;
     // Bound now (a second node on the same socket is refused before anything else
     // starts), answered once the cluster and replication handles exist.
     let control = crate::control::bind(&ctx.cfg.node.control_socket).await?;
@@ -68,6 +69,7 @@ pub async fn run(cfg: Config) -> Result<()> {
         ctx: ctx.clone(),
         cluster: cluster.clone(),
         replication,
+        outbound,
     }));
     tracing::info!(node = %ctx.cfg.node.name, "clusterd is serving");
 

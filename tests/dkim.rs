@@ -254,7 +254,7 @@ fn new_key_pem() -> String {
 
 #[test]
 fn dkim_off_serves_no_record_and_signs_nothing() {
-    let node = Node::builder().extra("[outbound]\ndkim = false\n").start();
+    let node = Node::builder().outbound("dkim = false").start();
     assert!(dig_txt(node.dns_port, OWNER).is_empty());
     let out = node.cli(&["dkim", "show"], None);
     assert!(!out.status.success());

@@ -175,6 +175,8 @@ fn rfc6409_submission_requires_tls_then_auth_and_relays_authenticated_mail() {
             "pw2",
             "--to",
             "sistemas@cluster.com.ec",
+            "--from",
+            "ana@cluster.com.ec",
             "--header",
             "Subject: via 465",
         ],

@@ -224,6 +224,9 @@ def scenario_mail():
         check("ana@cluster.com.ec" in str(msg["From"]), "From", msg["From"])
         check(str(msg["Message-ID"]).endswith("@clusternodo1.cluster.com.ec>"), "Message-ID host", msg["Message-ID"])
         check(msg["Date"] is not None, "Date header")
+        # Exactly one of each: the submission completion adds nothing to what the
+        # builder wrote.
+        check(len(msg.get_all("Message-ID")) == 1 and len(msg.get_all("Date")) == 1, "one Message-ID and one Date", raw[:1500])
         check("te envío los datos." in msg.get_body(("plain",)).get_content(), "body text")
         att = attachments(msg)
         check(att == [("datos.bin", blob), ("notas ñ.txt", text_att)], "attachments intact for %s" % user, [(n, len(d)) for n, d in att])

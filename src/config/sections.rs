@@ -82,6 +82,15 @@ impl DomainConfig {
             .map(|(_, v)| v.to_ascii_lowercase())
             .unwrap_or(local)
     }
+
+    /// Whether `account` may use the address `local@domain` as its envelope sender:
+    /// the domain is local (any case) and the local part delivers to that account
+    /// (the account's own name, or an alias of it), the rule of Postfix's
+    /// `reject_sender_login_mismatch`. A local part an alias hands to another account
+    /// is not the account's even when it is its name.
+    pub fn owns_address(&self, account: &str, local: &str, domain: &str) -> bool {
+        self.is_local(domain) && self.resolve_local_part(local).eq_ignore_ascii_case(account)
+    }
 }
 
 documented! {
@@ -447,5 +456,25 @@ mod tests {
         assert_eq!(cfg.smtp.max_message_bytes, 26214400);
         assert!(cfg.imap.plaintext_allowed("127.0.0.1".parse().unwrap()));
         assert!(!cfg.imap.plaintext_allowed("10.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn an_account_owns_its_name_and_its_aliases_in_every_local_domain() {
+        let d = DomainConfig {
+            name: "cluster.com.ec".into(),
+            local_domains: vec!["Otro.Example".into()],
+            aliases: [("Postmaster", "sistemas"), ("ana", "luis")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        assert!(d.owns_address("sistemas", "sistemas", "cluster.com.ec"));
+        assert!(d.owns_address("sistemas", "SISTEMAS", "otro.example"));
+        assert!(d.owns_address("sistemas", "postmaster", "CLUSTER.COM.EC"));
+        assert!(!d.owns_address("sistemas", "luis", "cluster.com.ec"));
+        assert!(!d.owns_address("sistemas", "sistemas", "example.org"));
+        // An alias that hands the name to another account wins, as in delivery.
+        assert!(!d.owns_address("ana", "ana", "cluster.com.ec"));
+        assert!(d.owns_address("luis", "ana", "cluster.com.ec"));
     }
 }

@@ -1,5 +1,6 @@
 //! Dates of the Date field (RFC 5322 3.3): reading one as Dovecot does (for the
-//! SENTBEFORE/SENTON/SENTSINCE search keys) and writing a parsed one for people.
+//! SENTBEFORE/SENTON/SENTSINCE search keys), writing a parsed one for people, and
+//! writing a moment as a field value.
 
 use std::ops::Range;
 
@@ -117,6 +118,14 @@ fn zone_offset(z: &[u8]) -> i64 {
             hours * 60
         }
     }
+}
+
+/// Unix seconds as an RFC 5322 date-time in UTC (`Tue, 14 Nov 2023 22:13:20 +0000`),
+/// for Date and the dates of delivery status notifications; out of range is the epoch.
+pub fn rfc5322(unix: i64) -> String {
+    chrono::DateTime::from_timestamp(unix, 0)
+        .unwrap_or_default()
+        .to_rfc2822()
 }
 
 /// A date mail-parser read, as `YYYY-MM-DD HH:MM +zzzz` in its own zone (the webmail's

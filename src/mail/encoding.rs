@@ -2,7 +2,9 @@
 //! 6.7, 6.8) as Content-Transfer-Encoding names them, charset conversion to UTF-8 and
 //! percent-decoding (RFC 3986 2.1, HTML form bodies, RFC 2392 `cid:` URLs). Decoding
 //! is lenient everywhere: what does not decode is kept or skipped as each function
-//! says, never an error.
+//! says, never an error. The one encoder here is quoted-printable for the text parts
+//! clusterd writes itself (delivery status notifications); messages built from what
+//! people type go through mail-builder (see `build`).
 
 use super::header::{line_end, strip_eol, unfold};
 
@@ -186,6 +188,52 @@ pub fn base64_decode(s: &[u8]) -> Vec<u8> {
     out
 }
 
+// ------------------------------------------------------------------ body encoding
+
+/// Quoted-printable (RFC 2045 6.7) for a text body: every line break (LF, CRLF or a
+/// lone CR) becomes CRLF; bytes outside printable ASCII, `=`, and a blank before a
+/// line break are `=XX` escapes; lines longer than 76 characters get soft breaks.
+/// The output is 7-bit and decodes with [`qp_decode`] to the text with CRLF line ends.
+pub fn qp_encode(text: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(text.len() + text.len() / 8);
+    let mut lines = text.split(|&b| b == b'\n').peekable();
+    while let Some(line) = lines.next() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        // A lone CR is a line break of its own.
+        for (j, line) in line.split(|&b| b == b'\r').enumerate() {
+            if j > 0 {
+                out.push_str("\r\n");
+            }
+            let mut col = 0;
+            for (i, &b) in line.iter().enumerate() {
+                let last = i + 1 == line.len();
+                let plain =
+                    (b.is_ascii_graphic() && b != b'=') || (matches!(b, b' ' | b'\t') && !last);
+                let width = if plain { 1 } else { 3 };
+                // Room for a soft break `=` unless this is the line's last unit.
+                let limit = if last { 76 } else { 75 };
+                if col + width > limit {
+                    out.push_str("=\r\n");
+                    col = 0;
+                }
+                if plain {
+                    out.push(char::from(b));
+                } else {
+                    out.push('=');
+                    out.push(char::from(HEX[usize::from(b >> 4)]));
+                    out.push(char::from(HEX[usize::from(b & 15)]));
+                }
+                col += width;
+            }
+        }
+        if lines.peek().is_some() {
+            out.push_str("\r\n");
+        }
+    }
+    out
+}
+
 // ------------------------------------------------------------------ charsets
 
 /// Text in `charset`, or `None` for a charset we do not know (which headers keep
@@ -301,5 +349,24 @@ mod tests {
         assert_eq!(form_decode(b"%+41"), "% 41");
         let units: Vec<_> = percent_units(b"%2f/%").collect();
         assert_eq!(units, [(b'/', true), (b'/', false), (b'%', false)]);
+    }
+
+    #[test]
+    fn quoted_printable_round_trips_with_short_lines() {
+        let text = format!("Año ñandú = 1 \nend\t\r\n{}\rlast", "x".repeat(200) + "é");
+        let enc = qp_encode(text.as_bytes());
+        assert!(enc.is_ascii(), "{enc}");
+        assert!(enc.split("\r\n").all(|l| l.len() <= 76), "{enc}");
+        assert!(
+            enc.starts_with("A=C3=B1o =C3=B1and=C3=BA =3D 1=20\r\nend=09\r\n"),
+            "{enc}"
+        );
+        let want = text
+            .replace("\r\n", "\n")
+            .replace('\r', "\n")
+            .replace('\n', "\r\n");
+        assert_eq!(qp_decode(enc.as_bytes()), want.as_bytes());
+        assert_eq!(qp_encode(b""), "");
+        assert_eq!(qp_encode(b"a\r\n"), "a\r\n");
     }
 }

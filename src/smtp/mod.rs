@@ -36,6 +36,13 @@
 //!   other domains only from `relay_from` networks or an authenticated submission
 //!   session (else `550 5.7.1`). Submission ports refuse MAIL before AUTH, and AUTH
 //!   before TLS.
+//! - Sender binding: after AUTH, MAIL FROM must be one of the user's own addresses
+//!   (`DomainConfig::owns_address`: its name or an alias of it at any local domain),
+//!   else `553 5.7.1` and no transaction starts; `<>` is refused too (only bounces
+//!   use it). Unauthenticated clients (port 25, `relay_from` included) are not checked.
+//! - Submissions (authenticated sessions) lacking `Message-ID:` or `Date:` get them
+//!   after our `Received:` field (RFC 6409 8.3/8.4, `mail::submission`); mail arriving
+//!   on port 25 is stored as it came.
 //! - Memory per session is bounded: command lines are capped at [`MAX_COMMAND_LINE`]
 //!   (longer ones are drained and answered `500 5.5.2`); DATA is counted against
 //!   `max_message_bytes` while it is read, a line longer than the remaining budget is

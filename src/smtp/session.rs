@@ -1,6 +1,7 @@
 //! The async driver of one SMTP session: reads lines (bounded, with the inactivity
 //! timeout), prepares verdicts that need I/O, feeds the lines to the mailin engine,
-//! and writes its replies; owns TLS, AUTH, the message size limit and the durable
+//! and writes its replies; owns TLS, AUTH (and the sender binding that follows it),
+//! the message size limit, the completion of a submission's header and the durable
 //! commit after DATA.
 
 use std::net::IpAddr;
@@ -17,6 +18,7 @@ use super::submit::Verdict;
 use super::{MAX_COMMAND_LINE, MAX_RECIPIENTS, Mode, Resolver};
 use crate::ctx::Ctx;
 use crate::mail::build::{self, Trace};
+use crate::mail::submission;
 
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
@@ -492,11 +494,11 @@ impl Session {
             Err((code, text)) => return self.push(&reply(code, text)),
         };
         let addr = path.addr.to_string();
-        let domain = if addr.is_empty() {
+        let mailbox = if addr.is_empty() {
             None
         } else {
             match engine::valid_mailbox(&addr) {
-                Some((_, d)) => Some(d.to_string()),
+                Some((l, d)) => Some((l.to_string(), d.to_string())),
                 None => return self.push(&reply(553, "5.1.7 Bad sender address syntax")),
             }
         };
@@ -517,7 +519,7 @@ impl Session {
             self.feed(line.as_bytes());
             return;
         }
-        let verdict = self.sender_verdict(domain.as_deref(), params.size).await;
+        let verdict = self.sender_verdict(mailbox.as_ref(), params.size).await;
         self.env.env().prepared = Some(Prepared::Mail {
             reply: verdict,
             sender: addr,
@@ -526,13 +528,30 @@ impl Session {
         self.env.env().prepared = None;
     }
 
-    async fn sender_verdict(&self, domain: Option<&str>, size: Option<u64>) -> Response {
+    /// The reply to MAIL for the reverse-path `mailbox` (local part, domain; `None`
+    /// for `<>`).
+    async fn sender_verdict(
+        &self,
+        mailbox: Option<&(String, String)>,
+        size: Option<u64>,
+    ) -> Response {
         let cfg = &self.ctx.cfg;
         // RFC 1870 6.1: refuse an announced size over the limit at MAIL.
         if size.is_some_and(|n| n > cfg.smtp.max_message_bytes) {
             return reply(552, "5.3.4 Message size exceeds fixed maximum message size");
         }
-        if let Some(domain) = domain
+        // An authenticated user sends only as one of its own addresses (RFC 6409 8.1
+        // lets the MSA check; Postfix's reject_sender_login_mismatch); not as `<>`,
+        // which only bounces use.
+        if let Some(user) = &self.user
+            && !mailbox.is_some_and(|(l, d)| cfg.domain.owns_address(user, l, d))
+        {
+            return reply(
+                553,
+                &format!("5.7.1 Sender address not owned by user {user}"),
+            );
+        }
+        if let Some((_, domain)) = mailbox
             && cfg.smtp.require_resolvable_sender
             && !cfg.domain.is_local(domain)
         {
@@ -669,6 +688,12 @@ impl Session {
         }
         let (msg, sender, accounts, remotes) = {
             let mut env = self.env.env();
+            if self.user.is_some() {
+                // RFC 6409 8.3/8.4: a submission lacking Message-ID or Date gets them,
+                // after our trace field. Mail relayed in on port 25 is left as it is.
+                let body = std::mem::take(&mut env.body);
+                env.body = submission::complete(body, header.len(), &self.ctx.cfg.hostname());
+            }
             let accounts: Vec<String> = env.locals().map(|(_, a)| a.to_string()).collect();
             let remotes: Vec<String> = env.remotes().map(str::to_string).collect();
             let sender = env.sender.clone().unwrap_or_default();

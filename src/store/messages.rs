@@ -104,30 +104,24 @@ pub const DUPLICATE_WINDOW_S: i64 = 600;
 
 /// The hash of a message as its sender sent it: without the first header field when
 /// that is our own trace header (`Received: ... (clusterd) ...`), which differs
-/// between two deliveries of the same message. None for a message without a
-/// Message-ID: identical bulk messages without one (load generators, some scripts)
-/// are distinct deliveries, not retries.
+/// between two deliveries of the same message, and without a `Date:` field right
+/// after it (the one SMTP submission adds to a message that lacks it, dated at each
+/// attempt; a client's own Date there is left out alike, its Message-ID still names
+/// the message). None for a message without a Message-ID: identical bulk messages
+/// without one (load generators, some scripts) are distinct deliveries, not retries.
 pub fn content_key(raw: &[u8]) -> Option<String> {
     use sha2::{Digest, Sha256};
     let mut rest = raw;
-    if raw.starts_with(b"Received:") {
-        // The field ends at the first CRLF not followed by a folding space or tab.
-        let mut end = None;
-        let mut i = 0;
-        while i + 1 < raw.len() {
-            if raw[i] == b'\r'
-                && raw[i + 1] == b'\n'
-                && !matches!(raw.get(i + 2), Some(b' ' | b'\t'))
-            {
-                end = Some(i + 2);
-                break;
-            }
-            i += 1;
-        }
-        if let Some(end) = end
-            && raw[..end].windows(10).any(|w| w == b"(clusterd)")
+    if raw.starts_with(b"Received:")
+        && let Some(end) = first_field_end(raw)
+        && raw[..end].windows(10).any(|w| w == b"(clusterd)")
+    {
+        rest = &raw[end..];
+        if rest.len() >= 5
+            && rest[..5].eq_ignore_ascii_case(b"date:")
+            && let Some(end) = first_field_end(rest)
         {
-            rest = &raw[end..];
+            rest = &rest[end..];
         }
     }
     let head_end = rest
@@ -138,6 +132,15 @@ pub fn content_key(raw: &[u8]) -> Option<String> {
         .split(|b| *b == b'\n')
         .any(|l| l.len() >= 11 && l[..11].eq_ignore_ascii_case(b"message-id:"));
     has_id.then(|| hex::encode(Sha256::digest(rest)))
+}
+
+/// The end of the first header field of `raw` (after its CRLF): the first CRLF not
+/// followed by a folding space or tab.
+fn first_field_end(raw: &[u8]) -> Option<usize> {
+    (0..raw.len().saturating_sub(1)).find_map(|i| {
+        (raw[i] == b'\r' && raw[i + 1] == b'\n' && !matches!(raw.get(i + 2), Some(b' ' | b'\t')))
+            .then_some(i + 2)
+    })
 }
 
 // ------------------------------------------------------------------ SQL

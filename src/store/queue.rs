@@ -218,6 +218,28 @@ pub(super) fn all(conn: &Connection) -> Result<Vec<QueueEntry>> {
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
+/// The ids of the entries due at `now`: next attempt reached, created before
+/// `expire_before` (their lifetime is over), or not yet warned and created before
+/// `warn_before`. Oldest attempt first. Reads no recipient lists, so a scan of a
+/// long queue stays cheap.
+pub(super) fn due(
+    conn: &Connection,
+    now: i64,
+    expire_before: i64,
+    warn_before: Option<i64>,
+) -> Result<Vec<String>> {
+    let mut st = conn.prepare_cached(
+        "SELECT id FROM queue
+         WHERE next_attempt <= ?1 OR created <= ?2 OR (warned = 0 AND created <= ?3)
+         ORDER BY next_attempt, created, id",
+    )?;
+    let rows = st.query_map(
+        params![now, expire_before, warn_before.unwrap_or(i64::MIN)],
+        |r| r.get(0),
+    )?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
 /// Whether the queue holds entry `id`.
 pub(super) fn has(conn: &Connection, id: &str) -> Result<bool> {
     Ok(conn.query_row(
@@ -270,6 +292,17 @@ impl Store {
     /// The queue, oldest first.
     pub async fn queue(&self) -> Result<Vec<QueueEntry>> {
         self.read(all).await
+    }
+
+    /// The ids of the entries due now (see [`due`]).
+    pub async fn queue_due(
+        &self,
+        now: i64,
+        expire_before: i64,
+        warn_before: Option<i64>,
+    ) -> Result<Vec<String>> {
+        self.read(move |c| due(c, now, expire_before, warn_before))
+            .await
     }
 
     /// One queue entry.

@@ -523,6 +523,22 @@ async fn a_retried_delivery_is_stored_once_and_bulk_without_message_id_is_not_me
             .unwrap();
     }
     assert_eq!(s.messages(&inbox.id).await.unwrap().len(), 4);
+    // A submission retried: the Date SMTP added after its trace field differs.
+    for (trace, date) in [("id CCC", "10:00:00"), ("id DDD", "10:00:07")] {
+        let raw = format!(
+            "Received: from x ([10.0.0.10])\r\n\tby mail (clusterd) with ESMTPSA {trace};\r\n\tdate\r\nDate: Mon, 4 Mar 2024 {date}\r\n +0000\r\nMessage-ID: <3@example.org>\r\n\r\nhola\r\n"
+        );
+        s.deliver(raw.into_bytes(), &["ana".into()]).await.unwrap();
+    }
+    assert_eq!(s.messages(&inbox.id).await.unwrap().len(), 5);
+    // Without our trace field a Date is part of the message.
+    for date in ["10:00:00", "10:00:07"] {
+        let raw = format!(
+            "Date: Mon, 4 Mar 2024 {date} +0000\r\nMessage-ID: <4@example.org>\r\n\r\nx\r\n"
+        );
+        s.deliver(raw.into_bytes(), &["ana".into()]).await.unwrap();
+    }
+    assert_eq!(s.messages(&inbox.id).await.unwrap().len(), 7);
 }
 
 /// Copies the blobs `ops` name from `from` to `to` (what replication's frames carry).

@@ -10,7 +10,9 @@
 //!   (`deliver` + `enqueue`). Only after that is the copy appended to Sent (`\Seen`),
 //!   the original flagged (`\Answered` / `$Forwarded`) and a resumed draft removed.
 //! - The envelope sender and `From` are the signed-in account's `account@domain`, with
-//!   the account's full name. `Bcc` is never written into a sent or stored copy; only
+//!   the account's full name (an address the account owns, as SMTP submission
+//!   requires); the message carries its own `Message-ID:` and `Date:` (the same
+//!   `mail::submission` completion SMTP submission applies finds nothing to add). `Bcc` is never written into a sent or stored copy; only
 //!   a draft keeps it (so it can be resumed).
 //! - A draft keeps its reply headers (`In-Reply-To`, `References`) and, in the private
 //!   header `X-Clusterd-Origin: reply|forward MAILBOX/UID`, which message to flag when
@@ -48,6 +50,7 @@ use crate::mail::build::{
 use crate::mail::date;
 use crate::mail::size::human_size;
 use crate::mail::subject::{forward_subject, reply_subject};
+use crate::mail::submission;
 use crate::smtp::submit::{self, Rcpt, Verdict};
 use crate::store::{FlagMode, MailboxInfo, MessageMeta, SpecialUse, StoreError};
 
@@ -588,6 +591,8 @@ async fn send(
         origin: None,
         attachments: &attachments,
     });
+    // The builder writes both origination fields; kept as SMTP submission keeps them.
+    let msg = submission::complete(msg, 0, &host);
     check_size(ctx, lang, msg.len())?;
     // The trace header goes only on the delivered copies (not on the Sent copy).
     let id = crate::store::new_id()[..16].to_uppercase();

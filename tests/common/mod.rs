@@ -63,6 +63,7 @@ pub struct Builder {
     dns: String,
     http: String,
     webmail: String,
+    outbound: String,
     extra: String,
     /// RUST_LOG for the node (default "info").
     log_filter: Option<String>,
@@ -114,6 +115,16 @@ impl Builder {
     pub fn webmail(mut self, lines: &str) -> Self {
         self.webmail.push_str(lines);
         self.webmail.push('\n');
+        self
+    }
+
+    /// Extra lines for `[outbound]`. Unless they name `resolvers`, the node's DNS
+    /// look-ups for outbound mail go to a closed loopback port (127.0.0.1:9), so a
+    /// test never resolves a real name: mail for other domains stays queued,
+    /// deferred.
+    pub fn outbound(mut self, lines: &str) -> Self {
+        self.outbound.push_str(lines);
+        self.outbound.push('\n');
         self
     }
 
@@ -204,6 +215,8 @@ https_listen = ["127.0.0.1:{https}"]
 {http_extra}
 [webmail]
 {webmail_extra}
+[outbound]
+{outbound_extra}
 {extra}"#,
             name = self.name.as_deref().unwrap_or("clusternodo1"),
             data = node.data_dir.display(),
@@ -242,6 +255,11 @@ https_listen = ["127.0.0.1:{https}"]
             https = node.https_port,
             http_extra = self.http,
             webmail_extra = self.webmail,
+            outbound_extra = if self.outbound.contains("resolvers") {
+                self.outbound.clone()
+            } else {
+                format!("resolvers = [\"127.0.0.1:9\"]\n{}", self.outbound)
+            },
             extra = self.extra,
         );
         std::fs::write(&node.config, text).expect("write config");
