@@ -4,22 +4,27 @@
 //! independent verifier (dkimpy, Debian's python3-dkim, fetching the record from the
 //! node's DNS with `dig`, so no real name is resolved), a zone file's own TXT at the
 //! selector wins, the key survives a restart, and a key that arrives in the store
-//! (as replication brings it) is served and used.
+//! (as replication brings it) is served and used. End to end: mail submitted for
+//! another domain reaches a scripted SMTP server on loopback (its MX served by the
+//! node's own DNS) signed, and dkimpy verifies it.
 
 mod common;
+mod smtp_client;
 
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Node, assert_ok, require_tool, run_with_stdin};
+use common::{Node, assert_ok, free_port, require_tool, run_with_stdin};
 
 /// Debian's python3, which has python3-dkim (a python3 earlier in PATH may not).
 const DEBIAN_PYTHON: &str = "/usr/bin/python3";
 
 const OWNER: &str = "clusterd._domainkey.cluster.com.ec";
 
-/// The character-strings of the TXT answer for `name`, as `dig +short` prints them.
-fn dig_txt(port: u16, name: &str) -> Vec<String> {
+/// `dig +short TYPE NAME` against the DNS on 127.0.0.1:`port`.
+fn dig_short(port: u16, ty: &str, name: &str) -> String {
     require_tool("dig");
     let out = Command::new("dig")
         .args([
@@ -29,12 +34,16 @@ fn dig_txt(port: u16, name: &str) -> Vec<String> {
             "+tries=1",
             "+time=3",
             "+short",
-            "TXT",
-            name,
         ])
+        .args([ty, name])
         .output()
         .expect("run dig");
-    let text = String::from_utf8_lossy(&out.stdout);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The character-strings of the TXT answer for `name`, as `dig +short` prints them.
+fn dig_txt(port: u16, name: &str) -> Vec<String> {
+    let text = dig_short(port, "TXT", name);
     let mut strings = Vec::new();
     for line in text.lines() {
         let mut rest = line.trim();
@@ -263,4 +272,119 @@ fn dkim_off_serves_no_record_and_signs_nothing() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A one-connection SMTP server on `listener` that accepts one message and returns
+/// it (dot-unstuffed, CRLF), or None if nothing arrived within 30 s.
+fn sink_one(listener: TcpListener) -> std::thread::JoinHandle<Option<Vec<u8>>> {
+    std::thread::spawn(move || {
+        listener.set_nonblocking(true).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let stream = loop {
+            match listener.accept() {
+                Ok((s, _)) => break s,
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Err(_) => return None,
+            }
+        };
+        stream.set_nonblocking(false).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut w = stream.try_clone().unwrap();
+        let mut r = BufReader::new(stream);
+        w.write_all(b"220 sink.example.net ESMTP\r\n").ok()?;
+        let mut message = None;
+        loop {
+            let mut line = String::new();
+            if r.read_line(&mut line).ok()? == 0 {
+                return message;
+            }
+            let verb = line.get(..4).unwrap_or_default().to_ascii_uppercase();
+            let reply: &[u8] = match verb.as_str() {
+                "EHLO" => b"250-sink.example.net\r\n250 8BITMIME\r\n",
+                "DATA" => {
+                    w.write_all(b"354 go ahead\r\n").ok()?;
+                    let mut data = Vec::new();
+                    loop {
+                        let mut l = Vec::new();
+                        if r.read_until(b'\n', &mut l).ok()? == 0 {
+                            return None;
+                        }
+                        if l == b".\r\n" {
+                            break;
+                        }
+                        let l = if l.starts_with(b"..") {
+                            &l[1..]
+                        } else {
+                            &l[..]
+                        };
+                        data.extend_from_slice(l);
+                    }
+                    message = Some(data);
+                    b"250 2.0.0 accepted\r\n"
+                }
+                "QUIT" => {
+                    let _ = w.write_all(b"221 bye\r\n");
+                    return message;
+                }
+                _ => b"250 ok\r\n",
+            };
+            w.write_all(reply).ok()?;
+        }
+    })
+}
+
+#[test]
+fn mail_leaving_for_another_domain_is_signed_and_dkimpy_verifies_it() {
+    // The node's DNS also serves example.net, whose MX is the sink on loopback; the
+    // node resolves outbound mail through its own DNS.
+    let dns_port = free_port();
+    let sink = TcpListener::bind("127.0.0.1:0").expect("bind the sink");
+    let sink_port = sink.local_addr().unwrap().port();
+    let node = Node::builder()
+        .dns(&format!("listen = [\"127.0.0.1:{dns_port}\"]"))
+        .outbound(&format!(
+            "resolvers = [\"127.0.0.1:{dns_port}\"]\nmx_port = {sink_port}"
+        ))
+        .start();
+    std::fs::write(
+        node.zones_dir.join("example.net.zone"),
+        "$ORIGIN example.net.\n$TTL 60\n\
+         @ IN SOA ns.example.net. hostmaster.example.net. 1 60 60 60 60\n\
+         @ IN NS ns.example.net.\n@ IN MX 10 mx.example.net.\n\
+         ns IN A 127.0.0.1\nmx IN A 127.0.0.1\n",
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while dig_short(dns_port, "MX", "example.net").trim().is_empty() {
+        assert!(Instant::now() < deadline, "example.net MX not served");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    node.add_user("ana", "pw-ana");
+    let received = sink_one(sink);
+    let auth = ["-tls", "-a", "PLAIN", "-au", "ana", "-ap", "pw-ana"];
+    let mail = ["--from", "ana@cluster.com.ec", "--to", "bob@example.net"];
+    let content = [
+        "--header",
+        "Subject: signed on its way out",
+        "--body",
+        "Hola Bob.",
+    ];
+    let (ok, log) =
+        smtp_client::swaks(node.submission_port, &[&auth[..], &mail, &content].concat());
+    assert!(ok, "swaks failed:\n{log}");
+    let message = received
+        .join()
+        .unwrap()
+        .unwrap_or_else(|| panic!("nothing reached the sink; node log:\n{}", node.log_text()));
+    let text = String::from_utf8_lossy(&message);
+    assert!(
+        text.starts_with("DKIM-Signature: v=1; a=rsa-sha256; s=clusterd; d=cluster.com.ec;"),
+        "{text}"
+    );
+    assert!(text.contains("Subject: signed on its way out"), "{text}");
+    assert_eq!(dkimpy_verify(dns_port, &message), "pass", "{text}");
 }
