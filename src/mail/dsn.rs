@@ -10,8 +10,8 @@
 //! fields that must stay unencoded (parsers read them as they are), and every line's
 //! length and folding is ours to bound. The result is 7-bit: the human text is
 //! quoted-printable when it is not plain short ASCII, non-ASCII in the machine fields
-//! is escaped or replaced, and an original header that is not 7-bit with short lines
-//! is quoted-printable too. Only a non-ASCII envelope address (SMTPUTF8) in To stays
+//! is escaped or replaced, and an original header that is not 7-bit (or has a line
+//! over 998 octets) is quoted-printable too. Only a non-ASCII address (SMTPUTF8) in From or To stays
 //! as it is.
 
 use super::build::clean_line;
@@ -126,7 +126,7 @@ pub fn build(r: &Report) -> Vec<u8> {
     out.push_str(&format!(
         "\r\n--{boundary}\r\nContent-Description: Notification\r\nContent-Type: text/plain; charset=utf-8\r\n"
     ));
-    if plain_7bit(text.as_bytes(), &boundary) {
+    if plain_7bit(text.as_bytes(), FOLD_AT, &boundary) {
         out.push_str(&format!("Content-Transfer-Encoding: 7bit\r\n\r\n{text}"));
     } else {
         out.push_str("Content-Transfer-Encoding: quoted-printable\r\n\r\n");
@@ -155,7 +155,7 @@ pub fn build(r: &Report) -> Vec<u8> {
         "\r\n--{boundary}\r\nContent-Description: {description}\r\nContent-Type: text/rfc822-headers\r\n"
     ));
     let mut bytes = out.into_bytes();
-    if plain_7bit(&header, &boundary) {
+    if plain_7bit(&header, 998, &boundary) {
         bytes.extend_from_slice(b"Content-Transfer-Encoding: 7bit\r\n\r\n");
         bytes.extend_from_slice(&header);
     } else {
@@ -362,12 +362,12 @@ fn original_header(original: &[u8]) -> Vec<u8> {
 }
 
 /// Whether text with CRLF line ends can go as it is: printable ASCII and tabs only,
-/// lines of at most 78 characters, none that a boundary delimiter could match.
-fn plain_7bit(text: &[u8], boundary: &str) -> bool {
+/// lines of at most `max` characters, none that a boundary delimiter could match.
+fn plain_7bit(text: &[u8], max: usize, boundary: &str) -> bool {
     let text = text.strip_suffix(b"\r\n").unwrap_or(text);
     text.split(|&b| b == b'\n').all(|line| {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        line.len() <= FOLD_AT
+        line.len() <= max
             && line
                 .iter()
                 .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
@@ -443,7 +443,7 @@ fn human_text(r: &Report, host: &str, header: &[u8]) -> String {
     }
     t.push_str("\nYour message\n");
     if let Some(subject) = original_subject(header) {
-        t.push_str(&format!("  Subject: {subject}\n"));
+        push_wrapped(&mut t, "  Subject:", "           ", &subject);
     }
     t.push_str(&format!("  Sent:    {}\n", rfc5322(r.arrival)));
     let mut section = |title: &str, list: &[&Recipient]| {
@@ -454,7 +454,8 @@ fn human_text(r: &Report, host: &str, header: &[u8]) -> String {
         for rcpt in list {
             let status = status(rcpt);
             t.push_str(&format!("\n  {}\n", clean_line(rcpt.addr)));
-            t.push_str(&format!("    Reason: {} ({status}).\n", explain(&status)));
+            let reason = format!("{} ({status}).", explain(&status));
+            push_wrapped(&mut t, "    Reason:", "      ", &reason);
             if let Some(diag) = rcpt.diagnostic.map(diagnostic).filter(|d| !d.is_empty()) {
                 match rcpt
                     .remote_mta
@@ -462,9 +463,10 @@ fn human_text(r: &Report, host: &str, header: &[u8]) -> String {
                     .filter(|m| !m.is_empty())
                 {
                     Some(mta) if is_reply(&diag) => {
-                        t.push_str(&format!("    The server {mta} answered: {diag}\n"))
+                        t.push_str(&format!("    The server {mta} answered:\n"));
+                        push_wrapped(&mut t, "      ", "      ", &diag);
                     }
-                    _ => t.push_str(&format!("    Details: {diag}\n")),
+                    _ => push_wrapped(&mut t, "    Details:", "      ", &diag),
                 }
             }
         }
@@ -480,6 +482,34 @@ fn human_text(r: &Report, host: &str, header: &[u8]) -> String {
          message to your mail administrator (postmaster).\n",
     );
     t.replace('\n', "\r\n")
+}
+
+/// Appends `lead` and the words of `text` wrapped at blanks into lines of at most 76
+/// characters (a longer word stands on a line of its own), the lines after the first
+/// starting with `indent`.
+fn push_wrapped(t: &mut String, lead: &str, indent: &str, text: &str) {
+    let mut line = lead.to_string();
+    let mut width = line.chars().count();
+    let mut fresh = line.trim().is_empty();
+    for word in text.split([' ', '\t']).filter(|w| !w.is_empty()) {
+        let len = word.chars().count();
+        if !fresh && width + 1 + len > 76 {
+            t.push_str(&line);
+            t.push('\n');
+            line = indent.to_string();
+            width = line.chars().count();
+            fresh = true;
+        }
+        if !fresh {
+            line.push(' ');
+            width += 1;
+        }
+        line.push_str(word);
+        width += len;
+        fresh = false;
+    }
+    t.push_str(&line);
+    t.push('\n');
 }
 
 #[cfg(test)]

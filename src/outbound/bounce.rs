@@ -40,17 +40,25 @@ pub async fn notify(ctx: &Ctx, e: &QueueEntry, rcpts: &[QueueRcpt], original: &[
         (e.sender.clone(), account)
     };
     let failed = matches!(kind, Kind::Failed);
+    let diagnostics: Vec<Option<String>> = rcpts
+        .iter()
+        .map(|r| r.reply.as_deref().map(diagnostic))
+        .collect();
     let recipients = rcpts
         .iter()
-        .map(|r| dsn::Recipient {
+        .zip(&diagnostics)
+        .map(|(r, diag)| dsn::Recipient {
             addr: &r.addr,
             action: if failed {
                 dsn::Action::Failed
             } else {
                 dsn::Action::Delayed
             },
-            status: status_in(r.reply.as_deref().unwrap_or_default(), failed),
-            diagnostic: r.reply.as_deref(),
+            status: dsn::status_of(
+                diag.as_deref().unwrap_or_default(),
+                if failed { "5.0.0" } else { "4.0.0" },
+            ),
+            diagnostic: diag.as_deref(),
             remote_mta: r.remote.as_deref(),
         })
         .collect();
@@ -98,56 +106,51 @@ pub async fn notify(ctx: &Ctx, e: &QueueEntry, rcpts: &[QueueRcpt], original: &[
     }
 }
 
-/// The RFC 3463 status a recipient's last reply gives: the enhanced code after a
-/// reply code ("550 5.1.1 ..."), an enhanced code alone ("5.1.2 domain ..."), the
-/// class of a bare reply code ("550 ..." → 5.0.0), else 5.0.0 or 4.0.0.
-pub fn status_in(text: &str, permanent: bool) -> String {
-    let words: Vec<&str> = text.split_whitespace().collect();
-    let enhanced = |w: &str| {
-        let parts: Vec<&str> = w.split('.').collect();
-        parts.len() == 3
-            && matches!(parts[0], "2" | "4" | "5")
-            && parts[1..]
-                .iter()
-                .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
-    };
-    let code = |w: &str| {
-        w.len() == 3 && w.bytes().all(|b| b.is_ascii_digit()) && matches!(&w[..1], "2" | "4" | "5")
-    };
-    for (i, w) in words.iter().enumerate() {
-        if code(w) {
-            if let Some(n) = words.get(i + 1).filter(|n| enhanced(n)) {
-                return n.to_string();
-            }
-            return format!("{}.0.0", &w[..1]);
+/// What a DSN's Diagnostic-Code shows for a recipient's last reply: the remote
+/// server's own reply when there is one ("RCPT TO: 550 5.1.1 no such user (host
+/// mx.example.net[192.0.2.1])" → "550 5.1.1 no such user"; the host is the DSN's
+/// Remote-MTA), else our text as it is.
+fn diagnostic(text: &str) -> String {
+    let mut start = None;
+    let mut pos = 0;
+    for w in text.split(' ') {
+        if w.len() == 3 && w.bytes().all(|b| b.is_ascii_digit()) && matches!(&w[..1], "4" | "5") {
+            start = Some(pos);
+            break;
         }
-        if enhanced(w) {
-            return w.to_string();
-        }
+        pos += w.len() + 1;
     }
-    if permanent { "5.0.0" } else { "4.0.0" }.to_string()
+    let Some(start) = start else {
+        return text.to_string();
+    };
+    let reply = &text[start..];
+    let reply = match reply.rfind(" (host ") {
+        Some(i) if reply.ends_with(')') => &reply[..i],
+        _ => reply,
+    };
+    reply.to_string()
 }
 
 #[cfg(test)]
 mod tests {
-    use super::status_in;
-
     #[test]
-    fn status_from_replies() {
+    fn diagnostic_is_the_remote_reply() {
         assert_eq!(
-            status_in("RCPT TO: 550 5.1.1 no such user (host mx[1.2.3.4])", true),
-            "5.1.1"
+            super::diagnostic("RCPT TO: 550 5.1.1 no such user (host mx.example.net[192.0.2.1])"),
+            "550 5.1.1 no such user"
         );
-        assert_eq!(status_in("RCPT TO: 451 try later", false), "4.0.0");
-        assert_eq!(status_in("5.1.2 domain x does not exist", true), "5.1.2");
-        assert_eq!(status_in("connect failed: refused", false), "4.0.0");
-        assert_eq!(status_in("gave up", true), "5.0.0");
         assert_eq!(
-            status_in(
-                "4.4.7 gave up after 5 hours; last error: 451 4.7.1 later",
-                true
-            ),
-            "4.4.7"
+            super::diagnostic("5.1.2 domain x does not exist"),
+            "5.1.2 domain x does not exist"
         );
+        assert_eq!(
+            super::diagnostic("connect failed: refused (host a[1.2.3.4])"),
+            "connect failed: refused (host a[1.2.3.4])"
+        );
+        // The status comes from the reply once the prefix is gone.
+        let d = super::diagnostic("RCPT TO: 550 5.1.1 no such user (host m[192.0.2.1])");
+        assert_eq!(crate::mail::dsn::status_of(&d, "5.0.0"), "5.1.1");
+        let d = super::diagnostic("5.4.7 gave up after 2 hours in the queue; last error: x");
+        assert_eq!(crate::mail::dsn::status_of(&d, "5.0.0"), "5.4.7");
     }
 }
