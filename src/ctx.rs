@@ -1,7 +1,7 @@
 //! What every front-end shares: the [`Ctx`] (config, store, TLS acceptor and identity,
-//! the DKIM signer, the zone-reload signal), [`bind`] for TCP listeners, and the [`ConnInfo`] an HTTP
-//! request carries. A leaf: it imports no front-end, so front-ends import it and
-//! `node` (which starts them) without an import cycle.
+//! the DKIM signer, the zone-reload signal), [`bind`] for TCP listeners, and the
+//! [`ConnInfo`] an HTTP request carries. A leaf: it imports no front-end, so front-ends
+//! import it and `node` (which starts them) without an import cycle.
 
 use std::sync::Arc;
 
