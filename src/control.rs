@@ -15,6 +15,7 @@ use tokio::net::{UnixListener, UnixStream};
 
 use crate::cluster::Cluster;
 use crate::ctx::Ctx;
+use crate::dkim::Dkim;
 use crate::outbound::Outbound;
 use crate::replication::Replication;
 use crate::store::Store;
@@ -81,6 +82,24 @@ pub enum Request {
     ContentList {
         prefix: String,
     },
+    /// The DKIM record to publish ([`DkimRecord`]).
+    DkimShow,
+    /// The `DKIM-Signature` field for a message (bytes in base64), as outbound
+    /// delivery would prepend it.
+    DkimSign {
+        message_base64: String,
+    },
+}
+
+/// The DKIM record as `clusterd dkim show` prints it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct DkimRecord {
+    /// `SELECTOR._domainkey.DOMAIN` (no final dot).
+    pub owner: String,
+    /// `v=DKIM1; k=rsa; p=...`.
+    pub value: String,
+    /// The record in zone-file form, its value split into strings of at most 255 bytes.
+    pub zone_line: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -249,6 +268,41 @@ pub async fn execute(
             running()?.ctx.dns_reload.notify_one();
             serde_json::Value::Null
         }
+        Request::DkimShow | Request::DkimSign { .. } => dkim(&running()?.ctx.dkim, req)?,
+    })
+}
+
+/// Answers a DKIM request from `dkim`: the node's, or (the CLI when no node runs) one
+/// read from the store with [`Dkim::read`].
+pub fn dkim(dkim: &Dkim, req: Request) -> Result<serde_json::Value> {
+    if !dkim.enabled() {
+        return Err(anyhow!("DKIM signing is off (outbound.dkim = false)"));
+    }
+    let Some((owner, value)) = dkim.record() else {
+        return Err(anyhow!(
+            "no DKIM key yet: the active node generates it at start, and a standby receives it by replication"
+        ));
+    };
+    Ok(match req {
+        Request::DkimShow => serde_json::to_value(DkimRecord {
+            zone_line: crate::dkim::zone_line(&owner, &value),
+            owner,
+            value,
+        })?,
+        Request::DkimSign { message_base64 } => {
+            use base64::Engine as _;
+            let msg = base64::engine::general_purpose::STANDARD
+                .decode(message_base64.as_bytes())
+                .map_err(|e| anyhow!("bad base64 data: {e}"))?;
+            let header = dkim.sign(&msg).ok_or_else(|| {
+                anyhow!(
+                    "not signed: the message has no From: address in {} or below it",
+                    dkim.domain()
+                )
+            })?;
+            serde_json::Value::String(header)
+        }
+        _ => return Err(anyhow!("not a DKIM request")),
     })
 }
 

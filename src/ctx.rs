@@ -1,7 +1,7 @@
 //! What every front-end shares: the [`Ctx`] (config, store, TLS acceptor and identity,
-//! the zone-reload signal), [`bind`] for TCP listeners, and the [`ConnInfo`] an HTTP
-//! request carries. A leaf: it imports no front-end, so front-ends import it and
-//! `node` (which starts them) without an import cycle.
+//! the DKIM signer, the zone-reload signal), [`bind`] for TCP listeners, and the
+//! [`ConnInfo`] an HTTP request carries. A leaf: it imports no front-end, so front-ends
+//! import it and `node` (which starts them) without an import cycle.
 
 use std::sync::Arc;
 
@@ -19,11 +19,12 @@ pub struct Ctx {
     pub tls: TlsAcceptor,
     /// The certificate every TLS listener presents.
     pub identity: Arc<crate::tls::Identity>,
+    /// The DKIM signer of outbound mail (its record is served by the DNS).
+    pub dkim: Arc<crate::dkim::Dkim>,
     pub dns_reload: tokio::sync::Notify,
     /// Raised when the outbound queue gained an entry or was changed by hand, so the
     /// queue runner looks at it now rather than at its next tick.
     pub queue_kick: tokio::sync::Notify,
-    pub dkim: Arc<crate::dkim::Dkim>,
 }
 
 /// The connection an HTTP request arrived on, which the HTTP server puts into

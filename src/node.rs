@@ -1,5 +1,6 @@
-//! A running node: loads the config, opens the store, builds the TLS identity, starts
-//! the protocol front-ends and the control socket, and stops them on SIGTERM/SIGINT.
+//! A running node: loads the config, opens the store, builds the TLS identity and the
+//! DKIM signer, starts the protocol front-ends and the control socket, and stops them
+//! on SIGTERM/SIGINT.
 
 use std::sync::Arc;
 
@@ -19,14 +20,15 @@ pub async fn run(cfg: Config) -> Result<()> {
     }
     let identity = crate::tls::Identity::load(&cfg, &store).await?;
     let tls = crate::tls::acceptor(&identity);
+    let dkim = crate::dkim::Dkim::load(&cfg, &store).await?;
     let ctx = Arc::new(Ctx {
         cfg,
         store,
         tls,
         identity,
+        dkim,
         dns_reload: tokio::sync::Notify::new(),
         queue_kick: tokio::sync::Notify::new(),
-        dkim: Arc::new(crate::dkim::Dkim),
     });
 
     crate::smtp::start(ctx.clone()).await?;

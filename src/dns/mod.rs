@@ -28,6 +28,9 @@
 //!   store, which replication keeps equal to the active node's (they are reloaded
 //!   when a replicated change arrives), and its own `zones_dir` files only for zones
 //!   the store does not have yet.
+//! - The DKIM selector's TXT record (`crate::dkim`) is added to the zone holding its
+//!   name each time the zones are built, and the zones are rebuilt when the key
+//!   changes; a TXT or CNAME the zone file has at that name is served instead.
 
 mod batch;
 mod forward;
@@ -66,6 +69,28 @@ impl Zones {
             .iter()
             .filter(|z| z.origin().zone_of(name))
             .max_by_key(|z| z.origin().num_labels())
+    }
+
+    /// Serves the DKIM record `owner` TXT `value` in the zone holding `owner`, unless
+    /// that zone's file already has a TXT (or CNAME) there.
+    fn add_dkim(&mut self, owner: &str, value: &str) {
+        let Ok(name) = hickory_proto::rr::Name::from_ascii(format!("{owner}.")) else {
+            return;
+        };
+        let lower = LowerName::new(&name);
+        let Some(zone) = self
+            .zones
+            .iter_mut()
+            .filter(|z| z.origin().zone_of(&lower))
+            .max_by_key(|z| z.origin().num_labels())
+        else {
+            return;
+        };
+        if zone.add_txt_unless_present(&name, crate::dkim::txt_strings(value)) {
+            tracing::debug!(%owner, "dns: serving the DKIM record");
+        } else {
+            tracing::info!(%owner, "dns: the zone file has a TXT record for the DKIM selector; it is served instead of the node's key");
+        }
     }
 }
 
@@ -158,8 +183,10 @@ async fn import_dir(store: &Store, dir: &Path) -> Result<()> {
 /// Builds the served zones from the store's content area. A node whose store is
 /// closed for writes (a standby, or a cluster node before it becomes active) also
 /// serves the valid files of its own `dir` for zones the store does not have yet;
-/// replication of the active node's zones replaces that.
-async fn load_zones(store: &Store, dir: &Path) -> Result<Zones> {
+/// replication of the active node's zones replaces that. `dkim` (owner, TXT value)
+/// is added to the zone holding its owner name unless that zone's file has a TXT
+/// there.
+async fn load_zones(store: &Store, dir: &Path, dkim: Option<(String, String)>) -> Result<Zones> {
     let mut zones = Vec::new();
     for entry in store.content_list(CONTENT_PREFIX).await? {
         let name = entry.path.trim_start_matches(CONTENT_PREFIX);
@@ -187,7 +214,11 @@ async fn load_zones(store: &Store, dir: &Path) -> Result<Zones> {
             }
         }
     }
-    Ok(Zones { zones })
+    let mut zones = Zones { zones };
+    if let Some((owner, value)) = dkim {
+        zones.add_dkim(&owner, &value);
+    }
+    Ok(zones)
 }
 
 /// Starts the DNS service: loads the zones, binds the listeners, watches the files.
@@ -195,7 +226,7 @@ pub async fn start(ctx: Arc<Ctx>) -> Result<()> {
     let cfg = &ctx.cfg.dns;
     import_dir(&ctx.store, &cfg.zones_dir).await?;
     let zones = Arc::new(RwLock::new(Arc::new(
-        load_zones(&ctx.store, &cfg.zones_dir).await?,
+        load_zones(&ctx.store, &cfg.zones_dir, ctx.dkim.record()).await?,
     )));
     let srv = server::Server::new(cfg.clone(), zones.clone());
     srv.clone().listen(&cfg.listen).await?;
@@ -206,6 +237,7 @@ pub async fn start(ctx: Arc<Ctx>) -> Result<()> {
         let mut seen = scan(&dir);
         let mut writable = watch_ctx.store.is_writable();
         let mut changes = watch_ctx.store.subscribe();
+        let mut dkim_changes = watch_ctx.dkim.subscribe();
         loop {
             let reload = tokio::select! {
                 _ = tokio::time::sleep(POLL) => false,
@@ -220,6 +252,8 @@ pub async fn start(ctx: Arc<Ctx>) -> Result<()> {
                     }
                     Ok(_) => false,
                 },
+                // The DKIM key changed (generated, or replicated from the peer).
+                Ok(()) = dkim_changes.changed() => true,
             };
             // Also import when this node becomes active.
             let (now_seen, now_writable) = (scan(&dir), watch_ctx.store.is_writable());
@@ -231,7 +265,7 @@ pub async fn start(ctx: Arc<Ctx>) -> Result<()> {
             if let Err(e) = import_dir(&watch_ctx.store, &dir).await {
                 tracing::error!("dns: loading zones: {e:#}");
             }
-            match load_zones(&watch_ctx.store, &dir).await {
+            match load_zones(&watch_ctx.store, &dir, watch_ctx.dkim.record()).await {
                 Ok(z) => {
                     *zones.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(z);
                     srv.zones_changed();

@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::rdata::TXT;
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 use hickory_proto::serialize::txt::Parser;
 
@@ -113,6 +114,37 @@ impl Zone {
             Some(RData::SOA(soa)) => soa.serial,
             _ => 0,
         }
+    }
+
+    /// Adds a TXT record of `strings` (one character-string each, at most 255 bytes)
+    /// at `owner` with the SOA's TTL, unless the zone file has a TXT or a CNAME there
+    /// (the file wins). The DKIM record served without editing the file. Returns
+    /// whether it was added; `owner` must be in the zone.
+    pub fn add_txt_unless_present(&mut self, owner: &Name, strings: Vec<String>) -> bool {
+        let lower = LowerName::new(owner);
+        if !self.origin.zone_of(&lower) {
+            return false;
+        }
+        if let Some(node) = self.nodes.get(&lower)
+            && (node.contains_key(&RecordType::TXT) || node.contains_key(&RecordType::CNAME))
+        {
+            return false;
+        }
+        let ttl = self.soa().map_or(3600, |r| r.ttl);
+        let record = Record::from_rdata(owner.clone(), ttl, RData::TXT(TXT::new(strings)));
+        self.nodes
+            .entry(lower.clone())
+            .or_default()
+            .insert(RecordType::TXT, vec![record]);
+        self.empty_non_terminals.remove(&lower);
+        let mut parent = lower.base_name();
+        while parent.num_labels() > self.origin.num_labels() {
+            if !self.nodes.contains_key(&parent) {
+                self.empty_non_terminals.insert(parent.clone());
+            }
+            parent = parent.base_name();
+        }
+        true
     }
 
     fn rrset(&self, name: &LowerName, ty: RecordType) -> Option<&Vec<Record>> {
@@ -358,6 +390,36 @@ mod tests {
             "$ORIGIN x.test.\n@ 60 IN SOA ns hm 1 2 3 4 5\n@ 60 IN NS ns\nwww 60 IN A 10.0.0.999\n";
         let e = Zone::parse(garbage, "x.test", "x.test.zone").err().unwrap();
         assert!(e.starts_with("x.test.zone: "), "{e}");
+    }
+
+    #[test]
+    fn an_added_txt_is_answered_unless_the_file_has_one() {
+        let mut z = zone();
+        let owner = Name::from_ascii("sel._domainkey.cluster.com.ec.").unwrap();
+        let strings = vec!["v=DKIM1; k=rsa; ".to_string(), "p=AAAA".to_string()];
+        assert!(z.add_txt_unless_present(&owner, strings.clone()));
+        let a = q(&z, "sel._domainkey.cluster.com.ec.", RecordType::TXT);
+        assert_eq!(a.rcode, ResponseCode::NoError);
+        assert_eq!(a.answers.len(), 1);
+        assert_eq!(a.answers[0].ttl, 3600);
+        let RData::TXT(txt) = &a.answers[0].data else {
+            panic!("not a TXT: {:?}", a.answers[0]);
+        };
+        let got: Vec<&[u8]> = txt.txt_data.iter().map(|s| &s[..]).collect();
+        assert_eq!(got, [&b"v=DKIM1; k=rsa; "[..], &b"p=AAAA"[..]]);
+        // The new empty non-terminal is NODATA, not NXDOMAIN (RFC 8020).
+        let a = q(&z, "_domainkey.cluster.com.ec.", RecordType::TXT);
+        assert_eq!(a.rcode, ResponseCode::NoError);
+        assert!(a.answers.is_empty());
+        // The apex's own TXT (SPF) and a CNAME are the file's: nothing is added there.
+        let apex = Name::from_ascii("cluster.com.ec.").unwrap();
+        assert!(!z.add_txt_unless_present(&apex, strings.clone()));
+        let a = q(&z, "cluster.com.ec.", RecordType::TXT);
+        assert_eq!(a.answers.len(), 1);
+        let cname = Name::from_ascii("webmail.cluster.com.ec.").unwrap();
+        assert!(!z.add_txt_unless_present(&cname, strings.clone()));
+        let outside = Name::from_ascii("sel._domainkey.example.net.").unwrap();
+        assert!(!z.add_txt_unless_present(&outside, strings));
     }
 
     #[test]
