@@ -21,8 +21,7 @@ mod common;
 use common::Node;
 use common::postfix::Postfix;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const SESSIONS: u32 = 16;
 const SIZES: [u32; 2] = [1024, 102_400];
@@ -93,37 +92,7 @@ fn main() {
     drop(tmp);
 }
 
-/// Runs smtp-source and returns the wall time in seconds; fails on any error reply.
+/// Runs smtp-source from sender@bench.example; the wall time in seconds.
 fn smtp_source(port: u16, to: &str, n: u32, size: u32) -> f64 {
-    let start = Instant::now();
-    let out = Command::new("smtp-source")
-        .args([
-            "-s",
-            &SESSIONS.to_string(),
-            "-m",
-            &n.to_string(),
-            "-l",
-            &size.to_string(),
-        ])
-        .args([
-            "-f",
-            "sender@bench.example",
-            "-t",
-            to,
-            "-M",
-            "client.bench.example",
-        ])
-        .arg(format!("127.0.0.1:{port}"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("run smtp-source");
-    let secs = start.elapsed().as_secs_f64();
-    assert!(
-        out.status.success() && out.stderr.is_empty(),
-        "smtp-source against port {port} failed ({}): {}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    secs
+    common::postfix::smtp_source(port, SESSIONS, n, size, "sender@bench.example", to)
 }

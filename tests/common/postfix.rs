@@ -3,7 +3,8 @@
 //! address:port, no DNS. Either it delivers mail for given domains to one virtual
 //! Maildir (every recipient into the same box), or it relays everything to a given
 //! host:port. Needs root (its daemons drop to the `postfix` user). Dropping it stops
-//! the instance and waits for its master process, by PID.
+//! the instance and waits for its master process, by PID. `smtp_source` drives a
+//! server with Postfix's load generator.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -237,4 +238,29 @@ impl Drop for Postfix {
             }
         }
     }
+}
+
+/// Runs Postfix's `smtp-source` against 127.0.0.1:`port`: `sessions` parallel
+/// sessions, `n` messages of `size` bytes from `from` to `to`. Returns the wall time in
+/// seconds (the last `250` to DATA); fails on any error reply.
+pub fn smtp_source(port: u16, sessions: u32, n: u32, size: u32, from: &str, to: &str) -> f64 {
+    super::require_tool("smtp-source");
+    let start = Instant::now();
+    let out = Command::new("smtp-source")
+        .args(["-s", &sessions.to_string(), "-m", &n.to_string()])
+        .args(["-l", &size.to_string(), "-f", from, "-t", to])
+        .args(["-M", "client.bench.example"])
+        .arg(format!("127.0.0.1:{port}"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run smtp-source");
+    let secs = start.elapsed().as_secs_f64();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "smtp-source against port {port} failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    secs
 }
