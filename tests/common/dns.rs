@@ -153,7 +153,15 @@ remote-control:
             dir,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
-        let apex = "cluster.com.ec";
+        // Ready once it answers for cluster.com.ec, or the first zone when that is absent.
+        let zones = zone_files(&zone_dir);
+        let apex = zones
+            .iter()
+            .find(|(n, _)| n == "cluster.com.ec")
+            .unwrap_or(&zones[0])
+            .0
+            .clone();
+        let apex = apex.as_str();
         loop {
             if !nsd.alive() {
                 return Err(format!(
@@ -209,6 +217,27 @@ impl Drop for Nsd {
             }
         }
     }
+}
+
+/// Writes `dir/NAME.zone`: SOA and NS at the apex (the name server `ns.NAME` on
+/// 127.0.0.1), then `records`, zone-file lines relative to the origin (each line is
+/// trimmed, so every record names its owner).
+pub fn write_zone(dir: &Path, name: &str, records: &str) {
+    std::fs::create_dir_all(dir).expect("create zones dir");
+    let records: Vec<&str> = records
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let records = records.join("\n");
+    let text = format!(
+        "$ORIGIN {name}.\n$TTL 60\n\
+         @ IN SOA ns.{name}. hostmaster.{name}. ( 1 3600 900 1209600 60 )\n\
+         @ IN NS ns.{name}.\n\
+         ns IN A 127.0.0.1\n\
+         {records}\n"
+    );
+    std::fs::write(dir.join(format!("{name}.zone")), text).expect("write zone");
 }
 
 /// A port free for both TCP and UDP on 127.0.0.1 (both bound, then released).

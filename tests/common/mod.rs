@@ -5,6 +5,8 @@
 #![allow(dead_code)]
 
 pub mod dns;
+pub mod fake_smtp;
+pub mod postfix;
 
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
@@ -65,6 +67,8 @@ pub struct Builder {
     webmail: String,
     outbound: String,
     extra: String,
+    /// `[domain] local_domains`, replacing the default list.
+    local_domains: Option<Vec<String>>,
     /// RUST_LOG for the node (default "info").
     log_filter: Option<String>,
     /// Where the node's temp dir goes (default: the system temp dir).
@@ -103,7 +107,6 @@ impl Builder {
         self.dns.push('\n');
         self
     }
-    /// Extra whole sections appended at the end.
     /// Extra lines for `[http]` (HTTP and HTTPS always listen on free loopback ports).
     pub fn http(mut self, lines: &str) -> Self {
         self.http.push_str(lines);
@@ -128,6 +131,13 @@ impl Builder {
         self
     }
 
+    /// Replaces `[domain] local_domains` (default: cluster.com.ec and the node names).
+    pub fn local_domains(mut self, domains: &[&str]) -> Self {
+        self.local_domains = Some(domains.iter().map(|d| d.to_string()).collect());
+        self
+    }
+
+    /// Extra whole sections appended at the end.
     pub fn extra(mut self, text: &str) -> Self {
         self.extra.push_str(text);
         self.extra.push('\n');
@@ -194,7 +204,7 @@ control_socket = "{sock}"
 {node_extra}
 [domain]
 name = "cluster.com.ec"
-local_domains = ["cluster.com.ec", "clusternodo1.cluster.com.ec", "clusternodo2.cluster.com.ec"]
+local_domains = {local_domains}
 {aliases}
 {domain_extra}
 [smtp]
@@ -226,6 +236,11 @@ https_listen = ["127.0.0.1:{https}"]
                 ""
             } else {
                 r#"aliases = { postmaster = "sistemas", root = "sistemas", abuse = "sistemas" }"#
+            },
+            local_domains = match &self.local_domains {
+                Some(list) => format!("{list:?}"),
+                None => r#"["cluster.com.ec", "clusternodo1.cluster.com.ec", "clusternodo2.cluster.com.ec"]"#
+                    .to_string(),
             },
             domain_extra = self.domain,
             smtp = node.smtp_port,
