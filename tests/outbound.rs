@@ -586,6 +586,53 @@ fn temporary_failure_is_deferred_shown_then_delivered_once() {
     );
 }
 
+/// A destination that stalls holds back only its own mail: with two message slots
+/// and one session per domain, three messages waiting for a stalled server leave a
+/// slot for mail to another domain, which arrives at once; the stalled messages
+/// follow when the server answers.
+#[test]
+fn a_stalled_destination_holds_back_only_its_own_mail() {
+    let lab = Lab::start();
+    let stall = lab.fake(MX_LATE, Script::accept_all().stall());
+    let other = lab.fake(A_ONLY, Script::accept_all());
+    let node = lab.node(&[
+        ("max_connections", "2"),
+        ("max_per_domain", "1"),
+        ("command_timeout_s", "60"),
+    ]);
+    for i in 0..3 {
+        submit(
+            &node,
+            "luis",
+            "pw-luis",
+            "ana@late.example.com",
+            &format!("stalled {i}"),
+        );
+    }
+    assert!(
+        stall.wait_for(Duration::from_secs(10), |r| r.connections >= 1),
+        "the stalled server was never reached"
+    );
+    submit(
+        &node,
+        "luis",
+        "pw-luis",
+        "bea@aonly.example.com",
+        "meanwhile",
+    );
+    let got = other.wait_accepted(1, Duration::from_secs(5));
+    assert_eq!(
+        got.len(),
+        1,
+        "mail to another domain waited behind a stalled one; queue: {:?}",
+        queue(&node)
+    );
+    stall.release();
+    let late = stall.wait_accepted(3, Duration::from_secs(20));
+    assert_eq!(late.len(), 3, "the stalled messages did not follow");
+    wait_queue(&node, Duration::from_secs(10), |q| q.is_empty());
+}
+
 /// Issue 13: 550 → a DSN in the sender's INBOX that Python's `email` parses as
 /// multipart/report with Status 5.x.x and the Diagnostic-Code; a message from `<>`
 /// that fails produces no DSN anywhere (not to the postmaster either).
