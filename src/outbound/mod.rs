@@ -173,15 +173,7 @@ impl Outbound {
         let _permits = if now < e.created + self.lifetime_s() && e.next_attempt <= now {
             let mut permits = Vec::new();
             for key in self.destinations(&e) {
-                let sem = self
-                    .per_dest
-                    .lock()
-                    .unwrap()
-                    .entry(key)
-                    .or_insert_with(|| {
-                        Arc::new(Semaphore::new(self.ctx.cfg.outbound.max_per_domain))
-                    })
-                    .clone();
+                let sem = self.dest_slots(key);
                 let Ok(p) = sem.acquire_owned().await else {
                     return;
                 };
@@ -326,6 +318,19 @@ impl Outbound {
             r.remote = remote;
         }
         e.last_error = first_deferral;
+    }
+
+    /// The session slots of one destination. Destinations with no session open are
+    /// forgotten once more than a thousand are known (the map stays small).
+    fn dest_slots(&self, key: String) -> Arc<Semaphore> {
+        let max = self.ctx.cfg.outbound.max_per_domain;
+        let mut map = self.per_dest.lock().unwrap();
+        if map.len() > 1000 && !map.contains_key(&key) {
+            map.retain(|_, s| s.available_permits() < max || Arc::strong_count(s) > 1);
+        }
+        map.entry(key)
+            .or_insert_with(|| Arc::new(Semaphore::new(max)))
+            .clone()
     }
 
     /// One queue entry, or `None` (gone, or unreadable: logged).
