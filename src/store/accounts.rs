@@ -184,7 +184,7 @@ impl Store {
     }
 
     /// Checks a password. Returns the canonical account name on success. Costs an
-    /// argon2 verification (runs on a blocking thread); callers rate-limit.
+    /// argon2 verification (on the password pool, `hasher`); callers rate-limit.
     pub async fn verify_password(&self, name: &str, password: &str) -> Result<Option<String>> {
         let Ok(name) = normalize_account(name) else {
             return Ok(None);
@@ -203,7 +203,7 @@ impl Store {
             .await?
         };
         let password = password.to_string();
-        let ok = tokio::task::spawn_blocking(move || {
+        let ok = super::hasher::run(move || {
             use argon2::{PasswordHash, PasswordVerifier};
             // Verify against a dummy hash for unknown users so timing does not tell.
             let exists = stored.is_some();
@@ -219,7 +219,7 @@ impl Store {
             exists && good
         })
         .await
-        .map_err(StoreError::PasswordTask)?;
+        .ok_or(StoreError::PasswordTask)?;
         Ok(ok.then_some(name))
     }
 }
@@ -244,7 +244,7 @@ async fn hash_password(password: &str) -> Result<String> {
         return Err(StoreError::InvalidName("empty password".into()));
     }
     let password = password.to_string();
-    tokio::task::spawn_blocking(move || hash_password_blocking(&password))
+    super::hasher::run(move || hash_password_blocking(&password))
         .await
-        .map_err(StoreError::PasswordTask)?
+        .ok_or(StoreError::PasswordTask)?
 }

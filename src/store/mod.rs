@@ -61,6 +61,7 @@ mod apply;
 mod blobs;
 mod contacts;
 mod content;
+mod hasher;
 mod mailboxes;
 mod messages;
 mod queue;

@@ -99,9 +99,9 @@ pub enum StoreError {
     /// The blocking task writing a blob panicked or was cancelled.
     #[error("blob task failed: {0}")]
     BlobTask(tokio::task::JoinError),
-    /// The blocking task hashing or checking a password panicked or was cancelled.
-    #[error("{0}")]
-    PasswordTask(tokio::task::JoinError),
+    /// Hashing or checking a password failed on the password pool (a panic there).
+    #[error("the password hashing pool failed")]
+    PasswordTask,
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
