@@ -173,8 +173,10 @@ struct Console {
 }
 
 impl Console {
-    /// Connects to QEMU's console socket (bounded wait for QEMU to create it).
-    fn connect(name: &str, path: &Path, log: &Path) -> Console {
+    /// Connects to QEMU's console socket (bounded wait for QEMU to create it); on
+    /// failure the panic shows QEMU's own output (`qemu_log`), e.g. a refused
+    /// port forward.
+    fn connect(name: &str, path: &Path, log: &Path, qemu_log: &Path) -> Console {
         let deadline = Instant::now() + Duration::from_secs(30);
         let stream = loop {
             match UnixStream::connect(path) {
@@ -183,7 +185,11 @@ impl Console {
                     let _ = e;
                     std::thread::sleep(Duration::from_millis(100));
                 }
-                Err(e) => panic!("{name}: console socket {}: {e}", path.display()),
+                Err(e) => panic!(
+                    "{name}: console socket {}: {e}; QEMU's output:\n{}",
+                    path.display(),
+                    std::fs::read_to_string(qemu_log).unwrap_or_default()
+                ),
             }
         };
         let buf = Arc::new(Mutex::new(Vec::new()));
@@ -486,7 +492,7 @@ fn start_vm(spec: VmSpec) -> Vm {
     }
     let started = Instant::now();
     let child = cmd.spawn().expect("start qemu-system-x86_64");
-    let console = Console::connect(spec.name, &sock, &log);
+    let console = Console::connect(spec.name, &sock, &log, &logs[1]);
     let mut vm = Vm {
         name: spec.name,
         child: Some(child),
