@@ -8,7 +8,8 @@
 //! Files: `conn` (stream, framing of lines and literals, limits, timeouts), `session`
 //! (session state, command loop and dispatcher), `cmd` (the command handlers, one
 //! file per family), `fetch` (FETCH items and SEARCH keys; text keys through `crate::mail::text`),
-//! `mime` (ENVELOPE, BODYSTRUCTURE, body sections),
+//! `mime` (ENVELOPE, BODYSTRUCTURE, body sections), `structure` (the node's byte-bounded
+//! cache of those values by content address),
 //! `list` (LIST patterns), `utf7` (modified UTF-7 names), `wire` (response syntax).
 //!
 //! Implementation notes
@@ -53,6 +54,7 @@ mod fetch;
 mod list;
 pub mod mime;
 mod session;
+mod structure;
 mod utf7;
 mod wire;
 
@@ -74,6 +76,8 @@ pub(crate) struct Server {
     sessions: Arc<Semaphore>,
     /// Recent authentication failures per client address, with the time of the last.
     failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    /// Parsed ENVELOPE/BODYSTRUCTURE values by content address, for every session.
+    structure: Arc<structure::StructureCache>,
 }
 
 /// Failures older than this are forgotten.
@@ -103,6 +107,7 @@ pub async fn start(ctx: Arc<Ctx>) -> anyhow::Result<()> {
     let server = Arc::new(Server {
         sessions: Arc::new(Semaphore::new(ctx.cfg.imap.max_sessions)),
         failures: Mutex::new(HashMap::new()),
+        structure: Arc::new(structure::StructureCache::new(structure::CAP)),
         ctx: ctx.clone(),
     });
     for addr in &ctx.cfg.imap.listen {
