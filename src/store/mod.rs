@@ -58,6 +58,7 @@ pub use replica::{merge, snapshot};
 pub use types::*;
 mod accounts;
 mod apply;
+mod authcache;
 mod blobs;
 mod contacts;
 mod content;
