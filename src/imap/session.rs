@@ -5,7 +5,7 @@
 //! client's view up to date after each command (`Session::refresh`). See the module
 //! documentation of `imap` for the invariants.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +23,13 @@ use crate::store::{Change, MessageMeta};
 
 /// Consecutive unparseable commands after which the session is closed.
 const MAX_BAD_STREAK: u32 = 10;
+
+/// Command names of RFC 3501 and the extensions offered. A line that starts with a
+/// tag and one of these but does not parse (a client that does not quote a mailbox
+/// name, say) gets BAD without counting towards [`MAX_BAD_STREAK`].
+const COMMAND_NAMES: &str = "CAPABILITY NOOP LOGOUT STARTTLS AUTHENTICATE LOGIN SELECT \
+    EXAMINE CREATE DELETE RENAME SUBSCRIBE UNSUBSCRIBE LIST LSUB STATUS APPEND CHECK CLOSE \
+    EXPUNGE SEARCH FETCH STORE COPY UID IDLE ENABLE UNSELECT MOVE NAMESPACE ID";
 
 /// What the command loop does after a command.
 pub(super) enum Flow {
@@ -48,8 +55,10 @@ pub(super) struct Selected {
     pub msgs: Vec<Entry>,
     /// Highest UID ever in `msgs`.
     pub max_uid: u32,
-    /// UIDs that are \Recent in this session.
+    /// UIDs that are \Recent in this session (taken from `Server::recent`).
     pub recent: HashSet<u32>,
+    /// The keywords the client was told of by FLAGS (RFC 3501 7.2.6); only grows.
+    pub keywords: BTreeSet<String>,
     /// The store changed the mailbox since the last refresh.
     pub dirty: bool,
     /// The mailbox's UIDVALIDITY when it was selected; a split-brain merge that
@@ -250,10 +259,24 @@ impl Session {
     }
 
     /// A tagged BAD for something that does not parse (imap-codec gives no answer of
-    /// its own). Repeated garbage ends the session.
+    /// its own). Repeated garbage (no tag, or no command we know) ends the session.
     fn syntax_error(&mut self, bytes: &[u8]) -> Flow {
-        self.bad_streak += 1;
-        let tag = tag_of(bytes).unwrap_or_else(|| "*".into());
+        let tag = tag_of(bytes);
+        let known = tag.as_ref().is_some_and(|t| {
+            let word = bytes[t.len()..]
+                .strip_prefix(b" ")
+                .and_then(|r| r.split(|&b| b == b' ' || b == b'\r' || b == b'\n').next())
+                .unwrap_or_default();
+            COMMAND_NAMES
+                .split_ascii_whitespace()
+                .any(|c| c.as_bytes().eq_ignore_ascii_case(word))
+        });
+        if known {
+            self.bad_streak = 0;
+        } else {
+            self.bad_streak += 1;
+        }
+        let tag = tag.unwrap_or_else(|| "*".into());
         self.conn
             .line(&format!("{tag} BAD Syntax error or unknown command"));
         if self.bad_streak >= MAX_BAD_STREAK {
@@ -428,6 +451,7 @@ impl Session {
         let Some(sel) = &mut self.selected else {
             return Ok(());
         };
+        let recent_before = sel.recent.len();
         let mut added = 0usize;
         if sel.dirty {
             sel.dirty = false;
@@ -451,9 +475,21 @@ impl Session {
                 }
             }
             let known = sel.max_uid;
+            let newest = current.last().map_or(0, |m| m.uid);
+            // UIDs above `floor` are this session's \Recent; a read-write session
+            // takes them, so no other session gets them (RFC 3501 2.3.2).
+            let floor = if newest <= known {
+                newest
+            } else if sel.read_only {
+                self.srv.recent.peek(&sel.id, sel.uidvalidity)
+            } else {
+                self.srv.recent.take(&sel.id, sel.uidvalidity, newest)
+            };
             for m in current.iter().filter(|m| m.uid > known) {
                 sel.max_uid = m.uid;
-                sel.recent.insert(m.uid);
+                if m.uid > floor {
+                    sel.recent.insert(m.uid);
+                }
                 sel.msgs.push(Entry {
                     reported: m.flags.clone(),
                     meta: m.clone(),
@@ -461,6 +497,7 @@ impl Session {
                 });
                 added += 1;
             }
+            announce_keywords(&mut self.conn, sel);
         }
         if allow_expunge && sel.msgs.iter().any(|e| e.expunged) {
             // Descending, so each number is valid when the client applies it.
@@ -474,6 +511,9 @@ impl Session {
         }
         if added > 0 {
             self.conn.line(&format!("* {} EXISTS", sel.msgs.len()));
+        }
+        // RFC 3501 7.3.2: RECENT when the number changed (Dovecot sends it only then).
+        if sel.recent.len() != recent_before {
             self.conn.line(&format!("* {} RECENT", sel.recent.len()));
         }
         for (i, e) in sel.msgs.iter_mut().enumerate() {
@@ -492,6 +532,47 @@ impl Session {
         Ok(())
     }
 }
+
+/// FLAGS and PERMANENTFLAGS for a mailbox whose messages carry `keywords` (RFC 3501
+/// 7.1, 7.2.6): `\*` says a STORE may create new keywords; read-only allows none.
+pub(super) fn send_flags(conn: &mut Conn, keywords: &BTreeSet<String>, read_only: bool) {
+    let flags: Vec<&str> = SYSTEM_FLAGS
+        .iter()
+        .copied()
+        .chain(keywords.iter().map(String::as_str))
+        .collect();
+    conn.line(&format!("* FLAGS {}", wire::flag_list(&flags)));
+    if read_only {
+        conn.line("* OK [PERMANENTFLAGS ()] Read-only mailbox");
+    } else {
+        let mut perm = flags;
+        perm.push("\\*");
+        conn.line(&format!(
+            "* OK [PERMANENTFLAGS {}] Flags permitted",
+            wire::flag_list(&perm)
+        ));
+    }
+}
+
+/// Sends FLAGS again when a message in the view carries a keyword the client was not
+/// told of, so it comes before the FETCH or EXISTS that shows it (RFC 3501 7.2.6).
+pub(super) fn announce_keywords(conn: &mut Conn, sel: &mut Selected) {
+    let mut grew = false;
+    for e in &sel.msgs {
+        for f in &e.meta.flags {
+            if !f.starts_with('\\') && !sel.keywords.contains(f) {
+                sel.keywords.insert(f.clone());
+                grew = true;
+            }
+        }
+    }
+    if grew {
+        send_flags(conn, &sel.keywords, sel.read_only);
+    }
+}
+
+/// Flags every mailbox supports (RFC 3501 2.3.2).
+const SYSTEM_FLAGS: [&str; 5] = ["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"];
 
 pub(super) fn flags_with_recent(flags: &[String], recent: bool) -> String {
     if recent {
@@ -535,6 +616,7 @@ mod tests {
                 .collect(),
             max_uid: uids.last().copied().unwrap_or(0),
             recent: HashSet::new(),
+            keywords: BTreeSet::new(),
             dirty: false,
             uidvalidity: 1,
         }
