@@ -70,7 +70,12 @@ def run(side):
 
     def step(m, what, call):
         m.untagged_responses.clear()
-        typ, data = call()
+        try:
+            typ, data = call()
+        except imaplib.IMAP4.abort:
+            raise
+        except imaplib.IMAP4.error:  # imaplib raises for BAD
+            typ = 'BAD'
         rec = {k: norm(k, v) for k, v in m.untagged_responses.items() if k in COMPARED}
         rec['tagged'] = typ
         log.append(('%s: %s' % (names[id(m)], what), rec))
@@ -116,6 +121,19 @@ def run(side):
     step(c, 'EXAMINE', lambda: c.select('INBOX', readonly=True))
     cmd(c, 'FETCH FLAGS', 'FETCH', '1:*', '(FLAGS)')
     cmd(b, 'STATUS', *status)
+    # Odd but valid names that name no mailbox: NO, not BAD (only the tagged status
+    # is compared; the two servers' hierarchy separators differ).
+    for n in ('(', ')', '{', ']', '%', '*', '\\', '"', 'a b', '&', 'x&y', '&Jjo', 'NIL'):
+        quoted = '"' + n.replace('\\', '\\\\').replace('"', '\\"') + '"'
+        cmd(b, 'SELECT ' + quoted, 'SELECT', quoted)
+        cmd(b, 'STATUS ' + quoted, 'STATUS', quoted, '(MESSAGES)')
+        cmd(b, 'LIST "" ' + quoted[:-1] + '%*"', 'LIST', '""', quoted[:-1] + '%*"')
+    # Sent as they are (imaplib does not quote): Dovecot takes %, * and \ in a bare
+    # name (NO, or LIST's OK), the rest is BAD on both.
+    for n in ('(', ')', '{', '%', '*', '"', '\\', ']'):
+        cmd(b, 'SELECT %s (unquoted)' % n, 'SELECT', n)
+        cmd(b, 'LIST "" %s%%* (unquoted)' % n, 'LIST', '""', n + '%*')
+    cmd(b, 'NOOP', 'NOOP')
     for m in (a, b, c):
         m.logout()
     return log

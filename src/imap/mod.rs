@@ -23,6 +23,10 @@
 //!   (`wire`), so literals and quoting are under our control.
 //! - ID and NAMESPACE are recognised before imap-codec (its `ext_id`/`ext_namespace`
 //!   features are off in this build).
+//! - A mailbox command that does not parse because a bare name holds `%`, `*` or `\`
+//!   (not atom characters; Python's imaplib sends names unquoted) is parsed again with
+//!   those names quoted, as Dovecot accepts them: such a client gets NO for a mailbox
+//!   that does not exist, not BAD, and is not closed after ten BADs in a row.
 //! - Each session keeps the selected mailbox's sequence-number map: the UIDs in order
 //!   plus, per message, the flags last reported to the client. The map grows (new
 //!   messages, EXISTS) whenever the session refreshes, but it only shrinks in

@@ -24,12 +24,9 @@ use crate::store::{Change, MessageMeta};
 /// Consecutive unparseable commands after which the session is closed.
 const MAX_BAD_STREAK: u32 = 10;
 
-/// Command names of RFC 3501 and the extensions offered. A line that starts with a
-/// tag and one of these but does not parse (a client that does not quote a mailbox
-/// name, say) gets BAD without counting towards [`MAX_BAD_STREAK`].
-const COMMAND_NAMES: &str = "CAPABILITY NOOP LOGOUT STARTTLS AUTHENTICATE LOGIN SELECT \
-    EXAMINE CREATE DELETE RENAME SUBSCRIBE UNSUBSCRIBE LIST LSUB STATUS APPEND CHECK CLOSE \
-    EXPUNGE SEARCH FETCH STORE COPY UID IDLE ENABLE UNSELECT MOVE NAMESPACE ID";
+/// Commands whose bare mailbox names may hold `%`, `*` or `\` (see [`quote_bare_names`]).
+const MAILBOX_COMMANDS: &str =
+    "SELECT EXAMINE CREATE DELETE RENAME SUBSCRIBE UNSUBSCRIBE STATUS LIST LSUB";
 
 /// What the command loop does after a command.
 pub(super) enum Flow {
@@ -223,9 +220,19 @@ impl Session {
         if let Some(flow) = self.extension_command(bytes).await {
             return flow;
         }
+        let repaired;
         let cmd = match CommandCodec::default().decode(bytes) {
             Ok((b"", cmd)) => cmd,
-            _ => return self.syntax_error(bytes),
+            _ => {
+                repaired = quote_bare_names(bytes);
+                match repaired
+                    .as_deref()
+                    .map(|b| CommandCodec::default().decode(b))
+                {
+                    Some(Ok((b"", cmd))) => cmd,
+                    _ => return self.syntax_error(bytes),
+                }
+            }
         };
         self.bad_streak = 0;
         let tag = cmd.tag.inner().to_string();
@@ -259,24 +266,10 @@ impl Session {
     }
 
     /// A tagged BAD for something that does not parse (imap-codec gives no answer of
-    /// its own). Repeated garbage (no tag, or no command we know) ends the session.
+    /// its own). Repeated garbage ends the session.
     fn syntax_error(&mut self, bytes: &[u8]) -> Flow {
-        let tag = tag_of(bytes);
-        let known = tag.as_ref().is_some_and(|t| {
-            let word = bytes[t.len()..]
-                .strip_prefix(b" ")
-                .and_then(|r| r.split(|&b| b == b' ' || b == b'\r' || b == b'\n').next())
-                .unwrap_or_default();
-            COMMAND_NAMES
-                .split_ascii_whitespace()
-                .any(|c| c.as_bytes().eq_ignore_ascii_case(word))
-        });
-        if known {
-            self.bad_streak = 0;
-        } else {
-            self.bad_streak += 1;
-        }
-        let tag = tag.unwrap_or_else(|| "*".into());
+        self.bad_streak += 1;
+        let tag = tag_of(bytes).unwrap_or_else(|| "*".into());
         self.conn
             .line(&format!("{tag} BAD Syntax error or unknown command"));
         if self.bad_streak >= MAX_BAD_STREAK {
@@ -533,6 +526,51 @@ impl Session {
     }
 }
 
+/// A mailbox command whose bare (unquoted) arguments hold `%`, `*` or `\`, which an
+/// atom may not (RFC 3501 9), with those arguments quoted; `None` for anything else.
+/// Clients that send names as they are (Python's imaplib) then get what Dovecot
+/// answers (NO for a mailbox that does not exist, LIST matches) instead of BAD, and
+/// are not closed as garbage after [`MAX_BAD_STREAK`] of them.
+fn quote_bare_names(bytes: &[u8]) -> Option<Vec<u8>> {
+    let line = bytes.strip_suffix(b"\n")?;
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.contains(&b'\n') {
+        return None; // a literal follows: leave it to the parser
+    }
+    let mut words = line.split(|&b| b == b' ');
+    let (tag, name) = (words.next()?, words.next()?);
+    let known = MAILBOX_COMMANDS
+        .split_ascii_whitespace()
+        .any(|c| c.as_bytes().eq_ignore_ascii_case(name));
+    if !known {
+        return None;
+    }
+    let mut out = [tag, b" ", name].concat();
+    let mut changed = false;
+    for w in words {
+        out.push(b' ');
+        // Only words that would be atoms but for these characters (as Dovecot).
+        let atomish = w
+            .iter()
+            .all(|&b| b > b' ' && b != 0x7f && !matches!(b, b'(' | b')' | b'{' | b'"'));
+        if atomish && w.iter().any(|b| matches!(b, b'%' | b'*' | b'\\')) {
+            out.push(b'"');
+            for &b in w {
+                if matches!(b, b'"' | b'\\') {
+                    out.push(b'\\');
+                }
+                out.push(b);
+            }
+            out.push(b'"');
+            changed = true;
+        } else {
+            out.extend_from_slice(w);
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+    changed.then_some(out)
+}
+
 /// FLAGS and PERMANENTFLAGS for a mailbox whose messages carry `keywords` (RFC 3501
 /// 7.1, 7.2.6): `\*` says a STORE may create new keywords; read-only allows none.
 pub(super) fn send_flags(conn: &mut Conn, keywords: &BTreeSet<String>, read_only: bool) {
@@ -635,6 +673,23 @@ mod tests {
         assert_eq!(resolve(&sel, "5", false), None);
         let empty = selected(&[]);
         assert_eq!(resolve(&empty, "1:*", false), Some(vec![]));
+    }
+
+    #[test]
+    fn bare_names_quoted() {
+        let q = |s: &str| quote_bare_names(s.as_bytes()).map(|v| String::from_utf8(v).unwrap());
+        assert_eq!(q("a SELECT %\r\n").as_deref(), Some("a SELECT \"%\"\r\n"));
+        assert_eq!(
+            q("b LIST \"\" \\%*\r\n").as_deref(),
+            Some("b LIST \"\" \"\\\\%*\"\r\n")
+        );
+        assert_eq!(
+            q("c STATUS * (MESSAGES UNSEEN)\r\n").as_deref(),
+            Some("c STATUS \"*\" (MESSAGES UNSEEN)\r\n")
+        );
+        assert_eq!(q("d SELECT (\r\n"), None); // nothing to quote
+        assert_eq!(q("d LIST \"\" )%*\r\n"), None); // not atom-like: BAD
+        assert_eq!(q("e FETCH 1:* FLAGS\r\n"), None); // not a mailbox command
     }
 
     #[test]
