@@ -107,6 +107,7 @@ def run(side):
         cmd(c, 'SEARCH ' + key, 'SEARCH', key)
     cmd(b, 'STATUS', *status)
     step(b, 'APPEND 4', lambda: b.append('INBOX', None, None, msg(4)))
+    cmd(b, 'STATUS (one untaken)', *status)
     cmd(a, 'NOOP (new mail)', 'NOOP')
     cmd(c, 'NOOP (new mail)', 'NOOP')
     cmd(b, 'STATUS', *status)
@@ -121,6 +122,20 @@ def run(side):
     step(c, 'EXAMINE', lambda: c.select('INBOX', readonly=True))
     cmd(c, 'FETCH FLAGS', 'FETCH', '1:*', '(FLAGS)')
     cmd(b, 'STATUS', *status)
+    # Copies are recent in their new mailbox; an expunge changes the recent count;
+    # a session's own APPEND to its mailbox is recent for it.
+    cmd(a, 'CREATE Other', 'CREATE', 'Other')
+    cmd(a, 'COPY 1:2 Other', 'COPY', '1:2', 'Other')
+    cmd(b, 'STATUS Other', 'STATUS', 'Other', '(MESSAGES RECENT UIDNEXT UNSEEN)')
+    cmd(a, 'STORE 2 +\\Deleted', 'STORE', '2', '+FLAGS.SILENT', '(\\Deleted)')
+    cmd(a, 'EXPUNGE', 'EXPUNGE')
+    cmd(c, 'NOOP (expunged)', 'NOOP')
+    step(a, 'APPEND 6 (own mailbox)', lambda: a.append('INBOX', None, None, msg(6)))
+    cmd(a, 'SEARCH RECENT', 'SEARCH', 'RECENT')
+    cmd(c, 'NOOP (after own APPEND elsewhere)', 'NOOP')
+    step(b, 'SELECT Other', lambda: b.select('Other'))
+    cmd(b, 'FETCH FLAGS', 'FETCH', '1:*', '(FLAGS)')
+    step(b, 'CLOSE', lambda: b.close())
     # Odd but valid names that name no mailbox: NO, not BAD (only the tagged status
     # is compared; the two servers' hierarchy separators differ).
     for n in ('(', ')', '{', ']', '%', '*', '\\', '"', 'a b', '&', 'x&y', '&Jjo', 'NIL'):

@@ -276,10 +276,10 @@ impl Session {
             return Err(Fail::No(format!("[NONEXISTENT] No such mailbox: {name}")));
         };
         let mut parts = Vec::new();
-        // RECENT: the messages no session took yet (counted, not taken); none when
-        // every UID below UIDNEXT was taken, without reading the messages.
+        // RECENT: the messages no session took yet (counted, not taken). The
+        // messages are read only when some but not all of them were taken.
         let floor = self.srv.recent.peek(&info.id, info.uidvalidity);
-        let recent_unknown = floor.saturating_add(1) < info.uidnext;
+        let recent_unknown = floor > 0 && floor.saturating_add(1) < info.uidnext;
         let needs_scan = items.iter().any(|i| match i {
             StatusDataItemName::Deleted | StatusDataItemName::DeletedStorage => true,
             StatusDataItemName::Recent => recent_unknown,
@@ -295,7 +295,10 @@ impl Session {
                 StatusDataItemName::Messages => parts.push(format!("MESSAGES {}", info.messages)),
                 StatusDataItemName::Recent => parts.push(format!(
                     "RECENT {}",
-                    metas.iter().filter(|m| m.uid > floor).count()
+                    match floor {
+                        0 => info.messages as usize,
+                        _ => metas.iter().filter(|m| m.uid > floor).count(),
+                    }
                 )),
                 StatusDataItemName::UidNext => parts.push(format!("UIDNEXT {}", info.uidnext)),
                 StatusDataItemName::UidValidity => {
