@@ -20,8 +20,10 @@
 //! on one INBOX, step by step on both servers (first Dovecot against itself, then
 //! clusterd against Dovecot), comparing RECENT in SELECT/EXAMINE and new-mail updates,
 //! STATUS (MESSAGES RECENT UIDNEXT UNSEEN), SEARCH NEW/OLD/RECENT, FETCH FLAGS with
-//! `\Recent`, and the untagged FLAGS/PERMANENTFLAGS after a new keyword (its
-//! normalisation is described in the script).
+//! `\Recent`, the untagged FLAGS/PERMANENTFLAGS after a new keyword, CREATE with a
+//! trailing separator, LSUB `\Noselect` and the answers to odd mailbox names, quoted
+//! and not (its normalisation is described in the script). The private Dovecot uses
+//! `/` as its hierarchy separator, as clusterd does.
 //!
 //! Set CLUSTERD_DIFF_REPORT=/some/file to also keep the difference report in a file.
 
@@ -181,6 +183,8 @@ impl Dovecot {
              disable_plaintext_auth = no\n\
              auth_mechanisms = plain\n\
              mail_location = maildir:{mail}/%u\n\
+             # The hierarchy separator clusterd uses (Maildir++ keeps '.' on disk).\n\
+             namespace inbox {{\n  inbox = yes\n  separator = /\n}}\n\
              {privileges}\
              passdb {{\n  driver = passwd-file\n  args = scheme=PLAIN {passwd}\n}}\n\
              userdb {{\n  driver = passwd-file\n  args = {passwd}\n}}\n\

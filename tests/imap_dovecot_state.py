@@ -1,7 +1,9 @@
 """Differential test of per-session IMAP state (run by tests/imap_dovecot.rs; Python 3
 stdlib only): \\Recent (RECENT in SELECT, EXAMINE and new-mail updates, STATUS,
-SEARCH NEW/OLD/RECENT, FETCH FLAGS) and the untagged FLAGS/PERMANENTFLAGS that
-announce new keywords (RFC 3501 2.3.2, 6.3.1, 6.3.2, 6.3.10, 6.4.4, 7.2.6).
+SEARCH NEW/OLD/RECENT, FETCH FLAGS), the untagged FLAGS/PERMANENTFLAGS that
+announce new keywords (RFC 3501 2.3.2, 6.3.1, 6.3.2, 6.3.10, 6.4.4, 7.2.6), CREATE
+with a trailing separator (6.3.3), LSUB \\Noselect (6.3.9), and the tagged answers
+to odd mailbox names, quoted and as imaplib sends them (unquoted).
 
 Usage: imap_dovecot_state.py LABEL_A PORT_A USER_A LABEL_B PORT_B USER_B PASSWORD
 
@@ -24,7 +26,7 @@ import sys
 
 MISMATCH_EXIT = 10
 COMPARED = ('EXISTS', 'RECENT', 'EXPUNGE', 'FLAGS', 'PERMANENTFLAGS', 'FETCH', 'SEARCH',
-            'STATUS', 'UNSEEN', 'UIDNEXT')
+            'STATUS', 'UNSEEN', 'UIDNEXT', 'LSUB')
 
 
 def flag_set(text):
@@ -45,6 +47,12 @@ def norm(key, values):
             m = re.match(rb'(\d+) \(.*?FLAGS (\([^()]*\))', v)
             out[int(m.group(1)) if m else v] = flag_set(m.group(2)) if m else 'no FLAGS'
         return out
+    if key in ('LIST', 'LSUB'):
+        out = []
+        for v in values:
+            m = re.match(rb'\(([^)]*)\) \S+ "?(.*?)"?$', v)
+            out.append((sorted(m.group(1).decode().split()), m.group(2).decode()) if m else v)
+        return sorted(out)
     if key == 'STATUS':
         out = []
         for v in values:
@@ -68,7 +76,7 @@ def run(side):
     names = {id(a): 'a', id(b): 'b', id(c): 'c'}
     log = []
 
-    def step(m, what, call):
+    def step(m, what, call, also=()):
         m.untagged_responses.clear()
         try:
             typ, data = call()
@@ -76,7 +84,8 @@ def run(side):
             raise
         except imaplib.IMAP4.error:  # imaplib raises for BAD
             typ = 'BAD'
-        rec = {k: norm(k, v) for k, v in m.untagged_responses.items() if k in COMPARED}
+        rec = {k: norm(k, v) for k, v in m.untagged_responses.items()
+               if k in COMPARED or k in also}
         rec['tagged'] = typ
         log.append(('%s: %s' % (names[id(m)], what), rec))
 
@@ -84,10 +93,10 @@ def run(side):
         return ('Subject: state %d\r\nMessage-ID: <state%d@example.org>\r\n\r\n'
                 'body %d\r\n' % (n, n, n)).encode()
 
-    def cmd(m, what, *args):
+    def cmd(m, what, *args, also=()):
         # _simple_command leaves every untagged response in place (imaplib's own
         # search(), fetch(), store() and status() take theirs away).
-        step(m, what, lambda: m._simple_command(*args))
+        step(m, what, lambda: m._simple_command(*args), also)
 
     status = ('STATUS', 'INBOX', '(MESSAGES RECENT UIDNEXT UNSEEN)')
     for n, flags in ((1, '(\\Seen)'), (2, '($Pre)'), (3, None)):
@@ -136,6 +145,18 @@ def run(side):
     step(b, 'SELECT Other', lambda: b.select('Other'))
     cmd(b, 'FETCH FLAGS', 'FETCH', '1:*', '(FLAGS)')
     step(b, 'CLOSE', lambda: b.close())
+    # CREATE with a trailing separator (RFC 3501 6.3.3), and LSUB's \Noselect for
+    # an unsubscribed parent under % (6.3.9). Only names under Work and Trail are
+    # listed: clusterd subscribes the mailboxes of a new account and the names CREATE
+    # is given, Dovecot does not. LIST is not compared for Work: CREATE Work/Reports
+    # makes Work a mailbox in clusterd (RFC 3501 6.3.3: the server SHOULD create the
+    # superior names, here unsubscribed), a \Noselect name in Dovecot's Maildir++.
+    cmd(a, 'CREATE Trail/', 'CREATE', 'Trail/')
+    cmd(a, 'LIST Trail*', 'LIST', '""', 'Trail*', also=('LIST',))
+    cmd(a, 'CREATE Work/Reports', 'CREATE', 'Work/Reports')
+    cmd(a, 'SUBSCRIBE Work/Reports', 'SUBSCRIBE', 'Work/Reports')
+    for pattern in ('Work%', 'Work/%', 'Work*', '%/Reports'):
+        cmd(a, 'LSUB ' + pattern, 'LSUB', '""', pattern)
     # Odd but valid names that name no mailbox: NO, not BAD (only the tagged status
     # is compared; the two servers' hierarchy separators differ).
     for n in ('(', ')', '{', ']', '%', '*', '\\', '"', 'a b', '&', 'x&y', '&Jjo', 'NIL'):
