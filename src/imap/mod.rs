@@ -8,7 +8,8 @@
 //! Files: `conn` (stream, framing of lines and literals, limits, timeouts), `session`
 //! (session state, command loop and dispatcher), `cmd` (the command handlers, one
 //! file per family), `fetch` (FETCH items and SEARCH keys; text keys through `crate::mail::text`),
-//! `mime` (ENVELOPE, BODYSTRUCTURE, body sections),
+//! `mime` (ENVELOPE, BODYSTRUCTURE, body sections), `structure` (the node's byte-bounded
+//! cache of those values by content address),
 //! `list` (LIST patterns), `utf7` (modified UTF-7 names), `wire` (response syntax),
 //! `recent` (which session owns a message's `\Recent`).
 //!
@@ -66,6 +67,7 @@ mod list;
 pub mod mime;
 mod recent;
 mod session;
+mod structure;
 mod utf7;
 mod wire;
 
@@ -89,6 +91,8 @@ pub(crate) struct Server {
     failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
     /// Which UIDs sessions have taken as `\Recent`, per mailbox.
     recent: recent::Claims,
+    /// Parsed ENVELOPE/BODYSTRUCTURE values by content address, for every session.
+    structure: Arc<structure::StructureCache>,
 }
 
 /// Failures older than this are forgotten.
@@ -119,6 +123,7 @@ pub async fn start(ctx: Arc<Ctx>) -> anyhow::Result<()> {
         sessions: Arc::new(Semaphore::new(ctx.cfg.imap.max_sessions)),
         failures: Mutex::new(HashMap::new()),
         recent: recent::Claims::default(),
+        structure: Arc::new(structure::StructureCache::new(structure::CAP)),
         ctx: ctx.clone(),
     });
     for addr in &ctx.cfg.imap.listen {

@@ -12,9 +12,13 @@ use imap_codec::imap_types::sequence::SequenceSet;
 
 use super::{CmdResult, Done, Fail, mailbox_name, ok};
 use crate::imap::session::{Session, announce_keywords, flags_with_recent};
+use crate::imap::structure::Kind;
 use crate::imap::{fetch, wire};
 use crate::mail::text::Text;
 use crate::store::FlagMode;
+
+/// Messages whose files a FETCH reads in one trip to the blocking pool.
+const FETCH_CHUNK: usize = 32;
 
 impl Session {
     pub(in crate::imap) fn check(&mut self) -> CmdResult {
@@ -77,24 +81,31 @@ impl Session {
         let sel = self.selected.as_ref().expect("selected");
         let mut hits = Vec::new();
         let needs_text = fetch::search_needs_text(&key);
-        for (i, e) in sel.msgs.iter().enumerate() {
-            if e.expunged {
-                continue;
-            }
-            let raw = if needs_text {
-                match store.read_blob(&e.meta.blob).await {
-                    Ok(r) => Some(r),
-                    Err(err) => {
+        let live: Vec<usize> = (0..sel.msgs.len())
+            .filter(|&i| !sel.msgs[i].expunged)
+            .collect();
+        for chunk in live.chunks(FETCH_CHUNK) {
+            let texts = if needs_text {
+                let blobs = chunk.iter().map(|&i| sel.msgs[i].meta.blob.clone());
+                store.read_blobs(blobs.collect()).await?
+            } else {
+                Vec::new()
+            };
+            let mut texts = texts.into_iter();
+            for &i in chunk {
+                let e = &sel.msgs[i];
+                let raw = match texts.next() {
+                    Some(Ok(r)) => Some(r),
+                    Some(Err(err)) => {
                         tracing::warn!(uid = e.meta.uid, "imap: unreadable message: {err}");
                         continue;
                     }
+                    None => None,
+                };
+                let text = raw.as_deref().map(Text::new);
+                if fetch::search_matches(&key, sel, i, text.as_ref()) {
+                    hits.push(if uid { e.meta.uid } else { i as u32 + 1 });
                 }
-            } else {
-                None
-            };
-            let text = raw.as_deref().map(Text::new);
-            if fetch::search_matches(&key, sel, i, text.as_ref()) {
-                hits.push(if uid { e.meta.uid } else { i as u32 + 1 });
             }
         }
         let mut line = String::from("* SEARCH");
@@ -150,61 +161,95 @@ impl Session {
                 }
             }
         }
-        let needs_body = names.iter().any(fetch::needs_body);
+        // ENVELOPE, BODY and BODYSTRUCTURE come from the node's structure cache when
+        // they can; the message file is read only for what is not cached.
+        let kinds: Vec<Kind> = names.iter().filter_map(fetch::structure_kind).collect();
+        let text_items = names
+            .iter()
+            .any(|n| fetch::needs_body(n) && fetch::structure_kind(n).is_none());
+        let cache = self.srv.structure.clone();
         let wants_flags = names.contains(&MessageDataItemName::Flags);
-        for i in idx {
-            let sel = self.selected.as_mut().expect("selected");
-            let e = &sel.msgs[i];
-            if e.expunged {
-                // RFC 2180 4.1.2: the message is gone; skip it.
-                continue;
-            }
-            let raw = if needs_body {
-                match store.read_blob(&e.meta.blob).await {
-                    Ok(r) => Some(r),
-                    Err(err) => {
-                        tracing::error!(uid = e.meta.uid, "imap: unreadable message: {err}");
-                        return Err(Fail::No("[SERVERBUG] Message data unavailable".into()));
-                    }
+        for chunk in idx.chunks(FETCH_CHUNK) {
+            // Per message of the chunk: cached values, and whether its text is needed.
+            let sel = self.selected.as_ref().expect("selected");
+            let mut cached: Vec<[Option<Vec<u8>>; 3]> = Vec::with_capacity(chunk.len());
+            let mut to_read = Vec::new();
+            for &i in chunk {
+                let e = &sel.msgs[i];
+                let mut values: [Option<Vec<u8>>; 3] = Default::default();
+                let mut need = text_items;
+                for &k in &kinds {
+                    values[k as usize] = cache.get(&e.meta.blob, k);
+                    need |= values[k as usize].is_none();
                 }
-            } else {
-                None
-            };
-            let recent = sel.recent.contains(&e.meta.uid);
-            let flags_changed = e.meta.flags != e.reported;
-            let with_flags = wants_flags || (sets_seen && flags_changed);
-            let mut out = format!("* {} FETCH (", i + 1).into_bytes();
-            let mut first = true;
-            // UID and FLAGS first (FLAGS also when \Seen was set implicitly).
-            if names.contains(&MessageDataItemName::Uid) {
-                out.extend_from_slice(format!("UID {}", e.meta.uid).as_bytes());
-                first = false;
-            }
-            if with_flags {
-                if !first {
-                    out.push(b' ');
+                if need && !e.expunged {
+                    to_read.push(e.meta.blob.clone());
                 }
-                out.extend_from_slice(b"FLAGS ");
-                out.extend_from_slice(flags_with_recent(&e.meta.flags, recent).as_bytes());
-                first = false;
+                cached.push(values);
             }
-            for name in &names {
-                if matches!(name, MessageDataItemName::Flags | MessageDataItemName::Uid) {
+            let mut texts = store.read_blobs(to_read).await?.into_iter();
+            for (&i, mut values) in chunk.iter().zip(cached) {
+                let sel = self.selected.as_mut().expect("selected");
+                let e = &sel.msgs[i];
+                if e.expunged {
+                    // RFC 2180 4.1.2: the message is gone; skip it.
                     continue;
                 }
-                if !first {
-                    out.push(b' ');
+                let needs_text = text_items || kinds.iter().any(|&k| values[k as usize].is_none());
+                let raw = if needs_text {
+                    match texts.next() {
+                        Some(Ok(r)) => Some(r),
+                        Some(Err(err)) => {
+                            tracing::error!(uid = e.meta.uid, "imap: unreadable message: {err}");
+                            return Err(Fail::No("[SERVERBUG] Message data unavailable".into()));
+                        }
+                        None => unreachable!("one text read per message that needs it"),
+                    }
+                } else {
+                    None
+                };
+                for &k in &kinds {
+                    if values[k as usize].is_none() {
+                        let raw = raw.as_deref().expect("read above");
+                        values[k as usize] = Some(cache.compute(&e.meta.blob, k, raw));
+                    }
                 }
-                first = false;
-                fetch::item(&mut out, name, &e.meta, raw.as_deref());
+                let recent = sel.recent.contains(&e.meta.uid);
+                let flags_changed = e.meta.flags != e.reported;
+                let with_flags = wants_flags || (sets_seen && flags_changed);
+                let mut out = format!("* {} FETCH (", i + 1).into_bytes();
+                let mut first = true;
+                // UID and FLAGS first (FLAGS also when \Seen was set implicitly).
+                if names.contains(&MessageDataItemName::Uid) {
+                    out.extend_from_slice(format!("UID {}", e.meta.uid).as_bytes());
+                    first = false;
+                }
+                if with_flags {
+                    if !first {
+                        out.push(b' ');
+                    }
+                    out.extend_from_slice(b"FLAGS ");
+                    out.extend_from_slice(flags_with_recent(&e.meta.flags, recent).as_bytes());
+                    first = false;
+                }
+                for name in &names {
+                    if matches!(name, MessageDataItemName::Flags | MessageDataItemName::Uid) {
+                        continue;
+                    }
+                    if !first {
+                        out.push(b' ');
+                    }
+                    first = false;
+                    fetch::item(&mut out, name, &e.meta, raw.as_deref(), &values);
+                }
+                out.extend_from_slice(b")\r\n");
+                if with_flags {
+                    let e = &mut sel.msgs[i];
+                    e.reported = e.meta.flags.clone();
+                }
+                self.conn.write(&out);
+                self.conn.maybe_flush().await?;
             }
-            out.extend_from_slice(b")\r\n");
-            if with_flags {
-                let e = &mut sel.msgs[i];
-                e.reported = e.meta.flags.clone();
-            }
-            self.conn.write(&out);
-            self.conn.maybe_flush().await?;
         }
         ok(if uid {
             "UID FETCH completed"
