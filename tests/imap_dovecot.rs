@@ -16,6 +16,15 @@
 //! must give identical answers, so a failure of the clusterd comparison is never the
 //! harness's own noise.
 //!
+//! `session_state_matches_dovecot` runs tests/imap_dovecot_state.py: three sessions
+//! on one INBOX, step by step on both servers (first Dovecot against itself, then
+//! clusterd against Dovecot), comparing RECENT in SELECT/EXAMINE and new-mail updates,
+//! STATUS (MESSAGES RECENT UIDNEXT UNSEEN), SEARCH NEW/OLD/RECENT, FETCH FLAGS with
+//! `\Recent`, the untagged FLAGS/PERMANENTFLAGS after a new keyword, CREATE with a
+//! trailing separator, LSUB `\Noselect` and the answers to odd mailbox names, quoted
+//! and not (its normalisation is described in the script). The private Dovecot uses
+//! `/` as its hierarchy separator, as clusterd does.
+//!
 //! Set CLUSTERD_DIFF_REPORT=/some/file to also keep the difference report in a file.
 
 mod common;
@@ -104,6 +113,58 @@ fn dovecot_agrees_with_itself() {
     );
     println!("{out}");
     assert!(out.contains("ALL EQUAL"), "{out}");
+}
+
+/// The session-state comparison (see the module documentation).
+const STATE_SCRIPT: &str = include_str!("imap_dovecot_state.py");
+
+/// Runs the session-state script with `reference` and `other` (label, port, user);
+/// returns its report, and whether everything matched.
+fn compare_state(reference: (&str, u16, &str), other: (&str, u16, &str)) -> (String, bool) {
+    require_tool("python3");
+    let out = python(
+        STATE_SCRIPT,
+        &[
+            reference.0,
+            &reference.1.to_string(),
+            reference.2,
+            other.0,
+            &other.1.to_string(),
+            other.2,
+            PASSWORD,
+        ],
+    );
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    match out.status.code() {
+        Some(0) => (report, true),
+        Some(MISMATCH_EXIT) => (report, false),
+        _ => panic!(
+            "the session-state script failed ({}):\n{report}",
+            out.status
+        ),
+    }
+}
+
+#[test]
+fn session_state_matches_dovecot() {
+    let dovecot = Dovecot::start(&["ana", "bob", "eva"], PASSWORD);
+    let (report, same) = compare_state(
+        ("dovecot", dovecot.port, "ana"),
+        ("dovecot-again", dovecot.port, "bob"),
+    );
+    assert!(same, "Dovecot disagrees with itself:\n{report}");
+    let node = Node::start();
+    node.add_user("eva", PASSWORD);
+    let (report, same) = compare_state(
+        ("dovecot", dovecot.port, "eva"),
+        ("clusterd", node.imap_port, "eva"),
+    );
+    println!("{report}");
+    assert!(same, "clusterd differs from Dovecot:\n{report}");
 }
 
 #[test]

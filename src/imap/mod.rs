@@ -10,7 +10,8 @@
 //! file per family), `fetch` (FETCH items and SEARCH keys; text keys through `crate::mail::text`),
 //! `mime` (ENVELOPE, BODYSTRUCTURE, body sections), `structure` (the node's byte-bounded
 //! cache of those values by content address),
-//! `list` (LIST patterns), `utf7` (modified UTF-7 names), `wire` (response syntax).
+//! `list` (LIST patterns), `utf7` (modified UTF-7 names), `wire` (response syntax),
+//! `recent` (which session owns a message's `\Recent`).
 //!
 //! Implementation notes
 //! - We drive imap-codec's `CommandCodec` from our own I/O loop rather than
@@ -23,6 +24,10 @@
 //!   (`wire`), so literals and quoting are under our control.
 //! - ID and NAMESPACE are recognised before imap-codec (its `ext_id`/`ext_namespace`
 //!   features are off in this build).
+//! - A mailbox command that does not parse because a bare name holds `%`, `*` or `\`
+//!   (not atom characters; Python's imaplib sends names unquoted) is parsed again with
+//!   those names quoted, as Dovecot accepts them: such a client gets NO for a mailbox
+//!   that does not exist, not BAD, and is not closed after ten BADs in a row.
 //! - Each session keeps the selected mailbox's sequence-number map: the UIDs in order
 //!   plus, per message, the flags last reported to the client. The map grows (new
 //!   messages, EXISTS) whenever the session refreshes, but it only shrinks in
@@ -38,7 +43,14 @@
 //!   updates its reported flags directly, so the client is not told twice.
 //! - IDLE waits on the socket and the change broadcast at once, so another session's
 //!   APPEND reaches an idling client as soon as it is committed.
-//! - `\Recent` is per session: messages that arrived while the mailbox was selected.
+//! - `\Recent` belongs to one session: the first read-write session that selects the
+//!   mailbox, or hears of the message while holding it selected, takes it
+//!   (`recent::Claims`, shared by the node's sessions, in memory and not replicated).
+//!   EXAMINE and STATUS count without taking.
+//! - FLAGS lists the keywords on the mailbox's messages; when a keyword new to the
+//!   session appears (a STORE, another session, an APPEND), a new untagged FLAGS and
+//!   PERMANENTFLAGS (with `\*`) go out before the response that shows it (RFC 3501
+//!   7.2.6). The announced list only grows during a session.
 //! - Security: LOGIN and AUTHENTICATE PLAIN need TLS or a client address in
 //!   `imap.allow_plaintext_auth_from` (else LOGINDISABLED is advertised and they get
 //!   `NO [PRIVACYREQUIRED]`). Failed authentications are answered after a delay that
@@ -53,6 +65,7 @@ mod conn;
 mod fetch;
 mod list;
 pub mod mime;
+mod recent;
 mod session;
 mod structure;
 mod utf7;
@@ -76,6 +89,8 @@ pub(crate) struct Server {
     sessions: Arc<Semaphore>,
     /// Recent authentication failures per client address, with the time of the last.
     failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    /// Which UIDs sessions have taken as `\Recent`, per mailbox.
+    recent: recent::Claims,
     /// Parsed ENVELOPE/BODYSTRUCTURE values by content address, for every session.
     structure: Arc<structure::StructureCache>,
 }
@@ -107,6 +122,7 @@ pub async fn start(ctx: Arc<Ctx>) -> anyhow::Result<()> {
     let server = Arc::new(Server {
         sessions: Arc::new(Semaphore::new(ctx.cfg.imap.max_sessions)),
         failures: Mutex::new(HashMap::new()),
+        recent: recent::Claims::default(),
         structure: Arc::new(structure::StructureCache::new(structure::CAP)),
         ctx: ctx.clone(),
     });

@@ -1,8 +1,8 @@
 //! A private Dovecot 2.3 (Debian's dovecot-imapd) for tests and benchmarks: its own
 //! configuration, sockets, state, log and Maildirs in a temporary directory, IMAP on a
-//! free loopback port, plain-text LOGIN with one password for every account. Dropping
-//! it stops the process it started, by PID (then its process group), and removes the
-//! directory.
+//! free loopback port, `/` as hierarchy separator (as clusterd), plain-text LOGIN with
+//! one password for every account. Dropping it stops the process it started, by PID
+//! (then its process group), and removes the directory.
 
 use super::{free_port, require_tool};
 use std::io::{BufRead, BufReader};
@@ -146,6 +146,8 @@ impl Dovecot {
              disable_plaintext_auth = no\n\
              auth_mechanisms = plain\n\
              mail_location = maildir:{mail}/%u\n\
+             # The hierarchy separator clusterd uses (Maildir++ keeps '.' on disk).\n\
+             namespace inbox {{\n  inbox = yes\n  separator = /\n}}\n\
              {privileges}\
              passdb {{\n  driver = passwd-file\n  args = scheme=PLAIN {passwd}\n}}\n\
              userdb {{\n  driver = passwd-file\n  args = {passwd}\n}}\n\

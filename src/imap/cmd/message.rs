@@ -11,7 +11,7 @@ use imap_codec::imap_types::search::SearchKey;
 use imap_codec::imap_types::sequence::SequenceSet;
 
 use super::{CmdResult, Done, Fail, mailbox_name, ok};
-use crate::imap::session::{Session, flags_with_recent};
+use crate::imap::session::{Session, announce_keywords, flags_with_recent};
 use crate::imap::structure::Kind;
 use crate::imap::{fetch, wire};
 use crate::mail::text::Text;
@@ -287,6 +287,14 @@ impl Session {
                     sel.msgs[p].meta.modseq = u.modseq;
                 }
             }
+        }
+        // A keyword new to the client: FLAGS first (RFC 3501 7.2.6), also for .SILENT.
+        if mode != FlagMode::Remove
+            && flags
+                .iter()
+                .any(|f| !f.starts_with('\\') && !sel.keywords.contains(f))
+        {
+            announce_keywords(&mut self.conn, sel);
         }
         let silent = matches!(response, StoreResponse::Silent);
         for i in idx {

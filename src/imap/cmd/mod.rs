@@ -85,11 +85,18 @@ fn trim_crlf(line: &[u8]) -> &[u8] {
 
 /// The store's (UTF-8) name for a mailbox named on the wire in modified UTF-7.
 fn mailbox_name(mailbox: &Mailbox<'_>) -> Result<String, Fail> {
+    crate::store::normalize_mailbox_name(&wire_name(mailbox)?).map_err(Fail::from)
+}
+
+/// A mailbox argument decoded from modified UTF-7, not yet checked as a name. One
+/// that does not decode names no mailbox: NO, as for any name that cannot exist (the
+/// command itself parsed, so it is not BAD).
+fn wire_name(mailbox: &Mailbox<'_>) -> Result<String, Fail> {
     let raw = match mailbox {
         Mailbox::Inbox => return Ok("INBOX".into()),
         Mailbox::Other(o) => o.inner().as_ref(),
     };
-    let name = utf7::from_wire(raw)
-        .ok_or_else(|| Fail::Bad("Invalid mailbox name encoding (RFC 3501 5.1.3)".into()))?;
-    crate::store::normalize_mailbox_name(&name).map_err(Fail::from)
+    utf7::from_wire(raw).ok_or_else(|| {
+        Fail::No("[CANNOT] Invalid mailbox name: not modified UTF-7 (RFC 3501 5.1.3)".into())
+    })
 }
