@@ -146,6 +146,10 @@ pub(super) struct Session {
     pub(super) changes: broadcast::Receiver<Change>,
     pub(super) bad_streak: u32,
     pub(super) auth_failures: u32,
+    /// CONDSTORE enabled (RFC 7162 3.1): FETCH responses carry UID and MODSEQ.
+    pub(super) condstore: bool,
+    /// QRESYNC enabled (RFC 7162 3.2): VANISHED instead of EXPUNGE.
+    pub(super) qresync: bool,
 }
 
 impl Session {
@@ -160,6 +164,8 @@ impl Session {
             changes,
             bad_streak: 0,
             auth_failures: 0,
+            condstore: false,
+            qresync: false,
         }
     }
 
@@ -309,8 +315,14 @@ impl Session {
             _ if self.user.is_none() => Err(Fail::Bad("Log in first".into())),
             // ------------------------------------------------ authenticated (6.3)
             // cmd/mailbox.rs
-            C::Select { mailbox, .. } => self.select(&mailbox, false).await,
-            C::Examine { mailbox, .. } => self.select(&mailbox, true).await,
+            C::Select {
+                mailbox,
+                parameters,
+            } => self.select_with(&mailbox, false, &parameters).await,
+            C::Examine {
+                mailbox,
+                parameters,
+            } => self.select_with(&mailbox, true, &parameters).await,
             C::Create { mailbox } => self.create(&mailbox).await,
             C::Delete { mailbox } => self.delete(&mailbox).await,
             C::Rename { from, to } => self.rename(&from, &to).await,
@@ -336,7 +348,8 @@ impl Session {
                 message,
             } => self.append(&mailbox, &flags, date, message).await,
             C::Idle => self.idle().await,
-            C::Enable { .. } => self.enable(),
+            C::Enable { capabilities } => self.enable(capabilities.as_ref()),
+            C::Compress { .. } => self.compress(tag).await,
             _ if self.selected.is_none() => Err(Fail::Bad("No mailbox selected".into())),
             // ------------------------------------------------ selected (6.4): cmd/message.rs
             C::Check => self.check(),
@@ -353,16 +366,22 @@ impl Session {
                 sequence_set,
                 macro_or_item_names,
                 uid,
-                ..
-            } => self.fetch(&sequence_set, macro_or_item_names, uid).await,
+                modifiers,
+            } => {
+                self.fetch(&sequence_set, macro_or_item_names, uid, &modifiers)
+                    .await
+            }
             C::Store {
                 sequence_set,
                 kind,
                 response,
                 flags,
                 uid,
-                ..
-            } => self.store(&sequence_set, kind, response, &flags, uid).await,
+                modifiers,
+            } => {
+                self.store(&sequence_set, kind, response, &flags, uid, &modifiers)
+                    .await
+            }
             C::Copy {
                 sequence_set,
                 mailbox,
@@ -462,6 +481,21 @@ impl Session {
                 added += 1;
             }
         }
+        if allow_expunge && self.qresync && sel.msgs.iter().any(|e| e.expunged) {
+            // RFC 7162 3.2.10: one VANISHED with the UIDs instead of EXPUNGEs.
+            let gone: Vec<u32> = sel
+                .msgs
+                .iter()
+                .filter(|e| e.expunged)
+                .map(|e| e.meta.uid)
+                .collect();
+            self.conn
+                .line(&format!("* VANISHED {}", wire::uid_set(&gone)));
+            for uid in &gone {
+                sel.recent.remove(uid);
+            }
+            sel.msgs.retain(|e| !e.expunged);
+        }
         if allow_expunge && sel.msgs.iter().any(|e| e.expunged) {
             // Descending, so each number is valid when the client applies it.
             for i in (0..sel.msgs.len()).rev() {
@@ -480,16 +514,26 @@ impl Session {
             if !e.expunged && e.meta.flags != e.reported {
                 let recent = sel.recent.contains(&e.meta.uid);
                 self.conn.line(&format!(
-                    "* {} FETCH (UID {} FLAGS {})",
+                    "* {} FETCH (UID {} FLAGS {}{})",
                     i + 1,
                     e.meta.uid,
-                    flags_with_recent(&e.meta.flags, recent)
+                    flags_with_recent(&e.meta.flags, recent),
+                    modseq_item(self.condstore, e.meta.modseq)
                 ));
                 e.reported = e.meta.flags.clone();
             }
         }
         let _ = &sel.name;
         Ok(())
+    }
+}
+
+/// ` MODSEQ (n)` once CONDSTORE is enabled (RFC 7162 3.1.4), else nothing.
+pub(super) fn modseq_item(condstore: bool, modseq: u64) -> String {
+    if condstore {
+        format!(" MODSEQ ({modseq})")
+    } else {
+        String::new()
     }
 }
 
