@@ -162,6 +162,7 @@ fn condstore_and_qresync_match_dovecot() {
         ],
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
     assert!(
         out.status.success() && stdout.contains("ALL EQUAL"),
         "clusterd's CONDSTORE/QRESYNC answers differ from Dovecot's ({}):\n{stdout}\n--- stderr\n{}\n{}",

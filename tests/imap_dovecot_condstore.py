@@ -114,6 +114,17 @@ def scenario(port, user, password):
     t['live_fetch_has_modseq'] = all(v[1] is not None for v in f.values())
     a.close()
 
+    # A client that enabled nothing: which response codes its SELECT carries, and a
+    # SELECT replacing a mailbox.
+    c = conn()
+    out, _ = c.ok('SELECT ' + MAILBOX)
+    t['plain_select_codes'] = sorted(re.match(r'\* OK \[([A-Z-]+)', l).group(1)
+                                     for l in out if l.startswith('* OK ['))
+    out, _ = c.ok('EXAMINE ' + MAILBOX)
+    t['plain_reselect_codes'] = sorted(re.match(r'\* OK \[([A-Z-]+)', l).group(1)
+                                       for l in out if l.startswith('* OK ['))
+    c.close()
+
     # A CONDSTORE-only client.
     c = conn()
     out, _ = c.ok('SELECT %s (CONDSTORE)' % MAILBOX)

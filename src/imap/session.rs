@@ -183,6 +183,12 @@ impl Session {
                     self.conn.line("* BYE Autologout; idle for too long");
                     break;
                 }
+                Err(ReadError::Io(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    // Only COMPRESS input is checked this way: the stream cannot go on.
+                    tracing::debug!(peer = %self.peer, "imap: bad compressed input: {e}");
+                    self.conn.line("* BYE Invalid compressed data");
+                    break;
+                }
                 Err(ReadError::Io(e)) => {
                     tracing::debug!(peer = %self.peer, "imap: read failed: {e}");
                     break;
