@@ -21,6 +21,7 @@ fn run(node: &Node, script: &str) -> String {
     let out = python(&full, &[&node.imap_port.to_string()]);
     let text = assert_ok(&out, "python raw IMAP script");
     assert!(text.contains("done"), "script did not finish: {text}");
+    print!("{text}");
     text
 }
 
@@ -248,15 +249,24 @@ st, _ = c.cmd('COMPRESS DEFLATE')
 assert st.startswith('NO [COMPRESSIONACTIVE]'), st
 body = message(1, 300000)
 c.append('INBOX', body)
+for i in range(2, 51):
+    c.append('INBOX', message(i))
 out, _ = c.ok('SELECT INBOX')
-assert '* 1 EXISTS' in out, out
+assert '* 50 EXISTS' in out, out
+wire0, plain0 = c.wire_in, c.plain_in
 out, _ = c.ok('FETCH 1 (BODY.PEEK[])')
 assert body in out[0].encode(), len(out[0])
+wire0, plain0 = c.wire_in, c.plain_in
+out, _ = c.ok('FETCH 2:* (UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE)')
+assert len(out) == 49, out[:3]
+wire, plain = c.wire_in - wire0, c.plain_in - plain0
+print('deflate: %d bytes on the wire for %d bytes of ENVELOPE responses' % (wire, plain))
+assert wire * 2 < plain, (wire, plain)
 # Several commands in one compressed write, answered in order.
 c.n += 1
 c.send(b'p1 NOOP\r\np2 STATUS INBOX (MESSAGES)\r\np3 NOOP\r\n')
 seen = [c.line().decode() for _ in range(4)]
-assert seen[0].startswith('p1 OK') and 'MESSAGES 1' in seen[1] and seen[2].startswith('p2 OK') and seen[3].startswith('p3 OK'), seen
+assert seen[0].startswith('p1 OK') and 'MESSAGES 50' in seen[1] and seen[2].startswith('p2 OK') and seen[3].startswith('p3 OK'), seen
 c.close()
 
 # Garbage that is not deflate ends that session with a BYE (compressed, since the

@@ -15,14 +15,17 @@ class Raw:
         self.buf = b''
         self.n = 0
         self.deflate = None  # (compressor, decompressor) once COMPRESS is active
+        self.wire_in = self.plain_in = 0  # bytes received on the socket / after inflating
         self.greeting = self.line()
 
     def _recv(self):
         data = self.sock.recv(65536)
         if not data:
             raise EOFError('server closed the connection')
+        self.wire_in += len(data)
         if self.deflate:
             data = self.deflate[1].decompress(data)
+        self.plain_in += len(data)
         self.buf += data
 
     def line(self):
