@@ -123,6 +123,9 @@ def scenario(port, user, password):
     out, _ = c.ok('EXAMINE ' + MAILBOX)
     t['plain_reselect_codes'] = sorted(re.match(r'\* OK \[([A-Z-]+)', l).group(1)
                                        for l in out if l.startswith('* OK ['))
+    # CONDSTORE enabled by a FETCH MODSEQ with the mailbox selected.
+    out, _ = c.ok('FETCH 1 (MODSEQ)')
+    t['enabled_by_fetch'] = [re.sub(r'\d{2,}', 'N', l) for l in out]
     c.close()
 
     # A CONDSTORE-only client.

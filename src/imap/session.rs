@@ -354,7 +354,7 @@ impl Session {
                 message,
             } => self.append(&mailbox, &flags, date, message).await,
             C::Idle => self.idle().await,
-            C::Enable { capabilities } => self.enable(capabilities.as_ref()),
+            C::Enable { capabilities } => self.enable(capabilities.as_ref()).await,
             C::Compress { .. } => self.compress(tag).await,
             _ if self.selected.is_none() => Err(Fail::Bad("No mailbox selected".into())),
             // ------------------------------------------------ selected (6.4): cmd/message.rs

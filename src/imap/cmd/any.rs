@@ -62,15 +62,15 @@ impl Session {
 
     /// ENABLE: CONDSTORE, and QRESYNC (which implies CONDSTORE); others are ignored
     /// (RFC 5161 3.1). ENABLED names those this command enabled.
-    pub(in crate::imap) fn enable(&mut self, caps: &[CapabilityEnable<'_>]) -> CmdResult {
+    pub(in crate::imap) async fn enable(&mut self, caps: &[CapabilityEnable<'_>]) -> CmdResult {
         let mut enabled = String::from("* ENABLED");
         for cap in caps {
             let name = cap.to_string().to_ascii_uppercase();
             match name.as_str() {
-                "CONDSTORE" if !self.condstore => self.enable_condstore(),
+                "CONDSTORE" if !self.condstore => self.enable_condstore().await?,
                 "QRESYNC" if !self.qresync => {
                     self.qresync = true;
-                    self.enable_condstore();
+                    self.enable_condstore().await?;
                 }
                 _ => continue,
             }

@@ -15,9 +15,22 @@ use crate::imap::session::{Session, flags_with_recent};
 
 impl Session {
     /// Turns CONDSTORE on for the rest of the connection (RFC 7162 3.1: ENABLE, or a
-    /// command that uses a MODSEQ).
-    pub(in crate::imap) fn enable_condstore(&mut self) {
+    /// command that uses a MODSEQ). With a mailbox selected the client learns its
+    /// HIGHESTMODSEQ at once, before the command's own responses (as Dovecot does).
+    pub(in crate::imap) async fn enable_condstore(&mut self) -> Result<(), Fail> {
+        if self.condstore {
+            return Ok(());
+        }
         self.condstore = true;
+        if let Some(sel) = &self.selected
+            && let Some(info) = self.srv.ctx.store.mailbox_by_id(&sel.id).await?
+        {
+            self.conn.line(&format!(
+                "* OK [HIGHESTMODSEQ {}] Highest",
+                info.highest_modseq.max(1)
+            ));
+        }
+        Ok(())
     }
 
     /// SELECT/EXAMINE with RFC 7162 parameters around the plain `select`.
@@ -30,7 +43,8 @@ impl Session {
         let mut qresync = None;
         for p in params {
             match p {
-                SelectParameter::CondStore => self.enable_condstore(),
+                // The mailbox's HIGHESTMODSEQ follows in the SELECT's own answer.
+                SelectParameter::CondStore => self.condstore = true,
                 SelectParameter::QResync {
                     uid_validity,
                     mod_sequence_value,

@@ -82,7 +82,7 @@ impl Session {
         };
         let uses_modseq = fetch::search_uses_modseq(&key);
         if uses_modseq {
-            self.enable_condstore();
+            self.enable_condstore().await?;
         }
         let store = self.srv.ctx.store.clone();
         let sel = self.selected.as_ref().expect("selected");
@@ -171,7 +171,7 @@ impl Session {
             names.push(MessageDataItemName::ModSeq);
         }
         if names.contains(&MessageDataItemName::ModSeq) {
-            self.enable_condstore();
+            self.enable_condstore().await?;
         }
         if let Some(since) = changed_since
             && vanished
@@ -321,7 +321,7 @@ impl Session {
             .map(|StoreModifier::UnchangedSince(n)| *n)
             .next();
         if unchanged_since.is_some() {
-            self.enable_condstore();
+            self.enable_condstore().await?;
         }
         let condstore = self.condstore;
         let store = self.srv.ctx.store.clone();
