@@ -78,12 +78,7 @@ fn a_qresync_client_gets_only_the_changes_after_a_failover() {
     lab.replicate(REPL_PORT);
     lab.add_user_offline(N1, USER, PASSWORD);
     lab.start_cluster();
-    lab.expect_within(
-        Instant::now(),
-        Duration::from_secs(10),
-        "node 1 ships its log to node 2",
-        |l| l.status(N1).text.contains("shipping yes"),
-    );
+    lab.wait_shipping(N1, Duration::from_secs(10));
 
     // The client's cache: what it saw before going away.
     let before = client(&lab, &["fill", &MESSAGES.to_string()]);

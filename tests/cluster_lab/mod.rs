@@ -471,6 +471,16 @@ serial = {{ device = "{tty}", baud = 115200 }}
         }
     }
 
+    /// Waits (bounded) until `node` ships its op log to its peer.
+    pub fn wait_shipping(&self, node: NodeId, within: Duration) {
+        self.expect_within(
+            Instant::now(),
+            within,
+            &format!("{} ships its log to its peer", node.name()),
+            |l| l.status(node).text.contains("shipping yes"),
+        );
+    }
+
     /// Creates an account in a node's store before the node runs (`clusterd user add`).
     pub fn add_user_offline(&self, node: NodeId, name: &str, password: &str) {
         let mut cmd = Command::new(bin());
