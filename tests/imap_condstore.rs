@@ -267,6 +267,19 @@ c.n += 1
 c.send(b'p1 NOOP\r\np2 STATUS INBOX (MESSAGES)\r\np3 NOOP\r\n')
 seen = [c.line().decode() for _ in range(4)]
 assert seen[0].startswith('p1 OK') and 'MESSAGES 50' in seen[1] and seen[2].startswith('p2 OK') and seen[3].startswith('p3 OK'), seen
+# IDLE over the compressed stream: another session's APPEND arrives at once.
+c.send(b'i1 IDLE\r\n')
+assert c.line().startswith(b'+'), 'no IDLE continuation'
+other = login()
+other.append('INBOX', message(99))
+line = c.line().decode()
+while not line.endswith('EXISTS'):
+    line = c.line().decode()
+assert line == '* 51 EXISTS', line
+c.send(b'DONE\r\n')
+while not line.startswith('i1 '):
+    line = c.line().decode()
+assert line.startswith('i1 OK'), line
 c.close()
 
 # Garbage that is not deflate ends that session with a BYE (compressed, since the
