@@ -134,6 +134,18 @@ def scenario(port, user, password):
     t['delayed_expunge_highestmodseq'] = [norm(l) for l in out if 'HIGHESTMODSEQ' in l]
     out, _ = a.ok('NOOP')
     t['delayed_expunge_noop'] = [norm(l) for l in out]
+    # This session's own EXPUNGE, UID EXPUNGE and MOVE answer with VANISHED.
+    a.ok('UID STORE 3 +FLAGS (\\Deleted)')
+    out, _ = a.ok('EXPUNGE')
+    t['own_expunge'] = (vanished(out, earlier=False), [l for l in out if l.endswith('EXPUNGE')])
+    a.ok('UID STORE 5 +FLAGS (\\Deleted)')
+    out, _ = a.ok('UID EXPUNGE 5')
+    t['own_uid_expunge'] = (vanished(out, earlier=False), [l for l in out if l.endswith('EXPUNGE')])
+    a.cmd('DELETE %sMoved' % MAILBOX)
+    a.ok('CREATE %sMoved' % MAILBOX)
+    out, _ = a.ok('UID MOVE 7 %sMoved' % MAILBOX)
+    t['own_move'] = (vanished(out, earlier=False), [l for l in out if l.endswith('EXPUNGE')],
+                     [l.split(' ')[2] for l in out if '[COPYUID' in l])
     a.close()
 
     # A client that enabled nothing: which response codes its SELECT carries, and a
