@@ -25,6 +25,9 @@
 //! and not (its normalisation is described in the script). The private Dovecot uses
 //! `/` as its hierarchy separator, as clusterd does.
 //!
+//! `condstore_and_qresync_match_dovecot` compares CONDSTORE/QRESYNC answers after the
+//! same changes (tests/imap_dovecot_condstore.py; MODSEQ numbers are normalised away).
+//!
 //! Set CLUSTERD_DIFF_REPORT=/some/file to also keep the difference report in a file.
 
 mod common;
@@ -194,4 +197,38 @@ fn fetch_and_search_match_dovecot() {
         },
     );
     assert!(out.contains("ALL EQUAL"), "{out}");
+}
+
+/// CONDSTORE and QRESYNC (RFC 7162) after the same changes on both servers (flag
+/// STOREs, expunges, an append): the script tests/imap_dovecot_condstore.py compares
+/// which UIDs every answer names (VANISHED (EARLIER), FETCH after CHANGEDSINCE and
+/// QRESYNC, MODIFIED, SEARCH MODSEQ, live VANISHED), the order of messages by MODSEQ
+/// and HIGHESTMODSEQ relations; absolute MODSEQ numbers differ between the servers and
+/// are never compared (see the script's header).
+#[test]
+fn condstore_and_qresync_match_dovecot() {
+    let dovecot = Dovecot::start(&["ana"], PASSWORD);
+    let node = Node::start();
+    node.add_user("ana", PASSWORD);
+    let script = format!(
+        "{}\n{}",
+        include_str!("imap_raw_client.py"),
+        include_str!("imap_dovecot_condstore.py")
+    );
+    let (dport, cport) = (dovecot.port.to_string(), node.imap_port.to_string());
+    let out = python(
+        &script,
+        &[
+            "dovecot", &dport, "ana", PASSWORD, "clusterd", &cport, "ana", PASSWORD,
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        out.status.success() && stdout.contains("ALL EQUAL"),
+        "clusterd's CONDSTORE/QRESYNC answers differ from Dovecot's ({}):\n{stdout}\n--- stderr\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        dovecot.logs()
+    );
 }

@@ -123,6 +123,7 @@ pub fn item(
                 }
             }
         }
+        N::ModSeq => out.extend_from_slice(format!("MODSEQ ({})", meta.modseq).as_bytes()),
         // Refused by the caller.
         N::Binary { .. } | N::BinarySize { .. } => out.extend_from_slice(b"UID 0"),
         #[allow(unreachable_patterns)]
@@ -221,6 +222,19 @@ pub fn search_needs_text(key: &SearchKey<'_>) -> bool {
     }
 }
 
+/// Whether `key` uses MODSEQ (RFC 7162 3.1.5: the SEARCH answer then ends with the
+/// highest MODSEQ found, and CONDSTORE is enabled).
+pub fn search_uses_modseq(key: &SearchKey<'_>) -> bool {
+    use SearchKey as K;
+    match key {
+        K::And(keys) => keys.as_ref().iter().any(search_uses_modseq),
+        K::Not(k) => search_uses_modseq(k),
+        K::Or(a, b) => search_uses_modseq(a) || search_uses_modseq(b),
+        K::ModSequence { .. } => true,
+        _ => false,
+    }
+}
+
 /// Whether message `index` of the selected mailbox matches `key` (RFC 3501 6.4.4).
 /// `text` is the message's text when [`search_needs_text`] said so; one per message,
 /// shared by all keys so each piece is decoded once.
@@ -284,6 +298,8 @@ pub fn search_matches(
         }
         K::Body(s) => on_text(&|t| t.body(s.as_ref())),
         K::Text(s) => on_text(&|t| t.text(s.as_ref())),
+        // One MODSEQ per message: the entry name is ignored (RFC 7162 3.1.5).
+        K::ModSequence { modseq, .. } => m.modseq >= *modseq,
         #[allow(unreachable_patterns)]
         _ => false,
     }

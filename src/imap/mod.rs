@@ -1,7 +1,8 @@
 //! IMAP4rev1 server (RFC 3501) with LITERAL+ (RFC 7888), SASL-IR (RFC 4959), IDLE
 //! (RFC 2177), UIDPLUS (RFC 4315), MOVE (RFC 6851), NAMESPACE (RFC 2342), ID
-//! (RFC 2971), UNSELECT (RFC 3691), ENABLE (RFC 5161), SPECIAL-USE (RFC 6154) and
-//! CHILDREN (RFC 3348). Plain listeners offer STARTTLS; `tls_listen` is implicit TLS
+//! (RFC 2971), UNSELECT (RFC 3691), ENABLE (RFC 5161), SPECIAL-USE (RFC 6154),
+//! CHILDREN (RFC 3348), CONDSTORE and QRESYNC (RFC 7162) and COMPRESS=DEFLATE
+//! (RFC 4978). Plain listeners offer STARTTLS; `tls_listen` is implicit TLS
 //! (RFC 8314). Mailboxes, messages and flags live in the store; this module is the
 //! protocol front-end only.
 //!
@@ -51,6 +52,14 @@
 //!   session appears (a STORE, another session, an APPEND), a new untagged FLAGS and
 //!   PERMANENTFLAGS (with `\*`) go out before the response that shows it (RFC 3501
 //!   7.2.6). The announced list only grows during a session.
+//! - CONDSTORE/QRESYNC: imap-codec's `ext_condstore_qresync` feature parses the
+//!   syntax; MODSEQs are the store's (every message and every expunge has one, and
+//!   they replicate), so every mailbox has them and NOMODSEQ never occurs. Once
+//!   enabled, untagged FETCH carries UID and MODSEQ, and (QRESYNC) expunges are
+//!   reported as one `VANISHED` under the same rules as EXPUNGE. The HIGHESTMODSEQ of
+//!   a SELECT is read before the view, so it never claims more than the client saw.
+//!   VANISHED (EARLIER) comes from the store's record of expunged UIDs.
+//! - COMPRESS=DEFLATE: `conn` switches both directions to raw deflate after the OK.
 //! - Security: LOGIN and AUTHENTICATE PLAIN need TLS or a client address in
 //!   `imap.allow_plaintext_auth_from` (else LOGINDISABLED is advertised and they get
 //!   `NO [PRIVACYREQUIRED]`). Failed authentications are answered after a delay that

@@ -152,6 +152,10 @@ pub(super) struct Session {
     pub(super) changes: broadcast::Receiver<Change>,
     pub(super) bad_streak: u32,
     pub(super) auth_failures: u32,
+    /// CONDSTORE enabled (RFC 7162 3.1): FETCH responses carry UID and MODSEQ.
+    pub(super) condstore: bool,
+    /// QRESYNC enabled (RFC 7162 3.2): VANISHED instead of EXPUNGE.
+    pub(super) qresync: bool,
 }
 
 impl Session {
@@ -166,6 +170,8 @@ impl Session {
             changes,
             bad_streak: 0,
             auth_failures: 0,
+            condstore: false,
+            qresync: false,
         }
     }
 
@@ -181,6 +187,12 @@ impl Session {
                 Ok(f) => f,
                 Err(ReadError::Timeout) => {
                     self.conn.line("* BYE Autologout; idle for too long");
+                    break;
+                }
+                Err(ReadError::Io(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    // Only COMPRESS input is checked this way: the stream cannot go on.
+                    tracing::debug!(peer = %self.peer, "imap: bad compressed input: {e}");
+                    self.conn.line("* BYE Invalid compressed data");
                     break;
                 }
                 Err(ReadError::Io(e)) => {
@@ -325,8 +337,14 @@ impl Session {
             _ if self.user.is_none() => Err(Fail::Bad("Log in first".into())),
             // ------------------------------------------------ authenticated (6.3)
             // cmd/mailbox.rs
-            C::Select { mailbox, .. } => self.select(&mailbox, false).await,
-            C::Examine { mailbox, .. } => self.select(&mailbox, true).await,
+            C::Select {
+                mailbox,
+                parameters,
+            } => self.select_with(&mailbox, false, &parameters).await,
+            C::Examine {
+                mailbox,
+                parameters,
+            } => self.select_with(&mailbox, true, &parameters).await,
             C::Create { mailbox } => self.create(&mailbox).await,
             C::Delete { mailbox } => self.delete(&mailbox).await,
             C::Rename { from, to } => self.rename(&from, &to).await,
@@ -352,7 +370,8 @@ impl Session {
                 message,
             } => self.append(&mailbox, &flags, date, message).await,
             C::Idle => self.idle().await,
-            C::Enable { .. } => self.enable(),
+            C::Enable { capabilities } => self.enable(capabilities.as_ref()).await,
+            C::Compress { .. } => self.compress(tag).await,
             _ if self.selected.is_none() => Err(Fail::Bad("No mailbox selected".into())),
             // ------------------------------------------------ selected (6.4): cmd/message.rs
             C::Check => self.check(),
@@ -369,16 +388,22 @@ impl Session {
                 sequence_set,
                 macro_or_item_names,
                 uid,
-                ..
-            } => self.fetch(&sequence_set, macro_or_item_names, uid).await,
+                modifiers,
+            } => {
+                self.fetch(&sequence_set, macro_or_item_names, uid, &modifiers)
+                    .await
+            }
             C::Store {
                 sequence_set,
                 kind,
                 response,
                 flags,
                 uid,
-                ..
-            } => self.store(&sequence_set, kind, response, &flags, uid).await,
+                modifiers,
+            } => {
+                self.store(&sequence_set, kind, response, &flags, uid, &modifiers)
+                    .await
+            }
             C::Copy {
                 sequence_set,
                 mailbox,
@@ -492,6 +517,21 @@ impl Session {
             }
             announce_keywords(&mut self.conn, sel);
         }
+        if allow_expunge && self.qresync && sel.msgs.iter().any(|e| e.expunged) {
+            // RFC 7162 3.2.10: one VANISHED with the UIDs instead of EXPUNGEs.
+            let gone: Vec<u32> = sel
+                .msgs
+                .iter()
+                .filter(|e| e.expunged)
+                .map(|e| e.meta.uid)
+                .collect();
+            self.conn
+                .line(&format!("* VANISHED {}", wire::uid_set(&gone)));
+            for uid in &gone {
+                sel.recent.remove(uid);
+            }
+            sel.msgs.retain(|e| !e.expunged);
+        }
         if allow_expunge && sel.msgs.iter().any(|e| e.expunged) {
             // Descending, so each number is valid when the client applies it.
             for i in (0..sel.msgs.len()).rev() {
@@ -513,10 +553,11 @@ impl Session {
             if !e.expunged && e.meta.flags != e.reported {
                 let recent = sel.recent.contains(&e.meta.uid);
                 self.conn.line(&format!(
-                    "* {} FETCH (UID {} FLAGS {})",
+                    "* {} FETCH (UID {} FLAGS {}{})",
                     i + 1,
                     e.meta.uid,
-                    flags_with_recent(&e.meta.flags, recent)
+                    flags_with_recent(&e.meta.flags, recent),
+                    modseq_item(self.condstore, e.meta.modseq)
                 ));
                 e.reported = e.meta.flags.clone();
             }
@@ -611,6 +652,15 @@ pub(super) fn announce_keywords(conn: &mut Conn, sel: &mut Selected) {
 
 /// Flags every mailbox supports (RFC 3501 2.3.2).
 const SYSTEM_FLAGS: [&str; 5] = ["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"];
+
+/// ` MODSEQ (n)` once CONDSTORE is enabled (RFC 7162 3.1.4), else nothing.
+pub(super) fn modseq_item(condstore: bool, modseq: u64) -> String {
+    if condstore {
+        format!(" MODSEQ ({modseq})")
+    } else {
+        String::new()
+    }
+}
 
 pub(super) fn flags_with_recent(flags: &[String], recent: bool) -> String {
     if recent {

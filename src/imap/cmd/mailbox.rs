@@ -305,6 +305,11 @@ impl Session {
                     parts.push(format!("UIDVALIDITY {}", info.uidvalidity))
                 }
                 StatusDataItemName::Unseen => parts.push(format!("UNSEEN {}", info.unseen)),
+                StatusDataItemName::HighestModSeq => {
+                    parts.push(format!("HIGHESTMODSEQ {}", info.highest_modseq.max(1)));
+                    // RFC 7162 3.1: a CONDSTORE enabling command.
+                    self.condstore = true;
+                }
                 StatusDataItemName::Deleted => parts.push(format!(
                     "DELETED {}",
                     metas.iter().filter(|m| m.has_flag("\\Deleted")).count()

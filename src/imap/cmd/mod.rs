@@ -2,6 +2,9 @@
 //! `Session::dispatch` (in `session`) routes to once the command's state is checked:
 //!
 //! - `any`: CAPABILITY, NOOP, LOGOUT, ID, ENABLE
+//! - `compress`: COMPRESS (RFC 4978)
+//! - `condstore`: SELECT/EXAMINE parameters and VANISHED (EARLIER) of CONDSTORE and
+//!   QRESYNC (RFC 7162)
 //! - `auth`: STARTTLS, LOGIN, AUTHENTICATE (and the credential check with its delays)
 //! - `mailbox`: SELECT, EXAMINE, CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE,
 //!   LIST, LSUB, STATUS, NAMESPACE
@@ -16,6 +19,8 @@
 mod any;
 mod append;
 mod auth;
+mod compress;
+mod condstore;
 mod idle;
 mod mailbox;
 mod message;
