@@ -16,6 +16,11 @@
 //! `cargo bench --bench memory`; `BENCH_MEMORY_SOAK_S` sets the soak (default 600 s),
 //! `BENCH_MEMORY_MESSAGES` the deliveries (default 10000). Every process started here
 //! is stopped by PID and the temp dir removed when the guards drop.
+//!
+//! Measured on 2026-12-07 (2 cores, release build, a 120 s soak, the machine busy with
+//! compilers): 23 MB after start, 46 MB idle with 10,000 messages, 46 MB after the
+//! logins, 110 MB after the mixed load, 110-116 MB through the soak (+1 MB over its
+//! second half), peak 129 MB.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
