@@ -28,8 +28,6 @@ mod common;
 
 use common::Node;
 use common::dovecot::Dovecot;
-use std::path::Path;
-use std::process::Command;
 
 const USER: &str = "bench";
 const PASSWORD: &str = "benchpw";
@@ -49,20 +47,8 @@ fn field(json: &str, key: &str) -> f64 {
 
 /// Runs one mode of load.py against a port; its JSON line.
 fn load(port: u16, mode: &str, args: &[String]) -> String {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/load.py");
-    let out = Command::new("python3")
-        .arg(&script)
-        .args([mode, &port.to_string(), USER, PASSWORD])
-        .args(args)
-        .output()
-        .expect("run python3 benches/load.py");
-    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert!(
-        out.status.success(),
-        "load.py {mode} against port {port} failed: {stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    common::load_py(mode, port, USER, PASSWORD, &args)
 }
 
 struct Figures {

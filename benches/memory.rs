@@ -26,8 +26,6 @@
 mod common;
 
 use common::{Node, rss_mb};
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const USER: &str = "bench";
@@ -37,19 +35,7 @@ const PEAK_TARGET_MB: u64 = 150;
 
 /// Runs one mode of benches/load.py; panics with its error when it fails.
 fn load(port: u16, user: &str, mode: &str, args: &[&str]) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/load.py");
-    let out = Command::new("python3")
-        .arg(&script)
-        .args([mode, &port.to_string(), user, PASSWORD])
-        .args(args)
-        .output()
-        .expect("run python3 benches/load.py");
-    assert!(
-        out.status.success(),
-        "load.py {mode} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::load_py(mode, port, user, PASSWORD, args);
 }
 
 /// One IMAP client lists the folder: SELECT and FETCH 1:* (FLAGS ENVELOPE).

@@ -34,6 +34,25 @@ pub fn rss_mb(pid: u32) -> (u64, u64) {
     (kb("VmHWM:") / 1024, kb("VmRSS:") / 1024)
 }
 
+/// Runs one mode of `benches/load.py` (the benchmarks' imaplib and urllib clients)
+/// against a loopback port; returns its JSON line, panics with its error if it fails.
+pub fn load_py(mode: &str, port: u16, user: &str, password: &str, args: &[&str]) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/load.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .args([mode, &port.to_string(), user, password])
+        .args(args)
+        .output()
+        .expect("run python3 benches/load.py");
+    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        out.status.success(),
+        "load.py {mode} against port {port} failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 /// A free TCP port on 127.0.0.1 (bind to 0 and release).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
