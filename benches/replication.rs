@@ -55,6 +55,7 @@ fn main() {
         sync.lag_max
     );
     println!("    ({}, warm-up included)", sync.ack_wait);
+    print_stages(&sync.stages);
     let asynch = smtp_run(Some("async"), n);
     println!(
         "  two nodes, async:           {:>7.0} msg/s = {:.2}x one node; lag: mean {:.1}, max {} positions",
@@ -72,6 +73,31 @@ struct SmtpRun {
     lag_max: u64,
     /// `clusterd status`'s line on how long sync commits waited for the peer.
     ack_wait: String,
+    /// `clusterd status --json`: replication's stage timings on node 1.
+    stages: Vec<serde_json::Value>,
+}
+
+/// Where a sync commit's time went, per stage (node 1's figures, warm-up included).
+fn print_stages(stages: &[serde_json::Value]) {
+    println!(
+        "    where a sync commit's time goes (node 1, microseconds; per commit = a writer batch, per ack = a batch the standby applied):"
+    );
+    println!(
+        "      {:<30} {:>6} {:>8} {:>8} {:>8} {:>8}",
+        "stage", "per", "count", "mean", "p50", "p99"
+    );
+    for st in stages {
+        let n = |k: &str| st[k].as_u64().unwrap_or(0);
+        println!(
+            "      {:<30} {:>6} {:>8} {:>8} {:>8} {:>8}",
+            st["stage"].as_str().unwrap_or("?"),
+            st["per"].as_str().unwrap_or("?"),
+            n("count"),
+            n("mean_us"),
+            n("p50_us"),
+            n("p99_us")
+        );
+    }
 }
 
 /// A lab with one account on node 1; `mode`: replication's mode, none without it.
@@ -139,6 +165,16 @@ fn smtp_run(mode: Option<&str>, n: u32) -> SmtpRun {
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let lags = sampler.join().expect("sampler");
     let status = lab.status(N1).text;
+    let json = lab.cli(N1, &["status", "--json"]);
+    let stages = serde_json::from_slice::<serde_json::Value>(&json.stdout)
+        .ok()
+        .and_then(|v| v["replication"]["stages"].as_array().cloned())
+        .unwrap_or_default();
+    assert!(
+        mode.is_none() || !stages.is_empty(),
+        "clusterd status --json gives replication's stages: {}",
+        String::from_utf8_lossy(&json.stdout)
+    );
     let ack_wait = status
         .lines()
         .find(|l| l.contains("waited for the peer"))
@@ -165,6 +201,7 @@ fn smtp_run(mode: Option<&str>, n: u32) -> SmtpRun {
         },
         lag_max: lags.iter().copied().max().unwrap_or(0),
         ack_wait,
+        stages,
     }
 }
 

@@ -13,12 +13,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use tokio::io::{AsyncRead, AsyncWriteExt, BufReader};
-use tokio::sync::watch;
 
+use super::channel::AckTiming;
 use super::channel::{
     BlobRef, Msg, authenticate, client_config, read_msg, session_exporter, write_msg, write_msg_nf,
 };
-use super::{Replication, delta, resync};
+use super::timing::wall_us;
+use super::{Replication, SENT_MAX, delta, resync};
 use crate::config::ReplicationMode;
 use crate::ctx::Ctx;
 use crate::store::op::Op;
@@ -51,7 +52,11 @@ pub(super) async fn ship_loop(ctx: Arc<Ctx>, repl: Arc<Replication>) {
     }
 }
 
-async fn ship(ctx: &Ctx, repl: &Replication, connector: &tokio_rustls::TlsConnector) -> Result<()> {
+async fn ship(
+    ctx: &Ctx,
+    repl: &Arc<Replication>,
+    connector: &tokio_rustls::TlsConnector,
+) -> Result<()> {
     let addr = repl.cfg.peer;
     let tcp = tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr))
         .await
@@ -110,7 +115,7 @@ async fn ship(ctx: &Ctx, repl: &Replication, connector: &tokio_rustls::TlsConnec
     let deltas = !no_deltas;
 
     let (r, mut w) = tokio::io::split(tls);
-    let acks = tokio::spawn(read_acks(BufReader::new(r), repl.acked.clone()));
+    let acks = tokio::spawn(read_acks(BufReader::new(r), repl.clone()));
     let mut committed = repl.committed.subscribe();
     let mut at_end = false;
     let result: Result<()> = async {
@@ -133,6 +138,7 @@ async fn ship(ctx: &Ctx, repl: &Replication, connector: &tokio_rustls::TlsConnec
                         &[],
                     )
                     .await?;
+                    repl.note_sent(cursor);
                     at_end = true;
                 }
                 let _ = tokio::time::timeout(Duration::from_millis(100), committed.changed()).await;
@@ -162,6 +168,7 @@ async fn ship(ctx: &Ctx, repl: &Replication, connector: &tokio_rustls::TlsConnec
                 .await?;
             }
             w.flush().await?;
+            repl.note_sent(cursor);
         }
     }
     .await;
@@ -229,11 +236,12 @@ pub(super) async fn op_body(ctx: &Ctx, op: &Op, deltas: bool) -> Result<(Vec<Blo
 /// Files smaller than this travel whole.
 const DELTA_MIN: usize = 16 * 1024;
 
-async fn read_acks<R: AsyncRead + Unpin>(mut r: R, acked: watch::Sender<u64>) -> Result<()> {
+async fn read_acks<R: AsyncRead + Unpin>(mut r: R, repl: Arc<Replication>) -> Result<()> {
     loop {
         match read_msg(&mut r).await? {
-            (Msg::Ack { seq }, _) => {
-                acked.send_if_modified(|a| {
+            (Msg::Ack { seq, timing }, _) => {
+                repl.note_ack(seq, timing);
+                repl.acked.send_if_modified(|a| {
                     let newer = seq > *a;
                     if newer {
                         *a = seq;
@@ -265,23 +273,52 @@ pub(super) async fn release_loop(ctx: Arc<Ctx>, repl: Arc<Replication>) {
 }
 
 impl Replication {
+    /// The channel was flushed with everything up to `seq` written.
+    fn note_sent(&self, seq: u64) {
+        let mut t = self.timing.lock().unwrap();
+        if t.sent.back().is_some_and(|(s, _, _)| *s >= seq) {
+            return;
+        }
+        if t.sent.len() >= SENT_MAX {
+            t.sent.pop_front();
+        }
+        t.sent.push_back((seq, Instant::now(), wall_us()));
+    }
+
+    /// An acknowledgement of `seq` was read: the stages the standby measured, and the
+    /// way there and back (wall clocks).
+    fn note_ack(&self, seq: u64, timing: Option<AckTiming>) {
+        let now = Instant::now();
+        let mut t = self.timing.lock().unwrap();
+        t.acked_at = now;
+        if let Some(a) = timing {
+            if let Some((_, sent_wall)) = t.sent_at(seq) {
+                t.stages
+                    .to_peer
+                    .record_us(a.rx_us.saturating_sub(sent_wall));
+            }
+            t.stages.peer_gather.record_us(a.gather_us);
+            t.stages.peer_blobs.record_us(a.blobs_us);
+            t.stages.peer_apply.record_us(a.apply_us);
+            t.stages
+                .from_peer
+                .record_us(wall_us().saturating_sub(a.tx_us));
+        }
+    }
+
     /// Releases the commits the peer holds; on timeout or a dead peer, all of them.
     fn release_pending(&self, peer_dead: bool) {
         let acked = *self.acked.borrow();
         let timeout = Duration::from_millis(self.cfg.ack_timeout_ms);
         let mut ready = Vec::new();
+        let mut released = Vec::new();
         {
             let mut q = self.pending.lock().unwrap();
-            let mut waits = self.ack_waits.lock().unwrap();
             while q.front().is_some_and(|(seq, _, _)| *seq <= acked) {
-                let (_, since, release) = q.pop_front().unwrap();
-                let us = since.elapsed().as_micros() as u64;
-                waits.0 += 1;
-                waits.1 += us;
-                waits.2 = waits.2.max(us);
+                let (seq, since, release) = q.pop_front().unwrap();
+                released.push((seq, since));
                 ready.push(release);
             }
-            drop(waits);
             let overdue = q.front().is_some_and(|(_, t, _)| t.elapsed() >= timeout);
             if (overdue || peer_dead) && !q.is_empty() {
                 if !self.degraded.swap(true, Ordering::SeqCst) {
@@ -297,6 +334,7 @@ impl Replication {
         for r in ready {
             r();
         }
+        self.note_released(acked, &released);
         if peer_dead
             && self.cfg.mode == ReplicationMode::Sync
             && !self.degraded.swap(true, Ordering::SeqCst)
@@ -312,6 +350,34 @@ impl Replication {
                 seq = acked,
                 "replication: the peer has caught up; sync again"
             );
+        }
+    }
+}
+
+impl Replication {
+    /// Sync commits (last position, when committed) were released by the
+    /// acknowledgement of `acked`: their stages from commit to release.
+    fn note_released(&self, acked: u64, released: &[(u64, Instant)]) {
+        let now = Instant::now();
+        let mut t = self.timing.lock().unwrap();
+        for &(seq, committed) in released {
+            if let Some((sent, _)) = t.sent_at(seq) {
+                t.stages
+                    .ship
+                    .record(sent.saturating_duration_since(committed));
+                let acked_at = t.acked_at;
+                t.stages
+                    .ack_wait
+                    .record(acked_at.saturating_duration_since(sent));
+            }
+            let acked_at = t.acked_at;
+            t.stages
+                .release
+                .record(now.saturating_duration_since(acked_at));
+            t.stages.total.record(now - committed);
+        }
+        while t.sent.front().is_some_and(|(s, _, _)| *s <= acked) {
+            t.sent.pop_front();
         }
     }
 }

@@ -76,13 +76,16 @@ use tokio::sync::watch;
 
 use crate::config::{ReplicationConfig, ReplicationMode};
 use crate::ctx::Ctx;
-use crate::store::CommitBarrier;
+use crate::store::{CommitBarrier, Committed};
 
 mod active;
 mod channel;
 mod delta;
 mod resync;
 mod standby;
+mod timing;
+
+pub use timing::StageStats;
 
 use channel::{ALPN, BYTES_RECEIVED, BYTES_SENT};
 
@@ -123,6 +126,9 @@ pub struct ReplicationStatus {
     pub ack_wait_mean_us: u64,
     #[serde(default)]
     pub ack_wait_max_us: u64,
+    /// Where sync commits' time went, stage by stage ([`timing`]).
+    #[serde(default)]
+    pub stages: Vec<StageStats>,
 }
 
 type Release = Box<dyn FnOnce() + Send>;
@@ -135,6 +141,7 @@ pub struct Replication {
     key: Vec<u8>,
     committed: watch::Sender<u64>,
     acked: watch::Sender<u64>,
+    /// Sync commits waiting for the peer: last position, when committed, release.
     pending: Mutex<VecDeque<(u64, Instant, Release)>>,
     degraded: AtomicBool,
     connected_out: AtomicBool,
@@ -151,8 +158,8 @@ pub struct Replication {
     /// applying now ([`Replication::drain`]).
     last_received: Mutex<Instant>,
     applying: AtomicBool,
-    /// Sync commits released by an acknowledgement: (count, total µs, longest µs).
-    ack_waits: Mutex<(u64, u64, u64)>,
+    /// Where sync commits' time goes ([`timing`]).
+    timing: Mutex<Timing>,
     /// Whether the cluster loop hears the peer ([`Replication::set_peer_alive`]): a
     /// dead peer's pending sync commits are released without its acknowledgement.
     peer_alive: AtomicBool,
@@ -165,8 +172,37 @@ impl Replication {
     }
 }
 
+/// The stage histograms and what they are computed from.
+struct Timing {
+    stages: timing::Stages,
+    /// Flushes of the channel: the last log position written, when (monotonic and
+    /// wall clock, µs); dropped once acknowledged.
+    sent: VecDeque<(u64, Instant, u64)>,
+    /// When the latest acknowledgement was read.
+    acked_at: Instant,
+}
+
+/// Flush records kept at most when the peer does not acknowledge.
+const SENT_MAX: usize = 65536;
+
+impl Timing {
+    /// When the position `seq` was first flushed to the peer.
+    fn sent_at(&self, seq: u64) -> Option<(Instant, u64)> {
+        self.sent
+            .iter()
+            .find(|(s, _, _)| *s >= seq)
+            .map(|(_, at, wall)| (*at, *wall))
+    }
+}
+
 impl CommitBarrier for Replication {
-    fn after_commit(&self, last_seq: u64, release: Release) {
+    fn after_commit(&self, commit: Committed, release: Release) {
+        let last_seq = commit.last_seq;
+        {
+            let mut t = self.timing.lock().unwrap();
+            t.stages.writer_queue.record(commit.queued);
+            t.stages.commit.record(commit.took);
+        }
         self.committed.send_replace(last_seq);
         if self.cfg.mode == ReplicationMode::Async || self.degraded.load(Ordering::SeqCst) {
             release();
@@ -181,7 +217,10 @@ impl CommitBarrier for Replication {
 
 impl Replication {
     pub fn status(&self) -> ReplicationStatus {
-        let waits = *self.ack_waits.lock().unwrap();
+        let (total, stages) = {
+            let t = self.timing.lock().unwrap();
+            (t.stages.total.summary("", ""), t.stages.summary())
+        };
         ReplicationStatus {
             mode: match self.cfg.mode {
                 ReplicationMode::Sync => "sync".into(),
@@ -199,9 +238,10 @@ impl Replication {
             snapshots_sent: self.snapshots_sent.load(Ordering::SeqCst),
             snapshots_installed: self.snapshots_installed.load(Ordering::SeqCst),
             last_merge: self.last_merge.lock().unwrap().clone(),
-            acks_waited: waits.0,
-            ack_wait_mean_us: waits.1.checked_div(waits.0).unwrap_or(0),
-            ack_wait_max_us: waits.2,
+            acks_waited: total.count,
+            ack_wait_mean_us: total.mean_us,
+            ack_wait_max_us: total.max_us,
+            stages,
         }
     }
 
@@ -241,7 +281,11 @@ pub async fn start(ctx: Arc<Ctx>) -> Result<Option<Arc<Replication>>> {
         last_merge: Mutex::new(None),
         last_received: Mutex::new(Instant::now()),
         applying: AtomicBool::new(false),
-        ack_waits: Mutex::new((0, 0, 0)),
+        timing: Mutex::new(Timing {
+            stages: timing::Stages::default(),
+            sent: VecDeque::new(),
+            acked_at: Instant::now(),
+        }),
         peer_alive: AtomicBool::new(true),
     });
     ctx.store.set_commit_barrier(repl.clone());

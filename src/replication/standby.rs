@@ -14,7 +14,10 @@ use anyhow::{Context, Result, anyhow, bail};
 use tokio::io::{AsyncRead, AsyncWrite, BufReader};
 
 use super::active::{COMPACT_EVERY, compact};
-use super::channel::{BlobRef, Msg, authenticate, is_eof, read_msg, session_exporter, write_msg};
+use super::channel::{
+    AckTiming, BlobRef, Msg, authenticate, is_eof, read_msg, session_exporter, write_msg,
+};
+use super::timing::{micros, wall_us};
 use super::{Replication, delta, resync};
 use crate::ctx::Ctx;
 
@@ -128,6 +131,8 @@ async fn apply_stream<S: AsyncRead + AsyncWrite + Unpin>(
         let mut batch = Vec::new();
         let mut bodies: Vec<(Vec<BlobRef>, Vec<u8>)> = Vec::new();
         let mut last = 0u64;
+        let mut first_rx = None;
+        let mut last_rx_wall;
         // One frame (waiting), then whatever is already buffered.
         loop {
             let (msg, body) = match read_msg(s).await {
@@ -135,6 +140,8 @@ async fn apply_stream<S: AsyncRead + AsyncWrite + Unpin>(
                 Err(e) if batch.is_empty() && is_eof(&e) => return Ok(()),
                 Err(e) => return Err(e),
             };
+            first_rx.get_or_insert_with(Instant::now);
+            last_rx_wall = wall_us();
             repl.applying.store(true, Ordering::SeqCst);
             *repl.last_received.lock().unwrap() = Instant::now();
             match msg {
@@ -162,6 +169,7 @@ async fn apply_stream<S: AsyncRead + AsyncWrite + Unpin>(
             repl.applying.store(false, Ordering::SeqCst);
             bail!("this node became active: no more ops from the peer");
         }
+        let closed = Instant::now();
         // The batch's message files, written (and fsynced) side by side.
         futures::future::try_join_all(
             bodies
@@ -169,6 +177,7 @@ async fn apply_stream<S: AsyncRead + AsyncWrite + Unpin>(
                 .map(|(refs, body)| store_blobs(ctx, repl, refs, body)),
         )
         .await?;
+        let stored = Instant::now();
         if !batch.is_empty() {
             let r = ctx.store.apply_replicated(batch).await;
             *repl.last_received.lock().unwrap() = Instant::now();
@@ -176,7 +185,18 @@ async fn apply_stream<S: AsyncRead + AsyncWrite + Unpin>(
             repl.applied.fetch_add(r? as u64, Ordering::SeqCst);
         }
         repl.applying.store(false, Ordering::SeqCst);
-        write_msg(s.get_mut(), &Msg::Ack { seq: last }, &[]).await?;
+        let timing = AckTiming {
+            rx_us: last_rx_wall,
+            gather_us: micros(closed - first_rx.unwrap_or(closed)),
+            blobs_us: micros(stored - closed),
+            apply_us: micros(stored.elapsed()),
+            tx_us: wall_us(),
+        };
+        let ack = Msg::Ack {
+            seq: last,
+            timing: Some(timing),
+        };
+        write_msg(s.get_mut(), &ack, &[]).await?;
         // Everything here the active node holds too (the prelude saw to that).
         if compacted.elapsed() >= COMPACT_EVERY {
             compacted = Instant::now();
