@@ -12,7 +12,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use tokio::io::{AsyncRead, AsyncWriteExt, BufReader};
+use futures::StreamExt;
+use tokio::io::{AsyncRead, AsyncWriteExt, BufReader, BufWriter};
 
 use super::channel::AckTiming;
 use super::channel::{
@@ -26,6 +27,12 @@ use crate::store::op::Op;
 
 /// Ops the active node reads from its log at a time.
 const SHIP_BATCH: usize = 128;
+
+/// Ops whose files are read at once while shipping.
+const READ_AHEAD: usize = 8;
+
+/// The channel's write buffer on the active side.
+const WRITE_BUFFER: usize = 64 << 10;
 
 pub(super) async fn ship_loop(ctx: Arc<Ctx>, repl: Arc<Replication>) {
     let connector = tokio_rustls::TlsConnector::from(client_config());
@@ -114,7 +121,9 @@ async fn ship(
     repl.connected_out.store(true, Ordering::SeqCst);
     let deltas = !no_deltas;
 
-    let (r, mut w) = tokio::io::split(tls);
+    let (r, w) = tokio::io::split(tls);
+    // A run of frames leaves in a few TLS records and writes, flushed once per run.
+    let mut w = BufWriter::with_capacity(WRITE_BUFFER, w);
     let acks = tokio::spawn(read_acks(BufReader::new(r), repl.clone()));
     let mut committed = repl.committed.subscribe();
     let mut at_end = false;
@@ -146,6 +155,7 @@ async fn ship(
             }
             at_end = false;
             let mut skipped = false;
+            let mut send = Vec::with_capacity(ops.len());
             for op in ops {
                 cursor = op.seq;
                 if marks.get(&op.origin).is_some_and(|m| op.origin_seq <= *m) {
@@ -153,7 +163,16 @@ async fn ship(
                     continue;
                 }
                 skipped = false;
-                let (blobs, body) = op_body(ctx, &op.op, deltas).await?;
+                send.push(op);
+            }
+            // The ops' files are read a few at a time, side by side, in log order.
+            let mut bodies = futures::stream::iter(send.into_iter().map(|op| async move {
+                let body = op_body(ctx, &op.op, deltas).await;
+                (op, body)
+            }))
+            .buffered(READ_AHEAD);
+            while let Some((op, body)) = bodies.next().await {
+                let (blobs, body) = body?;
                 write_msg_nf(&mut w, &Msg::Op { op, blobs }, &body).await?;
             }
             if skipped {
@@ -248,6 +267,9 @@ async fn read_acks<R: AsyncRead + Unpin>(mut r: R, repl: Arc<Replication>) -> Re
                     }
                     newer
                 });
+                // The commits it covers go out now, not at the release loop's next turn.
+                let released = repl.pending.ack(seq);
+                repl.note_released(seq, &released);
             }
             (other, _) => bail!("unexpected frame from the standby: {other:?}"),
         }
@@ -307,34 +329,23 @@ impl Replication {
     }
 
     /// Releases the commits the peer holds; on timeout or a dead peer, all of them.
-    fn release_pending(&self, peer_dead: bool) {
+    pub(super) fn release_pending(&self, peer_dead: bool) {
         let acked = *self.acked.borrow();
-        let timeout = Duration::from_millis(self.cfg.ack_timeout_ms);
-        let mut ready = Vec::new();
-        let mut released = Vec::new();
-        {
-            let mut q = self.pending.lock().unwrap();
-            while q.front().is_some_and(|(seq, _, _)| *seq <= acked) {
-                let (seq, since, release) = q.pop_front().unwrap();
-                released.push((seq, since));
-                ready.push(release);
-            }
-            let overdue = q.front().is_some_and(|(_, t, _)| t.elapsed() >= timeout);
-            if (overdue || peer_dead) && !q.is_empty() {
-                if !self.degraded.swap(true, Ordering::SeqCst) {
-                    tracing::warn!(
-                        peer_dead,
-                        waiting = q.len(),
-                        "replication: the peer does not acknowledge; committing alone (degraded)"
-                    );
-                }
-                ready.extend(q.drain(..).map(|(_, _, r)| r));
-            }
-        }
-        for r in ready {
-            r();
-        }
+        let released = self.pending.ack(acked);
         self.note_released(acked, &released);
+        let timeout = Duration::from_millis(self.cfg.ack_timeout_ms);
+        let (oldest, waiting) = self.pending.oldest();
+        let overdue = oldest.is_some_and(|t| t.elapsed() >= timeout);
+        if (overdue || peer_dead) && waiting > 0 {
+            if !self.degraded.swap(true, Ordering::SeqCst) {
+                tracing::warn!(
+                    peer_dead,
+                    waiting,
+                    "replication: the peer does not acknowledge; committing alone (degraded)"
+                );
+            }
+            self.pending.release_all();
+        }
         if peer_dead
             && self.cfg.mode == ReplicationMode::Sync
             && !self.degraded.swap(true, Ordering::SeqCst)
@@ -357,7 +368,7 @@ impl Replication {
 impl Replication {
     /// Sync commits (last position, when committed) were released by the
     /// acknowledgement of `acked`: their stages from commit to release.
-    fn note_released(&self, acked: u64, released: &[(u64, Instant)]) {
+    pub(super) fn note_released(&self, acked: u64, released: &[(u64, Instant)]) {
         let now = Instant::now();
         let mut t = self.timing.lock().unwrap();
         for &(seq, committed) in released {

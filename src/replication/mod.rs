@@ -19,9 +19,12 @@
 //!   just before its first op above them (for each origin of which it holds more)
 //!   and skips what the standby holds, so a returning peer catches up from the log. Ops it skips are
 //!   covered by a [`Msg::Pos`], so acknowledgements always reach the log's end.
-//! - The standby stores blobs first (their hash is their name: a wrong body is
-//!   refused), then applies up to 64 ops already received in one transaction, then
-//!   acknowledges the active node's position of the last one ([`Msg::Ack`]).
+//! - The active node ships without waiting for acknowledgements. The standby
+//!   stores each op's blobs as soon as its frame is read (their hash is their name:
+//!   a wrong body is refused), applies everything that has arrived (up to 64 ops) in
+//!   one transaction, and acknowledges the active node's position of the last one
+//!   at once ([`Msg::Ack`]); the acknowledgement releases every sync commit up to it
+//!   ([`barrier`]). Each stage of a sync commit is timed ([`timing`]).
 //! - A sync commit waits at most `ack_timeout_ms`, and not at all while the heartbeat
 //!   holds the peer dead: then the node goes on alone (degraded, in `clusterd
 //!   status`) until the peer has caught up again.
@@ -56,6 +59,8 @@
 //!   releasing sync commits (or going degraded), compacting the log.
 //! - [`standby`]: the standby side: accepting the channel, applying what arrives,
 //!   acknowledging it, and [`Replication::drain`].
+//! - [`barrier`]: the sync commits waiting for an acknowledgement.
+//! - [`timing`]: the stage histograms of sync commits (`clusterd status --json`).
 //! - [`resync`]: what runs on a new channel before the log streams (the split-brain
 //!   merge, snapshots), on both sides.
 //! - [`delta`]: block deltas for large content files.
@@ -66,7 +71,7 @@
 //! [`Msg::Ack`]: channel::Msg::Ack
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -79,6 +84,7 @@ use crate::ctx::Ctx;
 use crate::store::{CommitBarrier, Committed};
 
 mod active;
+mod barrier;
 mod channel;
 mod delta;
 mod resync;
@@ -131,7 +137,7 @@ pub struct ReplicationStatus {
     pub stages: Vec<StageStats>,
 }
 
-type Release = Box<dyn FnOnce() + Send>;
+use barrier::Release;
 
 /// The replication of one node; also the store's commit barrier.
 pub struct Replication {
@@ -141,8 +147,8 @@ pub struct Replication {
     key: Vec<u8>,
     committed: watch::Sender<u64>,
     acked: watch::Sender<u64>,
-    /// Sync commits waiting for the peer: last position, when committed, release.
-    pending: Mutex<VecDeque<(u64, Instant, Release)>>,
+    /// Sync commits waiting for the peer's acknowledgement.
+    pending: barrier::Waiting,
     degraded: AtomicBool,
     connected_out: AtomicBool,
     connected_in: AtomicBool,
@@ -154,10 +160,10 @@ pub struct Replication {
     snapshots_sent: AtomicU64,
     snapshots_installed: AtomicU64,
     last_merge: Mutex<Option<String>>,
-    /// When the receiver last read a frame or finished applying, and whether it is
-    /// applying now ([`Replication::drain`]).
+    /// When the receiver last read a frame or finished applying, and how many frames
+    /// it read that are not applied yet ([`Replication::drain`]).
     last_received: Mutex<Instant>,
-    applying: AtomicBool,
+    unapplied: AtomicUsize,
     /// Where sync commits' time goes ([`timing`]).
     timing: Mutex<Timing>,
     /// Whether the cluster loop hears the peer ([`Replication::set_peer_alive`]): a
@@ -208,10 +214,11 @@ impl CommitBarrier for Replication {
             release();
             return;
         }
-        self.pending
-            .lock()
-            .unwrap()
-            .push_back((last_seq, Instant::now(), release));
+        let now = Instant::now();
+        if self.pending.commit(last_seq, now, release) {
+            // The peer acknowledged it before the writer reported it.
+            self.note_released(last_seq, &[(last_seq, now)]);
+        }
     }
 }
 
@@ -269,7 +276,7 @@ pub async fn start(ctx: Arc<Ctx>) -> Result<Option<Arc<Replication>>> {
         key,
         committed: watch::channel(committed).0,
         acked: watch::channel(0).0,
-        pending: Mutex::new(VecDeque::new()),
+        pending: barrier::Waiting::default(),
         degraded: AtomicBool::new(false),
         connected_out: AtomicBool::new(false),
         connected_in: AtomicBool::new(false),
@@ -280,7 +287,7 @@ pub async fn start(ctx: Arc<Ctx>) -> Result<Option<Arc<Replication>>> {
         snapshots_installed: AtomicU64::new(0),
         last_merge: Mutex::new(None),
         last_received: Mutex::new(Instant::now()),
-        applying: AtomicBool::new(false),
+        unapplied: AtomicUsize::new(0),
         timing: Mutex::new(Timing {
             stages: timing::Stages::default(),
             sent: VecDeque::new(),

@@ -1,8 +1,10 @@
 //! The standby side of replication: the accept loop (TLS, authentication, at most
 //! [`PRE_AUTH_MAX`] unproven connections, one live channel), sending this node's
-//! marks, the prelude of [`super::resync`], then applying the stream: the blobs of
-//! each op first ([`store_blobs`], rebuilding block deltas), up to [`APPLY_BATCH`]
-//! ops per transaction, an acknowledgement after each batch; and
+//! marks, the prelude of [`super::resync`], then applying the stream
+//! ([`apply_stream`]): a reader starts storing each op's blobs as its frame arrives
+//! ([`store_blobs`], rebuilding block deltas) while an applier commits what has
+//! arrived, up to [`APPLY_BATCH`] ops per transaction, and acknowledges each batch
+//! at once; and
 //! [`Replication::drain`], which lets what already arrived be applied before this
 //! node becomes active.
 
@@ -12,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use tokio::io::{AsyncRead, AsyncWrite, BufReader};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use super::active::{COMPACT_EVERY, compact};
 use super::channel::{
@@ -20,6 +24,7 @@ use super::channel::{
 use super::timing::{micros, wall_us};
 use super::{Replication, delta, resync};
 use crate::ctx::Ctx;
+use crate::store::op::LoggedOp;
 
 /// Ops the standby applies in one transaction at most.
 const APPLY_BATCH: usize = 64;
@@ -71,8 +76,8 @@ pub(super) async fn accept_loop(
 }
 
 async fn receive(
-    ctx: &Ctx,
-    repl: &Replication,
+    ctx: &Arc<Ctx>,
+    repl: &Arc<Replication>,
     acceptor: &tokio_rustls::TlsAcceptor,
     tcp: tokio::net::TcpStream,
     me: tokio::task::AbortHandle,
@@ -121,88 +126,163 @@ async fn receive(
     result
 }
 
+/// A frame the reader handed to the applier: an op with the task storing its
+/// files (already running), or a position; when it was read (monotonic and wall
+/// clock, µs).
+struct Arrived {
+    frame: Frame,
+    at: Instant,
+    wall: u64,
+}
+
+enum Frame {
+    Op(LoggedOp, Option<JoinHandle<Result<()>>>),
+    Pos { seq: u64, end: bool },
+}
+
+/// Receives the log: a reader reads frames as they arrive and starts storing each
+/// op's files at once; the applier takes everything that has arrived (up to
+/// [`APPLY_BATCH`] frames), waits for those files, applies the ops in one
+/// transaction and acknowledges at once. So the next batch's files are written
+/// while this one commits, and one fsync of the store serves each batch.
 async fn apply_stream<S: AsyncRead + AsyncWrite + Unpin>(
-    ctx: &Ctx,
-    repl: &Replication,
+    ctx: &Arc<Ctx>,
+    repl: &Arc<Replication>,
     s: &mut BufReader<S>,
 ) -> Result<()> {
-    let mut compacted = Instant::now();
+    repl.unapplied.store(0, Ordering::SeqCst);
+    let (mut r, mut w) = tokio::io::split(s);
+    let (tx, mut rx) = mpsc::channel::<Arrived>(APPLY_BATCH);
+    let reader = async move {
+        let result = read_frames(ctx, repl, &mut r, &tx).await;
+        drop(tx);
+        result
+    };
+    let applier = async {
+        let mut compacted = Instant::now();
+        while let Some(first) = rx.recv().await {
+            let mut frames = vec![first];
+            while frames.len() < APPLY_BATCH {
+                match rx.try_recv() {
+                    Ok(f) => frames.push(f),
+                    Err(_) => break,
+                }
+            }
+            apply_batch(ctx, repl, frames, &mut w).await?;
+            // Everything here the active node holds too (the prelude saw to that).
+            if compacted.elapsed() >= COMPACT_EVERY {
+                compacted = Instant::now();
+                compact(ctx, repl, u64::MAX).await;
+            }
+        }
+        Ok::<(), anyhow::Error>(())
+    };
+    let (mut reader, mut applier) = (std::pin::pin!(reader), std::pin::pin!(applier));
+    let mut read_result = None;
+    // The applier ends once the reader has ended and everything read is applied, or
+    // at its first error; the reader's own error (a broken frame) is reported then.
+    let result = loop {
+        tokio::select! {
+            r = &mut reader, if read_result.is_none() => read_result = Some(r),
+            r = &mut applier => break r.and(read_result.unwrap_or(Ok(()))),
+        }
+    };
+    repl.unapplied.store(0, Ordering::SeqCst);
+    result
+}
+
+/// The reader: frames until the channel ends (Ok at a frame boundary).
+async fn read_frames<R: AsyncRead + Unpin>(
+    ctx: &Arc<Ctx>,
+    repl: &Arc<Replication>,
+    r: &mut R,
+    tx: &mpsc::Sender<Arrived>,
+) -> Result<()> {
     loop {
-        let mut batch = Vec::new();
-        let mut bodies: Vec<(Vec<BlobRef>, Vec<u8>)> = Vec::new();
-        let mut last = 0u64;
-        let mut first_rx = None;
-        let mut last_rx_wall;
-        // One frame (waiting), then whatever is already buffered.
-        loop {
-            let (msg, body) = match read_msg(s).await {
-                Ok(x) => x,
-                Err(e) if batch.is_empty() && is_eof(&e) => return Ok(()),
-                Err(e) => return Err(e),
-            };
-            first_rx.get_or_insert_with(Instant::now);
-            last_rx_wall = wall_us();
-            repl.applying.store(true, Ordering::SeqCst);
-            *repl.last_received.lock().unwrap() = Instant::now();
-            match msg {
-                Msg::Op { op, blobs } => {
-                    if !blobs.is_empty() {
-                        bodies.push((blobs, body));
-                    }
-                    last = op.seq;
-                    batch.push(op);
-                }
-                Msg::Pos { seq, end } => {
-                    last = last.max(seq);
-                    if end && !repl.caught_up.swap(true, Ordering::SeqCst) {
-                        tracing::info!(seq, "replication: caught up with the active node");
-                        repl.no_deltas.store(false, Ordering::SeqCst);
-                    }
-                }
-                other => bail!("unexpected frame from the active node: {other:?}"),
-            }
-            if batch.len() >= APPLY_BATCH || s.buffer().len() < 8 {
-                break;
-            }
-        }
-        if ctx.store.is_writable() {
-            repl.applying.store(false, Ordering::SeqCst);
-            bail!("this node became active: no more ops from the peer");
-        }
-        let closed = Instant::now();
-        // The batch's message files, written (and fsynced) side by side.
-        futures::future::try_join_all(
-            bodies
-                .iter()
-                .map(|(refs, body)| store_blobs(ctx, repl, refs, body)),
-        )
-        .await?;
-        let stored = Instant::now();
-        if !batch.is_empty() {
-            let r = ctx.store.apply_replicated(batch).await;
-            *repl.last_received.lock().unwrap() = Instant::now();
-            repl.applying.store(false, Ordering::SeqCst);
-            repl.applied.fetch_add(r? as u64, Ordering::SeqCst);
-        }
-        repl.applying.store(false, Ordering::SeqCst);
-        let timing = AckTiming {
-            rx_us: last_rx_wall,
-            gather_us: micros(closed - first_rx.unwrap_or(closed)),
-            blobs_us: micros(stored - closed),
-            apply_us: micros(stored.elapsed()),
-            tx_us: wall_us(),
+        let (msg, body) = match read_msg(r).await {
+            Ok(x) => x,
+            Err(e) if is_eof(&e) => return Ok(()),
+            Err(e) => return Err(e),
         };
-        let ack = Msg::Ack {
-            seq: last,
-            timing: Some(timing),
+        let (at, wall) = (Instant::now(), wall_us());
+        repl.unapplied.fetch_add(1, Ordering::SeqCst);
+        *repl.last_received.lock().unwrap() = at;
+        let frame = match msg {
+            Msg::Op { op, blobs } if blobs.is_empty() => Frame::Op(op, None),
+            Msg::Op { op, blobs } => {
+                let (ctx, repl) = (ctx.clone(), repl.clone());
+                let files =
+                    tokio::spawn(async move { store_blobs(&ctx, &repl, &blobs, &body).await });
+                Frame::Op(op, Some(files))
+            }
+            Msg::Pos { seq, end } => Frame::Pos { seq, end },
+            other => bail!("unexpected frame from the active node: {other:?}"),
         };
-        write_msg(s.get_mut(), &ack, &[]).await?;
-        // Everything here the active node holds too (the prelude saw to that).
-        if compacted.elapsed() >= COMPACT_EVERY {
-            compacted = Instant::now();
-            compact(ctx, repl, u64::MAX).await;
+        if tx.send(Arrived { frame, at, wall }).await.is_err() {
+            return Ok(()); // the applier stopped
         }
     }
+}
+
+/// Applies one batch of frames (their files stored first) and acknowledges it.
+async fn apply_batch<W: AsyncWrite + Unpin>(
+    ctx: &Ctx,
+    repl: &Replication,
+    frames: Vec<Arrived>,
+    w: &mut W,
+) -> Result<()> {
+    let closed = Instant::now();
+    let first_rx = frames.first().map_or(closed, |f| f.at);
+    let last_rx_wall = frames.last().map_or(0, |f| f.wall);
+    let n = frames.len();
+    let mut batch = Vec::new();
+    let mut last = 0u64;
+    let mut end_at = None;
+    for f in frames {
+        match f.frame {
+            Frame::Op(op, files) => {
+                if let Some(files) = files {
+                    files.await.context("storing a message file")??;
+                }
+                last = op.seq;
+                batch.push(op);
+            }
+            Frame::Pos { seq, end } => {
+                last = last.max(seq);
+                if end {
+                    end_at = Some(seq);
+                }
+            }
+        }
+    }
+    let stored = Instant::now();
+    if ctx.store.is_writable() {
+        bail!("this node became active: no more ops from the peer");
+    }
+    if !batch.is_empty() {
+        let r = ctx.store.apply_replicated(batch).await;
+        *repl.last_received.lock().unwrap() = Instant::now();
+        repl.applied.fetch_add(r? as u64, Ordering::SeqCst);
+    }
+    repl.unapplied.fetch_sub(n, Ordering::SeqCst);
+    if let Some(seq) = end_at
+        && !repl.caught_up.swap(true, Ordering::SeqCst)
+    {
+        tracing::info!(seq, "replication: caught up with the active node");
+        repl.no_deltas.store(false, Ordering::SeqCst);
+    }
+    let timing = AckTiming {
+        rx_us: last_rx_wall,
+        gather_us: micros(closed - first_rx),
+        blobs_us: micros(stored - closed),
+        apply_us: micros(stored.elapsed()),
+        tx_us: wall_us(),
+    };
+    let ack = Msg::Ack {
+        seq: last,
+        timing: Some(timing),
+    };
+    write_msg(w, &ack, &[]).await
 }
 
 /// Stores the blobs of a frame's body (rebuilding deltas against their base), each
@@ -262,7 +342,7 @@ impl Replication {
         while t0.elapsed() < DRAIN_MAX {
             let quiet = self.last_received.lock().unwrap().elapsed() >= DRAIN_QUIET;
             if !self.connected_in.load(Ordering::SeqCst)
-                || (quiet && !self.applying.load(Ordering::SeqCst))
+                || (quiet && self.unapplied.load(Ordering::SeqCst) == 0)
             {
                 break;
             }
