@@ -93,9 +93,9 @@ pub(super) enum Msg {
 pub(super) struct AckTiming {
     /// When the frame of the acknowledged position was read (wall clock).
     pub(super) rx_us: u64,
-    /// First frame of the batch read → the batch closed.
+    /// The batch's first frame: its files durable → the applier took it.
     pub(super) gather_us: u64,
-    /// Writing and fsyncing the batch's message files.
+    /// The acknowledged frame: read → its message files written and fsynced.
     pub(super) blobs_us: u64,
     /// Applying and committing the batch.
     pub(super) apply_us: u64,

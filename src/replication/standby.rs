@@ -2,9 +2,9 @@
 //! [`PRE_AUTH_MAX`] unproven connections, one live channel), sending this node's
 //! marks, the prelude of [`super::resync`], then applying the stream
 //! ([`apply_stream`]): a reader starts storing each op's blobs as its frame arrives
-//! ([`store_blobs`], rebuilding block deltas) while an applier commits what has
-//! arrived, up to [`APPLY_BATCH`] ops per transaction, and acknowledges each batch
-//! at once; and
+//! ([`store_blobs`], rebuilding block deltas), a second stage waits for them in
+//! order, and an applier commits every frame whose files are durable, up to
+//! [`APPLY_BATCH`] ops per transaction, and acknowledges each batch at once; and
 //! [`Replication::drain`], which lets what already arrived be applied before this
 //! node becomes active.
 
@@ -126,9 +126,8 @@ async fn receive(
     result
 }
 
-/// A frame the reader handed to the applier: an op with the task storing its
-/// files (already running), or a position; when it was read (monotonic and wall
-/// clock, µs).
+/// A frame the reader passed on: an op with the task storing its files (already
+/// running), or a position; when it was read (monotonic and wall clock, µs).
 struct Arrived {
     frame: Frame,
     at: Instant,
@@ -140,11 +139,22 @@ enum Frame {
     Pos { seq: u64, end: bool },
 }
 
-/// Receives the log: a reader reads frames as they arrive and starts storing each
-/// op's files at once; the applier takes everything that has arrived (up to
-/// [`APPLY_BATCH`] frames), waits for those files, applies the ops in one
-/// transaction and acknowledges at once. So the next batch's files are written
-/// while this one commits, and one fsync of the store serves each batch.
+/// A frame whose files are durable: ready to be applied.
+struct Ready {
+    op: Option<LoggedOp>,
+    pos: Option<(u64, bool)>,
+    at: Instant,
+    wall: u64,
+    /// When its files were stored.
+    stored: Instant,
+}
+
+/// Receives the log in three stages that run side by side: a reader reads frames
+/// as they arrive and starts storing each op's files at once; a second stage waits,
+/// in order, until each frame's files are durable; the applier takes every frame
+/// that is ready (up to [`APPLY_BATCH`]), applies the ops in one transaction (one
+/// fsync) and acknowledges at once. So the files of what arrives are written while
+/// the previous batch commits, and a batch never waits for files of frames behind it.
 async fn apply_stream<S: AsyncRead + AsyncWrite + Unpin>(
     ctx: &Arc<Ctx>,
     repl: &Arc<Replication>,
@@ -153,17 +163,42 @@ async fn apply_stream<S: AsyncRead + AsyncWrite + Unpin>(
     repl.unapplied.store(0, Ordering::SeqCst);
     let (mut r, mut w) = tokio::io::split(s);
     let (tx, mut rx) = mpsc::channel::<Arrived>(APPLY_BATCH);
+    let (ready_tx, mut ready_rx) = mpsc::channel::<Ready>(APPLY_BATCH);
     let reader = async move {
         let result = read_frames(ctx, repl, &mut r, &tx).await;
         drop(tx);
         result
     };
+    let files = async move {
+        while let Some(a) = rx.recv().await {
+            let (op, pos) = match a.frame {
+                Frame::Op(op, files) => {
+                    if let Some(files) = files {
+                        files.await.context("storing a message file")??;
+                    }
+                    (Some(op), None)
+                }
+                Frame::Pos { seq, end } => (None, Some((seq, end))),
+            };
+            let ready = Ready {
+                op,
+                pos,
+                at: a.at,
+                wall: a.wall,
+                stored: Instant::now(),
+            };
+            if ready_tx.send(ready).await.is_err() {
+                break; // the applier stopped
+            }
+        }
+        Ok::<(), anyhow::Error>(())
+    };
     let applier = async {
         let mut compacted = Instant::now();
-        while let Some(first) = rx.recv().await {
+        while let Some(first) = ready_rx.recv().await {
             let mut frames = vec![first];
             while frames.len() < APPLY_BATCH {
-                match rx.try_recv() {
+                match ready_rx.try_recv() {
                     Ok(f) => frames.push(f),
                     Err(_) => break,
                 }
@@ -177,14 +212,15 @@ async fn apply_stream<S: AsyncRead + AsyncWrite + Unpin>(
         }
         Ok::<(), anyhow::Error>(())
     };
-    let (mut reader, mut applier) = (std::pin::pin!(reader), std::pin::pin!(applier));
+    let mut reader = std::pin::pin!(reader);
+    let mut rest = std::pin::pin!(async { tokio::try_join!(files, applier).map(|_| ()) });
     let mut read_result = None;
-    // The applier ends once the reader has ended and everything read is applied, or
-    // at its first error; the reader's own error (a broken frame) is reported then.
+    // The rest ends once the reader has ended and everything read is applied, or at
+    // its first error; the reader's own error (a broken frame) is reported then.
     let result = loop {
         tokio::select! {
             r = &mut reader, if read_result.is_none() => read_result = Some(r),
-            r = &mut applier => break r.and(read_result.unwrap_or(Ok(()))),
+            r = &mut rest => break r.and(read_result.unwrap_or(Ok(()))),
         }
     };
     repl.unapplied.store(0, Ordering::SeqCst);
@@ -224,38 +260,35 @@ async fn read_frames<R: AsyncRead + Unpin>(
     }
 }
 
-/// Applies one batch of frames (their files stored first) and acknowledges it.
+/// Applies one batch of frames whose files are durable, and acknowledges it.
 async fn apply_batch<W: AsyncWrite + Unpin>(
     ctx: &Ctx,
     repl: &Replication,
-    frames: Vec<Arrived>,
+    frames: Vec<Ready>,
     w: &mut W,
 ) -> Result<()> {
-    let closed = Instant::now();
-    let first_rx = frames.first().map_or(closed, |f| f.at);
-    let last_rx_wall = frames.last().map_or(0, |f| f.wall);
+    let taken = Instant::now();
+    // The first frame waited longest for the applier; the last is the one acknowledged.
+    let waited = frames.first().map_or(Duration::ZERO, |f| taken - f.stored);
+    let (files, last_rx_wall) = frames
+        .last()
+        .map_or((Duration::ZERO, 0), |f| (f.stored - f.at, f.wall));
     let n = frames.len();
     let mut batch = Vec::new();
     let mut last = 0u64;
     let mut end_at = None;
     for f in frames {
-        match f.frame {
-            Frame::Op(op, files) => {
-                if let Some(files) = files {
-                    files.await.context("storing a message file")??;
-                }
-                last = op.seq;
-                batch.push(op);
-            }
-            Frame::Pos { seq, end } => {
-                last = last.max(seq);
-                if end {
-                    end_at = Some(seq);
-                }
+        if let Some(op) = f.op {
+            last = op.seq;
+            batch.push(op);
+        }
+        if let Some((seq, end)) = f.pos {
+            last = last.max(seq);
+            if end {
+                end_at = Some(seq);
             }
         }
     }
-    let stored = Instant::now();
     if ctx.store.is_writable() {
         bail!("this node became active: no more ops from the peer");
     }
@@ -273,9 +306,9 @@ async fn apply_batch<W: AsyncWrite + Unpin>(
     }
     let timing = AckTiming {
         rx_us: last_rx_wall,
-        gather_us: micros(closed - first_rx),
-        blobs_us: micros(stored - closed),
-        apply_us: micros(stored.elapsed()),
+        gather_us: micros(waited),
+        blobs_us: micros(files),
+        apply_us: micros(taken.elapsed()),
         tx_us: wall_us(),
     };
     let ack = Msg::Ack {

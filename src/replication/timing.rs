@@ -133,11 +133,11 @@ pub(super) struct Stages {
     /// Acknowledged op: its frame sent → read by the standby (wall clocks; exact
     /// when both nodes share one, as in the lab).
     pub(super) to_peer: Histogram,
-    /// The standby: first frame of a batch read → its applier took the batch
-    /// (waiting behind the previous batch).
+    /// The standby: the batch's first frame ready (its files durable) → the
+    /// applier took it (waiting behind the previous batch's commit).
     pub(super) peer_gather: Histogram,
-    /// The standby: the batch taken → its message files written and fsynced (they
-    /// are being written from the moment each frame was read).
+    /// The standby: the acknowledged frame read → its message files written and
+    /// fsynced (started as soon as it was read).
     pub(super) peer_blobs: Histogram,
     /// The standby: the batch applied and committed (one fsync).
     pub(super) peer_apply: Histogram,
@@ -157,10 +157,9 @@ impl Stages {
             self.ship.summary("committed -> sent", "commit"),
             self.ack_wait.summary("sent -> ack received", "commit"),
             self.to_peer.summary("  sent -> peer read it", "ack"),
-            self.peer_gather
-                .summary("  peer: read -> batch taken", "ack"),
             self.peer_blobs
-                .summary("  peer: wait for files+fsync", "ack"),
+                .summary("  peer: read -> files+fsync", "ack"),
+            self.peer_gather.summary("  peer: ready -> applying", "ack"),
             self.peer_apply.summary("  peer: apply + fsync", "ack"),
             self.from_peer.summary("  ack sent -> received", "ack"),
             self.release.summary("ack received -> released", "commit"),
