@@ -71,7 +71,7 @@ mod schema;
 mod settings;
 mod writer;
 
-pub use writer::CommitBarrier;
+pub use writer::{CommitBarrier, Committed};
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
