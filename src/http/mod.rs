@@ -60,7 +60,11 @@ pub async fn start(ctx: Arc<Ctx>) -> Result<()> {
         .map(log::AccessLog::open)
         .transpose()?;
     let changes = ctx.store.subscribe();
-    let imported = site::import_default(&ctx.store).await;
+    // A watched directory published into www/ owns the site: the default site is not
+    // imported (it would race the watcher on a node that becomes active later, and an
+    // empty watched directory means an empty site; the embedded one serves then).
+    let watched = cfg.publish_dir.is_some() && cfg.publish_root == site::DEFAULT_ROOT;
+    let imported = watched || site::import_default(&ctx.store).await;
     let site = Arc::new(site::Site::load(ctx.store.clone(), &cfg.vhost).await);
     tokio::spawn(site.clone().follow_changes(changes));
     if !imported {
