@@ -57,6 +57,7 @@
 //!   the `354` and AUTH challenges are flushed at once. Input pipelined after STARTTLS
 //!   is discarded (RFC 3207 4.2).
 
+mod data;
 mod engine;
 mod session;
 pub mod submit;
