@@ -431,30 +431,6 @@ for x in d:
     assert_eq!(b, a, "state changed across the restart");
 }
 
-/// The files under the node's `blobs/tmp` (bodies being written) with their sizes.
-fn spool_files(node: &Node) -> Vec<(std::path::PathBuf, u64)> {
-    std::fs::read_dir(node.data_dir.join("blobs/tmp"))
-        .expect("blobs/tmp")
-        .map(|e| {
-            let e = e.expect("dir entry");
-            let len = e.metadata().map(|m| m.len()).unwrap_or(0);
-            (e.path(), len)
-        })
-        .collect()
-}
-
-/// Polls `cond` every 50 ms for at most `secs` seconds.
-fn within(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
-    while std::time::Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    cond()
-}
-
 /// Issue 14: an APPEND literal of 64 KiB or more is written to its body file as it
 /// arrives (a file in `blobs/tmp` grows mid-literal: this failed before, when the
 /// literal was read whole into memory); a client gone mid-literal and an APPEND
@@ -493,17 +469,18 @@ fn large_append_literals_go_to_their_file_as_they_arrive() {
     until(&mut r, "+");
     w.write_all(&vec![b'x'; 300_000]).unwrap();
     assert!(
-        within(20, || spool_files(&node)
+        common::within(Duration::from_secs(20), || node
+            .spool_files()
             .iter()
             .any(|(_, n)| *n >= 64 * 1024)),
         "no body file grew in blobs/tmp during the literal: {:?}",
-        spool_files(&node)
+        node.spool_files()
     );
     drop((w, r));
     assert!(
-        within(20, || spool_files(&node).is_empty()),
+        common::within(Duration::from_secs(20), || node.spool_files().is_empty()),
         "a client gone mid-literal left {:?}",
-        spool_files(&node)
+        node.spool_files()
     );
 
     let (mut w, mut r) = connect();
@@ -514,7 +491,7 @@ fn large_append_literals_go_to_their_file_as_they_arrive() {
     w.write_all(b"\r\n").unwrap();
     let reply = until(&mut r, "c ");
     assert!(reply.starts_with("c NO [TRYCREATE]"), "{reply}");
-    assert!(spool_files(&node).is_empty(), "{:?}", spool_files(&node));
+    assert!(node.spool_files().is_empty(), "{:?}", node.spool_files());
     w.write_all(b"d NOOP\r\n").unwrap();
     until(&mut r, "d OK");
 
@@ -542,5 +519,5 @@ print(len(raw), hashlib.sha256(raw).hexdigest())
     // The file is named by the literal's SHA-256: stored byte for byte.
     let file = node.data_dir.join("blobs").join(&sha[..2]).join(sha);
     assert!(file.exists(), "no body file {}", file.display());
-    assert!(spool_files(&node).is_empty(), "{:?}", spool_files(&node));
+    assert!(node.spool_files().is_empty(), "{:?}", node.spool_files());
 }

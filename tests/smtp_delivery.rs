@@ -6,6 +6,7 @@ mod smtp_client;
 
 use common::Node;
 use smtp_client::{Client, inbox, queue, swaks};
+use std::time::Duration;
 
 #[test]
 fn swaks_delivers_to_a_user_and_to_postmaster_via_alias_and_imap_reads_it() {
@@ -219,18 +220,6 @@ fn resolvable_sender_check_exempts_local_domains_and_bounces() {
     c.cmd("QUIT", "221");
 }
 
-/// The files under the node's `blobs/tmp` (bodies being written) with their sizes.
-fn spool_files(node: &Node) -> Vec<(std::path::PathBuf, u64)> {
-    std::fs::read_dir(node.data_dir.join("blobs/tmp"))
-        .expect("blobs/tmp")
-        .map(|e| {
-            let e = e.expect("dir entry");
-            let len = e.metadata().map(|m| m.len()).unwrap_or(0);
-            (e.path(), len)
-        })
-        .collect()
-}
-
 /// How many body files the node holds (`blobs/<2 hex>/<64 hex>`).
 fn blob_count(node: &Node) -> usize {
     let mut n = 0;
@@ -241,18 +230,6 @@ fn blob_count(node: &Node) -> usize {
         }
     }
     n
-}
-
-/// Polls `cond` every 50 ms for at most `secs` seconds.
-fn within(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
-    while std::time::Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    cond()
 }
 
 /// `n` bytes of message text: a header, then 78-octet lines, some starting with a dot
@@ -288,17 +265,18 @@ fn data_is_written_while_it_arrives_and_abandoned_or_oversize_data_leaves_nothin
     let mut c = start(&node);
     c.send(&body_lines(250_000));
     assert!(
-        within(20, || spool_files(&node)
+        common::within(Duration::from_secs(20), || node
+            .spool_files()
             .iter()
             .any(|(_, n)| *n >= 64 * 1024)),
         "no body file grew in blobs/tmp while DATA arrived: {:?}",
-        spool_files(&node)
+        node.spool_files()
     );
     drop(c);
     assert!(
-        within(20, || spool_files(&node).is_empty()),
+        common::within(Duration::from_secs(20), || node.spool_files().is_empty()),
         "a session closed mid-DATA left {:?}",
-        spool_files(&node)
+        node.spool_files()
     );
 
     let mut c = start(&node);
@@ -306,7 +284,7 @@ fn data_is_written_while_it_arrives_and_abandoned_or_oversize_data_leaves_nothin
     c.send(b".\r\n");
     let r = c.reply();
     assert!(r.starts_with("552 5.3.4"), "{r}");
-    assert!(spool_files(&node).is_empty(), "{:?}", spool_files(&node));
+    assert!(node.spool_files().is_empty(), "{:?}", node.spool_files());
     c.cmd("NOOP", "250 2.0.0");
     // The session goes on: a message within the limit is taken.
     c.cmd("MAIL FROM:<a@example.org>", "250 2.1.0");
@@ -317,7 +295,7 @@ fn data_is_written_while_it_arrives_and_abandoned_or_oversize_data_leaves_nothin
     let r = c.reply();
     assert!(r.starts_with("250 2.0.0"), "{r}");
     assert_eq!(blob_count(&node), blobs_before + 1);
-    assert!(spool_files(&node).is_empty(), "{:?}", spool_files(&node));
+    assert!(node.spool_files().is_empty(), "{:?}", node.spool_files());
     assert_eq!(inbox(&node, "sistemas", "pw1").len(), 1);
 }
 
