@@ -344,14 +344,17 @@ impl Store {
         let mailbox = mailbox.to_string();
         let flags = normalize_flags(flags);
         let date = internal_date.unwrap_or_else(now);
+        let uidvalidity = Arc::new(Mutex::new(0));
+        let uidvalidity_in = uidvalidity.clone();
         let op = self
             .commit(move |conn| {
-                let info = mailboxes::by_id(conn, &mailbox)?
+                let info = mailboxes::counters(conn, &mailbox)?
                     .ok_or_else(|| StoreError::NoSuchMailbox(mailbox.clone()))?;
+                *uidvalidity_in.lock().unwrap() = info.uidvalidity;
                 Ok(Op::Append {
                     messages: vec![NewMessage {
                         id: new_id(),
-                        mailbox: info.id,
+                        mailbox,
                         uid: info.uidnext,
                         modseq: info.highest_modseq + 1,
                         blob,
@@ -366,15 +369,10 @@ impl Store {
         let Op::Append { messages } = op else {
             unreachable!()
         };
-        let m = &messages[0];
-        let uidvalidity = self
-            .mailbox_by_id(&m.mailbox)
-            .await?
-            .map(|i| i.uidvalidity)
-            .unwrap_or(0);
+        let uidvalidity = *uidvalidity.lock().unwrap();
         Ok(Appended {
             uidvalidity,
-            uid: m.uid,
+            uid: messages[0].uid,
         })
     }
 
@@ -414,7 +412,7 @@ impl Store {
                 }
                 let id = mailboxes::id_of(conn, &acc, "INBOX")?
                     .ok_or_else(|| StoreError::NoSuchAccount(acc.clone()))?;
-                let info = mailboxes::by_id(conn, &id)?
+                let info = mailboxes::counters(conn, &id)?
                     .ok_or_else(|| StoreError::NoSuchMailbox(id.clone()))?;
                 let duplicate: bool = match &key {
                     Some(key) => conn.query_row(
@@ -538,7 +536,7 @@ impl Store {
         let picked_in = picked.clone();
         let op = self
             .commit(move |conn| {
-                let dinfo = mailboxes::by_id(conn, &dest)?
+                let dinfo = mailboxes::counters(conn, &dest)?
                     .ok_or_else(|| StoreError::NoSuchMailbox(dest.clone()))?;
                 let msgs = by_uids(conn, &src, &uids)?;
                 let modseq = dinfo.highest_modseq + 1;
