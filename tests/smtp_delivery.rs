@@ -238,7 +238,7 @@ fn body_lines(n: usize) -> Vec<u8> {
     let mut out = b"Subject: big\r\nMessage-ID: <big@example.org>\r\n\r\n".to_vec();
     let mut i = 0u64;
     while out.len() < n {
-        let lead = if i % 7 == 0 { ".." } else { "" };
+        let lead = if i.is_multiple_of(7) { ".." } else { "" };
         out.extend_from_slice(format!("{lead}{i:010} {}\r\n", "b".repeat(64)).as_bytes());
         i += 1;
     }
