@@ -16,18 +16,25 @@
 //! must give identical answers, so a failure of the clusterd comparison is never the
 //! harness's own noise.
 //!
+//! `session_state_matches_dovecot` runs tests/imap_dovecot_state.py: three sessions
+//! on one INBOX, step by step on both servers (first Dovecot against itself, then
+//! clusterd against Dovecot), comparing RECENT in SELECT/EXAMINE and new-mail updates,
+//! STATUS (MESSAGES RECENT UIDNEXT UNSEEN), SEARCH NEW/OLD/RECENT, FETCH FLAGS with
+//! `\Recent`, the untagged FLAGS/PERMANENTFLAGS after a new keyword, CREATE with a
+//! trailing separator, LSUB `\Noselect` and the answers to odd mailbox names, quoted
+//! and not (its normalisation is described in the script). The private Dovecot uses
+//! `/` as its hierarchy separator, as clusterd does.
+//!
+//! `condstore_and_qresync_match_dovecot` compares CONDSTORE/QRESYNC answers after the
+//! same changes (tests/imap_dovecot_condstore.py; MODSEQ numbers are normalised away).
+//!
 //! Set CLUSTERD_DIFF_REPORT=/some/file to also keep the difference report in a file.
 
 mod common;
 
-use common::{Node, free_port, python, require_tool};
-use std::io::{BufRead, BufReader};
-use std::net::TcpStream;
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
+use common::dovecot::Dovecot;
+use common::{Node, python, require_tool};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 /// The comparison client (Python 3 standard library only).
 const SCRIPT: &str = include_str!("imap_dovecot.py");
@@ -40,249 +47,6 @@ const PASSWORD: &str = "secret";
 
 fn corpus_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus")
-}
-
-/// Output of a short command, trimmed ("" when it fails).
-fn output_of(program: &str, args: &[&str]) -> String {
-    Command::new(program)
-        .args(args)
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default()
-}
-
-/// A private Dovecot: its own configuration, sockets, state, log and Maildirs in a
-/// temporary directory, IMAP on a free loopback port. Dropping it stops the process
-/// it started (by PID, then its process group if it does not stop) and removes the
-/// directory.
-struct Dovecot {
-    child: Option<Child>,
-    port: u16,
-    log: PathBuf,
-    stderr: PathBuf,
-    // Last: removed after the process is stopped.
-    dir: tempfile::TempDir,
-}
-
-impl Dovecot {
-    fn binary() -> String {
-        if Path::new("/usr/sbin/dovecot").exists() {
-            return "/usr/sbin/dovecot".into();
-        }
-        require_tool("dovecot"); // panics: dovecot-imapd is not installed
-        "dovecot".into()
-    }
-
-    fn start(users: &[&str]) -> Dovecot {
-        let bin = Self::binary();
-        let version = output_of(&bin, &["--version"]);
-        assert!(
-            version.starts_with("2.3."),
-            "this test writes a Dovecot 2.3 configuration, but `{bin} --version` says {version:?} \
-             (install Debian 12's dovecot-imapd)"
-        );
-        let dir = tempfile::Builder::new()
-            .prefix("clusterd-dovecot-")
-            .tempdir()
-            .expect("temp dir");
-        let root = dir.path().to_path_buf();
-        let port = free_port();
-        let mail = root.join("mail");
-        for d in ["run", "state", "mail"] {
-            std::fs::create_dir(root.join(d)).expect("create dir");
-        }
-
-        // Dovecot refuses to run its login processes and the users' mail processes
-        // as root. As root (CI) the unprivileged processes run as `nobody`; otherwise
-        // everything runs as the current user.
-        let as_root = output_of("id", &["-u"]) == "0";
-        let privileges = if as_root {
-            let uid = output_of("id", &["-u", "nobody"]);
-            let gid = output_of("id", &["-g", "nobody"]);
-            assert!(
-                !uid.is_empty() && !gid.is_empty(),
-                "no `nobody` user to run Dovecot's mail processes as"
-            );
-            // The mail processes (as nobody) must reach their Maildirs: the temp dir is
-            // created 0700.
-            std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755))
-                .expect("chmod temp dir");
-            std::os::unix::fs::chown(
-                &mail,
-                Some(uid.parse().unwrap()),
-                Some(gid.parse().unwrap()),
-            )
-            .expect("chown mail dir");
-            format!(
-                "# Dovecot's own services (auth, config, ...) stay root; imap-login must\n\
-                 # not be root.\n\
-                 default_internal_user = root\n\
-                 default_internal_group = root\n\
-                 default_login_user = dovenull\n\
-                 # Mail processes may never be root: run them as nobody.\n\
-                 mail_uid = {uid}\n\
-                 mail_gid = {gid}\n\
-                 first_valid_uid = 1\n\
-                 first_valid_gid = 1\n"
-            )
-        } else {
-            let user = output_of("id", &["-un"]);
-            let group = output_of("id", &["-gn"]);
-            let uid = output_of("id", &["-u"]);
-            let gid = output_of("id", &["-g"]);
-            format!(
-                "# Not root: every process runs as the current user, without chroots.\n\
-                 default_internal_user = {user}\n\
-                 default_internal_group = {group}\n\
-                 default_login_user = {user}\n\
-                 mail_uid = {uid}\n\
-                 mail_gid = {gid}\n\
-                 first_valid_uid = 1\n\
-                 first_valid_gid = 0\n\
-                 service imap-login {{\n  chroot =\n}}\n\
-                 service anvil {{\n  chroot =\n}}\n\
-                 service stats {{\n  chroot =\n}}\n"
-            )
-        };
-
-        // passwd-file: user:password:uid:gid:gecos:home:shell. UID and GID stay empty
-        // (passwd-file rejects UID 0; mail_uid/mail_gid above apply).
-        let passwd = root.join("passwd");
-        let mut lines = String::new();
-        for user in users {
-            lines.push_str(&format!(
-                "{user}:{{PLAIN}}{PASSWORD}::::{}::\n",
-                mail.join(user).display()
-            ));
-        }
-        std::fs::write(&passwd, lines).expect("write passwd");
-
-        let conf = root.join("dovecot.conf");
-        let log = root.join("dovecot.log");
-        let stderr = root.join("dovecot.stderr");
-        let text = format!(
-            "# Private Dovecot for clusterd's differential test (written by the test).\n\
-             instance_name = clusterd-test-{port}\n\
-             base_dir = {run}\n\
-             state_dir = {state}\n\
-             log_path = {log}\n\
-             protocols = imap\n\
-             listen = 127.0.0.1\n\
-             ssl = no\n\
-             disable_plaintext_auth = no\n\
-             auth_mechanisms = plain\n\
-             mail_location = maildir:{mail}/%u\n\
-             {privileges}\
-             passdb {{\n  driver = passwd-file\n  args = scheme=PLAIN {passwd}\n}}\n\
-             userdb {{\n  driver = passwd-file\n  args = {passwd}\n}}\n\
-             service imap-login {{\n\
-             \x20 inet_listener imap {{\n    address = 127.0.0.1\n    port = {port}\n  }}\n\
-             \x20 inet_listener imaps {{\n    port = 0\n  }}\n\
-             }}\n",
-            run = root.join("run").display(),
-            state = root.join("state").display(),
-            log = log.display(),
-            mail = mail.display(),
-            passwd = passwd.display(),
-        );
-        std::fs::write(&conf, text).expect("write dovecot.conf");
-
-        let out = std::fs::File::create(&stderr).expect("dovecot stderr file");
-        let child = Command::new(&bin)
-            .arg("-F")
-            .arg("-c")
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            // Its own process group, so that a Dovecot that ignores SIGTERM can be
-            // killed with all its children (and nothing else).
-            .process_group(0)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
-        let mut dovecot = Dovecot {
-            child: Some(child),
-            port,
-            log,
-            stderr,
-            dir,
-        };
-        dovecot.wait_ready();
-        dovecot
-    }
-
-    /// Waits (at most 10 s) until Dovecot greets on its port with "* OK"; the greeting
-    /// comes from imap-login, so this also proves the login processes start.
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                self.child = None;
-                panic!(
-                    "Dovecot exited during start-up ({status});\n{}",
-                    self.logs()
-                );
-            }
-            if let Ok(stream) = TcpStream::connect(("127.0.0.1", self.port)) {
-                stream
-                    .set_read_timeout(Some(Duration::from_secs(2)))
-                    .unwrap();
-                let mut line = String::new();
-                let _ = BufReader::new(stream).read_line(&mut line);
-                if line.starts_with("* OK") {
-                    return;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "Dovecot did not greet on 127.0.0.1:{} within 10 s;\n{}",
-                self.port,
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Dovecot's log and its stderr (start-up errors go there), for failure messages.
-    fn logs(&self) -> String {
-        format!(
-            "--- Dovecot log ({})\n{}--- Dovecot stderr\n{}--- config\n{}",
-            self.log.display(),
-            std::fs::read_to_string(&self.log).unwrap_or_default(),
-            std::fs::read_to_string(&self.stderr).unwrap_or_default(),
-            std::fs::read_to_string(self.dir.path().join("dovecot.conf")).unwrap_or_default(),
-        )
-    }
-
-    /// SIGTERM to the master (it stops its children), at most 10 s to exit; then
-    /// SIGKILL to its process group.
-    fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        let pid = child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        // The master is not reaped yet, so its PID (= the group's ID) is still ours.
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{pid}")])
-            .status();
-        let _ = child.wait();
-    }
-}
-
-impl Drop for Dovecot {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 /// One side of the comparison: a label for the report, a port and an account.
@@ -336,7 +100,7 @@ fn compare(a: Side, b: Side, context: &dyn Fn() -> String) -> String {
 
 #[test]
 fn dovecot_agrees_with_itself() {
-    let dovecot = Dovecot::start(&["ana", "bob"]);
+    let dovecot = Dovecot::start(&["ana", "bob"], PASSWORD);
     let out = compare(
         Side {
             label: "dovecot",
@@ -354,9 +118,61 @@ fn dovecot_agrees_with_itself() {
     assert!(out.contains("ALL EQUAL"), "{out}");
 }
 
+/// The session-state comparison (see the module documentation).
+const STATE_SCRIPT: &str = include_str!("imap_dovecot_state.py");
+
+/// Runs the session-state script with `reference` and `other` (label, port, user);
+/// returns its report, and whether everything matched.
+fn compare_state(reference: (&str, u16, &str), other: (&str, u16, &str)) -> (String, bool) {
+    require_tool("python3");
+    let out = python(
+        STATE_SCRIPT,
+        &[
+            reference.0,
+            &reference.1.to_string(),
+            reference.2,
+            other.0,
+            &other.1.to_string(),
+            other.2,
+            PASSWORD,
+        ],
+    );
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    match out.status.code() {
+        Some(0) => (report, true),
+        Some(MISMATCH_EXIT) => (report, false),
+        _ => panic!(
+            "the session-state script failed ({}):\n{report}",
+            out.status
+        ),
+    }
+}
+
+#[test]
+fn session_state_matches_dovecot() {
+    let dovecot = Dovecot::start(&["ana", "bob", "eva"], PASSWORD);
+    let (report, same) = compare_state(
+        ("dovecot", dovecot.port, "ana"),
+        ("dovecot-again", dovecot.port, "bob"),
+    );
+    assert!(same, "Dovecot disagrees with itself:\n{report}");
+    let node = Node::start();
+    node.add_user("eva", PASSWORD);
+    let (report, same) = compare_state(
+        ("dovecot", dovecot.port, "eva"),
+        ("clusterd", node.imap_port, "eva"),
+    );
+    println!("{report}");
+    assert!(same, "clusterd differs from Dovecot:\n{report}");
+}
+
 #[test]
 fn fetch_and_search_match_dovecot() {
-    let dovecot = Dovecot::start(&["ana"]);
+    let dovecot = Dovecot::start(&["ana"], PASSWORD);
     let node = Node::start();
     node.add_user("ana", PASSWORD);
     let out = compare(
@@ -381,4 +197,38 @@ fn fetch_and_search_match_dovecot() {
         },
     );
     assert!(out.contains("ALL EQUAL"), "{out}");
+}
+
+/// CONDSTORE and QRESYNC (RFC 7162) after the same changes on both servers (flag
+/// STOREs, expunges, an append): the script tests/imap_dovecot_condstore.py compares
+/// which UIDs every answer names (VANISHED (EARLIER), FETCH after CHANGEDSINCE and
+/// QRESYNC, MODIFIED, SEARCH MODSEQ, live VANISHED), the order of messages by MODSEQ
+/// and HIGHESTMODSEQ relations; absolute MODSEQ numbers differ between the servers and
+/// are never compared (see the script's header).
+#[test]
+fn condstore_and_qresync_match_dovecot() {
+    let dovecot = Dovecot::start(&["ana"], PASSWORD);
+    let node = Node::start();
+    node.add_user("ana", PASSWORD);
+    let script = format!(
+        "{}\n{}",
+        include_str!("imap_raw_client.py"),
+        include_str!("imap_dovecot_condstore.py")
+    );
+    let (dport, cport) = (dovecot.port.to_string(), node.imap_port.to_string());
+    let out = python(
+        &script,
+        &[
+            "dovecot", &dport, "ana", PASSWORD, "clusterd", &cport, "ana", PASSWORD,
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        out.status.success() && stdout.contains("ALL EQUAL"),
+        "clusterd's CONDSTORE/QRESYNC answers differ from Dovecot's ({}):\n{stdout}\n--- stderr\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        dovecot.logs()
+    );
 }

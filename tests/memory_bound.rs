@@ -10,21 +10,7 @@
 
 mod common;
 
-use common::{Node, assert_ok};
-
-/// The node's peak and current resident set, in MB, from /proc.
-fn rss_mb(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    let kb = |key: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(key))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or_else(|| panic!("{key} missing in /proc/{pid}/status"))
-    };
-    (kb("VmHWM:") / 1024, kb("VmRSS:") / 1024)
-}
+use common::{Node, assert_ok, rss_mb};
 
 #[test]
 fn three_hundred_logins_from_ten_clients_keep_rss_under_200_mb() {

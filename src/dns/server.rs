@@ -13,7 +13,9 @@
 //!   question stay valid, and the client's case is echoed). Every answer that depends
 //!   only on those (all but forwarded ones) is stored. Each UDP thread has its own
 //!   cache (no lock on the hot path); a generation counter bumped when the zones
-//!   change empties them, as does reaching [`CACHE_ENTRIES`].
+//!   change empties them, as does reaching [`CACHE_ENTRIES`] or [`CACHE_BYTES`]
+//!   (questions are the client's to choose: without a byte bound, large responses to
+//!   distinct questions could hold tens of MB per thread).
 //! - Size: over UDP a response fits the client's EDNS payload (at least 512, at most
 //!   [`EDNS_PAYLOAD`]) or 512 without EDNS. What does not fit loses the additional
 //!   section first, then the answer and authority sections with TC set (RFC 2181 9).
@@ -44,6 +46,8 @@ pub const UDP_THREADS: usize = 2;
 pub const EDNS_PAYLOAD: u16 = 1232;
 /// Entries in the response cache before it is emptied.
 const CACHE_ENTRIES: usize = 20_000;
+/// Bytes of keys and responses in one thread's response cache before it is emptied.
+const CACHE_BYTES: usize = 2 << 20;
 /// A TCP connection idle this long is closed (RFC 7766 6.2.3).
 const TCP_IDLE: Duration = Duration::from_secs(10);
 /// Concurrent TCP connections.
@@ -287,6 +291,8 @@ fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
 struct ResponseCache {
     generation: u64,
     map: HashMap<Vec<u8>, Vec<u8>>,
+    /// Bytes of keys and responses in `map`.
+    bytes: usize,
     /// The key of the last query looked up, when it was cacheable.
     key: Vec<u8>,
     cacheable: bool,
@@ -298,6 +304,7 @@ impl ResponseCache {
     fn hit(&mut self, generation: u64, pkt: &[u8], recursion: bool, out: &mut Vec<u8>) -> bool {
         if generation != self.generation {
             self.map.clear();
+            self.bytes = 0;
             self.generation = generation;
         }
         self.cacheable = false;
@@ -326,10 +333,15 @@ impl ResponseCache {
         if !self.cacheable {
             return;
         }
-        if self.map.len() >= CACHE_ENTRIES {
+        let size = self.key.len() + resp.len();
+        if self.map.len() >= CACHE_ENTRIES || self.bytes + size > CACHE_BYTES {
             self.map.clear();
+            self.bytes = 0;
         }
-        self.map.insert(self.key.clone(), resp.to_vec());
+        if let Some(old) = self.map.insert(self.key.clone(), resp.to_vec()) {
+            self.bytes -= self.key.len() + old.len();
+        }
+        self.bytes += size;
     }
 }
 
@@ -493,6 +505,27 @@ mod tests {
         let mut ptr = q1.clone();
         ptr[12] = 0xc0;
         assert!(plain_question_end(&ptr).is_none());
+    }
+
+    #[test]
+    fn response_cache_holds_at_most_its_byte_budget() {
+        // Distinct questions (any stranger can send them) with the largest UDP
+        // responses: the cache must stay within CACHE_BYTES, not CACHE_ENTRIES of them.
+        let mut cache = ResponseCache::default();
+        let mut out = Vec::new();
+        let mut most = 0;
+        for i in 0..10_000u32 {
+            let mut q = vec![1, 2, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 8];
+            q.extend_from_slice(format!("{i:08}").as_bytes());
+            q.extend_from_slice(&[0, 0, 1, 0, 1]);
+            assert!(!cache.hit(0, &q, false, &mut out));
+            let mut resp = q.clone();
+            resp.resize(EDNS_PAYLOAD as usize, 0);
+            cache.store(&resp);
+            let held: usize = cache.map.iter().map(|(k, v)| k.len() + v.len()).sum();
+            most = most.max(held);
+        }
+        assert!(most <= CACHE_BYTES, "held {most} bytes");
     }
 
     #[test]

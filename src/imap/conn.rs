@@ -11,6 +11,13 @@
 //! read straight into the sink's buffer), the command is handed on with that literal
 //! as `{0}`, and the session takes the file with [`Conn::take_spooled`]. Memory per
 //! session stays about one chunk whatever the message size.
+//!
+//! COMPRESS=DEFLATE (RFC 4978): once [`Conn::start_deflate`] ran, both directions are
+//! raw deflate (RFC 1951, no zlib header) over the stream, TLS or not. flate2 (already
+//! the HTTP side's gzip) does the work; each flush ends with a sync flush so every
+//! response reaches the client whole. Input is inflated at most [`INFLATE_STEP`] bytes
+//! per read, so a small compressed burst cannot grow the buffer past the line and
+//! literal limits by more than one step.
 
 use std::time::Duration;
 
@@ -35,6 +42,63 @@ const FLUSH_AT: usize = 256 * 1024;
 pub const SPOOL_LITERAL_AT: usize = 64 * 1024;
 /// The most read from the socket at once into a spooled literal.
 const SPOOL_READ: usize = 64 * 1024;
+/// Most bytes one read inflates (COMPRESS=DEFLATE).
+const INFLATE_STEP: usize = 64 * 1024;
+
+/// The two deflate streams of a compressed connection, and compressed input not yet
+/// inflated.
+struct Deflate {
+    tx: flate2::Compress,
+    rx: flate2::Decompress,
+    pending: Vec<u8>,
+    /// Inflated bytes of one step (capacity [`INFLATE_STEP`]).
+    scratch: Vec<u8>,
+}
+
+impl Deflate {
+    /// Compresses `out` and ends with a sync flush.
+    fn compress(&mut self, out: &[u8]) -> std::io::Result<Vec<u8>> {
+        let mut z = Vec::with_capacity(out.len() / 2 + 64);
+        let start = self.tx.total_in();
+        loop {
+            let done = (self.tx.total_in() - start) as usize;
+            z.reserve(4096.max(out.len() - done));
+            self.tx
+                .compress_vec(&out[done..], &mut z, flate2::FlushCompress::Sync)
+                .map_err(std::io::Error::other)?;
+            // All input taken and room left over: the sync flush is complete.
+            if (self.tx.total_in() - start) as usize == out.len() && z.len() < z.capacity() {
+                return Ok(z);
+            }
+        }
+    }
+
+    /// Inflates pending input into `buf`, at most [`INFLATE_STEP`] bytes; returns how
+    /// many it produced.
+    fn inflate(&mut self, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+        let bad = |why: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, why.to_string());
+        let in0 = self.rx.total_in();
+        self.scratch.clear();
+        let status = self
+            .rx
+            .decompress_vec(
+                &self.pending,
+                &mut self.scratch,
+                flate2::FlushDecompress::None,
+            )
+            .map_err(|e| bad(&e.to_string()))?;
+        let used = (self.rx.total_in() - in0) as usize;
+        self.pending.drain(..used);
+        buf.extend_from_slice(&self.scratch);
+        if status == flate2::Status::StreamEnd && !self.pending.is_empty() {
+            return Err(bad("data after the end of the deflate stream"));
+        }
+        if self.scratch.is_empty() && used == 0 && !self.pending.is_empty() {
+            return Err(bad("deflate stream stalled"));
+        }
+        Ok(self.scratch.len())
+    }
+}
 
 pub enum Stream {
     Plain(TcpStream),
@@ -79,6 +143,8 @@ pub struct Conn {
     /// The literal of the command just read, if it went to a body file (or the
     /// store's error if writing it failed).
     spooled: Option<Result<BlobSink, StoreError>>,
+    /// Set once COMPRESS=DEFLATE is active.
+    deflate: Option<Box<Deflate>>,
 }
 
 impl Conn {
@@ -91,6 +157,7 @@ impl Conn {
             max_literal: MAX_LITERAL_UNAUTHENTICATED,
             spool: None,
             spooled: None,
+            deflate: None,
         }
     }
 
@@ -103,6 +170,28 @@ impl Conn {
     /// literal reads `{0}` in the command). Unfinished, it is removed when dropped.
     pub fn take_spooled(&mut self) -> Option<Result<BlobSink, StoreError>> {
         self.spooled.take()
+    }
+
+    pub fn is_compressed(&self) -> bool {
+        self.deflate.is_some()
+    }
+
+    /// RFC 4978: from here on both directions are raw deflate. Call after the tagged
+    /// OK was queued: it is flushed uncompressed first. Input the client sent after
+    /// the COMPRESS command is already compressed and is inflated from here.
+    pub async fn start_deflate(&mut self) -> std::io::Result<()> {
+        self.flush().await?;
+        let mut z = Box::new(Deflate {
+            tx: flate2::Compress::new(flate2::Compression::default(), false),
+            rx: flate2::Decompress::new(false),
+            pending: std::mem::take(&mut self.rbuf),
+            scratch: Vec::with_capacity(INFLATE_STEP),
+        });
+        if !z.pending.is_empty() {
+            z.inflate(&mut self.rbuf)?;
+        }
+        self.deflate = Some(z);
+        Ok(())
     }
 
     pub fn is_tls(&self) -> bool {
@@ -132,7 +221,13 @@ impl Conn {
         if self.out.is_empty() {
             return Ok(());
         }
-        let out = std::mem::take(&mut self.out);
+        let mut out = std::mem::take(&mut self.out);
+        if let Some(z) = &mut self.deflate {
+            let packed = z.compress(&out)?;
+            out.clear();
+            self.out = out;
+            out = packed;
+        }
         let timeout = self.timeout;
         let res = tokio::time::timeout(timeout, async {
             match &mut self.stream {
@@ -148,7 +243,9 @@ impl Conn {
             }
         })
         .await;
-        self.out = out;
+        if self.deflate.is_none() {
+            self.out = out;
+        }
         self.out.clear();
         match res {
             Ok(r) => r,
@@ -163,6 +260,12 @@ impl Conn {
     /// future is dropped before completing, no input is lost.
     pub async fn fill(&mut self) -> Result<(), ReadError> {
         self.flush().await?;
+        if let Some(z) = &mut self.deflate
+            && !z.pending.is_empty()
+            && z.inflate(&mut self.rbuf)? > 0
+        {
+            return Ok(());
+        }
         let mut buf = [0u8; 16 * 1024];
         let n = match &mut self.stream {
             Stream::Plain(s) => s.read(&mut buf).await?,
@@ -172,7 +275,13 @@ impl Conn {
         if n == 0 {
             return Err(ReadError::Eof);
         }
-        self.rbuf.extend_from_slice(&buf[..n]);
+        match &mut self.deflate {
+            Some(z) => {
+                z.pending.extend_from_slice(&buf[..n]);
+                z.inflate(&mut self.rbuf)?;
+            }
+            None => self.rbuf.extend_from_slice(&buf[..n]),
+        }
         self.ack_now();
         Ok(())
     }
@@ -281,9 +390,11 @@ impl Conn {
         }
     }
 
-    /// Reads the `len` bytes of a literal into `sink`, handing each chunk to its file;
-    /// after a failed write the rest is read and dropped (the command still ends
-    /// where the client thinks), and the error is what the command gets.
+    /// Reads the `len` bytes of a literal into `sink`, handing each chunk to its file
+    /// (plain or TLS: read from the socket straight into the sink's buffer; with
+    /// COMPRESS: inflated through `rbuf`, a step at a time); after a failed write the
+    /// rest is read and dropped (the command still ends where the client thinks), and
+    /// the error is what the command gets.
     async fn spool_literal(
         &mut self,
         sink: BlobSink,
@@ -292,12 +403,7 @@ impl Conn {
         self.flush().await?;
         let mut sink = Ok(sink);
         let mut scratch = Vec::new();
-        let take = len.min(self.rbuf.len());
-        if let Ok(s) = &mut sink {
-            s.buf().extend_from_slice(&self.rbuf[..take]);
-        }
-        self.rbuf.drain(..take);
-        let mut left = len - take;
+        let mut left = len;
         while left > 0 {
             if let Ok(s) = &mut sink
                 && s.wants_flush()
@@ -312,6 +418,19 @@ impl Conn {
                     &mut scratch
                 }
             };
+            // What is already buffered (inflated, with COMPRESS) goes first.
+            if !self.rbuf.is_empty() {
+                let take = left.min(self.rbuf.len());
+                buf.extend_from_slice(&self.rbuf[..take]);
+                self.rbuf.drain(..take);
+                left -= take;
+                continue;
+            }
+            if self.deflate.is_some() {
+                // Compressed input is inflated a step at a time into `rbuf`.
+                self.fill_timeout().await?;
+                continue;
+            }
             let want = left.min(SPOOL_READ);
             buf.reserve(want);
             let read = async {

@@ -7,6 +7,7 @@ use imap_codec::imap_types::fetch::{MessageDataItemName, Part, Section};
 use imap_codec::imap_types::search::SearchKey;
 
 use super::session::Selected;
+use super::structure::Kind;
 use super::{mime, wire};
 use crate::mail::text::Text;
 use crate::store::MessageMeta;
@@ -26,6 +27,17 @@ pub fn needs_body(name: &MessageDataItemName<'_>) -> bool {
     )
 }
 
+/// The structure value (cached by content address in `structure`) an item is, if any.
+pub fn structure_kind(name: &MessageDataItemName<'_>) -> Option<Kind> {
+    use MessageDataItemName as N;
+    match name {
+        N::Envelope => Some(Kind::Envelope),
+        N::Body => Some(Kind::Body),
+        N::BodyStructure => Some(Kind::BodyStructure),
+        _ => None,
+    }
+}
+
 /// Whether fetching this item sets `\Seen` (RFC 3501 6.4.5: BODY[...] without PEEK,
 /// RFC822, RFC822.TEXT).
 pub fn sets_seen(name: &MessageDataItemName<'_>) -> bool {
@@ -37,11 +49,14 @@ pub fn sets_seen(name: &MessageDataItemName<'_>) -> bool {
 }
 
 /// Appends one `name value` pair of a FETCH response. FLAGS is written by the caller.
+/// `structure` holds the ENVELOPE, BODY and BODYSTRUCTURE values (indexed by [`Kind`])
+/// for the items that are among those.
 pub fn item(
     out: &mut Vec<u8>,
     name: &MessageDataItemName<'_>,
     meta: &MessageMeta,
     raw: Option<&[u8]>,
+    structure: &[Option<Vec<u8>>; 3],
 ) {
     use MessageDataItemName as N;
     let raw = raw.unwrap_or_default();
@@ -54,17 +69,23 @@ pub fn item(
             format!("INTERNALDATE {}", wire::internal_date(meta.internal_date)).as_bytes(),
         ),
         N::Rfc822Size => out.extend_from_slice(format!("RFC822.SIZE {}", meta.size).as_bytes()),
-        N::Envelope => {
-            out.extend_from_slice(b"ENVELOPE ");
-            out.extend_from_slice(&mime::envelope(raw));
-        }
-        N::BodyStructure => {
-            out.extend_from_slice(b"BODYSTRUCTURE ");
-            out.extend_from_slice(&mime::body_structure(raw, true));
-        }
-        N::Body => {
-            out.extend_from_slice(b"BODY ");
-            out.extend_from_slice(&mime::body_structure(raw, false));
+        N::Envelope | N::BodyStructure | N::Body => {
+            let kind = structure_kind(name).expect("a structure item");
+            out.extend_from_slice(match kind {
+                Kind::Envelope => b"ENVELOPE ".as_slice(),
+                Kind::Body => b"BODY ",
+                Kind::BodyStructure => b"BODYSTRUCTURE ",
+            });
+            match &structure[kind as usize] {
+                Some(v) => out.extend_from_slice(v),
+                // Callers pass every structure value they ask for; computed here
+                // only as a fallback.
+                None => out.extend_from_slice(&match kind {
+                    Kind::Envelope => mime::envelope(raw),
+                    Kind::Body => mime::body_structure(raw, false),
+                    Kind::BodyStructure => mime::body_structure(raw, true),
+                }),
+            }
         }
         N::Rfc822 => {
             out.extend_from_slice(b"RFC822 ");
@@ -102,6 +123,7 @@ pub fn item(
                 }
             }
         }
+        N::ModSeq => out.extend_from_slice(format!("MODSEQ ({})", meta.modseq).as_bytes()),
         // Refused by the caller.
         N::Binary { .. } | N::BinarySize { .. } => out.extend_from_slice(b"UID 0"),
         #[allow(unreachable_patterns)]
@@ -200,6 +222,19 @@ pub fn search_needs_text(key: &SearchKey<'_>) -> bool {
     }
 }
 
+/// Whether `key` uses MODSEQ (RFC 7162 3.1.5: the SEARCH answer then ends with the
+/// highest MODSEQ found, and CONDSTORE is enabled).
+pub fn search_uses_modseq(key: &SearchKey<'_>) -> bool {
+    use SearchKey as K;
+    match key {
+        K::And(keys) => keys.as_ref().iter().any(search_uses_modseq),
+        K::Not(k) => search_uses_modseq(k),
+        K::Or(a, b) => search_uses_modseq(a) || search_uses_modseq(b),
+        K::ModSequence { .. } => true,
+        _ => false,
+    }
+}
+
 /// Whether message `index` of the selected mailbox matches `key` (RFC 3501 6.4.4).
 /// `text` is the message's text when [`search_needs_text`] said so; one per message,
 /// shared by all keys so each piece is decoded once.
@@ -263,6 +298,8 @@ pub fn search_matches(
         }
         K::Body(s) => on_text(&|t| t.body(s.as_ref())),
         K::Text(s) => on_text(&|t| t.text(s.as_ref())),
+        // One MODSEQ per message: the entry name is ignored (RFC 7162 3.1.5).
+        K::ModSequence { modseq, .. } => m.modseq >= *modseq,
         #[allow(unreachable_patterns)]
         _ => false,
     }

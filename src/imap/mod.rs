@@ -1,15 +1,18 @@
 //! IMAP4rev1 server (RFC 3501) with LITERAL+ (RFC 7888), SASL-IR (RFC 4959), IDLE
 //! (RFC 2177), UIDPLUS (RFC 4315), MOVE (RFC 6851), NAMESPACE (RFC 2342), ID
-//! (RFC 2971), UNSELECT (RFC 3691), ENABLE (RFC 5161), SPECIAL-USE (RFC 6154) and
-//! CHILDREN (RFC 3348). Plain listeners offer STARTTLS; `tls_listen` is implicit TLS
+//! (RFC 2971), UNSELECT (RFC 3691), ENABLE (RFC 5161), SPECIAL-USE (RFC 6154),
+//! CHILDREN (RFC 3348), CONDSTORE and QRESYNC (RFC 7162) and COMPRESS=DEFLATE
+//! (RFC 4978). Plain listeners offer STARTTLS; `tls_listen` is implicit TLS
 //! (RFC 8314). Mailboxes, messages and flags live in the store; this module is the
 //! protocol front-end only.
 //!
 //! Files: `conn` (stream, framing of lines and literals, limits, timeouts), `session`
 //! (session state, command loop and dispatcher), `cmd` (the command handlers, one
 //! file per family), `fetch` (FETCH items and SEARCH keys; text keys through `crate::mail::text`),
-//! `mime` (ENVELOPE, BODYSTRUCTURE, body sections),
-//! `list` (LIST patterns), `utf7` (modified UTF-7 names), `wire` (response syntax).
+//! `mime` (ENVELOPE, BODYSTRUCTURE, body sections), `structure` (the node's byte-bounded
+//! cache of those values by content address),
+//! `list` (LIST patterns), `utf7` (modified UTF-7 names), `wire` (response syntax),
+//! `recent` (which session owns a message's `\Recent`).
 //!
 //! Implementation notes
 //! - We drive imap-codec's `CommandCodec` from our own I/O loop rather than
@@ -22,6 +25,10 @@
 //!   (`wire`), so literals and quoting are under our control.
 //! - ID and NAMESPACE are recognised before imap-codec (its `ext_id`/`ext_namespace`
 //!   features are off in this build).
+//! - A mailbox command that does not parse because a bare name holds `%`, `*` or `\`
+//!   (not atom characters; Python's imaplib sends names unquoted) is parsed again with
+//!   those names quoted, as Dovecot accepts them: such a client gets NO for a mailbox
+//!   that does not exist, not BAD, and is not closed after ten BADs in a row.
 //! - Each session keeps the selected mailbox's sequence-number map: the UIDs in order
 //!   plus, per message, the flags last reported to the client. The map grows (new
 //!   messages, EXISTS) whenever the session refreshes, but it only shrinks in
@@ -37,7 +44,22 @@
 //!   updates its reported flags directly, so the client is not told twice.
 //! - IDLE waits on the socket and the change broadcast at once, so another session's
 //!   APPEND reaches an idling client as soon as it is committed.
-//! - `\Recent` is per session: messages that arrived while the mailbox was selected.
+//! - `\Recent` belongs to one session: the first read-write session that selects the
+//!   mailbox, or hears of the message while holding it selected, takes it
+//!   (`recent::Claims`, shared by the node's sessions, in memory and not replicated).
+//!   EXAMINE and STATUS count without taking.
+//! - FLAGS lists the keywords on the mailbox's messages; when a keyword new to the
+//!   session appears (a STORE, another session, an APPEND), a new untagged FLAGS and
+//!   PERMANENTFLAGS (with `\*`) go out before the response that shows it (RFC 3501
+//!   7.2.6). The announced list only grows during a session.
+//! - CONDSTORE/QRESYNC: imap-codec's `ext_condstore_qresync` feature parses the
+//!   syntax; MODSEQs are the store's (every message and every expunge has one, and
+//!   they replicate), so every mailbox has them and NOMODSEQ never occurs. Once
+//!   enabled, untagged FETCH carries UID and MODSEQ, and (QRESYNC) expunges are
+//!   reported as one `VANISHED` under the same rules as EXPUNGE. The HIGHESTMODSEQ of
+//!   a SELECT is read before the view, so it never claims more than the client saw.
+//!   VANISHED (EARLIER) comes from the store's record of expunged UIDs.
+//! - COMPRESS=DEFLATE: `conn` switches both directions to raw deflate after the OK.
 //! - Security: LOGIN and AUTHENTICATE PLAIN need TLS or a client address in
 //!   `imap.allow_plaintext_auth_from` (else LOGINDISABLED is advertised and they get
 //!   `NO [PRIVACYREQUIRED]`). Failed authentications are answered after a delay that
@@ -52,7 +74,9 @@ mod conn;
 mod fetch;
 mod list;
 pub mod mime;
+mod recent;
 mod session;
+mod structure;
 mod utf7;
 mod wire;
 
@@ -74,6 +98,10 @@ pub(crate) struct Server {
     sessions: Arc<Semaphore>,
     /// Recent authentication failures per client address, with the time of the last.
     failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    /// Which UIDs sessions have taken as `\Recent`, per mailbox.
+    recent: recent::Claims,
+    /// Parsed ENVELOPE/BODYSTRUCTURE values by content address, for every session.
+    structure: Arc<structure::StructureCache>,
 }
 
 /// Failures older than this are forgotten.
@@ -103,6 +131,8 @@ pub async fn start(ctx: Arc<Ctx>) -> anyhow::Result<()> {
     let server = Arc::new(Server {
         sessions: Arc::new(Semaphore::new(ctx.cfg.imap.max_sessions)),
         failures: Mutex::new(HashMap::new()),
+        recent: recent::Claims::default(),
+        structure: Arc::new(structure::StructureCache::new(structure::CAP)),
         ctx: ctx.clone(),
     });
     for addr in &ctx.cfg.imap.listen {

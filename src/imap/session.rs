@@ -5,7 +5,7 @@
 //! client's view up to date after each command (`Session::refresh`). See the module
 //! documentation of `imap` for the invariants.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +23,10 @@ use crate::store::{Change, MessageMeta};
 
 /// Consecutive unparseable commands after which the session is closed.
 const MAX_BAD_STREAK: u32 = 10;
+
+/// Commands whose bare mailbox names may hold `%`, `*` or `\` (see [`quote_bare_names`]).
+const MAILBOX_COMMANDS: &str =
+    "SELECT EXAMINE CREATE DELETE RENAME SUBSCRIBE UNSUBSCRIBE STATUS LIST LSUB";
 
 /// What the command loop does after a command.
 pub(super) enum Flow {
@@ -48,8 +52,10 @@ pub(super) struct Selected {
     pub msgs: Vec<Entry>,
     /// Highest UID ever in `msgs`.
     pub max_uid: u32,
-    /// UIDs that are \Recent in this session.
+    /// UIDs that are \Recent in this session (taken from `Server::recent`).
     pub recent: HashSet<u32>,
+    /// The keywords the client was told of by FLAGS (RFC 3501 7.2.6); only grows.
+    pub keywords: BTreeSet<String>,
     /// The store changed the mailbox since the last refresh.
     pub dirty: bool,
     /// The mailbox's UIDVALIDITY when it was selected; a split-brain merge that
@@ -146,6 +152,10 @@ pub(super) struct Session {
     pub(super) changes: broadcast::Receiver<Change>,
     pub(super) bad_streak: u32,
     pub(super) auth_failures: u32,
+    /// CONDSTORE enabled (RFC 7162 3.1): FETCH responses carry UID and MODSEQ.
+    pub(super) condstore: bool,
+    /// QRESYNC enabled (RFC 7162 3.2): VANISHED instead of EXPUNGE.
+    pub(super) qresync: bool,
 }
 
 impl Session {
@@ -160,6 +170,8 @@ impl Session {
             changes,
             bad_streak: 0,
             auth_failures: 0,
+            condstore: false,
+            qresync: false,
         }
     }
 
@@ -175,6 +187,12 @@ impl Session {
                 Ok(f) => f,
                 Err(ReadError::Timeout) => {
                     self.conn.line("* BYE Autologout; idle for too long");
+                    break;
+                }
+                Err(ReadError::Io(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    // Only COMPRESS input is checked this way: the stream cannot go on.
+                    tracing::debug!(peer = %self.peer, "imap: bad compressed input: {e}");
+                    self.conn.line("* BYE Invalid compressed data");
                     break;
                 }
                 Err(ReadError::Io(e)) => {
@@ -216,9 +234,19 @@ impl Session {
         if let Some(flow) = self.extension_command(bytes).await {
             return flow;
         }
+        let repaired;
         let cmd = match CommandCodec::default().decode(bytes) {
             Ok((b"", cmd)) => cmd,
-            _ => return self.syntax_error(bytes),
+            _ => {
+                repaired = quote_bare_names(bytes);
+                match repaired
+                    .as_deref()
+                    .map(|b| CommandCodec::default().decode(b))
+                {
+                    Some(Ok((b"", cmd))) => cmd,
+                    _ => return self.syntax_error(bytes),
+                }
+            }
         };
         self.bad_streak = 0;
         let tag = cmd.tag.inner().to_string();
@@ -311,8 +339,14 @@ impl Session {
             _ if self.user.is_none() => Err(Fail::Bad("Log in first".into())),
             // ------------------------------------------------ authenticated (6.3)
             // cmd/mailbox.rs
-            C::Select { mailbox, .. } => self.select(&mailbox, false).await,
-            C::Examine { mailbox, .. } => self.select(&mailbox, true).await,
+            C::Select {
+                mailbox,
+                parameters,
+            } => self.select_with(&mailbox, false, &parameters).await,
+            C::Examine {
+                mailbox,
+                parameters,
+            } => self.select_with(&mailbox, true, &parameters).await,
             C::Create { mailbox } => self.create(&mailbox).await,
             C::Delete { mailbox } => self.delete(&mailbox).await,
             C::Rename { from, to } => self.rename(&from, &to).await,
@@ -338,7 +372,8 @@ impl Session {
                 message,
             } => self.append(&mailbox, &flags, date, message).await,
             C::Idle => self.idle().await,
-            C::Enable { .. } => self.enable(),
+            C::Enable { capabilities } => self.enable(capabilities.as_ref()).await,
+            C::Compress { .. } => self.compress(tag).await,
             _ if self.selected.is_none() => Err(Fail::Bad("No mailbox selected".into())),
             // ------------------------------------------------ selected (6.4): cmd/message.rs
             C::Check => self.check(),
@@ -355,16 +390,22 @@ impl Session {
                 sequence_set,
                 macro_or_item_names,
                 uid,
-                ..
-            } => self.fetch(&sequence_set, macro_or_item_names, uid).await,
+                modifiers,
+            } => {
+                self.fetch(&sequence_set, macro_or_item_names, uid, &modifiers)
+                    .await
+            }
             C::Store {
                 sequence_set,
                 kind,
                 response,
                 flags,
                 uid,
-                ..
-            } => self.store(&sequence_set, kind, response, &flags, uid).await,
+                modifiers,
+            } => {
+                self.store(&sequence_set, kind, response, &flags, uid, &modifiers)
+                    .await
+            }
             C::Copy {
                 sequence_set,
                 mailbox,
@@ -430,6 +471,7 @@ impl Session {
         let Some(sel) = &mut self.selected else {
             return Ok(());
         };
+        let recent_before = sel.recent.len();
         let mut added = 0usize;
         if sel.dirty {
             sel.dirty = false;
@@ -453,9 +495,21 @@ impl Session {
                 }
             }
             let known = sel.max_uid;
+            let newest = current.last().map_or(0, |m| m.uid);
+            // UIDs above `floor` are this session's \Recent; a read-write session
+            // takes them, so no other session gets them (RFC 3501 2.3.2).
+            let floor = if newest <= known {
+                newest
+            } else if sel.read_only {
+                self.srv.recent.peek(&sel.id, sel.uidvalidity)
+            } else {
+                self.srv.recent.take(&sel.id, sel.uidvalidity, newest)
+            };
             for m in current.iter().filter(|m| m.uid > known) {
                 sel.max_uid = m.uid;
-                sel.recent.insert(m.uid);
+                if m.uid > floor {
+                    sel.recent.insert(m.uid);
+                }
                 sel.msgs.push(Entry {
                     reported: m.flags.clone(),
                     meta: m.clone(),
@@ -463,6 +517,22 @@ impl Session {
                 });
                 added += 1;
             }
+            announce_keywords(&mut self.conn, sel);
+        }
+        if allow_expunge && self.qresync && sel.msgs.iter().any(|e| e.expunged) {
+            // RFC 7162 3.2.10: one VANISHED with the UIDs instead of EXPUNGEs.
+            let gone: Vec<u32> = sel
+                .msgs
+                .iter()
+                .filter(|e| e.expunged)
+                .map(|e| e.meta.uid)
+                .collect();
+            self.conn
+                .line(&format!("* VANISHED {}", wire::uid_set(&gone)));
+            for uid in &gone {
+                sel.recent.remove(uid);
+            }
+            sel.msgs.retain(|e| !e.expunged);
         }
         if allow_expunge && sel.msgs.iter().any(|e| e.expunged) {
             // Descending, so each number is valid when the client applies it.
@@ -476,22 +546,121 @@ impl Session {
         }
         if added > 0 {
             self.conn.line(&format!("* {} EXISTS", sel.msgs.len()));
+        }
+        // RFC 3501 7.3.2: RECENT when the number changed (Dovecot sends it only then).
+        if sel.recent.len() != recent_before {
             self.conn.line(&format!("* {} RECENT", sel.recent.len()));
         }
         for (i, e) in sel.msgs.iter_mut().enumerate() {
             if !e.expunged && e.meta.flags != e.reported {
                 let recent = sel.recent.contains(&e.meta.uid);
                 self.conn.line(&format!(
-                    "* {} FETCH (UID {} FLAGS {})",
+                    "* {} FETCH (UID {} FLAGS {}{})",
                     i + 1,
                     e.meta.uid,
-                    flags_with_recent(&e.meta.flags, recent)
+                    flags_with_recent(&e.meta.flags, recent),
+                    modseq_item(self.condstore, e.meta.modseq)
                 ));
                 e.reported = e.meta.flags.clone();
             }
         }
         let _ = &sel.name;
         Ok(())
+    }
+}
+
+/// A mailbox command whose bare (unquoted) arguments hold `%`, `*` or `\`, which an
+/// atom may not (RFC 3501 9), with those arguments quoted; `None` for anything else.
+/// Clients that send names as they are (Python's imaplib) then get what Dovecot
+/// answers (NO for a mailbox that does not exist, LIST matches) instead of BAD, and
+/// are not closed as garbage after [`MAX_BAD_STREAK`] of them.
+fn quote_bare_names(bytes: &[u8]) -> Option<Vec<u8>> {
+    let line = bytes.strip_suffix(b"\n")?;
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.contains(&b'\n') {
+        return None; // a literal follows: leave it to the parser
+    }
+    let mut words = line.split(|&b| b == b' ');
+    let (tag, name) = (words.next()?, words.next()?);
+    let known = MAILBOX_COMMANDS
+        .split_ascii_whitespace()
+        .any(|c| c.as_bytes().eq_ignore_ascii_case(name));
+    if !known {
+        return None;
+    }
+    let mut out = [tag, b" ", name].concat();
+    let mut changed = false;
+    for w in words {
+        out.push(b' ');
+        // Only words that would be atoms but for these characters (as Dovecot).
+        let atomish = w
+            .iter()
+            .all(|&b| b > b' ' && b != 0x7f && !matches!(b, b'(' | b')' | b'{' | b'"'));
+        if atomish && w.iter().any(|b| matches!(b, b'%' | b'*' | b'\\')) {
+            out.push(b'"');
+            for &b in w {
+                if matches!(b, b'"' | b'\\') {
+                    out.push(b'\\');
+                }
+                out.push(b);
+            }
+            out.push(b'"');
+            changed = true;
+        } else {
+            out.extend_from_slice(w);
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+    changed.then_some(out)
+}
+
+/// FLAGS and PERMANENTFLAGS for a mailbox whose messages carry `keywords` (RFC 3501
+/// 7.1, 7.2.6): `\*` says a STORE may create new keywords; read-only allows none.
+pub(super) fn send_flags(conn: &mut Conn, keywords: &BTreeSet<String>, read_only: bool) {
+    let flags: Vec<&str> = SYSTEM_FLAGS
+        .iter()
+        .copied()
+        .chain(keywords.iter().map(String::as_str))
+        .collect();
+    conn.line(&format!("* FLAGS {}", wire::flag_list(&flags)));
+    if read_only {
+        conn.line("* OK [PERMANENTFLAGS ()] Read-only mailbox");
+    } else {
+        let mut perm = flags;
+        perm.push("\\*");
+        conn.line(&format!(
+            "* OK [PERMANENTFLAGS {}] Flags permitted",
+            wire::flag_list(&perm)
+        ));
+    }
+}
+
+/// Sends FLAGS again when a message in the view carries a keyword the client was not
+/// told of, so it comes before the FETCH or EXISTS that shows it (RFC 3501 7.2.6).
+pub(super) fn announce_keywords(conn: &mut Conn, sel: &mut Selected) {
+    let mut grew = false;
+    for e in &sel.msgs {
+        for f in &e.meta.flags {
+            if !f.starts_with('\\') && !sel.keywords.contains(f) {
+                sel.keywords.insert(f.clone());
+                grew = true;
+            }
+        }
+    }
+    if grew {
+        send_flags(conn, &sel.keywords, sel.read_only);
+    }
+}
+
+/// Flags every mailbox supports (RFC 3501 2.3.2).
+const SYSTEM_FLAGS: [&str; 5] = ["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"];
+
+/// ` MODSEQ (n)` once CONDSTORE is enabled (RFC 7162 3.1.4), else nothing.
+pub(super) fn modseq_item(condstore: bool, modseq: u64) -> String {
+    if condstore {
+        format!(" MODSEQ ({modseq})")
+    } else {
+        String::new()
     }
 }
 
@@ -537,6 +706,7 @@ mod tests {
                 .collect(),
             max_uid: uids.last().copied().unwrap_or(0),
             recent: HashSet::new(),
+            keywords: BTreeSet::new(),
             dirty: false,
             uidvalidity: 1,
         }
@@ -555,6 +725,23 @@ mod tests {
         assert_eq!(resolve(&sel, "5", false), None);
         let empty = selected(&[]);
         assert_eq!(resolve(&empty, "1:*", false), Some(vec![]));
+    }
+
+    #[test]
+    fn bare_names_quoted() {
+        let q = |s: &str| quote_bare_names(s.as_bytes()).map(|v| String::from_utf8(v).unwrap());
+        assert_eq!(q("a SELECT %\r\n").as_deref(), Some("a SELECT \"%\"\r\n"));
+        assert_eq!(
+            q("b LIST \"\" \\%*\r\n").as_deref(),
+            Some("b LIST \"\" \"\\\\%*\"\r\n")
+        );
+        assert_eq!(
+            q("c STATUS * (MESSAGES UNSEEN)\r\n").as_deref(),
+            Some("c STATUS \"*\" (MESSAGES UNSEEN)\r\n")
+        );
+        assert_eq!(q("d SELECT (\r\n"), None); // nothing to quote
+        assert_eq!(q("d LIST \"\" )%*\r\n"), None); // not atom-like: BAD
+        assert_eq!(q("e FETCH 1:* FLAGS\r\n"), None); // not a mailbox command
     }
 
     #[test]

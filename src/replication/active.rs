@@ -12,19 +12,27 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use tokio::io::{AsyncRead, AsyncWriteExt, BufReader};
-use tokio::sync::watch;
+use futures::StreamExt;
+use tokio::io::{AsyncRead, AsyncWriteExt, BufReader, BufWriter};
 
+use super::channel::AckTiming;
 use super::channel::{
     BlobRef, Msg, authenticate, client_config, read_msg, session_exporter, write_msg, write_msg_nf,
 };
-use super::{Replication, delta, resync};
+use super::timing::wall_us;
+use super::{Replication, SENT_MAX, delta, resync};
 use crate::config::ReplicationMode;
 use crate::ctx::Ctx;
 use crate::store::op::Op;
 
 /// Ops the active node reads from its log at a time.
 const SHIP_BATCH: usize = 128;
+
+/// Ops whose files are read at once while shipping.
+const READ_AHEAD: usize = 8;
+
+/// The channel's write buffer on the active side.
+const WRITE_BUFFER: usize = 64 << 10;
 
 pub(super) async fn ship_loop(ctx: Arc<Ctx>, repl: Arc<Replication>) {
     let connector = tokio_rustls::TlsConnector::from(client_config());
@@ -51,7 +59,11 @@ pub(super) async fn ship_loop(ctx: Arc<Ctx>, repl: Arc<Replication>) {
     }
 }
 
-async fn ship(ctx: &Ctx, repl: &Replication, connector: &tokio_rustls::TlsConnector) -> Result<()> {
+async fn ship(
+    ctx: &Ctx,
+    repl: &Arc<Replication>,
+    connector: &tokio_rustls::TlsConnector,
+) -> Result<()> {
     let addr = repl.cfg.peer;
     let tcp = tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr))
         .await
@@ -109,8 +121,10 @@ async fn ship(ctx: &Ctx, repl: &Replication, connector: &tokio_rustls::TlsConnec
     repl.connected_out.store(true, Ordering::SeqCst);
     let deltas = !no_deltas;
 
-    let (r, mut w) = tokio::io::split(tls);
-    let acks = tokio::spawn(read_acks(BufReader::new(r), repl.acked.clone()));
+    let (r, w) = tokio::io::split(tls);
+    // A run of frames leaves in a few TLS records and writes, flushed once per run.
+    let mut w = BufWriter::with_capacity(WRITE_BUFFER, w);
+    let acks = tokio::spawn(read_acks(BufReader::new(r), repl.clone()));
     let mut committed = repl.committed.subscribe();
     let mut at_end = false;
     let result: Result<()> = async {
@@ -133,6 +147,7 @@ async fn ship(ctx: &Ctx, repl: &Replication, connector: &tokio_rustls::TlsConnec
                         &[],
                     )
                     .await?;
+                    repl.note_sent(cursor);
                     at_end = true;
                 }
                 let _ = tokio::time::timeout(Duration::from_millis(100), committed.changed()).await;
@@ -140,6 +155,7 @@ async fn ship(ctx: &Ctx, repl: &Replication, connector: &tokio_rustls::TlsConnec
             }
             at_end = false;
             let mut skipped = false;
+            let mut send = Vec::with_capacity(ops.len());
             for op in ops {
                 cursor = op.seq;
                 if marks.get(&op.origin).is_some_and(|m| op.origin_seq <= *m) {
@@ -147,7 +163,16 @@ async fn ship(ctx: &Ctx, repl: &Replication, connector: &tokio_rustls::TlsConnec
                     continue;
                 }
                 skipped = false;
-                let (blobs, body) = op_body(ctx, &op.op, deltas).await?;
+                send.push(op);
+            }
+            // The ops' files are read a few at a time, side by side, in log order.
+            let mut bodies = futures::stream::iter(send.into_iter().map(|op| async move {
+                let body = op_body(ctx, &op.op, deltas).await;
+                (op, body)
+            }))
+            .buffered(READ_AHEAD);
+            while let Some((op, body)) = bodies.next().await {
+                let (blobs, body) = body?;
                 write_msg_nf(&mut w, &Msg::Op { op, blobs }, &body).await?;
             }
             if skipped {
@@ -162,6 +187,7 @@ async fn ship(ctx: &Ctx, repl: &Replication, connector: &tokio_rustls::TlsConnec
                 .await?;
             }
             w.flush().await?;
+            repl.note_sent(cursor);
         }
     }
     .await;
@@ -229,17 +255,21 @@ pub(super) async fn op_body(ctx: &Ctx, op: &Op, deltas: bool) -> Result<(Vec<Blo
 /// Files smaller than this travel whole.
 const DELTA_MIN: usize = 16 * 1024;
 
-async fn read_acks<R: AsyncRead + Unpin>(mut r: R, acked: watch::Sender<u64>) -> Result<()> {
+async fn read_acks<R: AsyncRead + Unpin>(mut r: R, repl: Arc<Replication>) -> Result<()> {
     loop {
         match read_msg(&mut r).await? {
-            (Msg::Ack { seq }, _) => {
-                acked.send_if_modified(|a| {
+            (Msg::Ack { seq, timing }, _) => {
+                repl.note_ack(seq, timing);
+                repl.acked.send_if_modified(|a| {
                     let newer = seq > *a;
                     if newer {
                         *a = seq;
                     }
                     newer
                 });
+                // The commits it covers go out now, not at the release loop's next turn.
+                let released = repl.pending.ack(seq);
+                repl.note_released(seq, &released);
             }
             (other, _) => bail!("unexpected frame from the standby: {other:?}"),
         }
@@ -265,37 +295,56 @@ pub(super) async fn release_loop(ctx: Arc<Ctx>, repl: Arc<Replication>) {
 }
 
 impl Replication {
-    /// Releases the commits the peer holds; on timeout or a dead peer, all of them.
-    fn release_pending(&self, peer_dead: bool) {
-        let acked = *self.acked.borrow();
-        let timeout = Duration::from_millis(self.cfg.ack_timeout_ms);
-        let mut ready = Vec::new();
-        {
-            let mut q = self.pending.lock().unwrap();
-            let mut waits = self.ack_waits.lock().unwrap();
-            while q.front().is_some_and(|(seq, _, _)| *seq <= acked) {
-                let (_, since, release) = q.pop_front().unwrap();
-                let us = since.elapsed().as_micros() as u64;
-                waits.0 += 1;
-                waits.1 += us;
-                waits.2 = waits.2.max(us);
-                ready.push(release);
-            }
-            drop(waits);
-            let overdue = q.front().is_some_and(|(_, t, _)| t.elapsed() >= timeout);
-            if (overdue || peer_dead) && !q.is_empty() {
-                if !self.degraded.swap(true, Ordering::SeqCst) {
-                    tracing::warn!(
-                        peer_dead,
-                        waiting = q.len(),
-                        "replication: the peer does not acknowledge; committing alone (degraded)"
-                    );
-                }
-                ready.extend(q.drain(..).map(|(_, _, r)| r));
-            }
+    /// The channel was flushed with everything up to `seq` written.
+    fn note_sent(&self, seq: u64) {
+        let mut t = self.timing.lock().unwrap();
+        if t.sent.back().is_some_and(|(s, _, _)| *s >= seq) {
+            return;
         }
-        for r in ready {
-            r();
+        if t.sent.len() >= SENT_MAX {
+            t.sent.pop_front();
+        }
+        t.sent.push_back((seq, Instant::now(), wall_us()));
+    }
+
+    /// An acknowledgement of `seq` was read: the stages the standby measured, and the
+    /// way there and back (wall clocks).
+    fn note_ack(&self, seq: u64, timing: Option<AckTiming>) {
+        let now = Instant::now();
+        let mut t = self.timing.lock().unwrap();
+        t.acked_at = now;
+        if let Some(a) = timing {
+            if let Some((_, sent_wall)) = t.sent_at(seq) {
+                t.stages
+                    .to_peer
+                    .record_us(a.rx_us.saturating_sub(sent_wall));
+            }
+            t.stages.peer_gather.record_us(a.gather_us);
+            t.stages.peer_blobs.record_us(a.blobs_us);
+            t.stages.peer_apply.record_us(a.apply_us);
+            t.stages
+                .from_peer
+                .record_us(wall_us().saturating_sub(a.tx_us));
+        }
+    }
+
+    /// Releases the commits the peer holds; on timeout or a dead peer, all of them.
+    pub(super) fn release_pending(&self, peer_dead: bool) {
+        let acked = *self.acked.borrow();
+        let released = self.pending.ack(acked);
+        self.note_released(acked, &released);
+        let timeout = Duration::from_millis(self.cfg.ack_timeout_ms);
+        let (oldest, waiting) = self.pending.oldest();
+        let overdue = oldest.is_some_and(|t| t.elapsed() >= timeout);
+        if (overdue || peer_dead) && waiting > 0 {
+            if !self.degraded.swap(true, Ordering::SeqCst) {
+                tracing::warn!(
+                    peer_dead,
+                    waiting,
+                    "replication: the peer does not acknowledge; committing alone (degraded)"
+                );
+            }
+            self.pending.release_all();
         }
         if peer_dead
             && self.cfg.mode == ReplicationMode::Sync
@@ -312,6 +361,34 @@ impl Replication {
                 seq = acked,
                 "replication: the peer has caught up; sync again"
             );
+        }
+    }
+}
+
+impl Replication {
+    /// Sync commits (last position, when committed) were released by the
+    /// acknowledgement of `acked`: their stages from commit to release.
+    pub(super) fn note_released(&self, acked: u64, released: &[(u64, Instant)]) {
+        let now = Instant::now();
+        let mut t = self.timing.lock().unwrap();
+        for &(seq, committed) in released {
+            if let Some((sent, _)) = t.sent_at(seq) {
+                t.stages
+                    .ship
+                    .record(sent.saturating_duration_since(committed));
+                let acked_at = t.acked_at;
+                t.stages
+                    .ack_wait
+                    .record(acked_at.saturating_duration_since(sent));
+            }
+            let acked_at = t.acked_at;
+            t.stages
+                .release
+                .record(now.saturating_duration_since(acked_at));
+            t.stages.total.record(now - committed);
+        }
+        while t.sent.front().is_some_and(|(s, _, _)| *s <= acked) {
+            t.sent.pop_front();
         }
     }
 }

@@ -52,9 +52,12 @@ pub(super) enum Msg {
         seq: u64,
         end: bool,
     },
-    /// Standby → active: everything up to the active node's `seq` is durable here.
+    /// Standby → active: everything up to the active node's `seq` is durable here;
+    /// `timing`: how the standby spent the batch it acknowledges.
     Ack {
         seq: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timing: Option<AckTiming>,
     },
     /// Active → standby: you hold ops I lack (both were active): send me those
     /// above my marks, then [`Msg::DivergedEnd`] ([`super::resync`]).
@@ -82,6 +85,22 @@ pub(super) enum Msg {
     },
     /// Active → standby: from here on, the log ([`Msg::Op`], [`Msg::Pos`]).
     Stream,
+}
+
+/// The standby's account of one acknowledged batch (for the active node's stage
+/// timings, [`super::timing`]); wall-clock instants are µs since the Unix epoch.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub(super) struct AckTiming {
+    /// When the frame of the acknowledged position was read (wall clock).
+    pub(super) rx_us: u64,
+    /// The batch's first frame: its files durable → the applier took it.
+    pub(super) gather_us: u64,
+    /// The acknowledged frame: read → its message files written and fsynced.
+    pub(super) blobs_us: u64,
+    /// Applying and committing the batch.
+    pub(super) apply_us: u64,
+    /// When this acknowledgement was written (wall clock).
+    pub(super) tx_us: u64,
 }
 
 /// A blob carried in a frame's body: `len` bytes, the blob itself or, with `base`,
@@ -370,12 +389,19 @@ mod tests {
 
     #[tokio::test]
     async fn a_frame_is_two_lengths_the_json_header_and_the_body() {
-        let bytes = frame(&Msg::Ack { seq: 7 }, b"xy").await;
+        let bytes = frame(
+            &Msg::Ack {
+                seq: 7,
+                timing: None,
+            },
+            b"xy",
+        )
+        .await;
         let header = br#"{"t":"ack","seq":7}"#;
         let want = by_hand(header.len() as u32, 2, &[&header[..], b"xy"].concat());
         assert_eq!(bytes, want);
         let (msg, body) = read_msg(&mut &bytes[..]).await.unwrap();
-        assert!(matches!(msg, Msg::Ack { seq: 7 }), "{msg:?}");
+        assert!(matches!(msg, Msg::Ack { seq: 7, .. }), "{msg:?}");
         assert_eq!(body, b"xy");
     }
 
@@ -444,9 +470,18 @@ mod tests {
         .expect("hung");
         ra.unwrap();
         rs.unwrap();
-        write_msg(&mut s, &Msg::Ack { seq: 9 }, &[]).await.unwrap();
+        write_msg(
+            &mut s,
+            &Msg::Ack {
+                seq: 9,
+                timing: None,
+            },
+            &[],
+        )
+        .await
+        .unwrap();
         let (msg, _) = read_msg(&mut a).await.unwrap();
-        assert!(matches!(msg, Msg::Ack { seq: 9 }), "{msg:?}");
+        assert!(matches!(msg, Msg::Ack { seq: 9, .. }), "{msg:?}");
     }
 
     #[tokio::test]

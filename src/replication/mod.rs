@@ -19,9 +19,12 @@
 //!   just before its first op above them (for each origin of which it holds more)
 //!   and skips what the standby holds, so a returning peer catches up from the log. Ops it skips are
 //!   covered by a [`Msg::Pos`], so acknowledgements always reach the log's end.
-//! - The standby stores blobs first (their hash is their name: a wrong body is
-//!   refused), then applies up to 64 ops already received in one transaction, then
-//!   acknowledges the active node's position of the last one ([`Msg::Ack`]).
+//! - The active node ships without waiting for acknowledgements. The standby
+//!   stores each op's blobs as soon as its frame is read (their hash is their name:
+//!   a wrong body is refused), applies everything that has arrived (up to 64 ops) in
+//!   one transaction, and acknowledges the active node's position of the last one
+//!   at once ([`Msg::Ack`]); the acknowledgement releases every sync commit up to it
+//!   ([`barrier`]). Each stage of a sync commit is timed ([`timing`]).
 //! - A sync commit waits at most `ack_timeout_ms`, and not at all while the heartbeat
 //!   holds the peer dead: then the node goes on alone (degraded, in `clusterd
 //!   status`) until the peer has caught up again.
@@ -56,6 +59,8 @@
 //!   releasing sync commits (or going degraded), compacting the log.
 //! - [`standby`]: the standby side: accepting the channel, applying what arrives,
 //!   acknowledging it, and [`Replication::drain`].
+//! - [`barrier`]: the sync commits waiting for an acknowledgement.
+//! - [`timing`]: the stage histograms of sync commits (`clusterd status --json`).
 //! - [`resync`]: what runs on a new channel before the log streams (the split-brain
 //!   merge, snapshots), on both sides.
 //! - [`delta`]: block deltas for large content files.
@@ -66,7 +71,7 @@
 //! [`Msg::Ack`]: channel::Msg::Ack
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -76,13 +81,17 @@ use tokio::sync::watch;
 
 use crate::config::{ReplicationConfig, ReplicationMode};
 use crate::ctx::Ctx;
-use crate::store::CommitBarrier;
+use crate::store::{CommitBarrier, Committed};
 
 mod active;
+mod barrier;
 mod channel;
 mod delta;
 mod resync;
 mod standby;
+mod timing;
+
+pub use timing::StageStats;
 
 use channel::{ALPN, BYTES_RECEIVED, BYTES_SENT};
 
@@ -123,9 +132,12 @@ pub struct ReplicationStatus {
     pub ack_wait_mean_us: u64,
     #[serde(default)]
     pub ack_wait_max_us: u64,
+    /// Where sync commits' time went, stage by stage ([`timing`]).
+    #[serde(default)]
+    pub stages: Vec<StageStats>,
 }
 
-type Release = Box<dyn FnOnce() + Send>;
+use barrier::Release;
 
 /// The replication of one node; also the store's commit barrier.
 pub struct Replication {
@@ -135,7 +147,8 @@ pub struct Replication {
     key: Vec<u8>,
     committed: watch::Sender<u64>,
     acked: watch::Sender<u64>,
-    pending: Mutex<VecDeque<(u64, Instant, Release)>>,
+    /// Sync commits waiting for the peer's acknowledgement.
+    pending: barrier::Waiting,
     degraded: AtomicBool,
     connected_out: AtomicBool,
     connected_in: AtomicBool,
@@ -147,12 +160,12 @@ pub struct Replication {
     snapshots_sent: AtomicU64,
     snapshots_installed: AtomicU64,
     last_merge: Mutex<Option<String>>,
-    /// When the receiver last read a frame or finished applying, and whether it is
-    /// applying now ([`Replication::drain`]).
+    /// When the receiver last read a frame or finished applying, and how many frames
+    /// it read that are not applied yet ([`Replication::drain`]).
     last_received: Mutex<Instant>,
-    applying: AtomicBool,
-    /// Sync commits released by an acknowledgement: (count, total µs, longest µs).
-    ack_waits: Mutex<(u64, u64, u64)>,
+    unapplied: AtomicUsize,
+    /// Where sync commits' time goes ([`timing`]).
+    timing: Mutex<Timing>,
     /// Whether the cluster loop hears the peer ([`Replication::set_peer_alive`]): a
     /// dead peer's pending sync commits are released without its acknowledgement.
     peer_alive: AtomicBool,
@@ -165,23 +178,56 @@ impl Replication {
     }
 }
 
+/// The stage histograms and what they are computed from.
+struct Timing {
+    stages: timing::Stages,
+    /// Flushes of the channel: the last log position written, when (monotonic and
+    /// wall clock, µs); dropped once acknowledged.
+    sent: VecDeque<(u64, Instant, u64)>,
+    /// When the latest acknowledgement was read.
+    acked_at: Instant,
+}
+
+/// Flush records kept at most when the peer does not acknowledge.
+const SENT_MAX: usize = 65536;
+
+impl Timing {
+    /// When the position `seq` was first flushed to the peer.
+    fn sent_at(&self, seq: u64) -> Option<(Instant, u64)> {
+        self.sent
+            .iter()
+            .find(|(s, _, _)| *s >= seq)
+            .map(|(_, at, wall)| (*at, *wall))
+    }
+}
+
 impl CommitBarrier for Replication {
-    fn after_commit(&self, last_seq: u64, release: Release) {
+    fn after_commit(&self, commit: Committed, release: Release) {
+        let last_seq = commit.last_seq;
+        {
+            let mut t = self.timing.lock().unwrap();
+            t.stages.writer_queue.record(commit.queued);
+            t.stages.commit.record(commit.took);
+        }
         self.committed.send_replace(last_seq);
         if self.cfg.mode == ReplicationMode::Async || self.degraded.load(Ordering::SeqCst) {
             release();
             return;
         }
-        self.pending
-            .lock()
-            .unwrap()
-            .push_back((last_seq, Instant::now(), release));
+        let now = Instant::now();
+        if self.pending.commit(last_seq, now, release) {
+            // The peer acknowledged it before the writer reported it.
+            self.note_released(last_seq, &[(last_seq, now)]);
+        }
     }
 }
 
 impl Replication {
     pub fn status(&self) -> ReplicationStatus {
-        let waits = *self.ack_waits.lock().unwrap();
+        let (total, stages) = {
+            let t = self.timing.lock().unwrap();
+            (t.stages.total.summary("", ""), t.stages.summary())
+        };
         ReplicationStatus {
             mode: match self.cfg.mode {
                 ReplicationMode::Sync => "sync".into(),
@@ -199,9 +245,10 @@ impl Replication {
             snapshots_sent: self.snapshots_sent.load(Ordering::SeqCst),
             snapshots_installed: self.snapshots_installed.load(Ordering::SeqCst),
             last_merge: self.last_merge.lock().unwrap().clone(),
-            acks_waited: waits.0,
-            ack_wait_mean_us: waits.1.checked_div(waits.0).unwrap_or(0),
-            ack_wait_max_us: waits.2,
+            acks_waited: total.count,
+            ack_wait_mean_us: total.mean_us,
+            ack_wait_max_us: total.max_us,
+            stages,
         }
     }
 
@@ -229,7 +276,7 @@ pub async fn start(ctx: Arc<Ctx>) -> Result<Option<Arc<Replication>>> {
         key,
         committed: watch::channel(committed).0,
         acked: watch::channel(0).0,
-        pending: Mutex::new(VecDeque::new()),
+        pending: barrier::Waiting::default(),
         degraded: AtomicBool::new(false),
         connected_out: AtomicBool::new(false),
         connected_in: AtomicBool::new(false),
@@ -240,8 +287,12 @@ pub async fn start(ctx: Arc<Ctx>) -> Result<Option<Arc<Replication>>> {
         snapshots_installed: AtomicU64::new(0),
         last_merge: Mutex::new(None),
         last_received: Mutex::new(Instant::now()),
-        applying: AtomicBool::new(false),
-        ack_waits: Mutex::new((0, 0, 0)),
+        unapplied: AtomicUsize::new(0),
+        timing: Mutex::new(Timing {
+            stages: timing::Stages::default(),
+            sent: VecDeque::new(),
+            acked_at: Instant::now(),
+        }),
         peer_alive: AtomicBool::new(true),
     });
     ctx.store.set_commit_barrier(repl.clone());

@@ -1,8 +1,10 @@
 //! The standby side of replication: the accept loop (TLS, authentication, at most
 //! [`PRE_AUTH_MAX`] unproven connections, one live channel), sending this node's
-//! marks, the prelude of [`super::resync`], then applying the stream: the blobs of
-//! each op first ([`store_blobs`], rebuilding block deltas), up to [`APPLY_BATCH`]
-//! ops per transaction, an acknowledgement after each batch; and
+//! marks, the prelude of [`super::resync`], then applying the stream
+//! ([`apply_stream`]): a reader starts storing each op's blobs as its frame arrives
+//! ([`store_blobs`], rebuilding block deltas), a second stage waits for them in
+//! order, and an applier commits every frame whose files are durable, up to
+//! [`APPLY_BATCH`] ops per transaction, and acknowledges each batch at once; and
 //! [`Replication::drain`], which lets what already arrived be applied before this
 //! node becomes active.
 
@@ -12,11 +14,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use tokio::io::{AsyncRead, AsyncWrite, BufReader};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use super::active::{COMPACT_EVERY, compact};
-use super::channel::{BlobRef, Msg, authenticate, is_eof, read_msg, session_exporter, write_msg};
+use super::channel::{
+    AckTiming, BlobRef, Msg, authenticate, is_eof, read_msg, session_exporter, write_msg,
+};
+use super::timing::{micros, wall_us};
 use super::{Replication, delta, resync};
 use crate::ctx::Ctx;
+use crate::store::op::LoggedOp;
 
 /// Ops the standby applies in one transaction at most.
 const APPLY_BATCH: usize = 64;
@@ -68,8 +76,8 @@ pub(super) async fn accept_loop(
 }
 
 async fn receive(
-    ctx: &Ctx,
-    repl: &Replication,
+    ctx: &Arc<Ctx>,
+    repl: &Arc<Replication>,
     acceptor: &tokio_rustls::TlsAcceptor,
     tcp: tokio::net::TcpStream,
     me: tokio::task::AbortHandle,
@@ -118,71 +126,196 @@ async fn receive(
     result
 }
 
+/// A frame the reader passed on: an op with the task storing its files (already
+/// running), or a position; when it was read (monotonic and wall clock, µs).
+struct Arrived {
+    frame: Frame,
+    at: Instant,
+    wall: u64,
+}
+
+enum Frame {
+    Op(LoggedOp, Option<JoinHandle<Result<()>>>),
+    Pos { seq: u64, end: bool },
+}
+
+/// A frame whose files are durable: ready to be applied.
+struct Ready {
+    op: Option<LoggedOp>,
+    pos: Option<(u64, bool)>,
+    at: Instant,
+    wall: u64,
+    /// When its files were stored.
+    stored: Instant,
+}
+
+/// Receives the log in three stages that run side by side: a reader reads frames
+/// as they arrive and starts storing each op's files at once; a second stage waits,
+/// in order, until each frame's files are durable; the applier takes every frame
+/// that is ready (up to [`APPLY_BATCH`]), applies the ops in one transaction (one
+/// fsync) and acknowledges at once. So the files of what arrives are written while
+/// the previous batch commits, and a batch never waits for files of frames behind it.
 async fn apply_stream<S: AsyncRead + AsyncWrite + Unpin>(
-    ctx: &Ctx,
-    repl: &Replication,
+    ctx: &Arc<Ctx>,
+    repl: &Arc<Replication>,
     s: &mut BufReader<S>,
 ) -> Result<()> {
-    let mut compacted = Instant::now();
-    loop {
-        let mut batch = Vec::new();
-        let mut bodies: Vec<(Vec<BlobRef>, Vec<u8>)> = Vec::new();
-        let mut last = 0u64;
-        // One frame (waiting), then whatever is already buffered.
-        loop {
-            let (msg, body) = match read_msg(s).await {
-                Ok(x) => x,
-                Err(e) if batch.is_empty() && is_eof(&e) => return Ok(()),
-                Err(e) => return Err(e),
+    repl.unapplied.store(0, Ordering::SeqCst);
+    let (mut r, mut w) = tokio::io::split(s);
+    let (tx, mut rx) = mpsc::channel::<Arrived>(APPLY_BATCH);
+    let (ready_tx, mut ready_rx) = mpsc::channel::<Ready>(APPLY_BATCH);
+    let reader = async move {
+        let result = read_frames(ctx, repl, &mut r, &tx).await;
+        drop(tx);
+        result
+    };
+    let files = async move {
+        while let Some(a) = rx.recv().await {
+            let (op, pos) = match a.frame {
+                Frame::Op(op, files) => {
+                    if let Some(files) = files {
+                        files.await.context("storing a message file")??;
+                    }
+                    (Some(op), None)
+                }
+                Frame::Pos { seq, end } => (None, Some((seq, end))),
             };
-            repl.applying.store(true, Ordering::SeqCst);
-            *repl.last_received.lock().unwrap() = Instant::now();
-            match msg {
-                Msg::Op { op, blobs } => {
-                    if !blobs.is_empty() {
-                        bodies.push((blobs, body));
-                    }
-                    last = op.seq;
-                    batch.push(op);
-                }
-                Msg::Pos { seq, end } => {
-                    last = last.max(seq);
-                    if end && !repl.caught_up.swap(true, Ordering::SeqCst) {
-                        tracing::info!(seq, "replication: caught up with the active node");
-                        repl.no_deltas.store(false, Ordering::SeqCst);
-                    }
-                }
-                other => bail!("unexpected frame from the active node: {other:?}"),
-            }
-            if batch.len() >= APPLY_BATCH || s.buffer().len() < 8 {
-                break;
+            let ready = Ready {
+                op,
+                pos,
+                at: a.at,
+                wall: a.wall,
+                stored: Instant::now(),
+            };
+            if ready_tx.send(ready).await.is_err() {
+                break; // the applier stopped
             }
         }
-        if ctx.store.is_writable() {
-            repl.applying.store(false, Ordering::SeqCst);
-            bail!("this node became active: no more ops from the peer");
+        Ok::<(), anyhow::Error>(())
+    };
+    let applier = async {
+        let mut compacted = Instant::now();
+        while let Some(first) = ready_rx.recv().await {
+            let mut frames = vec![first];
+            while frames.len() < APPLY_BATCH {
+                match ready_rx.try_recv() {
+                    Ok(f) => frames.push(f),
+                    Err(_) => break,
+                }
+            }
+            apply_batch(ctx, repl, frames, &mut w).await?;
+            // Everything here the active node holds too (the prelude saw to that).
+            if compacted.elapsed() >= COMPACT_EVERY {
+                compacted = Instant::now();
+                compact(ctx, repl, u64::MAX).await;
+            }
         }
-        // The batch's message files, written (and fsynced) side by side.
-        futures::future::try_join_all(
-            bodies
-                .iter()
-                .map(|(refs, body)| store_blobs(ctx, repl, refs, body)),
-        )
-        .await?;
-        if !batch.is_empty() {
-            let r = ctx.store.apply_replicated(batch).await;
-            *repl.last_received.lock().unwrap() = Instant::now();
-            repl.applying.store(false, Ordering::SeqCst);
-            repl.applied.fetch_add(r? as u64, Ordering::SeqCst);
+        Ok::<(), anyhow::Error>(())
+    };
+    let mut reader = std::pin::pin!(reader);
+    let mut rest = std::pin::pin!(async { tokio::try_join!(files, applier).map(|_| ()) });
+    let mut read_result = None;
+    // The rest ends once the reader has ended and everything read is applied, or at
+    // its first error; the reader's own error (a broken frame) is reported then.
+    let result = loop {
+        tokio::select! {
+            r = &mut reader, if read_result.is_none() => read_result = Some(r),
+            r = &mut rest => break r.and(read_result.unwrap_or(Ok(()))),
         }
-        repl.applying.store(false, Ordering::SeqCst);
-        write_msg(s.get_mut(), &Msg::Ack { seq: last }, &[]).await?;
-        // Everything here the active node holds too (the prelude saw to that).
-        if compacted.elapsed() >= COMPACT_EVERY {
-            compacted = Instant::now();
-            compact(ctx, repl, u64::MAX).await;
+    };
+    repl.unapplied.store(0, Ordering::SeqCst);
+    result
+}
+
+/// The reader: frames until the channel ends (Ok at a frame boundary).
+async fn read_frames<R: AsyncRead + Unpin>(
+    ctx: &Arc<Ctx>,
+    repl: &Arc<Replication>,
+    r: &mut R,
+    tx: &mpsc::Sender<Arrived>,
+) -> Result<()> {
+    loop {
+        let (msg, body) = match read_msg(r).await {
+            Ok(x) => x,
+            Err(e) if is_eof(&e) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let (at, wall) = (Instant::now(), wall_us());
+        repl.unapplied.fetch_add(1, Ordering::SeqCst);
+        *repl.last_received.lock().unwrap() = at;
+        let frame = match msg {
+            Msg::Op { op, blobs } if blobs.is_empty() => Frame::Op(op, None),
+            Msg::Op { op, blobs } => {
+                let (ctx, repl) = (ctx.clone(), repl.clone());
+                let files =
+                    tokio::spawn(async move { store_blobs(&ctx, &repl, &blobs, &body).await });
+                Frame::Op(op, Some(files))
+            }
+            Msg::Pos { seq, end } => Frame::Pos { seq, end },
+            other => bail!("unexpected frame from the active node: {other:?}"),
+        };
+        if tx.send(Arrived { frame, at, wall }).await.is_err() {
+            return Ok(()); // the applier stopped
         }
     }
+}
+
+/// Applies one batch of frames whose files are durable, and acknowledges it.
+async fn apply_batch<W: AsyncWrite + Unpin>(
+    ctx: &Ctx,
+    repl: &Replication,
+    frames: Vec<Ready>,
+    w: &mut W,
+) -> Result<()> {
+    let taken = Instant::now();
+    // The first frame waited longest for the applier; the last is the one acknowledged.
+    let waited = frames.first().map_or(Duration::ZERO, |f| taken - f.stored);
+    let (files, last_rx_wall) = frames
+        .last()
+        .map_or((Duration::ZERO, 0), |f| (f.stored - f.at, f.wall));
+    let n = frames.len();
+    let mut batch = Vec::new();
+    let mut last = 0u64;
+    let mut end_at = None;
+    for f in frames {
+        if let Some(op) = f.op {
+            last = op.seq;
+            batch.push(op);
+        }
+        if let Some((seq, end)) = f.pos {
+            last = last.max(seq);
+            if end {
+                end_at = Some(seq);
+            }
+        }
+    }
+    if ctx.store.is_writable() {
+        bail!("this node became active: no more ops from the peer");
+    }
+    if !batch.is_empty() {
+        let r = ctx.store.apply_replicated(batch).await;
+        *repl.last_received.lock().unwrap() = Instant::now();
+        repl.applied.fetch_add(r? as u64, Ordering::SeqCst);
+    }
+    repl.unapplied.fetch_sub(n, Ordering::SeqCst);
+    if let Some(seq) = end_at
+        && !repl.caught_up.swap(true, Ordering::SeqCst)
+    {
+        tracing::info!(seq, "replication: caught up with the active node");
+        repl.no_deltas.store(false, Ordering::SeqCst);
+    }
+    let timing = AckTiming {
+        rx_us: last_rx_wall,
+        gather_us: micros(waited),
+        blobs_us: micros(files),
+        apply_us: micros(taken.elapsed()),
+        tx_us: wall_us(),
+    };
+    let ack = Msg::Ack {
+        seq: last,
+        timing: Some(timing),
+    };
+    write_msg(w, &ack, &[]).await
 }
 
 /// Stores the blobs of a frame's body (rebuilding deltas against their base), each
@@ -242,7 +375,7 @@ impl Replication {
         while t0.elapsed() < DRAIN_MAX {
             let quiet = self.last_received.lock().unwrap().elapsed() >= DRAIN_QUIET;
             if !self.connected_in.load(Ordering::SeqCst)
-                || (quiet && !self.applying.load(Ordering::SeqCst))
+                || (quiet && self.unapplied.load(Ordering::SeqCst) == 0)
             {
                 break;
             }

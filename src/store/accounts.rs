@@ -184,7 +184,8 @@ impl Store {
     }
 
     /// Checks a password. Returns the canonical account name on success. Costs an
-    /// argon2 verification (on the password pool, `hasher`); callers rate-limit.
+    /// argon2 verification (on the password pool, `hasher`) unless the same password
+    /// was verified recently (`authcache`); callers rate-limit.
     pub async fn verify_password(&self, name: &str, password: &str) -> Result<Option<String>> {
         let Ok(name) = normalize_account(name) else {
             return Ok(None);
@@ -202,7 +203,13 @@ impl Store {
             })
             .await?
         };
+        if let Some(hash) = &stored
+            && super::authcache::hit(&name, hash, password)
+        {
+            return Ok(Some(name));
+        }
         let password = password.to_string();
+        let remembered = stored.clone().map(|h| (h, password.clone()));
         let ok = super::hasher::run(move || {
             use argon2::{PasswordHash, PasswordVerifier};
             // Verify against a dummy hash for unknown users so timing does not tell.
@@ -220,6 +227,9 @@ impl Store {
         })
         .await
         .ok_or(StoreError::PasswordTask)?;
+        if ok && let Some((hash, password)) = remembered {
+            super::authcache::remember(&name, &hash, &password);
+        }
         Ok(ok.then_some(name))
     }
 }

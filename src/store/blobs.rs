@@ -262,6 +262,21 @@ impl Store {
         Ok(tokio::fs::read(path(&self.inner.dir, blob)).await?)
     }
 
+    /// Several message files in one trip to the blocking pool (a FETCH or SEARCH over
+    /// many messages would otherwise pay a thread hand-off per message); each result in
+    /// the order of `blobs`.
+    pub async fn read_blobs(&self, blobs: Vec<String>) -> Result<Vec<Result<Vec<u8>>>> {
+        let dir = self.inner.dir.clone();
+        tokio::task::spawn_blocking(move || {
+            blobs
+                .iter()
+                .map(|b| Ok(std::fs::read(path(&dir, b))?))
+                .collect()
+        })
+        .await
+        .map_err(StoreError::BlobTask)
+    }
+
     /// Synchronous variant for code already on a blocking thread.
     pub fn read_blob_blocking(&self, blob: &str) -> Result<Vec<u8>> {
         Ok(std::fs::read(path(&self.inner.dir, blob))?)

@@ -121,6 +121,7 @@ pub(super) fn insert(conn: &Connection, m: &NewMailbox) -> Result<()> {
 /// Removes a mailbox and its messages.
 fn delete_rows(conn: &Connection, id: &str) -> Result<()> {
     conn.execute("DELETE FROM messages WHERE mailbox = ?1", [id])?;
+    super::messages::forget_expunged(conn, id)?;
     conn.execute("DELETE FROM mailboxes WHERE id = ?1", [id])?;
     Ok(())
 }
@@ -194,6 +195,7 @@ pub(super) fn apply(conn: &Connection, op: &Op) -> Result<()> {
                 "UPDATE mailboxes SET uidvalidity = ?2 WHERE id = ?1",
                 params![mailbox, uidvalidity],
             )?;
+            super::messages::forget_expunged(conn, mailbox)?;
         }
         _ => {}
     }

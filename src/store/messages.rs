@@ -1,6 +1,11 @@
 //! Messages: the `messages` table (one row per message instance in a mailbox: UID,
 //! MODSEQ, body blob, flags, the delivery's content key), the `Append`, `Flags` and
 //! `Expunge` ops, delivery with its duplicate suppression, STORE, EXPUNGE, COPY/MOVE.
+//! Also the `expunged` table: each expunged UID with the MODSEQ of its expunge, written
+//! by the `Expunge` op's apply (so the standby holds the same rows), which QRESYNC's
+//! VANISHED answers read ([`Store::vanished`]); rows are kept until their mailbox goes
+//! or is renumbered. `expunge_floor` holds, for mailboxes that existed before the
+//! table did, the MODSEQ below which that record is incomplete.
 //!
 //! Invariants: UIDs in a mailbox are assigned from its UIDNEXT and never reused; every
 //! change gets the mailbox's next MODSEQ ([`mailboxes::next_modseq`]); flags are
@@ -203,10 +208,16 @@ pub(super) fn apply(conn: &Connection, op: &Op) -> Result<()> {
             modseq,
         } => {
             for uid in uids {
-                conn.execute(
+                let gone = conn.execute(
                     "DELETE FROM messages WHERE mailbox = ?1 AND uid = ?2",
                     params![mailbox, uid],
                 )?;
+                if gone > 0 {
+                    conn.execute(
+                        "INSERT OR REPLACE INTO expunged (mailbox, uid, modseq) VALUES (?1, ?2, ?3)",
+                        params![mailbox, uid, *modseq as i64],
+                    )?;
+                }
             }
             if !uids.is_empty() {
                 conn.execute(
@@ -281,6 +292,48 @@ pub(super) fn by_uids(conn: &Connection, mailbox: &str, uids: &[u32]) -> Result<
     Ok(out)
 }
 
+/// Forgets the expunge record of a mailbox (deleted, or renumbered by a merge so its
+/// old UIDs name nothing).
+pub(super) fn forget_expunged(conn: &Connection, mailbox: &str) -> Result<()> {
+    conn.execute("DELETE FROM expunged WHERE mailbox = ?1", [mailbox])?;
+    conn.execute("DELETE FROM expunge_floor WHERE mailbox = ?1", [mailbox])?;
+    Ok(())
+}
+
+/// UIDs expunged from a mailbox after a MODSEQ (QRESYNC's VANISHED (EARLIER)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vanished {
+    /// In ascending order.
+    pub uids: Vec<u32>,
+    /// False when `since` is below what the record covers (a mailbox older than the
+    /// record): some expunges after `since` may be missing, and the caller must treat
+    /// every UID it asks about that no longer exists as expunged (RFC 7162 3.2.5.1).
+    pub complete: bool,
+}
+
+/// See [`Store::vanished`].
+pub(super) fn vanished(conn: &Connection, mailbox: &str, since: u64) -> Result<Vanished> {
+    let since = i64::try_from(since).unwrap_or(i64::MAX);
+    let mut st = conn.prepare_cached(
+        "SELECT uid FROM expunged WHERE mailbox = ?1 AND modseq > ?2 ORDER BY uid",
+    )?;
+    let uids = st
+        .query_map(params![mailbox, since], |r| r.get(0))?
+        .collect::<Result<Vec<u32>, _>>()?;
+    let floor: i64 = conn
+        .query_row(
+            "SELECT modseq FROM expunge_floor WHERE mailbox = ?1",
+            [mailbox],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or(0);
+    Ok(Vanished {
+        uids,
+        complete: since >= floor,
+    })
+}
+
 /// The id of the message at (`mailbox`, `uid`).
 pub(super) fn id_at(conn: &Connection, mailbox: &str, uid: u32) -> Result<Option<String>> {
     Ok(conn
@@ -316,6 +369,12 @@ impl Store {
         let mailbox = mailbox.to_string();
         self.read(move |conn| changed(conn, &mailbox, from_uid, changed_since))
             .await
+    }
+
+    /// The UIDs expunged from `mailbox` with a MODSEQ above `since`.
+    pub async fn vanished(&self, mailbox: &str, since: u64) -> Result<Vanished> {
+        let mailbox = mailbox.to_string();
+        self.read(move |conn| vanished(conn, &mailbox, since)).await
     }
 
     /// Appends a message to a mailbox (IMAP APPEND, a webmail Sent copy, a draft).
@@ -453,6 +512,25 @@ impl Store {
         mode: FlagMode,
         flags: &[String],
     ) -> Result<Vec<FlagUpdate>> {
+        Ok(self
+            .store_flags_unchanged_since(mailbox, uids, mode, flags, None)
+            .await?
+            .0)
+    }
+
+    /// [`Store::store_flags`] with CONDSTORE's UNCHANGEDSINCE (RFC 7162 3.1.3): a
+    /// message whose MODSEQ is above `unchanged_since` is left alone and its UID
+    /// returned second (checked in the same transaction as the change).
+    pub async fn store_flags_unchanged_since(
+        &self,
+        mailbox: &str,
+        uids: &[u32],
+        mode: FlagMode,
+        flags: &[String],
+        unchanged_since: Option<u64>,
+    ) -> Result<(Vec<FlagUpdate>, Vec<u32>)> {
+        let modified = Arc::new(Mutex::new(Vec::new()));
+        let modified_in = modified.clone();
         let mailbox = mailbox.to_string();
         let uids = uids.to_vec();
         let flags = normalize_flags(flags);
@@ -460,7 +538,12 @@ impl Store {
             .commit(move |conn| {
                 let mut modseq = mailboxes::next_modseq(conn, &mailbox)?;
                 let mut updates = Vec::new();
+                let mut modified = Vec::new();
                 for m in by_uids(conn, &mailbox, &uids)? {
+                    if unchanged_since.is_some_and(|u| m.modseq > u) {
+                        modified.push(m.uid);
+                        continue;
+                    }
                     let new = match mode {
                         FlagMode::Replace => flags.clone(),
                         FlagMode::Add => {
@@ -484,13 +567,15 @@ impl Store {
                         modseq += 1;
                     }
                 }
+                *modified_in.lock().unwrap() = modified;
                 Ok(Op::Flags { mailbox, updates })
             })
             .await?;
         let Op::Flags { updates, .. } = op else {
             unreachable!()
         };
-        Ok(updates)
+        let modified = std::mem::take(&mut *modified.lock().unwrap());
+        Ok((updates, modified))
     }
 
     /// EXPUNGE: removes messages flagged `\Deleted` (only among `uids` when given).

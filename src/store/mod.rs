@@ -9,7 +9,7 @@
 //! - `accounts`: accounts, password hashing and checking, the default mailboxes.
 //! - `mailboxes`: mailboxes (ids, names, UIDVALIDITY, counters) and subscriptions.
 //! - `messages`: messages in mailboxes: append, delivery (with duplicate
-//!   suppression), flags, expunge, copy/move.
+//!   suppression), flags, expunge, copy/move; the record of expunged UIDs (QRESYNC).
 //! - `queue`: the outbound SMTP queue.
 //! - `content`: the content area (site and zone files).
 //! - `settings`: key/value settings, last writer wins by clock.
@@ -52,14 +52,15 @@ pub use contacts::Contact;
 pub use content::{ContentEntry, normalize_content_path};
 pub use mailboxes::{MailboxInfo, SpecialUse, normalize_mailbox_name};
 pub use messages::{
-    Appended, Copied, DUPLICATE_WINDOW_S, FlagMode, FlagUpdate, MessageMeta, canonical_flag,
-    content_key, content_key_start, normalize_flags,
+    Appended, Copied, DUPLICATE_WINDOW_S, FlagMode, FlagUpdate, MessageMeta, Vanished,
+    canonical_flag, content_key, content_key_start, normalize_flags,
 };
 pub use queue::{QueueEntry, QueueRcpt, RcptState};
 pub use replica::{merge, snapshot};
 pub use types::*;
 mod accounts;
 mod apply;
+mod authcache;
 mod blobs;
 mod contacts;
 mod content;
@@ -72,7 +73,7 @@ mod schema;
 mod settings;
 mod writer;
 
-pub use writer::CommitBarrier;
+pub use writer::{CommitBarrier, Committed};
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -127,6 +127,36 @@ fn migrate(conn: &Connection) -> Result<()> {
     conn.execute_batch(
         "CREATE INDEX IF NOT EXISTS messages_content_key ON messages (mailbox, content_key)",
     )?;
+    expunge_record(conn)?;
+    Ok(())
+}
+
+/// The record of expunged UIDs for QRESYNC (`store::messages`). A store made before it
+/// existed knows nothing of earlier expunges: each mailbox it already has gets its
+/// HIGHESTMODSEQ of that moment as the floor below which VANISHED answers are
+/// incomplete. In one transaction, so a crash cannot leave the table without floors.
+fn expunge_record(conn: &Connection) -> Result<()> {
+    let has: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'expunged')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has {
+        conn.execute_batch(
+            "BEGIN;
+             CREATE TABLE expunged (
+                 mailbox TEXT NOT NULL,
+                 uid INTEGER NOT NULL,
+                 modseq INTEGER NOT NULL,
+                 PRIMARY KEY (mailbox, uid)
+             );
+             CREATE INDEX expunged_modseq ON expunged (mailbox, modseq);
+             CREATE TABLE expunge_floor (mailbox TEXT PRIMARY KEY, modseq INTEGER NOT NULL);
+             INSERT INTO expunge_floor (mailbox, modseq)
+                 SELECT id, highest_modseq FROM mailboxes WHERE highest_modseq > 0;
+             COMMIT;",
+        )?;
+    }
     Ok(())
 }
 

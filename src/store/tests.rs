@@ -815,3 +815,63 @@ async fn one_message_by_uid_and_changes_from_a_uid_with_no_modseq_bound() {
         .collect();
     assert_eq!(uids, [3]);
 }
+
+#[tokio::test]
+async fn expunges_are_recorded_with_their_modseq_and_replicate() {
+    let (_d1, a) = store();
+    let dir2 = tempfile::tempdir().unwrap();
+    let b = Store::open(dir2.path(), "n2").unwrap();
+    b.set_writable(false);
+    a.create_account("ana", "Ana", "pw").await.unwrap();
+    let inbox = a.mailbox("ana", "INBOX").await.unwrap().unwrap();
+    for i in 0..4 {
+        a.append(&inbox.id, mail(&i.to_string(), "x"), &[], None)
+            .await
+            .unwrap();
+    }
+    let before = a
+        .mailbox_by_id(&inbox.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .highest_modseq;
+    a.store_flags(&inbox.id, &[2, 3], FlagMode::Add, &["\\Deleted".into()])
+        .await
+        .unwrap();
+    assert_eq!(a.expunge(&inbox.id, Some(&[2])).await.unwrap(), [2]);
+    let mid = a
+        .mailbox_by_id(&inbox.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .highest_modseq;
+    assert_eq!(a.expunge(&inbox.id, None).await.unwrap(), [3]);
+    let all = a.vanished(&inbox.id, before).await.unwrap();
+    assert_eq!((all.uids.as_slice(), all.complete), (&[2, 3][..], true));
+    assert_eq!(a.vanished(&inbox.id, mid).await.unwrap().uids, [3]);
+
+    // UNCHANGEDSINCE: message 1 is untouched since `before`, message 4 too; after a
+    // change to 4 it is refused and left alone.
+    a.store_flags(&inbox.id, &[4], FlagMode::Add, &["\\Seen".into()])
+        .await
+        .unwrap();
+    let (done, refused) = a
+        .store_flags_unchanged_since(
+            &inbox.id,
+            &[1, 4],
+            FlagMode::Add,
+            &["\\Flagged".into()],
+            Some(before),
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.iter().map(|u| u.uid).collect::<Vec<_>>(), [1]);
+    assert_eq!(refused, [4]);
+
+    // The standby applies the same ops and answers the same.
+    let ops = a.ops_since(0, 100).await.unwrap();
+    copy_blobs(&a, &b, &ops).await;
+    b.apply_replicated(ops).await.unwrap();
+    assert_eq!(b.vanished(&inbox.id, before).await.unwrap(), all);
+    assert_eq!(a.digest().await.unwrap(), b.digest().await.unwrap());
+}

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, mpsc};
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{broadcast, oneshot};
@@ -17,9 +18,19 @@ pub type Resolve = Box<dyn FnOnce(&Connection) -> Result<Op> + Send>;
 /// sync mode, releases them once the peer holds `last_seq` durably. Without one the
 /// replies go out as soon as the batch is committed.
 pub trait CommitBarrier: Send + Sync {
-    /// The batch ending at log position `last_seq` is committed; call `release` when
-    /// its replies may go out.
-    fn after_commit(&self, last_seq: u64, release: Box<dyn FnOnce() + Send>);
+    /// The batch ending at log position `commit.last_seq` is committed; call
+    /// `release` when its replies may go out.
+    fn after_commit(&self, commit: Committed, release: Box<dyn FnOnce() + Send>);
+}
+
+/// A committed batch of local ops, as the barrier is told of it.
+pub struct Committed {
+    /// The log position of the batch's last local op.
+    pub last_seq: u64,
+    /// How long the batch's oldest local op waited in the writer's queue.
+    pub queued: Duration,
+    /// The batch's transaction, from its start to the end of COMMIT (the fsync).
+    pub took: Duration,
 }
 
 pub type Barrier = Arc<OnceLock<Arc<dyn CommitBarrier>>>;
@@ -29,6 +40,8 @@ enum Job {
     Local {
         resolve: Resolve,
         reply: oneshot::Sender<Result<Op>>,
+        /// When it was submitted.
+        at: Instant,
     },
     /// Ops another node committed, applied verbatim with their origin and clock;
     /// the reply counts the ops that were new here.
@@ -67,7 +80,11 @@ pub struct WriterHandle {
 impl WriterHandle {
     pub async fn submit(&self, resolve: Resolve) -> Result<Op> {
         let (reply, rx) = oneshot::channel();
-        self.send(Job::Local { resolve, reply })?;
+        self.send(Job::Local {
+            resolve,
+            reply,
+            at: Instant::now(),
+        })?;
         rx.await.map_err(|_| StoreError::WriterStopped)?
     }
 
@@ -131,6 +148,7 @@ pub fn spawn(
         .spawn(move || {
             let mut conn = conn;
             while let Ok(first) = rx.recv() {
+                let began = Instant::now();
                 let mut batch = vec![first];
                 while batch.len() < MAX_BATCH {
                     match rx.try_recv() {
@@ -138,7 +156,7 @@ pub fn spawn(
                         Err(_) => break,
                     }
                 }
-                state.run_batch(&mut conn, batch, &changes, &barrier);
+                state.run_batch(&mut conn, batch, began, &changes, &barrier);
             }
         })?;
     Ok(WriterHandle {
@@ -196,6 +214,7 @@ impl WriterState {
         &mut self,
         conn: &mut Connection,
         batch: Vec<Job>,
+        began: Instant,
         changes: &broadcast::Sender<Change>,
         barrier: &Barrier,
     ) {
@@ -205,12 +224,14 @@ impl WriterState {
         let mut others: Vec<Box<dyn FnOnce(bool) + Send>> = Vec::new();
         let mut announce: Vec<Change> = Vec::new();
         let mut last_local_seq = 0u64;
+        let mut oldest_local = began;
         let outcome = (|| -> Result<()> {
             let tx = conn.transaction()?;
             for job in batch {
                 tx.execute_batch("SAVEPOINT op")?;
                 let ok = match job {
-                    Job::Local { resolve, reply } => {
+                    Job::Local { resolve, reply, at } => {
+                        oldest_local = oldest_local.min(at);
                         let r = resolve(&tx).and_then(|op| {
                             last_local_seq = self.apply_local(&tx, &op)?;
                             Ok(op)
@@ -360,9 +381,14 @@ impl WriterState {
                     }
                 };
                 match barrier.get() {
-                    Some(b) if last_local_seq > 0 => {
-                        b.after_commit(last_local_seq, Box::new(release))
-                    }
+                    Some(b) if last_local_seq > 0 => b.after_commit(
+                        Committed {
+                            last_seq: last_local_seq,
+                            queued: began - oldest_local,
+                            took: began.elapsed(),
+                        },
+                        Box::new(release),
+                    ),
                     _ => release(),
                 }
             }

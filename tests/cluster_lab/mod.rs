@@ -457,6 +457,39 @@ serial = {{ device = "{tty}", baud = 115200 }}
         std::fs::write(self.config_path(node), text).expect("write config");
     }
 
+    /// Both nodes' configs get `[replication]` over the private link on `port`
+    /// (sync mode, the default), after what they hold now.
+    pub fn replicate(&self, port: u16) {
+        for n in [N1, N2] {
+            let text = format!(
+                "{}\n[replication]\nlisten = \"{}:{port}\"\npeer = \"{}:{port}\"\nack_timeout_ms = 2000\n",
+                self.config_text(n),
+                n.private_ip(),
+                n.peer().private_ip()
+            );
+            self.set_config(n, &text);
+        }
+    }
+
+    /// Waits (bounded) until `node` ships its op log to its peer.
+    pub fn wait_shipping(&self, node: NodeId, within: Duration) {
+        self.expect_within(
+            Instant::now(),
+            within,
+            &format!("{} ships its log to its peer", node.name()),
+            |l| l.status(node).text.contains("shipping yes"),
+        );
+    }
+
+    /// Creates an account in a node's store before the node runs (`clusterd user add`).
+    pub fn add_user_offline(&self, node: NodeId, name: &str, password: &str) {
+        let mut cmd = Command::new(bin());
+        cmd.args(["user", "add", name, "--password-stdin", "--config"])
+            .arg(self.config_path(node));
+        let out = crate::common::run_with_stdin(cmd, Some(&format!("{password}\n")));
+        crate::common::assert_ok(&out, &format!("clusterd user add {name}"));
+    }
+
     // ---- links and the serial cable -------------------------------------------
 
     /// `ip link set IFACE down` inside the node's namespace (`eth0` or `eth1`).
@@ -647,6 +680,14 @@ serial = {{ device = "{tty}", baud = 115200 }}
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// The node dies as a machine does: its process is killed and both its links go
+    /// down.
+    pub fn machine_dies(&mut self, node: NodeId) {
+        self.kill_node(node);
+        self.link_down(node, "eth0");
+        self.link_down(node, "eth1");
     }
 
     /// SIGTERM (an orderly stop), SIGKILL after 10 s.

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod dns;
+pub mod dovecot;
 pub mod fake_smtp;
 pub mod postfix;
 
@@ -17,6 +18,39 @@ use std::time::{Duration, Instant};
 /// Path of the binary under test.
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_clusterd"))
+}
+
+/// A process's peak and current resident set (VmHWM, VmRSS) in MB, from /proc.
+pub fn rss_mb(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let kb = |key: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("{key} missing in /proc/{pid}/status"))
+    };
+    (kb("VmHWM:") / 1024, kb("VmRSS:") / 1024)
+}
+
+/// Runs one mode of `benches/load.py` (the benchmarks' imaplib and urllib clients)
+/// against a loopback port; returns its JSON line, panics with its error if it fails.
+pub fn load_py(mode: &str, port: u16, user: &str, password: &str, args: &[&str]) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/load.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .args([mode, &port.to_string(), user, password])
+        .args(args)
+        .output()
+        .expect("run python3 benches/load.py");
+    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        out.status.success(),
+        "load.py {mode} against port {port} failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
 }
 
 /// A free TCP port on 127.0.0.1 (bind to 0 and release).

@@ -1,6 +1,8 @@
 //! Commands valid in any state (RFC 3501 6.1): CAPABILITY, NOOP, LOGOUT, plus ID
-//! (RFC 2971) and ENABLE (RFC 5161), and the capability list the greeting and LOGIN
-//! also announce.
+//! (RFC 2971) and ENABLE (RFC 5161: CONDSTORE and QRESYNC, RFC 7162), and the
+//! capability list the greeting and LOGIN also announce.
+
+use imap_codec::imap_types::extensions::enable::CapabilityEnable;
 
 use super::{CmdResult, Done, ok};
 use crate::imap::session::Session;
@@ -9,8 +11,11 @@ impl Session {
     pub(in crate::imap) fn capabilities(&self) -> String {
         let mut caps = String::from(
             "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE \
-             SPECIAL-USE CHILDREN",
+             SPECIAL-USE CHILDREN CONDSTORE QRESYNC",
         );
+        if self.user.is_some() && !self.conn.is_compressed() {
+            caps.push_str(" COMPRESS=DEFLATE");
+        }
         if self.user.is_none() {
             if !self.conn.is_tls() {
                 caps.push_str(" STARTTLS");
@@ -55,9 +60,24 @@ impl Session {
         true
     }
 
-    pub(in crate::imap) fn enable(&mut self) -> CmdResult {
-        // Nothing this server implements needs enabling (RFC 5161).
-        self.conn.line("* ENABLED");
+    /// ENABLE: CONDSTORE, and QRESYNC (which implies CONDSTORE); others are ignored
+    /// (RFC 5161 3.1). ENABLED names those this command enabled.
+    pub(in crate::imap) async fn enable(&mut self, caps: &[CapabilityEnable<'_>]) -> CmdResult {
+        let mut enabled = String::from("* ENABLED");
+        for cap in caps {
+            let name = cap.to_string().to_ascii_uppercase();
+            match name.as_str() {
+                "CONDSTORE" if !self.condstore => self.enable_condstore().await?,
+                "QRESYNC" if !self.qresync => {
+                    self.qresync = true;
+                    self.enable_condstore().await?;
+                }
+                _ => continue,
+            }
+            enabled.push(' ');
+            enabled.push_str(&name);
+        }
+        self.conn.line(&enabled);
         ok("ENABLE completed")
     }
 }

@@ -1,20 +1,20 @@
 //! Mailbox commands of the authenticated state (RFC 3501 6.3): SELECT and EXAMINE
 //! (which build the session's sequence-number map), CREATE, DELETE, RENAME,
 //! SUBSCRIBE, UNSUBSCRIBE, LIST, LSUB (with CHILDREN, RFC 3348, and SPECIAL-USE,
-//! RFC 6154, attributes), STATUS, and NAMESPACE (RFC 2342).
+//! RFC 6154, attributes), STATUS, and NAMESPACE (RFC 2342). CREATE reads a trailing
+//! separator as intent only (RFC 3501 6.3.3) and leaves the superior names it makes
+//! on the way unsubscribed; a LIST/LSUB pattern that is not modified UTF-7 is matched
+//! against the names as they are sent.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 
 use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox};
 use imap_codec::imap_types::status::StatusDataItemName;
 
-use super::{CmdResult, Done, Fail, mailbox_name, ok};
-use crate::imap::session::{Entry, Selected, Session};
+use super::{CmdResult, Done, Fail, mailbox_name, ok, wire_name};
+use crate::imap::session::{Entry, Selected, Session, send_flags};
 use crate::imap::{list, utf7, wire};
 use crate::store::StoreError;
-
-/// Flags every mailbox supports (RFC 3501 2.3.2).
-const SYSTEM_FLAGS: [&str; 5] = ["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"];
 
 impl Session {
     pub(in crate::imap) async fn select(
@@ -34,17 +34,20 @@ impl Session {
         let metas = store.messages(&info.id).await?;
         let max_uid = metas.last().map(|m| m.uid).unwrap_or(0);
         let uidnext = info.uidnext.max(max_uid + 1);
-        let mut keywords: Vec<String> = metas
+        let keywords: BTreeSet<String> = metas
             .iter()
             .flat_map(|m| m.flags.iter())
             .filter(|f| !f.starts_with('\\'))
             .cloned()
-            .collect::<HashSet<_>>()
-            .into_iter()
             .collect();
-        keywords.sort();
-        let mut flags: Vec<String> = SYSTEM_FLAGS.iter().map(|s| s.to_string()).collect();
-        flags.extend(keywords);
+        // RFC 3501 2.3.2: the messages no session took yet are this one's \Recent;
+        // SELECT takes them, EXAMINE only looks (6.3.2).
+        let floor = if read_only {
+            self.srv.recent.peek(&info.id, info.uidvalidity)
+        } else {
+            self.srv.recent.take(&info.id, info.uidvalidity, max_uid)
+        };
+        let recent: HashSet<u32> = metas.iter().map(|m| m.uid).filter(|&u| u > floor).collect();
         let first_unseen = metas.iter().position(|m| !m.has_flag("\\Seen"));
         let exists = metas.len();
         let msgs = metas
@@ -55,20 +58,9 @@ impl Session {
                 expunged: false,
             })
             .collect();
-        self.conn
-            .line(&format!("* FLAGS {}", wire::flag_list(&flags)));
-        if read_only {
-            self.conn.line("* OK [PERMANENTFLAGS ()] Read-only mailbox");
-        } else {
-            let mut perm = flags.clone();
-            perm.push("\\*".into());
-            self.conn.line(&format!(
-                "* OK [PERMANENTFLAGS {}] Flags permitted",
-                wire::flag_list(&perm)
-            ));
-        }
+        send_flags(&mut self.conn, &keywords, read_only);
         self.conn.line(&format!("* {exists} EXISTS"));
-        self.conn.line("* 0 RECENT");
+        self.conn.line(&format!("* {} RECENT", recent.len()));
         if let Some(i) = first_unseen {
             self.conn
                 .line(&format!("* OK [UNSEEN {}] First unseen message", i + 1));
@@ -85,7 +77,8 @@ impl Session {
             read_only,
             msgs,
             max_uid,
-            recent: HashSet::new(),
+            recent,
+            keywords,
             dirty: false,
             uidvalidity: info.uidvalidity,
         });
@@ -97,8 +90,10 @@ impl Session {
     }
 
     pub(in crate::imap) async fn create(&mut self, mailbox: &Mailbox<'_>) -> CmdResult {
-        let name = mailbox_name(mailbox)?;
-        let name = name.trim_end_matches('/').to_string();
+        // RFC 3501 6.3.3: a trailing separator only declares that names will be
+        // created under this one; the name is created without it.
+        let name = wire_name(mailbox)?;
+        let name = crate::store::normalize_mailbox_name(name.trim_end_matches('/'))?;
         if name == "INBOX" {
             return Err(Fail::No("[ALREADYEXISTS] INBOX always exists".into()));
         }
@@ -109,7 +104,10 @@ impl Session {
         while let Some(p) = name[idx..].find('/') {
             let parent = &name[..idx + p];
             match store.create_mailbox(&user, parent).await {
-                Ok(_) | Err(StoreError::MailboxExists(_)) => {}
+                // Made on the way, not named by the client: not subscribed, so LSUB
+                // shows it `\Noselect` above a subscribed child (RFC 3501 6.3.9).
+                Ok(_) => store.set_subscribed(&user, parent, false).await?,
+                Err(StoreError::MailboxExists(_)) => {}
                 Err(e) => return Err(e.into()),
             }
             idx += p + 1;
@@ -172,23 +170,41 @@ impl Session {
         lsub: bool,
     ) -> CmdResult {
         let what = if lsub { "LSUB" } else { "LIST" };
-        let reference = match reference {
-            Mailbox::Inbox => "INBOX".to_string(),
-            Mailbox::Other(o) => utf7::from_wire(o.inner().as_ref())
-                .ok_or_else(|| Fail::Bad("Invalid mailbox name encoding".into()))?,
+        let reference_bytes: &[u8] = match reference {
+            Mailbox::Inbox => b"INBOX",
+            Mailbox::Other(o) => o.inner().as_ref(),
         };
         let pattern_bytes: &[u8] = match pattern {
             ListMailbox::Token(t) => t.as_ref(),
             ListMailbox::String(s) => s.as_ref(),
         };
-        let pattern = utf7::from_wire(pattern_bytes)
-            .ok_or_else(|| Fail::Bad("Invalid mailbox name encoding".into()))?;
+        // A reference or pattern that is not modified UTF-7 is matched against the
+        // names as they are sent (their modified UTF-7): it finds what its characters
+        // spell, and the command never fails for it.
+        let (reference, pattern, on_wire) = match (
+            utf7::from_wire(reference_bytes),
+            utf7::from_wire(pattern_bytes),
+        ) {
+            (Some(r), Some(p)) => (r, p, false),
+            _ => (
+                String::from_utf8_lossy(reference_bytes).into_owned(),
+                String::from_utf8_lossy(pattern_bytes).into_owned(),
+                true,
+            ),
+        };
         if pattern.is_empty() {
             // RFC 3501 6.3.8: the hierarchy delimiter and root.
             self.conn.line(&format!("* {what} (\\Noselect) \"/\" \"\""));
             return Ok(Done::Ok(format!("{what} completed")));
         }
         let full = list::full_pattern(&reference, &pattern);
+        let matches = |name: &str| {
+            if on_wire {
+                list::matches(&full, &utf7::encode(name))
+            } else {
+                list::matches(&full, name)
+            }
+        };
         let store = &self.srv.ctx.store;
         let user = self.user.clone().unwrap_or_default();
         let boxes = store.list_mailboxes(&user).await?;
@@ -196,7 +212,7 @@ impl Session {
         if lsub {
             let subs = store.subscriptions(&user).await?;
             for (name, subscribed) in list::with_ancestors(subs.iter().map(String::as_str)) {
-                if !list::matches(&full, &name) {
+                if !matches(&name) {
                     continue;
                 }
                 // Unsubscribed ancestors show only where `%` stops at them.
@@ -217,7 +233,7 @@ impl Session {
         } else {
             let names: Vec<&str> = boxes.iter().map(|b| b.name.as_str()).collect();
             for (name, exists) in list::with_ancestors(names.iter().copied()) {
-                if !list::matches(&full, &name) {
+                if !matches(&name) {
                     continue;
                 }
                 let mut attrs: Vec<&str> = Vec::new();
@@ -260,11 +276,14 @@ impl Session {
             return Err(Fail::No(format!("[NONEXISTENT] No such mailbox: {name}")));
         };
         let mut parts = Vec::new();
-        let needs_scan = items.iter().any(|i| {
-            matches!(
-                i,
-                StatusDataItemName::Deleted | StatusDataItemName::DeletedStorage
-            )
+        // RECENT: the messages no session took yet (counted, not taken). The
+        // messages are read only when some but not all of them were taken.
+        let floor = self.srv.recent.peek(&info.id, info.uidvalidity);
+        let recent_unknown = floor > 0 && floor.saturating_add(1) < info.uidnext;
+        let needs_scan = items.iter().any(|i| match i {
+            StatusDataItemName::Deleted | StatusDataItemName::DeletedStorage => true,
+            StatusDataItemName::Recent => recent_unknown,
+            _ => false,
         });
         let metas = if needs_scan {
             store.messages(&info.id).await?
@@ -274,12 +293,23 @@ impl Session {
         for item in items {
             match item {
                 StatusDataItemName::Messages => parts.push(format!("MESSAGES {}", info.messages)),
-                StatusDataItemName::Recent => parts.push("RECENT 0".into()),
+                StatusDataItemName::Recent => parts.push(format!(
+                    "RECENT {}",
+                    match floor {
+                        0 => info.messages as usize,
+                        _ => metas.iter().filter(|m| m.uid > floor).count(),
+                    }
+                )),
                 StatusDataItemName::UidNext => parts.push(format!("UIDNEXT {}", info.uidnext)),
                 StatusDataItemName::UidValidity => {
                     parts.push(format!("UIDVALIDITY {}", info.uidvalidity))
                 }
                 StatusDataItemName::Unseen => parts.push(format!("UNSEEN {}", info.unseen)),
+                StatusDataItemName::HighestModSeq => {
+                    parts.push(format!("HIGHESTMODSEQ {}", info.highest_modseq.max(1)));
+                    // RFC 7162 3.1: a CONDSTORE enabling command.
+                    self.condstore = true;
+                }
                 StatusDataItemName::Deleted => parts.push(format!(
                     "DELETED {}",
                     metas.iter().filter(|m| m.has_flag("\\Deleted")).count()

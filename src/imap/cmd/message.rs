@@ -1,8 +1,11 @@
 //! Commands of the selected state (RFC 3501 6.4) and their UID forms: CHECK, CLOSE,
 //! UNSELECT (RFC 3691), EXPUNGE, UID EXPUNGE (RFC 4315), SEARCH, FETCH, STORE, COPY
 //! and MOVE (RFC 6851). They work on the session's sequence-number map; messages
-//! expunged by others but not yet reported are skipped (RFC 2180 4.1).
+//! expunged by others but not yet reported are skipped (RFC 2180 4.1). With CONDSTORE
+//! (RFC 7162): FETCH MODSEQ and (CHANGEDSINCE n [VANISHED]), STORE (UNCHANGEDSINCE n)
+//! answering [MODIFIED set], SEARCH MODSEQ.
 
+use imap_codec::imap_types::command::{FetchModifier, StoreModifier};
 use imap_codec::imap_types::core::{Charset, Vec1};
 use imap_codec::imap_types::fetch::{MacroOrMessageDataItemNames, MessageDataItemName};
 use imap_codec::imap_types::flag::{Flag, StoreResponse, StoreType};
@@ -11,10 +14,14 @@ use imap_codec::imap_types::search::SearchKey;
 use imap_codec::imap_types::sequence::SequenceSet;
 
 use super::{CmdResult, Done, Fail, mailbox_name, ok};
-use crate::imap::session::{Session, flags_with_recent};
+use crate::imap::session::{Session, announce_keywords, flags_with_recent, modseq_item};
+use crate::imap::structure::Kind;
 use crate::imap::{fetch, wire};
 use crate::mail::text::Text;
 use crate::store::FlagMode;
+
+/// Messages whose files a FETCH reads in one trip to the blocking pool.
+const FETCH_CHUNK: usize = 32;
 
 impl Session {
     pub(in crate::imap) fn check(&mut self) -> CmdResult {
@@ -73,34 +80,52 @@ impl Session {
         } else {
             SearchKey::And(criteria)
         };
+        let uses_modseq = fetch::search_uses_modseq(&key);
+        if uses_modseq {
+            self.enable_condstore().await?;
+        }
         let store = self.srv.ctx.store.clone();
         let sel = self.selected.as_ref().expect("selected");
         let mut hits = Vec::new();
+        let mut highest = 0;
         let needs_text = fetch::search_needs_text(&key);
-        for (i, e) in sel.msgs.iter().enumerate() {
-            if e.expunged {
-                continue;
-            }
-            let raw = if needs_text {
-                match store.read_blob(&e.meta.blob).await {
-                    Ok(r) => Some(r),
-                    Err(err) => {
+        let live: Vec<usize> = (0..sel.msgs.len())
+            .filter(|&i| !sel.msgs[i].expunged)
+            .collect();
+        for chunk in live.chunks(FETCH_CHUNK) {
+            let texts = if needs_text {
+                let blobs = chunk.iter().map(|&i| sel.msgs[i].meta.blob.clone());
+                store.read_blobs(blobs.collect()).await?
+            } else {
+                Vec::new()
+            };
+            let mut texts = texts.into_iter();
+            for &i in chunk {
+                let e = &sel.msgs[i];
+                let raw = match texts.next() {
+                    Some(Ok(r)) => Some(r),
+                    Some(Err(err)) => {
                         tracing::warn!(uid = e.meta.uid, "imap: unreadable message: {err}");
                         continue;
                     }
+                    None => None,
+                };
+                let text = raw.as_deref().map(Text::new);
+                if fetch::search_matches(&key, sel, i, text.as_ref()) {
+                    hits.push(if uid { e.meta.uid } else { i as u32 + 1 });
+                    highest = highest.max(e.meta.modseq);
                 }
-            } else {
-                None
-            };
-            let text = raw.as_deref().map(Text::new);
-            if fetch::search_matches(&key, sel, i, text.as_ref()) {
-                hits.push(if uid { e.meta.uid } else { i as u32 + 1 });
             }
         }
         let mut line = String::from("* SEARCH");
+        let found = !hits.is_empty();
         for h in hits {
             line.push(' ');
             line.push_str(&h.to_string());
+        }
+        if uses_modseq && found {
+            // RFC 7162 3.1.5: the highest MODSEQ of the messages found.
+            line.push_str(&format!(" (MODSEQ {highest})"));
         }
         self.conn.line(&line);
         ok("SEARCH completed")
@@ -111,7 +136,22 @@ impl Session {
         set: &SequenceSet,
         items: MacroOrMessageDataItemNames<'_>,
         uid: bool,
+        modifiers: &[FetchModifier],
     ) -> CmdResult {
+        let mut changed_since = None;
+        let mut vanished = false;
+        for m in modifiers {
+            match m {
+                FetchModifier::ChangedSince(n) => changed_since = Some(n.get()),
+                FetchModifier::Vanished => vanished = true,
+            }
+        }
+        // RFC 7162 3.2.6: VANISHED only in UID FETCH with CHANGEDSINCE, once enabled.
+        if vanished && !(uid && changed_since.is_some() && self.qresync) {
+            return Err(Fail::Bad(
+                "VANISHED needs UID FETCH, CHANGEDSINCE and ENABLE QRESYNC".into(),
+            ));
+        }
         let mut names: Vec<MessageDataItemName<'_>> = match &items {
             MacroOrMessageDataItemNames::Macro(m) => m.expand(),
             MacroOrMessageDataItemNames::MessageDataItemNames(v) => v.clone(),
@@ -127,9 +167,24 @@ impl Session {
         if uid && !names.contains(&MessageDataItemName::Uid) {
             names.insert(0, MessageDataItemName::Uid);
         }
+        if changed_since.is_some() && !names.contains(&MessageDataItemName::ModSeq) {
+            names.push(MessageDataItemName::ModSeq);
+        }
+        if names.contains(&MessageDataItemName::ModSeq) {
+            self.enable_condstore().await?;
+        }
+        if let Some(since) = changed_since
+            && vanished
+        {
+            self.vanished_earlier(since, Some(set)).await?;
+        }
+        let condstore = self.condstore;
         let store = self.srv.ctx.store.clone();
         let sel = self.selected.as_mut().expect("selected");
-        let idx = sel.resolve(set, uid)?;
+        let mut idx = sel.resolve(set, uid)?;
+        if let Some(since) = changed_since {
+            idx.retain(|&i| sel.msgs[i].meta.modseq > since);
+        }
         let sets_seen = !sel.read_only && names.iter().any(fetch::sets_seen);
         if sets_seen {
             let unseen: Vec<u32> = idx
@@ -150,61 +205,100 @@ impl Session {
                 }
             }
         }
-        let needs_body = names.iter().any(fetch::needs_body);
+        // ENVELOPE, BODY and BODYSTRUCTURE come from the node's structure cache when
+        // they can; the message file is read only for what is not cached.
+        let kinds: Vec<Kind> = names.iter().filter_map(fetch::structure_kind).collect();
+        let text_items = names
+            .iter()
+            .any(|n| fetch::needs_body(n) && fetch::structure_kind(n).is_none());
+        let cache = self.srv.structure.clone();
         let wants_flags = names.contains(&MessageDataItemName::Flags);
-        for i in idx {
-            let sel = self.selected.as_mut().expect("selected");
-            let e = &sel.msgs[i];
-            if e.expunged {
-                // RFC 2180 4.1.2: the message is gone; skip it.
-                continue;
-            }
-            let raw = if needs_body {
-                match store.read_blob(&e.meta.blob).await {
-                    Ok(r) => Some(r),
-                    Err(err) => {
-                        tracing::error!(uid = e.meta.uid, "imap: unreadable message: {err}");
-                        return Err(Fail::No("[SERVERBUG] Message data unavailable".into()));
-                    }
+        for chunk in idx.chunks(FETCH_CHUNK) {
+            // Per message of the chunk: cached values, and whether its text is needed.
+            let sel = self.selected.as_ref().expect("selected");
+            let mut cached: Vec<[Option<Vec<u8>>; 3]> = Vec::with_capacity(chunk.len());
+            let mut to_read = Vec::new();
+            for &i in chunk {
+                let e = &sel.msgs[i];
+                let mut values: [Option<Vec<u8>>; 3] = Default::default();
+                let mut need = text_items;
+                for &k in &kinds {
+                    values[k as usize] = cache.get(&e.meta.blob, k);
+                    need |= values[k as usize].is_none();
                 }
-            } else {
-                None
-            };
-            let recent = sel.recent.contains(&e.meta.uid);
-            let flags_changed = e.meta.flags != e.reported;
-            let with_flags = wants_flags || (sets_seen && flags_changed);
-            let mut out = format!("* {} FETCH (", i + 1).into_bytes();
-            let mut first = true;
-            // UID and FLAGS first (FLAGS also when \Seen was set implicitly).
-            if names.contains(&MessageDataItemName::Uid) {
-                out.extend_from_slice(format!("UID {}", e.meta.uid).as_bytes());
-                first = false;
-            }
-            if with_flags {
-                if !first {
-                    out.push(b' ');
+                if need && !e.expunged {
+                    to_read.push(e.meta.blob.clone());
                 }
-                out.extend_from_slice(b"FLAGS ");
-                out.extend_from_slice(flags_with_recent(&e.meta.flags, recent).as_bytes());
-                first = false;
+                cached.push(values);
             }
-            for name in &names {
-                if matches!(name, MessageDataItemName::Flags | MessageDataItemName::Uid) {
+            let mut texts = store.read_blobs(to_read).await?.into_iter();
+            for (&i, mut values) in chunk.iter().zip(cached) {
+                let sel = self.selected.as_mut().expect("selected");
+                let e = &sel.msgs[i];
+                if e.expunged {
+                    // RFC 2180 4.1.2: the message is gone; skip it.
                     continue;
                 }
-                if !first {
-                    out.push(b' ');
+                let needs_text = text_items || kinds.iter().any(|&k| values[k as usize].is_none());
+                let raw = if needs_text {
+                    match texts.next() {
+                        Some(Ok(r)) => Some(r),
+                        Some(Err(err)) => {
+                            tracing::error!(uid = e.meta.uid, "imap: unreadable message: {err}");
+                            return Err(Fail::No("[SERVERBUG] Message data unavailable".into()));
+                        }
+                        None => unreachable!("one text read per message that needs it"),
+                    }
+                } else {
+                    None
+                };
+                for &k in &kinds {
+                    if values[k as usize].is_none() {
+                        let raw = raw.as_deref().expect("read above");
+                        values[k as usize] = Some(cache.compute(&e.meta.blob, k, raw));
+                    }
                 }
-                first = false;
-                fetch::item(&mut out, name, &e.meta, raw.as_deref());
+                let recent = sel.recent.contains(&e.meta.uid);
+                let flags_changed = e.meta.flags != e.reported;
+                let with_flags = wants_flags || (sets_seen && flags_changed);
+                // RFC 7162 3.1: a \Seen set implicitly is reported with UID and MODSEQ.
+                let implicit = condstore && sets_seen && flags_changed;
+                let mut out = format!("* {} FETCH (", i + 1).into_bytes();
+                let mut first = true;
+                // UID and FLAGS first (FLAGS also when \Seen was set implicitly).
+                if names.contains(&MessageDataItemName::Uid) || implicit {
+                    out.extend_from_slice(format!("UID {}", e.meta.uid).as_bytes());
+                    first = false;
+                }
+                if with_flags {
+                    if !first {
+                        out.push(b' ');
+                    }
+                    out.extend_from_slice(b"FLAGS ");
+                    out.extend_from_slice(flags_with_recent(&e.meta.flags, recent).as_bytes());
+                    first = false;
+                }
+                for name in &names {
+                    if matches!(name, MessageDataItemName::Flags | MessageDataItemName::Uid) {
+                        continue;
+                    }
+                    if !first {
+                        out.push(b' ');
+                    }
+                    first = false;
+                    fetch::item(&mut out, name, &e.meta, raw.as_deref(), &values);
+                }
+                if implicit && !names.contains(&MessageDataItemName::ModSeq) {
+                    out.extend_from_slice(modseq_item(true, e.meta.modseq).as_bytes());
+                }
+                out.extend_from_slice(b")\r\n");
+                if with_flags {
+                    let e = &mut sel.msgs[i];
+                    e.reported = e.meta.flags.clone();
+                }
+                self.conn.write(&out);
+                self.conn.maybe_flush().await?;
             }
-            out.extend_from_slice(b")\r\n");
-            if with_flags {
-                let e = &mut sel.msgs[i];
-                e.reported = e.meta.flags.clone();
-            }
-            self.conn.write(&out);
-            self.conn.maybe_flush().await?;
         }
         ok(if uid {
             "UID FETCH completed"
@@ -220,7 +314,16 @@ impl Session {
         response: StoreResponse,
         flags: &[Flag<'_>],
         uid: bool,
+        modifiers: &[StoreModifier],
     ) -> CmdResult {
+        let unchanged_since = modifiers
+            .iter()
+            .map(|StoreModifier::UnchangedSince(n)| *n)
+            .next();
+        if unchanged_since.is_some() {
+            self.enable_condstore().await?;
+        }
+        let condstore = self.condstore;
         let store = self.srv.ctx.store.clone();
         let sel = self.selected.as_mut().expect("selected");
         if sel.read_only {
@@ -234,34 +337,72 @@ impl Session {
             StoreType::Add => FlagMode::Add,
             StoreType::Remove => FlagMode::Remove,
         };
+        let mut modified = Vec::new();
+        let mut updated = std::collections::HashSet::new();
         if !uids.is_empty() {
-            let updates = store.store_flags(&sel.id, &uids, mode, &flags).await?;
+            let (updates, refused) = store
+                .store_flags_unchanged_since(&sel.id, &uids, mode, &flags, unchanged_since)
+                .await?;
             for u in updates {
                 if let Some(p) = sel.position(u.uid) {
                     sel.msgs[p].meta.flags = u.flags;
                     sel.msgs[p].meta.modseq = u.modseq;
+                    updated.insert(u.uid);
                 }
             }
+            modified = refused;
+        }
+        // A keyword new to the client: FLAGS first (RFC 3501 7.2.6), also for .SILENT.
+        if mode != FlagMode::Remove
+            && flags
+                .iter()
+                .any(|f| !f.starts_with('\\') && !sel.keywords.contains(f))
+        {
+            announce_keywords(&mut self.conn, sel);
         }
         let silent = matches!(response, StoreResponse::Silent);
         for i in idx {
             let e = &mut sel.msgs[i];
-            if e.expunged {
+            if e.expunged || modified.contains(&e.meta.uid) {
                 continue;
             }
+            let modseq = modseq_item(condstore, e.meta.modseq);
             if !silent {
                 let recent = sel.recent.contains(&e.meta.uid);
                 let mut line = format!("* {} FETCH (", i + 1);
-                if uid {
+                if uid || condstore {
                     line.push_str(&format!("UID {} ", e.meta.uid));
                 }
                 line.push_str(&format!(
-                    "FLAGS {})",
+                    "FLAGS {}{modseq})",
                     flags_with_recent(&e.meta.flags, recent)
                 ));
                 self.conn.line(&line);
+            } else if unchanged_since.is_some() && updated.contains(&e.meta.uid) {
+                // RFC 7162 3.1.3: a conditional STORE reports the new MODSEQ even
+                // when .SILENT (a plain STORE.SILENT stays silent, as in Dovecot).
+                self.conn
+                    .line(&format!("* {} FETCH (UID {}{modseq})", i + 1, e.meta.uid));
             }
             e.reported = e.meta.flags.clone();
+        }
+        if !modified.is_empty() {
+            // RFC 7162 3.1.3: UIDs for UID STORE, else sequence numbers.
+            let mut set: Vec<u32> = modified
+                .iter()
+                .filter_map(|&u| {
+                    if uid {
+                        Some(u)
+                    } else {
+                        sel.position(u).map(|p| p as u32 + 1)
+                    }
+                })
+                .collect();
+            set.sort_unstable();
+            return Ok(Done::Ok(format!(
+                "[MODIFIED {}] Conditional STORE failed",
+                wire::uid_set(&set)
+            )));
         }
         ok(if uid {
             "UID STORE completed"

@@ -2,6 +2,9 @@
 //! `Session::dispatch` (in `session`) routes to once the command's state is checked:
 //!
 //! - `any`: CAPABILITY, NOOP, LOGOUT, ID, ENABLE
+//! - `compress`: COMPRESS (RFC 4978)
+//! - `condstore`: SELECT/EXAMINE parameters and VANISHED (EARLIER) of CONDSTORE and
+//!   QRESYNC (RFC 7162)
 //! - `auth`: STARTTLS, LOGIN, AUTHENTICATE (and the credential check with its delays)
 //! - `mailbox`: SELECT, EXAMINE, CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE,
 //!   LIST, LSUB, STATUS, NAMESPACE
@@ -16,6 +19,8 @@
 mod any;
 mod append;
 mod auth;
+mod compress;
+mod condstore;
 mod idle;
 mod mailbox;
 mod message;
@@ -85,11 +90,18 @@ fn trim_crlf(line: &[u8]) -> &[u8] {
 
 /// The store's (UTF-8) name for a mailbox named on the wire in modified UTF-7.
 fn mailbox_name(mailbox: &Mailbox<'_>) -> Result<String, Fail> {
+    crate::store::normalize_mailbox_name(&wire_name(mailbox)?).map_err(Fail::from)
+}
+
+/// A mailbox argument decoded from modified UTF-7, not yet checked as a name. One
+/// that does not decode names no mailbox: NO, as for any name that cannot exist (the
+/// command itself parsed, so it is not BAD).
+fn wire_name(mailbox: &Mailbox<'_>) -> Result<String, Fail> {
     let raw = match mailbox {
         Mailbox::Inbox => return Ok("INBOX".into()),
         Mailbox::Other(o) => o.inner().as_ref(),
     };
-    let name = utf7::from_wire(raw)
-        .ok_or_else(|| Fail::Bad("Invalid mailbox name encoding (RFC 3501 5.1.3)".into()))?;
-    crate::store::normalize_mailbox_name(&name).map_err(Fail::from)
+    utf7::from_wire(raw).ok_or_else(|| {
+        Fail::No("[CANNOT] Invalid mailbox name: not modified UTF-7 (RFC 3501 5.1.3)".into())
+    })
 }
