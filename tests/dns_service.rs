@@ -9,7 +9,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Node, bin, require_tool};
+use common::{Node, bin, require_tool, within};
 
 /// `dig +short`-style answer lines and the status of one query.
 struct Dig {
@@ -83,18 +83,6 @@ fn ttl(d: &Dig) -> u32 {
         .and_then(|l| l.split(' ').nth(1))
         .and_then(|t| t.parse().ok())
         .expect("an answer with a TTL")
-}
-
-/// Polls `f` every 100 ms until it returns true or `limit` passes.
-fn within(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    f()
 }
 
 #[test]

@@ -338,3 +338,30 @@ c.ok('NOOP')
 "#,
     );
 }
+
+/// A large APPEND literal over COMPRESS=DEFLATE (issue 14): the literal goes to its
+/// body file as it arrives, inflated a step at a time, and comes back byte for byte;
+/// the session goes on compressed after it.
+#[test]
+fn a_large_append_through_deflate_is_stored_byte_identical() {
+    let node = node_with_ana();
+    run(
+        &node,
+        r#"
+import random
+c = login()
+c.compress()
+rnd = random.Random(14)
+body = b''.join(b'%06d ' % i + bytes(rnd.choice(b'abcdefghij') for _ in range(70)) + b'\r\n' for i in range(4000))
+msg = b'Subject: deflated\r\nMessage-ID: <deflated@example.org>\r\n\r\n' + body
+out, st = c.append('INBOX', msg)
+assert 'APPENDUID' in st, st
+c.ok('SELECT INBOX')
+out, _ = c.ok('FETCH 1 (RFC822.SIZE BODY.PEEK[])')
+got = out[0].encode('utf-8')
+assert got.endswith(msg + b')'), (len(got), len(msg))
+assert ('RFC822.SIZE %d' % len(msg)) in out[0], out[0][:80]
+c.ok('NOOP')
+"#,
+    );
+}

@@ -7,6 +7,7 @@
 mod common;
 
 use common::{Node, assert_ok, python};
+use std::time::Duration;
 
 /// Helpers shared by the Python scripts below.
 const PY_PRELUDE: &str = r#"
@@ -428,4 +429,95 @@ for x in d:
     );
     assert!(b[0].contains("UIDNEXT 5"), "{before}");
     assert_eq!(b, a, "state changed across the restart");
+}
+
+/// Issue 14: an APPEND literal of 64 KiB or more is written to its body file as it
+/// arrives (a file in `blobs/tmp` grows mid-literal: this failed before, when the
+/// literal was read whole into memory); a client gone mid-literal and an APPEND
+/// refused after its literal (`[TRYCREATE]`) leave no file; Python's imaplib appends
+/// 2 MB that FETCH returns byte for byte.
+#[test]
+fn large_append_literals_go_to_their_file_as_they_arrive() {
+    use std::io::{BufRead, BufReader, Write};
+    let node = node_with_ana();
+    let connect = || {
+        let s = std::net::TcpStream::connect(("127.0.0.1", node.imap_port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        (s, r)
+    };
+    let until = |r: &mut BufReader<std::net::TcpStream>, prefix: &str| {
+        let mut all = String::new();
+        for _ in 0..100 {
+            let mut line = String::new();
+            if r.read_line(&mut line).unwrap_or(0) == 0 {
+                break;
+            }
+            all.push_str(&line);
+            if line.starts_with(prefix) {
+                return all;
+            }
+        }
+        panic!("no {prefix:?} in {all:?}");
+    };
+    let (mut w, mut r) = connect();
+    w.write_all(b"a LOGIN ana secret\r\n").unwrap();
+    until(&mut r, "a OK");
+    w.write_all(b"b APPEND INBOX {1000000}\r\n").unwrap();
+    until(&mut r, "+");
+    w.write_all(&vec![b'x'; 300_000]).unwrap();
+    assert!(
+        common::within(Duration::from_secs(20), || node
+            .spool_files()
+            .iter()
+            .any(|(_, n)| *n >= 64 * 1024)),
+        "no body file grew in blobs/tmp during the literal: {:?}",
+        node.spool_files()
+    );
+    drop((w, r));
+    assert!(
+        common::within(Duration::from_secs(20), || node.spool_files().is_empty()),
+        "a client gone mid-literal left {:?}",
+        node.spool_files()
+    );
+
+    let (mut w, mut r) = connect();
+    w.write_all(b"a LOGIN ana secret\r\n").unwrap();
+    until(&mut r, "a OK");
+    w.write_all(b"c APPEND Nowhere {100000+}\r\n").unwrap();
+    w.write_all(&vec![b'y'; 100_000]).unwrap();
+    w.write_all(b"\r\n").unwrap();
+    let reply = until(&mut r, "c ");
+    assert!(reply.starts_with("c NO [TRYCREATE]"), "{reply}");
+    assert!(node.spool_files().is_empty(), "{:?}", node.spool_files());
+    w.write_all(b"d NOOP\r\n").unwrap();
+    until(&mut r, "d OK");
+
+    let out = run_py(
+        &node,
+        r#"
+import hashlib
+body = b''.join(b'%07d ' % i + '\u00e1rbol '.encode() * 10 + b'\r\n' for i in range(30000))
+raw = b'Subject: big\r\nMessage-ID: <big@example.org>\r\n\r\n' + body
+m = login()
+typ, data = m.append('INBOX', '(\\Seen)', None, raw)
+assert typ == 'OK' and b'APPENDUID' in data[0], (typ, data)
+ok(m.select('INBOX'))
+typ, d = m.fetch('1', '(RFC822.SIZE FLAGS BODY.PEEK[])')
+assert typ == 'OK', d
+assert d[0][1] == raw, (len(d[0][1]), len(raw))
+assert b'RFC822.SIZE %d' % len(raw) in d[0][0], d[0][0]
+assert b'\\Seen' in d[0][0], d[0][0]
+print(len(raw), hashlib.sha256(raw).hexdigest())
+"#,
+    );
+    let mut words = out.split_whitespace();
+    let (size, sha) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    assert!(size.parse::<usize>().unwrap_or(0) > 2_000_000, "{out}");
+    // The file is named by the literal's SHA-256: stored byte for byte.
+    let file = node.data_dir.join("blobs").join(&sha[..2]).join(sha);
+    assert!(file.exists(), "no body file {}", file.display());
+    assert!(node.spool_files().is_empty(), "{:?}", node.spool_files());
 }

@@ -6,6 +6,12 @@
 //! (between commands, mid-line, mid-literal) is logged out. Output is buffered and
 //! flushed before the session waits for input, which keeps pipelined commands cheap.
 //!
+//! The message literal of an APPEND of [`SPOOL_LITERAL_AT`] bytes or more is not kept
+//! in memory: it is written to a body file as it arrives ([`crate::store::BlobSink`],
+//! read straight into the sink's buffer), the command is handed on with that literal
+//! as `{0}`, and the session takes the file with [`Conn::take_spooled`]. Memory per
+//! session stays about one chunk whatever the message size.
+//!
 //! COMPRESS=DEFLATE (RFC 4978): once [`Conn::start_deflate`] ran, both directions are
 //! raw deflate (RFC 1951, no zlib header) over the stream, TLS or not. flate2 (already
 //! the HTTP side's gzip) does the work; each flush ends with a sync flush so every
@@ -20,6 +26,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
+use crate::store::{BlobSink, Store, StoreError};
+
 /// Longest line (without literals) a client may send.
 pub const MAX_LINE: usize = 64 * 1024;
 /// Largest literal a client may announce.
@@ -30,6 +38,10 @@ pub const MAX_LITERAL_UNAUTHENTICATED: usize = 8 * 1024;
 pub const MAX_COMMAND: usize = MAX_LITERAL + 1024 * 1024;
 /// Output is flushed once this much is buffered.
 const FLUSH_AT: usize = 256 * 1024;
+/// APPEND literals from this size on are written to a body file as they arrive.
+pub const SPOOL_LITERAL_AT: usize = 64 * 1024;
+/// The most read from the socket at once into a spooled literal.
+const SPOOL_READ: usize = 64 * 1024;
 /// Most bytes one read inflates (COMPRESS=DEFLATE).
 const INFLATE_STEP: usize = 64 * 1024;
 
@@ -126,6 +138,11 @@ pub struct Conn {
     pub timeout: Duration,
     /// Current cap on literal sizes (raised after login).
     pub max_literal: usize,
+    /// Where large APPEND literals are written (none: kept in memory).
+    spool: Option<Store>,
+    /// The literal of the command just read, if it went to a body file (or the
+    /// store's error if writing it failed).
+    spooled: Option<Result<BlobSink, StoreError>>,
     /// Set once COMPRESS=DEFLATE is active.
     deflate: Option<Box<Deflate>>,
 }
@@ -138,8 +155,21 @@ impl Conn {
             out: Vec::with_capacity(4096),
             timeout,
             max_literal: MAX_LITERAL_UNAUTHENTICATED,
+            spool: None,
+            spooled: None,
             deflate: None,
         }
+    }
+
+    /// Large APPEND literals go to `store`'s body files as they arrive.
+    pub fn spool_to(&mut self, store: Store) {
+        self.spool = Some(store);
+    }
+
+    /// The body file the last command's APPEND literal went to, if it did (that
+    /// literal reads `{0}` in the command). Unfinished, it is removed when dropped.
+    pub fn take_spooled(&mut self) -> Option<Result<BlobSink, StoreError>> {
+        self.spooled.take()
     }
 
     pub fn is_compressed(&self) -> bool {
@@ -341,6 +371,16 @@ impl Conn {
             if !nonsync {
                 self.line("+ Ready for literal data");
             }
+            if len >= SPOOL_LITERAL_AT
+                && self.spooled.is_none()
+                && is_append(&msg)
+                && let Some(store) = &self.spool
+            {
+                let sink = store.blob_sink(b"");
+                self.spooled = Some(self.spool_literal(sink, len).await?);
+                zero_literal(&mut msg);
+                continue;
+            }
             while self.rbuf.len() < len {
                 self.fill_timeout().await?;
             }
@@ -348,6 +388,73 @@ impl Conn {
             let literal = std::mem::replace(&mut self.rbuf, rest);
             msg.extend_from_slice(&literal);
         }
+    }
+
+    /// Reads the `len` bytes of a literal into `sink`, handing each chunk to its file
+    /// (plain or TLS: read from the socket straight into the sink's buffer; with
+    /// COMPRESS: inflated through `rbuf`, a step at a time); after a failed write the
+    /// rest is read and dropped (the command still ends where the client thinks), and
+    /// the error is what the command gets.
+    async fn spool_literal(
+        &mut self,
+        sink: BlobSink,
+        len: usize,
+    ) -> Result<Result<BlobSink, StoreError>, ReadError> {
+        self.flush().await?;
+        let mut sink = Ok(sink);
+        let mut scratch = Vec::new();
+        let mut left = len;
+        while left > 0 {
+            if let Ok(s) = &mut sink
+                && s.wants_flush()
+                && let Err(e) = s.flush().await
+            {
+                sink = Err(e);
+            }
+            let buf = match &mut sink {
+                Ok(s) => s.buf(),
+                Err(_) => {
+                    scratch.clear();
+                    &mut scratch
+                }
+            };
+            // What is already buffered (inflated, with COMPRESS) goes first.
+            if !self.rbuf.is_empty() {
+                let take = left.min(self.rbuf.len());
+                buf.extend_from_slice(&self.rbuf[..take]);
+                self.rbuf.drain(..take);
+                left -= take;
+                continue;
+            }
+            if self.deflate.is_some() {
+                // Compressed input is inflated a step at a time into `rbuf`.
+                self.fill_timeout().await?;
+                continue;
+            }
+            let want = left.min(SPOOL_READ);
+            buf.reserve(want);
+            let read = async {
+                match &mut self.stream {
+                    Stream::Plain(s) => AsyncReadExt::take(s, want as u64).read_buf(buf).await,
+                    Stream::Tls(s) => {
+                        AsyncReadExt::take(&mut **s, want as u64)
+                            .read_buf(buf)
+                            .await
+                    }
+                    Stream::Gone => Ok(0),
+                }
+            };
+            let n = match tokio::time::timeout(self.timeout, read).await {
+                Err(_) => return Err(ReadError::Timeout),
+                Ok(r) => r?,
+            };
+            if n == 0 {
+                return Err(ReadError::Eof);
+            }
+            left -= n;
+            self.ack_now();
+        }
+        Ok(sink)
     }
 
     /// RFC 3501 6.2.1: switches to TLS after the tagged OK was sent. Input the client
@@ -398,6 +505,33 @@ pub fn literal_announcement(line: &[u8]) -> Option<(usize, bool)> {
     Some((usize::try_from(n).unwrap_or(usize::MAX), nonsync))
 }
 
+/// Whether the command starting `msg` is an APPEND (`tag APPEND ...`).
+fn is_append(msg: &[u8]) -> bool {
+    let mut words = msg.splitn(3, |&b| b == b' ');
+    words.next();
+    words
+        .next()
+        .is_some_and(|w| w.eq_ignore_ascii_case(b"APPEND"))
+}
+
+/// Makes the literal announced at the end of `msg` (`{N}`, `{N+}`, `~{N}`) a `{0}`.
+fn zero_literal(msg: &mut Vec<u8>) {
+    let open = msg
+        .iter()
+        .rposition(|&b| b == b'{')
+        .expect("an announced literal");
+    let close = msg
+        .iter()
+        .rposition(|&b| b == b'}')
+        .expect("an announced literal");
+    let digits_end = if msg[close - 1] == b'+' {
+        close - 1
+    } else {
+        close
+    };
+    msg.splice(open + 1..digits_end, *b"0");
+}
+
 /// The tag at the start of a (possibly malformed) command, if it is a valid tag
 /// (RFC 3501 9: 1*<any ASTRING-CHAR except "+">).
 pub fn tag_of(bytes: &[u8]) -> Option<String> {
@@ -437,6 +571,28 @@ mod tests {
             literal_announcement(b"a x {99999999999999}\r\n"),
             Some((99999999999999, false))
         );
+    }
+
+    #[test]
+    fn spooled_literals_are_announced_empty() {
+        for (line, want) in [
+            (
+                &b"a APPEND INBOX {70000}\r\n"[..],
+                &b"a APPEND INBOX {0}\r\n"[..],
+            ),
+            (
+                b"a append x (\\Seen) {70000+}\r\n",
+                b"a append x (\\Seen) {0+}\r\n",
+            ),
+            (b"a APPEND x ~{70000}\n", b"a APPEND x ~{0}\n"),
+        ] {
+            assert!(is_append(line));
+            let mut m = line.to_vec();
+            zero_literal(&mut m);
+            assert_eq!(m, want);
+        }
+        assert!(!is_append(b"a LOGIN {70000}\r\n"));
+        assert!(!is_append(b"APPEND"));
     }
 
     #[test]

@@ -184,6 +184,7 @@ async fn serve(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr, implicit_t
         Stream::Plain(tcp)
     };
     let mut conn = Conn::new(stream, timeout);
+    conn.spool_to(server.ctx.store.clone());
     let Some(_permit) = permit else {
         tracing::warn!(%peer, "imap: too many sessions");
         conn.line("* BYE [UNAVAILABLE] Too many sessions; try again later");

@@ -221,6 +221,8 @@ impl Session {
                     }
                 }
             };
+            // A spooled literal the command did not take goes now (its file too).
+            drop(self.conn.take_spooled());
             if matches!(flow, Flow::Close) {
                 break;
             }

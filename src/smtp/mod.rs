@@ -6,15 +6,17 @@
 //! Local delivery goes to the store; relayed mail to the store's outbound queue.
 //!
 //! Files: `engine.rs` is the protocol engine (mailin's `Session` and our `Handler`,
-//! reply rendering, path parsing; no I/O, unit-tested line by line); `session.rs` is
-//! the async driver of one connection; `submit.rs` is the delivery path (recipient
-//! resolution and durable commit) shared with the webmail.
+//! reply rendering, path parsing; no I/O, unit-tested line by line); `data.rs` decodes
+//! DATA (end line, dot-unstuffing, bare LF) over chunks; `session.rs` is the async
+//! driver of one connection; `submit.rs` is the delivery path (recipient resolution
+//! and durable commit) shared with the webmail.
 //!
 //! Why mailin driven from tokio, not mailin-embedded: mailin-embedded runs a thread per
 //! session with blocking I/O, one listener per server, no implicit TLS and no shutdown;
 //! every store call (RCPT look-ups, the durable commit) would block that thread, and
 //! `max_sessions` threads would be parked on slow clients. Here each session is one
-//! tokio task and the engine, `mailin::Session`, is fed line by line. mailin's handler
+//! tokio task and the engine, `mailin::Session`, is fed command lines (the DATA body
+//! goes from the driver straight to the body file; mailin sees only the final `.`). mailin's handler
 //! callbacks are synchronous, so nothing in them waits: the driver does the I/O first
 //! (DNS for the sender, the account look-up for RCPT, password checks) and leaves a
 //! [`engine::Prepared`] verdict that the callback returns; after the final `.` the
@@ -27,8 +29,9 @@
 //!
 //! Implementation notes
 //! - `250` after DATA is sent only after the store has committed the message durably
-//!   (body file fsynced, op committed): local recipients through one `Store::deliver`,
-//!   relayed ones through one `Store::enqueue`. If any part fails the reply is
+//!   (body file fsynced, op committed): local recipients through one
+//!   `Store::deliver_blob`, relayed ones through one `Store::enqueue_blob`, both naming
+//!   the one file. If any part fails the reply is
 //!   `451 4.3.0` and nothing is acknowledged (the client retries; a duplicate is
 //!   possible, a loss is not).
 //! - Relay policy (no open relay): recipients in local domains are accepted from anyone
@@ -44,10 +47,11 @@
 //!   after our `Received:` field (RFC 6409 8.3/8.4, `mail::submission`); mail arriving
 //!   on port 25 is stored as it came.
 //! - Memory per session is bounded: command lines are capped at [`MAX_COMMAND_LINE`]
-//!   (longer ones are drained and answered `500 5.5.2`); DATA is counted against
-//!   `max_message_bytes` while it is read, a line longer than the remaining budget is
-//!   drained without being kept, and an over-size message gets `552 5.3.4` after its
-//!   end. Text lines over RFC 5321 4.5.3.1.6's 1000 octets are otherwise accepted as
+//!   (longer ones are drained and answered `500 5.5.2`); DATA is written to its body
+//!   file as it is read (`store::BlobSink`: one buffer of about 64 KiB per session,
+//!   the client's header held whole up to 64 KiB first), counted against
+//!   `max_message_bytes`; past it nothing more is kept (the file is dropped) and the
+//!   reply after the end is `552 5.3.4`. Text lines over RFC 5321 4.5.3.1.6's 1000 octets are otherwise accepted as
 //!   they are (RFC 5321 4.5.3.1 asks for no limits where possible; Postfix does the same).
 //! - Timeouts (`timeout_s`, then `421 4.4.2` and close): each command line must be
 //!   complete within it, each read during DATA (RFC 5321 4.5.3.2.6) and each write too.
@@ -57,6 +61,7 @@
 //!   the `354` and AUTH challenges are flushed at once. Input pipelined after STARTTLS
 //!   is discarded (RFC 3207 4.2).
 
+mod data;
 mod engine;
 mod session;
 pub mod submit;

@@ -13,6 +13,7 @@ use base64::Engine as _;
 use mailin::{Action, Response};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 
+use super::data;
 use super::engine::{self, Engine, NULL_PATH_TOKEN, Prepared, Rcpt};
 use super::submit::Verdict;
 use super::{MAX_COMMAND_LINE, MAX_RECIPIENTS, Mode, Resolver};
@@ -25,40 +26,30 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 type Conn = BufReader<Box<dyn Io>>;
 
+/// The most of a message's header kept whole in memory before it is written (see
+/// `Session::data`); a longer header is taken as it is (only what came by then is
+/// looked at for Message-ID and Date), as Postfix's `header_size_limit` does.
+const HEADER_MAX: usize = 64 * 1024;
+
 enum Line {
     /// The line is in the caller's buffer.
     Ok,
     TooLong,
     Eof,
-    /// No byte arrived within the idle limit.
-    Idle,
 }
 
 /// Reads one line (with its terminator) of at most `max` bytes. Longer lines are
 /// consumed to their end without being kept and reported as `TooLong`, so memory stays
 /// bounded whatever the client sends. A final line without terminator counts as EOF.
-/// With `idle`, each wait for more input may last that long (the DATA timeout of RFC
-/// 5321 4.5.3.2.6, which is per read; a timer per buffer refill, not per line).
-async fn read_line(
-    conn: &mut Conn,
-    max: usize,
-    buf: &mut Vec<u8>,
-    idle: Option<Duration>,
-) -> std::io::Result<Line> {
+async fn read_line(conn: &mut Conn, max: usize, buf: &mut Vec<u8>) -> std::io::Result<Line> {
     buf.clear();
     let mut too_long = false;
     loop {
-        if let (Some(idle), true) = (idle, conn.buffer().is_empty()) {
-            match tokio::time::timeout(idle, conn.fill_buf()).await {
-                Err(_) => return Ok(Line::Idle),
-                Ok(r) => r?,
-            };
-        }
         let avail = conn.fill_buf().await?;
         if avail.is_empty() {
             return Ok(Line::Eof);
         }
-        let (n, done) = match avail.iter().position(|&b| b == b'\n') {
+        let (n, done) = match memchr::memchr(b'\n', avail) {
             Some(i) => (i + 1, true),
             None => (avail.len(), false),
         };
@@ -81,18 +72,14 @@ async fn read_line(
 /// The line with its terminator normalised to CRLF (mailin requires CRLF; clients that
 /// end lines with a bare LF are tolerated).
 fn crlf(mut line: Vec<u8>) -> Vec<u8> {
-    crlf_in_place(&mut line);
-    line
-}
-
-fn crlf_in_place(line: &mut Vec<u8>) {
     if line.ends_with(b"\r\n") {
-        return;
+        return line;
     }
     if line.last() == Some(&b'\n') {
         line.pop();
     }
     line.extend_from_slice(b"\r\n");
+    line
 }
 
 fn reply(code: u16, text: &str) -> Response {
@@ -171,21 +158,19 @@ pub async fn serve(
         if conn.buffer().is_empty() {
             s.flush(&mut conn).await?;
         }
-        let line = match tokio::time::timeout(
-            timeout,
-            read_line(&mut conn, MAX_COMMAND_LINE, &mut buf, None),
-        )
-        .await
-        {
-            // RFC 5321 4.5.3.2.7: the server may close an idle session; say so first.
-            Err(_) => {
-                s.push(&reply(421, "4.4.2 Timeout waiting for a command, closing"));
-                break;
-            }
-            Ok(r) => r?,
-        };
+        let line =
+            match tokio::time::timeout(timeout, read_line(&mut conn, MAX_COMMAND_LINE, &mut buf))
+                .await
+            {
+                // RFC 5321 4.5.3.2.7: the server may close an idle session; say so first.
+                Err(_) => {
+                    s.push(&reply(421, "4.4.2 Timeout waiting for a command, closing"));
+                    break;
+                }
+                Ok(r) => r?,
+            };
         let line = match line {
-            Line::Eof | Line::Idle => return Ok(()),
+            Line::Eof => return Ok(()),
             // RFC 5321 4.5.3.1.4 / 4.2.2.
             Line::TooLong => {
                 s.push(&reply(500, "5.5.2 Line too long"));
@@ -453,12 +438,9 @@ impl Session {
             .extend_from_slice(format!("334 {prompt}\r\n").as_bytes());
         self.flush(conn).await?;
         let mut buf = Vec::new();
-        let line = tokio::time::timeout(
-            self.timeout,
-            read_line(conn, MAX_COMMAND_LINE, &mut buf, None),
-        )
-        .await
-        .map_err(|_| anyhow!("timeout in AUTH"))??;
+        let line = tokio::time::timeout(self.timeout, read_line(conn, MAX_COMMAND_LINE, &mut buf))
+            .await
+            .map_err(|_| anyhow!("timeout in AUTH"))??;
         match line {
             Line::Ok => {
                 let s = String::from_utf8_lossy(&buf).trim().to_string();
@@ -473,7 +455,7 @@ impl Session {
                 self.push(&reply(500, "5.5.2 Line too long"));
                 Ok(None)
             }
-            Line::Eof | Line::Idle => Err(anyhow!("connection closed in AUTH")),
+            Line::Eof => Err(anyhow!("connection closed in AUTH")),
         }
     }
 
@@ -630,78 +612,115 @@ impl Session {
         }
     }
 
-    /// Receives the message after `354`, counting bytes against `max_message_bytes`
-    /// as they arrive, and answers only after the durable commit.
+    /// Receives the message after `354`, writing it to its body file as it arrives
+    /// (our trace header first; see [`crate::store::BlobSink`]): one buffer of about
+    /// a chunk per session whatever the message size. Bytes are counted against
+    /// `max_message_bytes` as they come; past it nothing more is kept (the file is
+    /// dropped) and the reply after the end of data is `552`. Answers only after the
+    /// durable commit.
     async fn data(&mut self, conn: &mut Conn) -> Result<Next> {
         self.flush(conn).await?;
-        let max = self.ctx.cfg.smtp.max_message_bytes as usize;
+        let max = self.ctx.cfg.smtp.max_message_bytes;
         let id = crate::store::new_id()[..16].to_uppercase();
-        let header = self.received_header(&id);
-        self.env.env().body = Vec::with_capacity(header.len() + 8192);
-        self.env.env().body.extend_from_slice(header.as_bytes());
-        let mut size = 0usize;
-        let mut oversize = false;
-        let mut buf = Vec::new();
+        let trace = self.received_header(&id);
+        let mut sink = Some(self.ctx.store.blob_sink(trace.as_bytes()));
+        let mut spill = Vec::new();
+        let mut decoder = data::Decoder::default();
+        // The client's header is kept whole in the sink's buffer (up to HEADER_MAX) so
+        // a submission's missing fields and the content key can be worked out before
+        // any of it is written.
+        let mut header_done = false;
+        let mut failed = None;
+        let mut size = 0u64;
         loop {
-            // A line longer than what is left of the size budget makes the message
-            // too big; it is skipped without being kept.
-            let cap = (max - size.min(max)) + 3;
-            let line = match read_line(conn, cap, &mut buf, Some(self.timeout)).await? {
-                Line::Idle => {
-                    self.push(&reply(421, "4.4.2 Timeout during DATA, closing"));
-                    self.env.env().reset();
-                    return Ok(Next::Close);
-                }
-                // The transaction is abandoned; nothing was acknowledged.
-                Line::Eof => return Ok(Next::Close),
-                Line::TooLong => {
-                    oversize = true;
-                    continue;
-                }
-                Line::Ok => {
-                    crlf_in_place(&mut buf);
-                    &buf
-                }
+            if conn.buffer().is_empty() {
+                match tokio::time::timeout(self.timeout, conn.fill_buf()).await {
+                    Err(_) => {
+                        self.push(&reply(421, "4.4.2 Timeout during DATA, closing"));
+                        self.env.env().reset();
+                        return Ok(Next::Close);
+                    }
+                    Ok(r) => r?,
+                };
+            }
+            let avail = conn.fill_buf().await?;
+            if avail.is_empty() {
+                // The transaction is abandoned; nothing was acknowledged, and the
+                // sink's temporary file goes with it.
+                return Ok(Next::Close);
+            }
+            let out = match &mut sink {
+                Some(s) => s.buf(),
+                None => &mut spill,
             };
-            if line == b".\r\n" {
+            let before = out.len();
+            let (used, end) = decoder.feed(avail, out);
+            size += (out.len() - before) as u64;
+            conn.consume(used);
+            spill.clear();
+            if size > max {
+                // Nothing of an over-size message is kept.
+                sink = None;
+            }
+            let Some(s) = &mut sink else {
+                if end {
+                    break;
+                }
+                continue;
+            };
+            if !header_done {
+                let head = &s.buf()[trace.len() - 2..];
+                let found = memchr::memmem::find(head, b"\r\n\r\n");
+                if end || found.is_some() || head.len() > HEADER_MAX {
+                    header_done = true;
+                    self.complete_header(s, trace.len());
+                }
+            }
+            if end {
                 break;
             }
-            let content = line.len() - usize::from(line.first() == Some(&b'.'));
-            if oversize || size + content > max {
-                oversize = true;
-                continue;
+            if header_done
+                && s.wants_flush()
+                && let Err(e) = s.flush().await
+            {
+                failed = Some(e);
+                sink = None;
             }
-            size += content;
-            // mailin removes the dot-stuffing (RFC 5321 4.5.2) and hands the line to
-            // the engine's body buffer.
-            self.engine.process(line);
         }
         // Leaves mailin's DATA state; its reply is replaced below.
         self.engine.process(b".\r\n");
-        if oversize {
-            self.env.env().reset();
+        let (sender, accounts, remotes) = {
+            let mut env = self.env.env();
+            let accounts: Vec<String> = env.locals().map(|(_, a)| a.to_string()).collect();
+            let remotes: Vec<String> = env.remotes().map(str::to_string).collect();
+            let sender = env.sender.clone().unwrap_or_default();
+            env.reset();
+            (sender, accounts, remotes)
+        };
+        if size > max {
             self.push(&reply(
                 552,
                 "5.3.4 Message size exceeds fixed maximum message size",
             ));
             return Ok(Next::Continue);
         }
-        let (msg, sender, accounts, remotes) = {
-            let mut env = self.env.env();
-            if self.user.is_some() {
-                // RFC 6409 8.3/8.4: a submission lacking Message-ID or Date gets them,
-                // after our trace field. Mail relayed in on port 25 is left as it is.
-                let body = std::mem::take(&mut env.body);
-                env.body = submission::complete(body, header.len(), &self.ctx.cfg.hostname());
-            }
-            let accounts: Vec<String> = env.locals().map(|(_, a)| a.to_string()).collect();
-            let remotes: Vec<String> = env.remotes().map(str::to_string).collect();
-            let sender = env.sender.clone().unwrap_or_default();
-            let msg = std::mem::take(&mut env.body);
-            env.reset();
-            (msg, sender, accounts, remotes)
+        let r = match (sink, failed) {
+            (Some(sink), None) => match sink.finish().await {
+                Ok(body) => {
+                    super::submit::submit_stored(
+                        &self.ctx.store,
+                        &body,
+                        &sender,
+                        &accounts,
+                        &remotes,
+                    )
+                    .await
+                }
+                Err(e) => Err(e),
+            },
+            (_, Some(e)) => Err(e),
+            (None, None) => unreachable!("the sink goes only with an error or over-size"),
         };
-        let r = self.commit(msg, &sender, &accounts, &remotes).await;
         match r {
             Ok(()) => {
                 tracing::info!(id, from = %sender, local = accounts.len(), remote = remotes.len(), size, "smtp: accepted");
@@ -718,17 +737,19 @@ impl Session {
         Ok(Next::Continue)
     }
 
-    /// Makes the message durable through the shared delivery path: one `deliver` for
-    /// all local accounts, one `enqueue` for all relayed recipients. Only when every
-    /// part succeeded is `250` sent.
-    async fn commit(
-        &self,
-        msg: Vec<u8>,
-        sender: &str,
-        accounts: &[String],
-        remotes: &[String],
-    ) -> crate::store::Result<()> {
-        super::submit::submit(&self.ctx.store, msg, sender, accounts, remotes).await
+    /// The client's header is in `sink`'s buffer after our trace header (`at` bytes):
+    /// a submission lacking `Message-ID:` or `Date:` gets them right after the trace
+    /// header (RFC 6409 8.3/8.4; mail relayed in on port 25 is left as it is), and the
+    /// content key starts where [`crate::store::content_key`] says.
+    fn complete_header(&self, sink: &mut crate::store::BlobSink, at: usize) {
+        let buf = sink.buf();
+        if self.user.is_some() {
+            let add = submission::origin_fields(&buf[at..], &self.ctx.cfg.hostname());
+            buf.splice(at..at, add.into_bytes());
+        }
+        if let Some(start) = crate::store::content_key_start(buf) {
+            sink.key_from(start as u64);
+        }
     }
 
     /// RFC 5321 4.4 trace header; `with` per RFC 3848.

@@ -7,13 +7,15 @@
 //!   is refused ("no such user"); other domains are accepted only when the caller may
 //!   relay (a trusted network or an authenticated sender), and then go to the outbound
 //!   queue.
-//! - [`submit`] returns `Ok` only after every part is durable: one `Store::deliver` for
-//!   all local accounts and one `Store::enqueue` for all remote recipients. On `Err`
-//!   nothing may be acknowledged to the sender (a retry can duplicate, never lose).
+//! - [`submit`] returns `Ok` only after every part is durable: the body file once, one
+//!   `Store::deliver_blob` for all local accounts and one `Store::enqueue_blob` for all
+//!   remote recipients, naming the same file. On `Err` nothing may be acknowledged to
+//!   the sender (a retry can duplicate, never lose). SMTP DATA writes the body file as
+//!   it arrives and calls [`submit_stored`].
 
 use super::engine::Rcpt as EngineRcpt;
 use crate::ctx::Ctx;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, StoredBlob};
 
 /// An accepted recipient: a local account or a remote address for the queue.
 pub type Rcpt = EngineRcpt;
@@ -74,9 +76,8 @@ pub fn split(rcpts: &[Rcpt]) -> (Vec<String>, Vec<String>) {
     (accounts, remotes)
 }
 
-/// Makes the message durable for all recipients: one `deliver` for the local accounts
-/// and one `enqueue` (with envelope `sender`) for the remote ones, concurrently. `Ok`
-/// only when every part committed.
+/// Makes the message durable for all recipients: its body file once, then
+/// [`submit_stored`]. `Ok` only when every part committed.
 pub async fn submit(
     store: &Store,
     msg: Vec<u8>,
@@ -84,14 +85,29 @@ pub async fn submit(
     accounts: &[String],
     remotes: &[String],
 ) -> crate::store::Result<()> {
+    if accounts.is_empty() && remotes.is_empty() {
+        return Err(StoreError::NoRecipients);
+    }
+    let body = store.put_body(msg).await?;
+    submit_stored(store, &body, sender, accounts, remotes).await
+}
+
+/// Commits a message whose body file is already durable (`body`): one `deliver` for
+/// the local accounts and one `enqueue` (with envelope `sender`) for the remote ones,
+/// concurrently, both naming the same file. `Ok` only when every part committed.
+pub async fn submit_stored(
+    store: &Store,
+    body: &StoredBlob,
+    sender: &str,
+    accounts: &[String],
+    remotes: &[String],
+) -> crate::store::Result<()> {
+    let enqueue = || store.enqueue_blob(sender, remotes, body.blob.clone(), body.size, false);
     match (accounts.is_empty(), remotes.is_empty()) {
-        (false, true) => store.deliver(msg, accounts).await,
-        (true, false) => store.enqueue(sender, remotes, msg).await.map(|_| ()),
+        (false, true) => store.deliver_blob(body, accounts).await,
+        (true, false) => enqueue().await.map(|_| ()),
         (false, false) => {
-            let (a, b) = tokio::join!(
-                store.deliver(msg.clone(), accounts),
-                store.enqueue(sender, remotes, msg)
-            );
+            let (a, b) = tokio::join!(store.deliver_blob(body, accounts), enqueue());
             a.and(b.map(|_| ()))
         }
         (true, true) => Err(StoreError::NoRecipients),

@@ -1,6 +1,15 @@
 //! Content-addressed bodies (of messages, queue entries, content files):
-//! `blobs/<2 hex>/<64 hex>`, immutable, written via a temporary file, fsynced with their
-//! directory before any op refers to them; the Store methods that write and read them.
+//! `blobs/<2 hex>/<64 hex>`, immutable, written via a temporary file in `blobs/tmp`,
+//! fsynced with their directory before any op refers to them; the Store methods that
+//! write and read them.
+//!
+//! A body that arrives in pieces (SMTP DATA, a large IMAP APPEND literal) goes through
+//! a [`BlobSink`]: the caller appends bytes to its buffer, and every [`CHUNK`] bytes
+//! are handed to a blocking task that updates the SHA-256 (and, from a chosen offset,
+//! the content key's hash) and writes them to the temporary file; `finish` fsyncs it
+//! and renames it to its address. So one body costs one buffer of about a chunk,
+//! whatever its size, and is hashed and written once. A sink dropped before `finish`
+//! (over-size message, closed connection, failed command) removes its temporary file.
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -9,6 +18,9 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::{BlobId, Result, Store, StoreError};
+
+/// Bytes a [`BlobSink`] gathers before handing them to the file.
+pub const CHUNK: usize = 64 * 1024;
 
 pub fn prepare(data_dir: &Path) -> Result<()> {
     fs::create_dir_all(data_dir.join("blobs/tmp"))?;
@@ -26,25 +38,201 @@ pub fn path(data_dir: &Path, blob: &str) -> PathBuf {
 
 pub fn write(data_dir: &Path, raw: &[u8]) -> Result<(BlobId, u64)> {
     let id = hex::encode(Sha256::digest(raw));
-    let dest = path(data_dir, &id);
-    if dest.exists() {
-        return Ok((id, raw.len() as u64));
+    if !path(data_dir, &id).exists() {
+        let mut spool = Spool::create(data_dir)?;
+        spool.file.write_all(raw)?;
+        spool.install(data_dir, &id)?;
     }
-    let dir = dest.parent().expect("blob path has a parent");
-    if !dir.exists() {
-        fs::create_dir_all(dir)?;
-        File::open(data_dir.join("blobs"))?.sync_all()?;
-    }
-    let tmp = data_dir
-        .join("blobs/tmp")
-        .join(format!("{id}.{}", super::new_id()));
-    let mut f = File::create(&tmp)?;
-    f.write_all(raw)?;
-    f.sync_all()?;
-    drop(f);
-    fs::rename(&tmp, &dest)?;
-    File::open(dir)?.sync_all()?;
     Ok((id, raw.len() as u64))
+}
+
+/// A body as stored: its address, its size, and the content key of a delivery
+/// ([`super::content_key`]) when one was asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBlob {
+    pub blob: BlobId,
+    pub size: u64,
+    pub key: Option<String>,
+}
+
+/// A temporary file in `blobs/tmp` (blocking); removed when dropped unless installed.
+struct Spool {
+    tmp: Option<PathBuf>,
+    file: File,
+}
+
+impl Spool {
+    fn create(data_dir: &Path) -> Result<Spool> {
+        let tmp = data_dir.join("blobs/tmp").join(super::new_id());
+        let file = File::create(&tmp)?;
+        Ok(Spool {
+            tmp: Some(tmp),
+            file,
+        })
+    }
+
+    /// Makes the file durable under its address `id` (a body already there wins:
+    /// same name, same bytes).
+    fn install(mut self, data_dir: &Path, id: &str) -> Result<()> {
+        let dest = path(data_dir, id);
+        if dest.exists() {
+            return Ok(());
+        }
+        let dir = dest.parent().expect("blob path has a parent");
+        if !dir.exists() {
+            fs::create_dir_all(dir)?;
+            File::open(data_dir.join("blobs"))?.sync_all()?;
+        }
+        self.file.sync_all()?;
+        let tmp = self.tmp.take().expect("a spool is installed once");
+        if let Err(e) = fs::rename(&tmp, &dest) {
+            let _ = fs::remove_file(&tmp);
+            return Err(e.into());
+        }
+        File::open(dir)?.sync_all()?;
+        Ok(())
+    }
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        if let Some(tmp) = &self.tmp {
+            let _ = fs::remove_file(tmp);
+        }
+    }
+}
+
+/// The hashes of a body being written: its address, and the content key's hash from
+/// byte `key_from` on.
+struct Hashes {
+    all: Sha256,
+    key: Option<(u64, Sha256)>,
+    size: u64,
+}
+
+impl Hashes {
+    fn update(&mut self, bytes: &[u8]) {
+        self.all.update(bytes);
+        if let Some((from, key)) = &mut self.key {
+            let end = self.size + bytes.len() as u64;
+            if end > *from {
+                let skip = from.saturating_sub(self.size) as usize;
+                key.update(&bytes[skip..]);
+            }
+        }
+        self.size += bytes.len() as u64;
+    }
+}
+
+/// A body written as it arrives; see the module documentation. Bytes go into
+/// [`BlobSink::buf`] (the caller may still change what is there: nothing before it
+/// has reached the file), and [`BlobSink::flush`] hands them over once
+/// [`BlobSink::wants_flush`] says so.
+pub struct BlobSink {
+    dir: PathBuf,
+    buf: Vec<u8>,
+    spool: Option<Spool>,
+    hashes: Hashes,
+}
+
+impl BlobSink {
+    /// The bytes not yet handed to the file.
+    pub fn buf(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
+    }
+
+    /// Bytes taken so far (handed over and buffered).
+    pub fn len(&self) -> u64 {
+        self.hashes.size + self.buf.len() as u64
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Asks for the content key of a delivery, hashed from byte `from` of the body
+    /// (which must not have reached the file yet).
+    pub fn key_from(&mut self, from: u64) {
+        assert!(
+            from >= self.hashes.size,
+            "content key start already written"
+        );
+        self.hashes.key = Some((from, Sha256::new()));
+    }
+
+    pub fn wants_flush(&self) -> bool {
+        self.buf.len() >= CHUNK
+    }
+
+    /// Hashes and writes the buffered bytes (on a blocking task); the buffer is
+    /// reused.
+    pub async fn flush(&mut self) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let dir = self.dir.clone();
+        let buf = std::mem::take(&mut self.buf);
+        let spool = self.spool.take();
+        let mut hashes = std::mem::replace(&mut self.hashes, Hashes::empty());
+        let (spool, hashes, mut buf) = tokio::task::spawn_blocking(move || -> Result<_> {
+            let mut spool = match spool {
+                Some(s) => s,
+                None => Spool::create(&dir)?,
+            };
+            hashes.update(&buf);
+            spool.file.write_all(&buf)?;
+            Ok((spool, hashes, buf))
+        })
+        .await
+        .map_err(StoreError::BlobTask)??;
+        buf.clear();
+        self.spool = Some(spool);
+        self.hashes = hashes;
+        self.buf = buf;
+        Ok(())
+    }
+
+    /// Writes what is left and makes the body durable under its address.
+    pub async fn finish(self) -> Result<StoredBlob> {
+        let BlobSink {
+            dir,
+            buf,
+            spool,
+            mut hashes,
+        } = self;
+        tokio::task::spawn_blocking(move || -> Result<StoredBlob> {
+            hashes.update(&buf);
+            let id = hex::encode(hashes.all.finalize());
+            let key = hashes.key.map(|(_, k)| hex::encode(k.finalize()));
+            let spool = match spool {
+                Some(s) => Some(s),
+                // All of it is here: no file unless the address is new.
+                None if path(&dir, &id).exists() => None,
+                None => Some(Spool::create(&dir)?),
+            };
+            if let Some(mut spool) = spool {
+                spool.file.write_all(&buf)?;
+                spool.install(&dir, &id)?;
+            }
+            Ok(StoredBlob {
+                blob: id,
+                size: hashes.size,
+                key,
+            })
+        })
+        .await
+        .map_err(StoreError::BlobTask)?
+    }
+}
+
+impl Hashes {
+    fn empty() -> Hashes {
+        Hashes {
+            all: Sha256::new(),
+            key: None,
+            size: 0,
+        }
+    }
 }
 
 impl Store {
@@ -54,6 +242,19 @@ impl Store {
         tokio::task::spawn_blocking(move || write(&dir, &raw))
             .await
             .map_err(StoreError::BlobTask)?
+    }
+
+    /// A body to be written in pieces ([`BlobSink`]); `first` is its start (e.g. the
+    /// trace header that goes before what the client sends).
+    pub fn blob_sink(&self, first: &[u8]) -> BlobSink {
+        let mut buf = Vec::with_capacity(CHUNK + 16 * 1024);
+        buf.extend_from_slice(first);
+        BlobSink {
+            dir: self.inner.dir.clone(),
+            buf,
+            spool: None,
+            hashes: Hashes::empty(),
+        }
     }
 
     /// The bytes of a stored message body.

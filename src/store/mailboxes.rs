@@ -243,6 +243,31 @@ pub(super) fn by_id(conn: &Connection, id: &str) -> Result<Option<MailboxInfo>> 
     Ok(conn.query_row(&sql, [id], mailbox_row).optional()?)
 }
 
+/// What a new message in a mailbox needs: its UIDVALIDITY, UIDNEXT and highest
+/// MODSEQ. Unlike [`by_id`] it counts nothing (two scans of the mailbox's messages,
+/// which made every delivery into a large INBOX slower on the writer thread).
+pub(super) struct Counters {
+    pub uidvalidity: u32,
+    pub uidnext: u32,
+    pub highest_modseq: u64,
+}
+
+pub(super) fn counters(conn: &Connection, id: &str) -> Result<Option<Counters>> {
+    Ok(conn
+        .query_row(
+            "SELECT uidvalidity, uidnext, highest_modseq FROM mailboxes WHERE id = ?1",
+            [id],
+            |r| {
+                Ok(Counters {
+                    uidvalidity: r.get(0)?,
+                    uidnext: r.get(1)?,
+                    highest_modseq: r.get::<_, i64>(2)? as u64,
+                })
+            },
+        )
+        .optional()?)
+}
+
 pub(super) fn id_of(conn: &Connection, account: &str, name: &str) -> Result<Option<String>> {
     Ok(conn
         .query_row(

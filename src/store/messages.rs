@@ -116,19 +116,29 @@ pub const DUPLICATE_WINDOW_S: i64 = 600;
 /// without one (load generators, some scripts) are distinct deliveries, not retries.
 pub fn content_key(raw: &[u8]) -> Option<String> {
     use sha2::{Digest, Sha256};
-    let mut rest = raw;
+    content_key_start(raw).map(|start| hex::encode(Sha256::digest(&raw[start..])))
+}
+
+/// Where [`content_key`]'s hash of `raw` starts, or None when the message has no
+/// Message-ID. Looks only at the header section, so a body written in pieces can pass
+/// its first piece when that holds the whole header (the part after a header that
+/// does not fit is taken as body).
+pub fn content_key_start(raw: &[u8]) -> Option<usize> {
+    let mut start = 0;
     if raw.starts_with(b"Received:")
         && let Some(end) = first_field_end(raw)
         && raw[..end].windows(10).any(|w| w == b"(clusterd)")
     {
-        rest = &raw[end..];
+        start = end;
+        let rest = &raw[end..];
         if rest.len() >= 5
             && rest[..5].eq_ignore_ascii_case(b"date:")
             && let Some(end) = first_field_end(rest)
         {
-            rest = &rest[end..];
+            start += end;
         }
     }
+    let rest = &raw[start..];
     let head_end = rest
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -136,7 +146,7 @@ pub fn content_key(raw: &[u8]) -> Option<String> {
     let has_id = rest[..head_end]
         .split(|b| *b == b'\n')
         .any(|l| l.len() >= 11 && l[..11].eq_ignore_ascii_case(b"message-id:"));
-    has_id.then(|| hex::encode(Sha256::digest(rest)))
+    has_id.then_some(start)
 }
 
 /// The end of the first header field of `raw` (after its CRLF): the first CRLF not
@@ -376,17 +386,34 @@ impl Store {
         internal_date: Option<i64>,
     ) -> Result<Appended> {
         let (blob, size) = self.put_blob(raw).await?;
+        self.append_blob(mailbox, blob, size, flags, internal_date)
+            .await
+    }
+
+    /// [`Store::append`] of a body already stored (a large APPEND literal written as
+    /// it arrived, see [`super::BlobSink`]).
+    pub async fn append_blob(
+        &self,
+        mailbox: &str,
+        blob: BlobId,
+        size: u64,
+        flags: &[String],
+        internal_date: Option<i64>,
+    ) -> Result<Appended> {
         let mailbox = mailbox.to_string();
         let flags = normalize_flags(flags);
         let date = internal_date.unwrap_or_else(now);
+        let uidvalidity = Arc::new(Mutex::new(0));
+        let uidvalidity_in = uidvalidity.clone();
         let op = self
             .commit(move |conn| {
-                let info = mailboxes::by_id(conn, &mailbox)?
+                let info = mailboxes::counters(conn, &mailbox)?
                     .ok_or_else(|| StoreError::NoSuchMailbox(mailbox.clone()))?;
+                *uidvalidity_in.lock().unwrap() = info.uidvalidity;
                 Ok(Op::Append {
                     messages: vec![NewMessage {
                         id: new_id(),
-                        mailbox: info.id,
+                        mailbox,
                         uid: info.uidnext,
                         modseq: info.highest_modseq + 1,
                         blob,
@@ -401,15 +428,10 @@ impl Store {
         let Op::Append { messages } = op else {
             unreachable!()
         };
-        let m = &messages[0];
-        let uidvalidity = self
-            .mailbox_by_id(&m.mailbox)
-            .await?
-            .map(|i| i.uidvalidity)
-            .unwrap_or(0);
+        let uidvalidity = *uidvalidity.lock().unwrap();
         Ok(Appended {
             uidvalidity,
-            uid: m.uid,
+            uid: messages[0].uid,
         })
     }
 
@@ -421,8 +443,23 @@ impl Store {
     /// client retrying a message whose 250 was lost, typically with a node that died
     /// after the peer already held the message) is acknowledged without a second copy.
     pub async fn deliver(&self, raw: Vec<u8>, accounts: &[String]) -> Result<()> {
+        let body = self.put_body(raw).await?;
+        self.deliver_blob(&body, accounts).await
+    }
+
+    /// Writes a message's body file and computes its content key: what
+    /// [`Store::deliver_blob`] and [`Store::enqueue_blob`] take.
+    pub async fn put_body(&self, raw: Vec<u8>) -> Result<super::StoredBlob> {
         let key = content_key(&raw);
         let (blob, size) = self.put_blob(raw).await?;
+        Ok(super::StoredBlob { blob, size, key })
+    }
+
+    /// [`Store::deliver`] of a body already stored (SMTP DATA written as it arrived;
+    /// its key computed on the way, see [`super::BlobSink::key_from`]). Every account
+    /// gets the same file.
+    pub async fn deliver_blob(&self, body: &super::StoredBlob, accounts: &[String]) -> Result<()> {
+        let (blob, size, key) = (body.blob.clone(), body.size, body.key.clone());
         let accounts: Vec<String> = accounts.iter().map(|a| a.to_ascii_lowercase()).collect();
         let date = now();
         self.commit(move |conn| {
@@ -434,7 +471,7 @@ impl Store {
                 }
                 let id = mailboxes::id_of(conn, &acc, "INBOX")?
                     .ok_or_else(|| StoreError::NoSuchAccount(acc.clone()))?;
-                let info = mailboxes::by_id(conn, &id)?
+                let info = mailboxes::counters(conn, &id)?
                     .ok_or_else(|| StoreError::NoSuchMailbox(id.clone()))?;
                 let duplicate: bool = match &key {
                     Some(key) => conn.query_row(
@@ -584,7 +621,7 @@ impl Store {
         let picked_in = picked.clone();
         let op = self
             .commit(move |conn| {
-                let dinfo = mailboxes::by_id(conn, &dest)?
+                let dinfo = mailboxes::counters(conn, &dest)?
                     .ok_or_else(|| StoreError::NoSuchMailbox(dest.clone()))?;
                 let msgs = by_uids(conn, &src, &uids)?;
                 let modseq = dinfo.highest_modseq + 1;

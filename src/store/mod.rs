@@ -30,7 +30,8 @@
 //!   op runs in its own savepoint, so one failing op does not undo the others.
 //! - Message bodies are immutable content-addressed files under `blobs/`, written and
 //!   fsynced (file and directory) by the caller's blocking task before the op that
-//!   references them is submitted.
+//!   references them is submitted; a body that arrives in pieces is written as it
+//!   comes through a [`BlobSink`] (SMTP DATA, large IMAP APPEND literals).
 //! - After commit a [`Change`] is broadcast; readers re-read state, they do not
 //!   trust the payload.
 //! - Reads go through a small pool of read-only connections (WAL readers never block
@@ -46,12 +47,13 @@ pub mod op;
 pub mod types;
 
 pub use accounts::{Account, DEFAULT_MAILBOXES, normalize_account};
+pub use blobs::{BlobSink, StoredBlob};
 pub use contacts::Contact;
 pub use content::{ContentEntry, normalize_content_path};
 pub use mailboxes::{MailboxInfo, SpecialUse, normalize_mailbox_name};
 pub use messages::{
     Appended, Copied, DUPLICATE_WINDOW_S, FlagMode, FlagUpdate, MessageMeta, Vanished,
-    canonical_flag, content_key, normalize_flags,
+    canonical_flag, content_key, content_key_start, normalize_flags,
 };
 pub use queue::{QueueEntry, QueueRcpt, RcptState};
 pub use replica::{merge, snapshot};

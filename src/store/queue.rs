@@ -269,6 +269,19 @@ impl Store {
         dsn: bool,
     ) -> Result<QueueEntry> {
         let (blob, size) = self.put_blob(raw).await?;
+        self.enqueue_blob(sender, recipients, blob, size, dsn).await
+    }
+
+    /// [`Store::enqueue_as`] of a body already stored (the file local recipients of the
+    /// same message got too).
+    pub async fn enqueue_blob(
+        &self,
+        sender: &str,
+        recipients: &[String],
+        blob: BlobId,
+        size: u64,
+        dsn: bool,
+    ) -> Result<QueueEntry> {
         let entry = QueueEntry {
             id: new_id(),
             sender: sender.to_string(),

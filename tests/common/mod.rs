@@ -454,6 +454,30 @@ impl Node {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+
+    /// The files in the node's `blobs/tmp` (bodies being written) with their sizes.
+    pub fn spool_files(&self) -> Vec<(PathBuf, u64)> {
+        std::fs::read_dir(self.data_dir.join("blobs/tmp"))
+            .expect("blobs/tmp")
+            .map(|e| {
+                let e = e.expect("dir entry");
+                let len = e.metadata().map(|m| m.len()).unwrap_or(0);
+                (e.path(), len)
+            })
+            .collect()
+    }
+}
+
+/// Polls `cond` every 50 ms until it holds or `limit` passes; whether it held.
+pub fn within(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cond()
 }
 
 impl Drop for Node {

@@ -1,6 +1,7 @@
 //! APPEND (RFC 3501 6.3.11) with the APPENDUID response code of UIDPLUS (RFC 4315):
-//! stores the literal as a new message of the named mailbox; a missing mailbox
-//! answers `[TRYCREATE]`.
+//! stores the literal as a new message of the named mailbox (a large one was written
+//! to its body file while it arrived, see `imap/conn.rs`); a missing mailbox answers
+//! `[TRYCREATE]`.
 
 use imap_codec::imap_types::datetime::DateTime;
 use imap_codec::imap_types::extensions::binary::LiteralOrLiteral8;
@@ -24,16 +25,26 @@ impl Session {
         };
         let flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
         let date = date.map(|d| d.as_ref().timestamp());
-        let data = match message {
-            LiteralOrLiteral8::Literal(l) => l.as_ref().to_vec(),
-            LiteralOrLiteral8::Literal8(l) => l.data.to_vec(),
+        let data = match &message {
+            LiteralOrLiteral8::Literal(l) => l.as_ref(),
+            LiteralOrLiteral8::Literal8(l) => l.data.as_ref(),
         };
-        let done = self
-            .srv
-            .ctx
-            .store
-            .append(&info.id, data, &flags, date)
-            .await?;
+        let store = &self.srv.ctx.store;
+        // A large literal was written to its file as it arrived (imap/conn.rs).
+        let spooled = if data.is_empty() {
+            self.conn.take_spooled()
+        } else {
+            None
+        };
+        let done = match spooled {
+            Some(sink) => {
+                let body = sink?.finish().await?;
+                store
+                    .append_blob(&info.id, body.blob, body.size, &flags, date)
+                    .await?
+            }
+            None => store.append(&info.id, data.to_vec(), &flags, date).await?,
+        };
         self.mark_dirty(&info.id);
         Ok(Done::Ok(format!(
             "[APPENDUID {} {}] APPEND completed",
