@@ -17,10 +17,10 @@
 //! `BENCH_MEMORY_MESSAGES` the deliveries (default 10000). Every process started here
 //! is stopped by PID and the temp dir removed when the guards drop.
 //!
-//! Measured on 2026-12-07 (2 cores, release build, a 120 s soak, the machine busy with
-//! compilers): 23 MB after start, 46 MB idle with 10,000 messages, 46 MB after the
-//! logins, 110 MB after the mixed load, 110-116 MB through the soak (+1 MB over its
-//! second half), peak 129 MB.
+//! Measured on 2026-12-07 (2 cores, release build, the default 600 s soak, the machine
+//! busy with compilers): 22 MB after start, 47 MB idle with 10,000 messages, 47 MB
+//! after the logins, 114 MB after the mixed load, 114-116 MB through the soak (11,400
+//! messages by SMTP; +2 MB over its second half), peak 133 MB.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
