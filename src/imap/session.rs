@@ -554,13 +554,8 @@ impl Session {
         for (i, e) in sel.msgs.iter_mut().enumerate() {
             if !e.expunged && e.meta.flags != e.reported {
                 let recent = sel.recent.contains(&e.meta.uid);
-                self.conn.line(&format!(
-                    "* {} FETCH (UID {} FLAGS {}{})",
-                    i + 1,
-                    e.meta.uid,
-                    flags_with_recent(&e.meta.flags, recent),
-                    modseq_item(self.condstore, e.meta.modseq)
-                ));
+                self.conn
+                    .line(&flags_fetch_line(i + 1, e, recent, self.condstore));
                 e.reported = e.meta.flags.clone();
             }
         }
@@ -656,6 +651,17 @@ pub(super) fn announce_keywords(conn: &mut Conn, sel: &mut Selected) {
 const SYSTEM_FLAGS: [&str; 5] = ["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"];
 
 /// ` MODSEQ (n)` once CONDSTORE is enabled (RFC 7162 3.1.4), else nothing.
+/// The untagged FETCH that tells a client a message's flags:
+/// `* SEQ FETCH (UID u FLAGS (...))`, with ` MODSEQ (m)` once CONDSTORE is on.
+pub(super) fn flags_fetch_line(seq: usize, e: &Entry, recent: bool, condstore: bool) -> String {
+    format!(
+        "* {seq} FETCH (UID {} FLAGS {}{})",
+        e.meta.uid,
+        flags_with_recent(&e.meta.flags, recent),
+        modseq_item(condstore, e.meta.modseq)
+    )
+}
+
 pub(super) fn modseq_item(condstore: bool, modseq: u64) -> String {
     if condstore {
         format!(" MODSEQ ({modseq})")

@@ -11,7 +11,7 @@ use imap_codec::imap_types::mailbox::Mailbox;
 use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
 
 use super::{CmdResult, Fail, mailbox_name};
-use crate::imap::session::{Session, flags_with_recent};
+use crate::imap::session::{Session, flags_fetch_line};
 
 impl Session {
     /// Turns CONDSTORE on for the rest of the connection (RFC 7162 3.1: ENABLE, or a
@@ -91,13 +91,7 @@ impl Session {
                     continue;
                 }
                 let recent = sel.recent.contains(&e.meta.uid);
-                self.conn.line(&format!(
-                    "* {} FETCH (UID {} FLAGS {} MODSEQ ({}))",
-                    i + 1,
-                    e.meta.uid,
-                    flags_with_recent(&e.meta.flags, recent),
-                    e.meta.modseq
-                ));
+                self.conn.line(&flags_fetch_line(i + 1, e, recent, true));
                 e.reported = e.meta.flags.clone();
             }
         }
