@@ -85,14 +85,8 @@ fn run(label: &str, port: u16, n: u32, seconds: u32) -> Figures {
 }
 
 fn main() {
-    let env = |key: &str, default: u32| -> u32 {
-        std::env::var(key)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
-    let n = env("BENCH_IMAP_MESSAGES", 1000);
-    let seconds = env("BENCH_IMAP_SECONDS", 20);
+    let n = common::env_num("BENCH_IMAP_MESSAGES", 1000);
+    let seconds = common::env_num("BENCH_IMAP_SECONDS", 20);
     common::require_tool("python3");
     let tmp = tempfile::Builder::new()
         .prefix("clusterd-bench-imap-")

@@ -60,14 +60,8 @@ m.logout()
 }
 
 fn main() {
-    let env = |key: &str, default: u64| -> u64 {
-        std::env::var(key)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
-    let messages = env("BENCH_MEMORY_MESSAGES", 10_000) as u32;
-    let soak = env("BENCH_MEMORY_SOAK_S", 600);
+    let messages: u32 = common::env_num("BENCH_MEMORY_MESSAGES", 10_000);
+    let soak = common::env_num("BENCH_MEMORY_SOAK_S", 600);
     for tool in ["python3", "smtp-source"] {
         common::require_tool(tool);
     }

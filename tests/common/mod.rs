@@ -34,6 +34,14 @@ pub fn rss_mb(pid: u32) -> (u64, u64) {
     (kb("VmHWM:") / 1024, kb("VmRSS:") / 1024)
 }
 
+/// A number from the environment (a benchmark's size or duration), or `default`.
+pub fn env_num<T: std::str::FromStr>(key: &str, default: T) -> T {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// Runs one mode of `benches/load.py` (the benchmarks' imaplib and urllib clients)
 /// against a loopback port; returns its JSON line, panics with its error if it fails.
 pub fn load_py(mode: &str, port: u16, user: &str, password: &str, args: &[&str]) -> String {
