@@ -18,8 +18,8 @@ use toml::{Table, Value};
 
 use super::{
     ClusterConfig, Config, DnsConfig, Documented, DomainConfig, HeartbeatConfig, HttpConfig,
-    ImapConfig, KeyDoc, NodeConfig, OutboundConfig, ReplicationConfig, SerialHeartbeat, SmtpConfig,
-    TlsConfig, UdpHeartbeat, VhostConfig, WebmailConfig,
+    ImapConfig, KeyDoc, MonitorConfig, NodeConfig, OutboundConfig, ReplicationConfig,
+    SerialHeartbeat, SmtpConfig, TlsConfig, UdpHeartbeat, VhostConfig, WebmailConfig,
 };
 
 const HEADER: &str = "\
@@ -62,6 +62,11 @@ relay_host = "smtp.isp.example:587"
 relay_user = "cluster"
 relay_password_file = "/etc/clusterd/relay-password"
 
+[monitor]
+alert_to = "sistemas@cluster.com.ec"
+alert_file = "/var/log/clusterd/alerts.log"
+ping_hosts = ["192.168.1.10"]
+
 [cluster]
 peer = "clusternodo2"
 preferred = "clusternodo1"
@@ -89,6 +94,7 @@ const COMMENTED: &[&str] = &[
     "outbound.relay_host",
     "outbound.relay_user",
     "outbound.relay_password_file",
+    "monitor.alert_to",
     "cluster",
     "cluster.watchdog",
     "replication",
@@ -108,6 +114,7 @@ const TABLES: &[(&str, &[KeyDoc])] = &[
     ("http.vhost", VhostConfig::KEYS),
     ("webmail", WebmailConfig::KEYS),
     ("outbound", OutboundConfig::KEYS),
+    ("monitor", MonitorConfig::KEYS),
     ("cluster", ClusterConfig::KEYS),
     ("cluster.heartbeat", HeartbeatConfig::KEYS),
     ("cluster.heartbeat.udp", UdpHeartbeat::KEYS),

@@ -141,6 +141,7 @@ impl Config {
         }
         self.validate_http(text, path)?;
         self.validate_outbound(&err)?;
+        self.validate_monitor(&err)?;
         for (section, key, v) in [
             ("smtp", "timeout_s", self.smtp.timeout_s),
             ("imap", "timeout_s", self.imap.timeout_s),
@@ -227,6 +228,51 @@ impl Config {
                     "{:?} is not a DNS label (letters, digits, '-')",
                     o.dkim_selector
                 ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_monitor(
+        &self,
+        err: &impl Fn(&str, &str, String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        let m = &self.monitor;
+        for (key, v) in [
+            ("interval_s", m.interval_s),
+            ("probe_timeout_s", m.probe_timeout_s),
+            ("failures_before_restart", m.failures_before_restart as u64),
+            (
+                "restarts_before_failover",
+                m.restarts_before_failover as u64,
+            ),
+            ("alert_every_s", m.alert_every_s),
+        ] {
+            if v == 0 {
+                return Err(err("monitor", key, "must be greater than 0".into()));
+            }
+        }
+        if m.probe_timeout_s > m.interval_s {
+            return Err(err(
+                "monitor",
+                "probe_timeout_s",
+                format!("must not exceed interval_s ({})", m.interval_s),
+            ));
+        }
+        if !(0.0..100.0).contains(&m.min_free_percent) {
+            return Err(err(
+                "monitor",
+                "min_free_percent",
+                "must be at least 0 and below 100".into(),
+            ));
+        }
+        if let Some(to) = &m.alert_to
+            && !crate::mail::address::valid_address(to)
+        {
+            return Err(err(
+                "monitor",
+                "alert_to",
+                format!("{to:?} is not a mail address"),
             ));
         }
         Ok(())
@@ -588,6 +634,33 @@ mod tests {
             .unwrap_err()
             .0;
         assert!(e.contains("root"), "{e}");
+    }
+
+    #[test]
+    fn monitor_keys_are_checked() {
+        let cfg = parse(BASE).unwrap();
+        assert_eq!(cfg.monitor.interval_s, 10);
+        assert_eq!(
+            cfg.monitor.alert_path(&cfg.node.data_dir),
+            std::path::Path::new("/tmp/x/alerts.log")
+        );
+        assert_eq!(
+            cfg.monitor.alert_recipient("a.example"),
+            "sistemas@a.example"
+        );
+        for (body, key) in [
+            ("interval_s = 0", "monitor.interval_s"),
+            (
+                "interval_s = 3\nprobe_timeout_s = 5",
+                "monitor.probe_timeout_s",
+            ),
+            ("min_free_percent = 100", "monitor.min_free_percent"),
+            ("alert_to = \"nobody\"", "monitor.alert_to"),
+            ("status_from = [\"10.0.0.0/33\"]", "monitor.status_from"),
+        ] {
+            let e = parse(&format!("{BASE}[monitor]\n{body}\n")).unwrap_err().0;
+            assert!(e.contains(key), "{body}: {e}");
+        }
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //!
 //! - `sections`: the sections of one node's services (`[node]` … `[webmail]`);
 //! - `outbound`: `[outbound]`, mail for other domains (routing, retries, DKIM);
+//! - `monitor`: `[monitor]`, probes, repairs, alerts and who may read the status page;
 //! - `cluster`: the sections of the pair (`[cluster]`, `[replication]`);
 //! - `load`: reading a file and validating it, with errors that name the file, the
 //!   line and the key;
@@ -67,6 +68,7 @@ macro_rules! documented {
 mod cluster;
 mod example;
 mod load;
+mod monitor;
 mod outbound;
 mod sections;
 
@@ -75,6 +77,7 @@ pub use cluster::{
     UdpHeartbeat,
 };
 pub use example::example;
+pub use monitor::MonitorConfig;
 pub use outbound::OutboundConfig;
 pub use sections::{
     DnsConfig, DomainConfig, HttpConfig, ImapConfig, NodeConfig, SmtpConfig, TlsConfig,
@@ -122,6 +125,10 @@ documented! {
         /// Mail for other domains: MX routing or a relay host, retries, bounces, DKIM.
         #[serde(default)]
         pub outbound: OutboundConfig,
+        /// Probes of every service on both nodes, restarts, hand-over on a failed
+        /// service, alerts (mail, a file, the journal), and /status and /metrics.
+        #[serde(default)]
+        pub monitor: MonitorConfig,
         /// Without `[cluster]` the node is alone and always active. For the pair,
         /// uncomment it (peer, vip and at least one heartbeat medium are required; the
         /// key file must exist).
