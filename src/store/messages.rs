@@ -262,8 +262,14 @@ pub(super) fn changed(
     from_uid: u32,
     changed_since: u64,
 ) -> Result<Vec<MessageMeta>> {
+    // Two index searches (new UIDs; older messages changed since): `uid >= ?2 OR
+    // modseq > ?3` in one WHERE made SQLite walk the whole mailbox (3.8 ms at 20,000
+    // messages, run by every IMAP refresh and every delivery's webmail warm-up).
     let mut st = conn.prepare_cached(&format!(
-        "SELECT {COLS} FROM messages WHERE mailbox = ?1 AND (uid >= ?2 OR modseq > ?3) ORDER BY uid"
+        "SELECT {COLS} FROM messages WHERE mailbox = ?1 AND uid >= ?2 \
+         UNION ALL \
+         SELECT {COLS} FROM messages INDEXED BY messages_modseq \
+         WHERE mailbox = ?1 AND modseq > ?3 AND uid < ?2 ORDER BY uid"
     ))?;
     // MODSEQs are SQLite integers: a bound above i64::MAX (callers pass u64::MAX for
     // "none changed") must stay the largest, not wrap to -1 and match every row.
