@@ -321,6 +321,7 @@ impl Replication {
             }
             t.stages.peer_gather.record_us(a.gather_us);
             t.stages.peer_blobs.record_us(a.blobs_us);
+            t.stages.peer_sync.record_us(a.sync_us);
             t.stages.peer_apply.record_us(a.apply_us);
             t.stages
                 .from_peer

@@ -95,8 +95,11 @@ pub(super) struct AckTiming {
     pub(super) rx_us: u64,
     /// The batch's first frame: its files durable → the applier took it.
     pub(super) gather_us: u64,
-    /// The acknowledged frame: read → its message files written and fsynced.
+    /// The acknowledged frame: read → its message files written.
     pub(super) blobs_us: u64,
+    /// The batch's files made durable and put at their addresses.
+    #[serde(default)]
+    pub(super) sync_us: u64,
     /// Applying and committing the batch.
     pub(super) apply_us: u64,
     /// When this acknowledgement was written (wall clock).

@@ -2,9 +2,11 @@
 //! [`PRE_AUTH_MAX`] unproven connections, one live channel), sending this node's
 //! marks, the prelude of [`super::resync`], then applying the stream
 //! ([`apply_stream`]): a reader starts storing each op's blobs as its frame arrives
-//! ([`store_blobs`], rebuilding block deltas), a second stage waits for them in
-//! order, and an applier commits every frame whose files are durable, up to
-//! [`APPLY_BATCH`] ops per transaction, and acknowledges each batch at once; and
+//! ([`receive_blobs`], rebuilding block deltas; staged, not yet durable), a second
+//! stage waits for them in order, and an applier takes every frame whose files are
+//! written, up to [`APPLY_BATCH`] ops, makes their files durable with one `syncfs`
+//! ([`crate::store::Store::install_staged`]), commits the ops in one transaction, and
+//! acknowledges the batch at once; and
 //! [`Replication::drain`], which lets what already arrived be applied before this
 //! node becomes active.
 
@@ -24,6 +26,7 @@ use super::channel::{
 use super::timing::{micros, wall_us};
 use super::{Replication, delta, resync};
 use crate::ctx::Ctx;
+use crate::store::Staged;
 use crate::store::op::LoggedOp;
 
 /// Ops the standby applies in one transaction at most.
@@ -135,13 +138,15 @@ struct Arrived {
 }
 
 enum Frame {
-    Op(LoggedOp, Option<JoinHandle<Result<()>>>),
+    Op(LoggedOp, Option<JoinHandle<Result<Vec<Staged>>>>),
     Pos { seq: u64, end: bool },
 }
 
-/// A frame whose files are durable: ready to be applied.
+/// A frame whose files are written: ready to be applied once they are durable.
 struct Ready {
     op: Option<LoggedOp>,
+    /// Its files, written but not yet durable.
+    staged: Vec<Staged>,
     pos: Option<(u64, bool)>,
     at: Instant,
     wall: u64,
@@ -171,17 +176,19 @@ async fn apply_stream<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let files = async move {
         while let Some(a) = rx.recv().await {
-            let (op, pos) = match a.frame {
+            let (op, pos, staged) = match a.frame {
                 Frame::Op(op, files) => {
-                    if let Some(files) = files {
-                        files.await.context("storing a message file")??;
-                    }
-                    (Some(op), None)
+                    let staged = match files {
+                        Some(files) => files.await.context("storing a message file")??,
+                        None => Vec::new(),
+                    };
+                    (Some(op), None, staged)
                 }
-                Frame::Pos { seq, end } => (None, Some((seq, end))),
+                Frame::Pos { seq, end } => (None, Some((seq, end)), Vec::new()),
             };
             let ready = Ready {
                 op,
+                staged,
                 pos,
                 at: a.at,
                 wall: a.wall,
@@ -247,8 +254,11 @@ async fn read_frames<R: AsyncRead + Unpin>(
             Msg::Op { op, blobs } if blobs.is_empty() => Frame::Op(op, None),
             Msg::Op { op, blobs } => {
                 let (ctx, repl) = (ctx.clone(), repl.clone());
-                let files =
-                    tokio::spawn(async move { store_blobs(&ctx, &repl, &blobs, &body).await });
+                let files = tokio::spawn(async move {
+                    let mut staged = Vec::new();
+                    receive_blobs(&ctx, &repl, &blobs, &body, Some(&mut staged)).await?;
+                    Ok(staged)
+                });
                 Frame::Op(op, Some(files))
             }
             Msg::Pos { seq, end } => Frame::Pos { seq, end },
@@ -275,9 +285,11 @@ async fn apply_batch<W: AsyncWrite + Unpin>(
         .map_or((Duration::ZERO, 0), |f| (f.stored - f.at, f.wall));
     let n = frames.len();
     let mut batch = Vec::new();
+    let mut staged = Vec::new();
     let mut last = 0u64;
     let mut end_at = None;
     for f in frames {
+        staged.extend(f.staged);
         if let Some(op) = f.op {
             last = op.seq;
             batch.push(op);
@@ -292,6 +304,9 @@ async fn apply_batch<W: AsyncWrite + Unpin>(
     if ctx.store.is_writable() {
         bail!("this node became active: no more ops from the peer");
     }
+    // The files first: an op is committed only once every file it names is durable.
+    ctx.store.install_staged(staged).await?;
+    let synced = taken.elapsed();
     if !batch.is_empty() {
         let r = ctx.store.apply_replicated(batch).await;
         *repl.last_received.lock().unwrap() = Instant::now();
@@ -308,7 +323,8 @@ async fn apply_batch<W: AsyncWrite + Unpin>(
         rx_us: last_rx_wall,
         gather_us: micros(waited),
         blobs_us: micros(files),
-        apply_us: micros(taken.elapsed()),
+        sync_us: micros(synced),
+        apply_us: micros(taken.elapsed() - synced),
         tx_us: wall_us(),
     };
     let ack = Msg::Ack {
@@ -318,13 +334,25 @@ async fn apply_batch<W: AsyncWrite + Unpin>(
     write_msg(w, &ack, &[]).await
 }
 
-/// Stores the blobs of a frame's body (rebuilding deltas against their base), each
-/// checked against its address.
+/// Stores the blobs of a frame's body durably (rebuilding deltas against their base),
+/// each checked against its address.
 pub(super) async fn store_blobs(
     ctx: &Ctx,
     repl: &Replication,
     refs: &[BlobRef],
     body: &[u8],
+) -> Result<()> {
+    receive_blobs(ctx, repl, refs, body, None).await
+}
+
+/// [`store_blobs`], or with `staged`, writes them without making them durable and
+/// adds them there for the batch's [`crate::store::Store::install_staged`].
+async fn receive_blobs(
+    ctx: &Ctx,
+    repl: &Replication,
+    refs: &[BlobRef],
+    body: &[u8],
+    mut staged: Option<&mut Vec<Staged>>,
 ) -> Result<()> {
     let mut at = 0usize;
     for r in refs {
@@ -353,7 +381,14 @@ pub(super) async fn store_blobs(
                 }
             }
         };
-        let (got, _) = ctx.store.put_blob(data).await?;
+        let got = match staged.as_deref_mut() {
+            Some(staged) => {
+                let (got, file) = ctx.store.stage_blob(data).await?;
+                staged.extend(file);
+                got
+            }
+            None => ctx.store.put_blob(data).await?.0,
+        };
         if got != r.id {
             if r.base.is_some() {
                 repl.no_deltas.store(true, Ordering::SeqCst);

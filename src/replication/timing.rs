@@ -136,9 +136,12 @@ pub(super) struct Stages {
     /// The standby: the batch's first frame ready (its files durable) → the
     /// applier took it (waiting behind the previous batch's commit).
     pub(super) peer_gather: Histogram,
-    /// The standby: the acknowledged frame read → its message files written and
-    /// fsynced (started as soon as it was read).
+    /// The standby: the acknowledged frame read → its message files written
+    /// (started as soon as it was read; not yet durable).
     pub(super) peer_blobs: Histogram,
+    /// The standby: the batch's message files made durable (one `syncfs`) and put
+    /// at their addresses.
+    pub(super) peer_sync: Histogram,
     /// The standby: the batch applied and committed (one fsync).
     pub(super) peer_apply: Histogram,
     /// The acknowledgement written by the standby → read here (wall clocks).
@@ -158,8 +161,9 @@ impl Stages {
             self.ack_wait.summary("sent -> ack received", "commit"),
             self.to_peer.summary("  sent -> peer read it", "ack"),
             self.peer_blobs
-                .summary("  peer: read -> files+fsync", "ack"),
+                .summary("  peer: read -> files written", "ack"),
             self.peer_gather.summary("  peer: ready -> applying", "ack"),
+            self.peer_sync.summary("  peer: files syncfs+rename", "ack"),
             self.peer_apply.summary("  peer: apply + fsync", "ack"),
             self.from_peer.summary("  ack sent -> received", "ack"),
             self.release.summary("ack received -> released", "commit"),

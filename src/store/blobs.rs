@@ -10,6 +10,16 @@
 //! and renames it to its address. So one body costs one buffer of about a chunk,
 //! whatever its size, and is hashed and written once. A sink dropped before `finish`
 //! (over-size message, closed connection, failed command) removes its temporary file.
+//!
+//! The standby stores the bodies of replicated ops in batches ([`Store::stage_blob`],
+//! [`Store::install_staged`]): each is written to `blobs/tmp/<address>.<random>`
+//! without an fsync; once a batch is written, one `syncfs` makes all of them (and the
+//! fan-out directories they need) durable, and each is renamed to its address. An
+//! address therefore never names a file whose data is not durable. If the node stops
+//! after the `syncfs` but before a rename became durable, the next start installs every
+//! staged file whose content matches its address ([`prepare`]) instead of dropping it,
+//! so an op committed after the batch never names a missing body. This replaces a file
+//! fsync and a directory fsync per body with one flush per batch.
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -24,9 +34,90 @@ pub const CHUNK: usize = 64 * 1024;
 
 pub fn prepare(data_dir: &Path) -> Result<()> {
     fs::create_dir_all(data_dir.join("blobs/tmp"))?;
-    // Left-overs of writes interrupted by a crash: never referenced, safe to drop.
+    // Left-overs of writes interrupted by a crash: a staged body whose content matches
+    // its address may be named by a committed op (see the module doc) and is installed;
+    // anything else was never referenced and is dropped.
     for e in fs::read_dir(data_dir.join("blobs/tmp"))? {
-        let _ = fs::remove_file(e?.path());
+        let tmp = e?.path();
+        if let Some(id) = staged_address(&tmp)
+            && let Ok(raw) = fs::read(&tmp)
+            && hex::encode(Sha256::digest(&raw)) == id
+        {
+            let file = File::open(&tmp)?;
+            Spool {
+                tmp: Some(tmp),
+                file,
+            }
+            .install(data_dir, &id)?;
+            continue;
+        }
+        let _ = fs::remove_file(&tmp);
+    }
+    Ok(())
+}
+
+/// The address a staged file in `blobs/tmp` claims (`<64 hex>.<random>`), if any.
+fn staged_address(tmp: &Path) -> Option<String> {
+    let name = tmp.file_name()?.to_str()?;
+    let (id, _) = name.split_once('.')?;
+    (id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_string())
+}
+
+/// A replicated op's body written to `blobs/tmp` but not yet durable nor at its
+/// address ([`Store::stage_blob`]).
+#[derive(Debug)]
+pub struct Staged {
+    /// None once installed.
+    tmp: Option<PathBuf>,
+    id: BlobId,
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        // Never installed (the batch failed): nothing names it.
+        if let Some(tmp) = &self.tmp {
+            let _ = fs::remove_file(tmp);
+        }
+    }
+}
+
+/// Writes `raw` as a staged file (no fsync); `None` when its address is already
+/// there. The fan-out directory it will go to is created now, so the batch's `syncfs`
+/// covers it.
+fn stage(data_dir: &Path, raw: &[u8]) -> Result<(BlobId, Option<Staged>)> {
+    let id = hex::encode(Sha256::digest(raw));
+    let dest = path(data_dir, &id);
+    if dest.exists() {
+        return Ok((id, None));
+    }
+    fs::create_dir_all(dest.parent().expect("blob path has a parent"))?;
+    let tmp = data_dir
+        .join("blobs/tmp")
+        .join(format!("{id}.{}", super::new_id()));
+    let written = File::create(&tmp).and_then(|mut f| f.write_all(raw));
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(e.into());
+    }
+    Ok((id.clone(), Some(Staged { tmp: Some(tmp), id })))
+}
+
+/// Makes staged files durable with one `syncfs`, then renames each to its address.
+fn install_staged(data_dir: &Path, staged: Vec<Staged>) -> Result<()> {
+    if staged.is_empty() {
+        return Ok(());
+    }
+    let dir = File::open(data_dir.join("blobs"))?;
+    // SAFETY: syncfs on a descriptor this function owns for the whole call.
+    if unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&dir)) } != 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    for mut s in staged {
+        let dest = path(data_dir, &s.id);
+        if !dest.exists() {
+            let tmp = s.tmp.take().expect("staged once");
+            fs::rename(&tmp, &dest)?;
+        }
     }
     Ok(())
 }
@@ -236,6 +327,25 @@ impl Hashes {
 }
 
 impl Store {
+    /// Writes a replicated op's body without making it durable (see the module doc):
+    /// its address and the staged file to hand to [`Store::install_staged`] (`None`
+    /// when the body is already here).
+    pub async fn stage_blob(&self, raw: Vec<u8>) -> Result<(BlobId, Option<Staged>)> {
+        let dir = self.inner.dir.clone();
+        tokio::task::spawn_blocking(move || stage(&dir, &raw))
+            .await
+            .map_err(StoreError::BlobTask)?
+    }
+
+    /// Makes a batch of staged bodies durable (one `syncfs`) and puts each at its
+    /// address. Only then may an op naming them be committed.
+    pub async fn install_staged(&self, staged: Vec<Staged>) -> Result<()> {
+        let dir = self.inner.dir.clone();
+        tokio::task::spawn_blocking(move || install_staged(&dir, staged))
+            .await
+            .map_err(StoreError::BlobTask)?
+    }
+
     /// Writes a body file durably and returns its address and size.
     pub async fn put_blob(&self, raw: Vec<u8>) -> Result<(BlobId, u64)> {
         let dir = self.inner.dir.clone();

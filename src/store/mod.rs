@@ -47,7 +47,7 @@ pub mod op;
 pub mod types;
 
 pub use accounts::{Account, DEFAULT_MAILBOXES, normalize_account};
-pub use blobs::{BlobSink, StoredBlob};
+pub use blobs::{BlobSink, Staged, StoredBlob};
 pub use contacts::Contact;
 pub use content::{ContentEntry, normalize_content_path};
 pub use mailboxes::{MailboxInfo, SpecialUse, normalize_mailbox_name};

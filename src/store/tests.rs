@@ -875,3 +875,53 @@ async fn expunges_are_recorded_with_their_modseq_and_replicate() {
     assert_eq!(b.vanished(&inbox.id, before).await.unwrap(), all);
     assert_eq!(a.digest().await.unwrap(), b.digest().await.unwrap());
 }
+
+#[tokio::test]
+async fn staged_bodies_are_installed_by_batch_and_recovered_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let tmp_files = || {
+        std::fs::read_dir(dir.path().join("blobs/tmp"))
+            .unwrap()
+            .count()
+    };
+    {
+        let s = Store::open(dir.path(), "n1").unwrap();
+        // A batch: staged (not at its address yet), then installed.
+        let (a, staged_a) = s.stage_blob(b"body a".to_vec()).await.unwrap();
+        let (b, staged_b) = s.stage_blob(b"body b".to_vec()).await.unwrap();
+        assert!(
+            s.read_blob(&a).await.is_err(),
+            "not at its address before install"
+        );
+        assert_eq!(tmp_files(), 2);
+        s.install_staged(staged_a.into_iter().chain(staged_b).collect())
+            .await
+            .unwrap();
+        assert_eq!(s.read_blob(&a).await.unwrap(), b"body a");
+        assert_eq!(s.read_blob(&b).await.unwrap(), b"body b");
+        assert_eq!(tmp_files(), 0);
+        // Already here: nothing staged.
+        assert!(s.stage_blob(b"body a".to_vec()).await.unwrap().1.is_none());
+        // A batch that fails leaves nothing behind.
+        drop(s.stage_blob(b"body c".to_vec()).await.unwrap().1);
+        assert_eq!(tmp_files(), 0);
+        // The node stops after the batch's syncfs, before the rename: the staged file
+        // stays; and a torn one claims an address its content does not match.
+        let (d, staged_d) = s.stage_blob(b"body d".to_vec()).await.unwrap();
+        std::mem::forget(staged_d);
+        let torn = dir.path().join("blobs/tmp").join(format!(
+            "{}.0123",
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"body e"))
+        ));
+        std::fs::write(&torn, b"body").unwrap();
+        assert_eq!(tmp_files(), 2);
+        drop(s);
+        let s = Store::open(dir.path(), "n1").unwrap();
+        assert_eq!(
+            s.read_blob(&d).await.unwrap(),
+            b"body d",
+            "recovered at start"
+        );
+        assert_eq!(tmp_files(), 0, "the torn file is dropped");
+    }
+}
