@@ -2,11 +2,11 @@
 //! [`PRE_AUTH_MAX`] unproven connections, one live channel), sending this node's
 //! marks, the prelude of [`super::resync`], then applying the stream
 //! ([`apply_stream`]): a reader starts storing each op's blobs as its frame arrives
-//! ([`receive_blobs`], rebuilding block deltas; staged, not yet durable), a second
-//! stage waits for them in order, and an applier takes every frame whose files are
-//! written, up to [`APPLY_BATCH`] ops, makes their files durable with one `syncfs`
-//! ([`crate::store::Store::install_staged`]), commits the ops in one transaction, and
-//! acknowledges the batch at once; and
+//! ([`receive_blobs`], rebuilding block deltas; written, not yet durable), a syncer
+//! waits for them in order and makes every group that has arrived durable with one
+//! `syncfs` ([`crate::store::Store::install_staged`]), and an applier commits the
+//! groups that are ready, up to [`APPLY_BATCH`] ops per transaction, and acknowledges
+//! them at once (one group flushed while the previous one commits); and
 //! [`Replication::drain`], which lets what already arrived be applied before this
 //! node becomes active.
 
@@ -145,21 +145,28 @@ enum Frame {
 /// A frame whose files are written: ready to be applied once they are durable.
 struct Ready {
     op: Option<LoggedOp>,
-    /// Its files, written but not yet durable.
-    staged: Vec<Staged>,
     pos: Option<(u64, bool)>,
     at: Instant,
     wall: u64,
-    /// When its files were stored.
+    /// When its files were written.
     stored: Instant,
 }
 
-/// Receives the log in three stages that run side by side: a reader reads frames
-/// as they arrive and starts storing each op's files at once; a second stage waits,
-/// in order, until each frame's files are durable; the applier takes every frame
-/// that is ready (up to [`APPLY_BATCH`]), applies the ops in one transaction (one
-/// fsync) and acknowledges at once. So the files of what arrives are written while
-/// the previous batch commits, and a batch never waits for files of frames behind it.
+/// Frames whose files are durable and at their addresses: ready to be committed.
+struct Synced {
+    frames: Vec<Ready>,
+    /// How long their `syncfs` and renames took.
+    sync: Duration,
+}
+
+/// Receives the log in four stages that run side by side: a reader reads frames as
+/// they arrive and starts writing each op's files at once; the syncer waits, in
+/// order, until the files of every frame that has arrived are written (up to
+/// [`APPLY_BATCH`] frames), makes them durable with one `syncfs`
+/// ([`crate::store::Store::install_staged`]) and passes the group on; the applier
+/// commits every group that is ready in one transaction (one fsync) and
+/// acknowledges at once. So files are written while earlier frames are flushed, and
+/// one group's files are flushed while the previous group commits.
 async fn apply_stream<S: AsyncRead + AsyncWrite + Unpin>(
     ctx: &Arc<Ctx>,
     repl: &Arc<Replication>,
@@ -168,33 +175,32 @@ async fn apply_stream<S: AsyncRead + AsyncWrite + Unpin>(
     repl.unapplied.store(0, Ordering::SeqCst);
     let (mut r, mut w) = tokio::io::split(s);
     let (tx, mut rx) = mpsc::channel::<Arrived>(APPLY_BATCH);
-    let (ready_tx, mut ready_rx) = mpsc::channel::<Ready>(APPLY_BATCH);
+    // One group being committed, one flushed, one waiting.
+    let (synced_tx, mut synced_rx) = mpsc::channel::<Synced>(2);
     let reader = async move {
         let result = read_frames(ctx, repl, &mut r, &tx).await;
         drop(tx);
         result
     };
-    let files = async move {
-        while let Some(a) = rx.recv().await {
-            let (op, pos, staged) = match a.frame {
-                Frame::Op(op, files) => {
-                    let staged = match files {
-                        Some(files) => files.await.context("storing a message file")??,
-                        None => Vec::new(),
-                    };
-                    (Some(op), None, staged)
+    let syncer = async move {
+        while let Some(first) = rx.recv().await {
+            let mut staged = Vec::new();
+            let mut frames = vec![written(first, &mut staged).await?];
+            while frames.len() < APPLY_BATCH {
+                match rx.try_recv() {
+                    Ok(a) => frames.push(written(a, &mut staged).await?),
+                    Err(_) => break,
                 }
-                Frame::Pos { seq, end } => (None, Some((seq, end)), Vec::new()),
+            }
+            // The files first: an op is committed only once every file it names is
+            // durable.
+            let t0 = Instant::now();
+            ctx.store.install_staged(staged).await?;
+            let group = Synced {
+                frames,
+                sync: t0.elapsed(),
             };
-            let ready = Ready {
-                op,
-                staged,
-                pos,
-                at: a.at,
-                wall: a.wall,
-                stored: Instant::now(),
-            };
-            if ready_tx.send(ready).await.is_err() {
+            if synced_tx.send(group).await.is_err() {
                 break; // the applier stopped
             }
         }
@@ -202,15 +208,19 @@ async fn apply_stream<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let applier = async {
         let mut compacted = Instant::now();
-        while let Some(first) = ready_rx.recv().await {
-            let mut frames = vec![first];
-            while frames.len() < APPLY_BATCH {
-                match ready_rx.try_recv() {
-                    Ok(f) => frames.push(f),
+        while let Some(first) = synced_rx.recv().await {
+            let mut groups = vec![first];
+            let mut n = groups[0].frames.len();
+            while n < APPLY_BATCH {
+                match synced_rx.try_recv() {
+                    Ok(g) => {
+                        n += g.frames.len();
+                        groups.push(g);
+                    }
                     Err(_) => break,
                 }
             }
-            apply_batch(ctx, repl, frames, &mut w).await?;
+            apply_batch(ctx, repl, groups, &mut w).await?;
             // Everything here the active node holds too (the prelude saw to that).
             if compacted.elapsed() >= COMPACT_EVERY {
                 compacted = Instant::now();
@@ -220,7 +230,7 @@ async fn apply_stream<S: AsyncRead + AsyncWrite + Unpin>(
         Ok::<(), anyhow::Error>(())
     };
     let mut reader = std::pin::pin!(reader);
-    let mut rest = std::pin::pin!(async { tokio::try_join!(files, applier).map(|_| ()) });
+    let mut rest = std::pin::pin!(async { tokio::try_join!(syncer, applier).map(|_| ()) });
     let mut read_result = None;
     // The rest ends once the reader has ended and everything read is applied, or at
     // its first error; the reader's own error (a broken frame) is reported then.
@@ -270,26 +280,50 @@ async fn read_frames<R: AsyncRead + Unpin>(
     }
 }
 
-/// Applies one batch of frames whose files are durable, and acknowledges it.
+/// Waits until an arrived frame's files are written; adds them to `staged`.
+async fn written(a: Arrived, staged: &mut Vec<Staged>) -> Result<Ready> {
+    let (op, pos) = match a.frame {
+        Frame::Op(op, files) => {
+            if let Some(files) = files {
+                staged.extend(files.await.context("storing a message file")??);
+            }
+            (Some(op), None)
+        }
+        Frame::Pos { seq, end } => (None, Some((seq, end))),
+    };
+    Ok(Ready {
+        op,
+        pos,
+        at: a.at,
+        wall: a.wall,
+        stored: Instant::now(),
+    })
+}
+
+/// Applies groups of frames whose files are durable in one transaction, and
+/// acknowledges them.
 async fn apply_batch<W: AsyncWrite + Unpin>(
     ctx: &Ctx,
     repl: &Replication,
-    frames: Vec<Ready>,
+    groups: Vec<Synced>,
     w: &mut W,
 ) -> Result<()> {
     let taken = Instant::now();
-    // The first frame waited longest for the applier; the last is the one acknowledged.
-    let waited = frames.first().map_or(Duration::ZERO, |f| taken - f.stored);
+    let synced: Duration = groups.iter().map(|g| g.sync).sum();
+    let frames: Vec<Ready> = groups.into_iter().flat_map(|g| g.frames).collect();
+    // The first frame waited longest (for its flush and the applier); the last is the
+    // one acknowledged.
+    let waited = frames
+        .first()
+        .map_or(Duration::ZERO, |f| (taken - f.stored).saturating_sub(synced));
     let (files, last_rx_wall) = frames
         .last()
         .map_or((Duration::ZERO, 0), |f| (f.stored - f.at, f.wall));
     let n = frames.len();
     let mut batch = Vec::new();
-    let mut staged = Vec::new();
     let mut last = 0u64;
     let mut end_at = None;
     for f in frames {
-        staged.extend(f.staged);
         if let Some(op) = f.op {
             last = op.seq;
             batch.push(op);
@@ -304,9 +338,6 @@ async fn apply_batch<W: AsyncWrite + Unpin>(
     if ctx.store.is_writable() {
         bail!("this node became active: no more ops from the peer");
     }
-    // The files first: an op is committed only once every file it names is durable.
-    ctx.store.install_staged(staged).await?;
-    let synced = taken.elapsed();
     if !batch.is_empty() {
         let r = ctx.store.apply_replicated(batch).await;
         *repl.last_received.lock().unwrap() = Instant::now();
@@ -324,7 +355,7 @@ async fn apply_batch<W: AsyncWrite + Unpin>(
         gather_us: micros(waited),
         blobs_us: micros(files),
         sync_us: micros(synced),
-        apply_us: micros(taken.elapsed() - synced),
+        apply_us: micros(taken.elapsed()),
         tx_us: wall_us(),
     };
     let ack = Msg::Ack {
