@@ -267,7 +267,7 @@ fn smtp_source(lab: &Lab, n: u32) -> f64 {
         ])
         .args([
             "-f",
-            "cliente@cluster.com.ec",
+            "cliente@lan.example",
             "-t",
             &format!("{USER}@cluster.com.ec"),
         ])

@@ -2,13 +2,14 @@
 //! a message lacking `Message-ID:` or `Date:` arrives with exactly one of each, one
 //! carrying them keeps its own; the envelope sender must be one of the user's own
 //! addresses (its name or an alias of it in any local domain), else `553 5.7.1` and
-//! nothing is delivered. Mail on port 25 is neither completed nor sender-checked.
+//! nothing is delivered. Mail on port 25 is not completed, and its sender is checked only
+//! against our own domains (tests/smtp_sender_rules.rs).
 
 mod common;
 mod smtp_client;
 
 use common::Node;
-use smtp_client::{inbox, queue, swaks};
+use smtp_client::{inbox, queue, swaks, swaks_submit as submit};
 
 /// The values of every field `name` (any case) in the header section of `msg`.
 fn fields(msg: &str, name: &str) -> Vec<String> {
@@ -33,13 +34,6 @@ fn fields(msg: &str, name: &str) -> Vec<String> {
     }
     out.extend(current);
     out
-}
-
-/// swaks on the submission port (STARTTLS, AUTH PLAIN) with the user's credentials.
-fn submit(node: &Node, user: &str, pw: &str, args: &[&str]) -> (bool, String) {
-    let mut all = vec!["-tls", "-a", "PLAIN", "-au", user, "-ap", pw];
-    all.extend_from_slice(args);
-    swaks(node.submission_port, &all)
 }
 
 #[test]
@@ -257,9 +251,20 @@ fn authenticated_sender_must_be_one_of_the_users_addresses() {
         msgs[2]
     );
 
-    // Port 25 is not sender-checked: a trusted relay client (none here, so a local
-    // recipient) may give any sender, the null one too.
-    for from in ["sistemas@cluster.com.ec", "<>"] {
+    // Port 25 from outside relay_from (empty here): an address of ours as the sender
+    // is refused (tests/smtp_sender_rules.rs); the null sender and other domains are
+    // not checked against any account.
+    let (ok, log) = swaks(
+        node.smtp_port,
+        &[
+            "--from",
+            "sistemas@cluster.com.ec",
+            "--to",
+            "ana@cluster.com.ec",
+        ],
+    );
+    assert!(!ok && log.contains("550 5.7.1"), "{log}");
+    for from in ["someone@example.org", "<>"] {
         let (ok, log) = swaks(
             node.smtp_port,
             &["--from", from, "--to", "ana@cluster.com.ec"],

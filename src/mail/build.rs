@@ -304,6 +304,8 @@ pub struct Trace<'a> {
     pub id: &'a str,
     /// The recipient, when the message has exactly one.
     pub rcpt: Option<&'a str>,
+    /// The account the client authenticated as (submission).
+    pub account: Option<&'a str>,
 }
 
 /// The `Received:` field (CRLF-terminated) dated now; the HELO name keeps only
@@ -320,8 +322,12 @@ pub fn received(t: &Trace<'_>) -> String {
         .filter(|c| c.is_ascii_graphic())
         .take(255)
         .collect();
+    let auth = match t.account {
+        Some(a) => format!(" (authenticated as {a})"),
+        None => String::new(),
+    };
     format!(
-        "Received: from {helo} ([{ip}])\r\n\tby {host} (clusterd) with {with} id {id}{rcpt};\r\n\t{date}\r\n",
+        "Received: from {helo} ([{ip}]){auth}\r\n\tby {host} (clusterd) with {with} id {id}{rcpt};\r\n\t{date}\r\n",
         ip = t.ip,
         host = t.by,
         with = t.with,
@@ -433,6 +439,7 @@ mod tests {
             with: "ESMTPS",
             id: "ABC",
             rcpt: Some("a@b.example"),
+            account: None,
         };
         let r = received(&t);
         assert!(
@@ -448,6 +455,16 @@ mod tests {
             ..t
         });
         assert!(r.starts_with("Received: from unknown ([192.0.2.1])\r\n\tby mx.example (clusterd) with ESMTPS id ABC;\r\n"), "{r}");
+        let r = received(&Trace {
+            account: Some("ana"),
+            ..t
+        });
+        assert!(
+            r.starts_with(
+                "Received: from c.exampleX-Evil:1 ([192.0.2.1]) (authenticated as ana)\r\n"
+            ),
+            "{r}"
+        );
         let r = received_from_webmail(&WebmailTrace {
             ip: None,
             https: true,

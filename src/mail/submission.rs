@@ -29,6 +29,30 @@ pub fn missing(message: &[u8]) -> Missing {
     Missing { message_id, date }
 }
 
+/// The addresses of the `From:` fields in the header section of `message`, each as
+/// (local part, domain); `None` for one without a domain or with bad syntax.
+pub fn from_addresses(message: &[u8]) -> Vec<Option<(String, String)>> {
+    let mut out = Vec::new();
+    for f in fields(message).filter(|f| f.is("From")) {
+        for item in super::address::parse_list(&super::header::unfold(f.value)) {
+            let super::address::Item::Mailbox(m) = item else {
+                continue;
+            };
+            if m.local.is_empty() && m.domain.is_none() {
+                continue; // an empty list element (",,")
+            }
+            out.push(match (&m.domain, m.syntax_error) {
+                (Some(d), false) if !m.local.is_empty() => Some((
+                    String::from_utf8_lossy(&m.local).into_owned(),
+                    String::from_utf8_lossy(d).into_owned(),
+                )),
+                _ => None,
+            });
+        }
+    }
+    out
+}
+
 /// The fields to put at the top of `message`'s header (CRLF-terminated, empty when
 /// nothing is missing), with the given id (without angle brackets) and date.
 pub fn origin_fields_with(message: &[u8], id: &str, date: DateTime<FixedOffset>) -> String {
@@ -63,6 +87,21 @@ pub fn complete(mut message: Vec<u8>, at: usize, host: &str) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn from_addresses_of_the_header_only() {
+        let m = b"X: a\r\nFrom: \"Ana, B.\" <ana@x.example>,\r\n luis@y.example, ,bad\r\nfrom: <c@z>\r\n\r\nFrom: body@x\r\n";
+        assert_eq!(
+            from_addresses(m),
+            vec![
+                Some(("ana".into(), "x.example".into())),
+                Some(("luis".into(), "y.example".into())),
+                None,
+                Some(("c".into(), "z".into())),
+            ]
+        );
+        assert!(from_addresses(b"Subject: none\r\n\r\n").is_empty());
+    }
+
     use super::*;
 
     fn date() -> DateTime<FixedOffset> {

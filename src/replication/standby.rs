@@ -313,9 +313,9 @@ async fn apply_batch<W: AsyncWrite + Unpin>(
     let frames: Vec<Ready> = groups.into_iter().flat_map(|g| g.frames).collect();
     // The first frame waited longest (for its flush and the applier); the last is the
     // one acknowledged.
-    let waited = frames
-        .first()
-        .map_or(Duration::ZERO, |f| (taken - f.stored).saturating_sub(synced));
+    let waited = frames.first().map_or(Duration::ZERO, |f| {
+        (taken - f.stored).saturating_sub(synced)
+    });
     let (files, last_rx_wall) = frames
         .last()
         .map_or((Duration::ZERO, 0), |f| (f.stored - f.at, f.wall));

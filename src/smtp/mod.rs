@@ -42,7 +42,11 @@
 //! - Sender binding: after AUTH, MAIL FROM must be one of the user's own addresses
 //!   (`DomainConfig::owns_address`: its name or an alias of it at any local domain),
 //!   else `553 5.7.1` and no transaction starts; `<>` is refused too (only bounces
-//!   use it). Unauthenticated clients (port 25, `relay_from` included) are not checked.
+//!   use it). The header From's addresses likewise (`553 5.7.1` after the data).
+//!   Unauthenticated clients may use an address of a local domain only from
+//!   `relay_from` (else `550 5.7.1`); other senders are not checked.
+//! - Only `CRLF . CRLF` ends DATA (`data.rs`): a message with a `.` line next to a
+//!   bare LF (SMTP smuggling) is refused whole with `550 5.5.2`.
 //! - Submissions (authenticated sessions) lacking `Message-ID:` or `Date:` get them
 //!   after our `Received:` field (RFC 6409 8.3/8.4, `mail::submission`); mail arriving
 //!   on port 25 is stored as it came.

@@ -533,6 +533,18 @@ impl Session {
                 &format!("5.7.1 Sender address not owned by user {user}"),
             );
         }
+        // Without AUTH, an address of ours as the sender comes only from the hosts we
+        // relay for: anyone else would be mailing the staff "from" the director.
+        if self.user.is_none()
+            && let Some((_, domain)) = mailbox
+            && cfg.domain.is_local(domain)
+            && !cfg.smtp.may_relay(self.peer)
+        {
+            return reply(
+                550,
+                "5.7.1 Sender address in a local domain: authenticate (submission port) to use it",
+            );
+        }
         if let Some((_, domain)) = mailbox
             && cfg.smtp.require_resolvable_sender
             && !cfg.domain.is_local(domain)
@@ -630,6 +642,7 @@ impl Session {
         // a submission's missing fields and the content key can be worked out before
         // any of it is written.
         let mut header_done = false;
+        let mut from_ok = true;
         let mut failed = None;
         let mut size = 0u64;
         loop {
@@ -673,7 +686,7 @@ impl Session {
                 let found = memchr::memmem::find(head, b"\r\n\r\n");
                 if end || found.is_some() || head.len() > HEADER_MAX {
                     header_done = true;
-                    self.complete_header(s, trace.len());
+                    from_ok = self.complete_header(s, trace.len());
                 }
             }
             if end {
@@ -697,6 +710,23 @@ impl Session {
             env.reset();
             (sender, accounts, remotes)
         };
+        if decoder.smuggled() {
+            // The SMTP smuggling primitive (see `data`): nothing of it is kept.
+            tracing::warn!(id, peer = %self.peer, "smtp: refused a message with a '.' line next to a bare LF");
+            self.push(&reply(
+                550,
+                "5.5.2 Message refused: a line of only '.' next to a bare LF (only CRLF.CRLF ends the data)",
+            ));
+            return Ok(Next::Continue);
+        }
+        if !from_ok {
+            let user = self.user.as_deref().unwrap_or_default();
+            self.push(&reply(
+                553,
+                &format!("5.7.1 From header address not owned by user {user}"),
+            ));
+            return Ok(Next::Continue);
+        }
         if size > max {
             self.push(&reply(
                 552,
@@ -738,18 +768,26 @@ impl Session {
     }
 
     /// The client's header is in `sink`'s buffer after our trace header (`at` bytes):
-    /// a submission lacking `Message-ID:` or `Date:` gets them right after the trace
+    /// on submission, whether every header From address is the user's own (the
+    /// answer); a submission lacking `Message-ID:` or `Date:` gets them right after the trace
     /// header (RFC 6409 8.3/8.4; mail relayed in on port 25 is left as it is), and the
     /// content key starts where [`crate::store::content_key`] says.
-    fn complete_header(&self, sink: &mut crate::store::BlobSink, at: usize) {
+    fn complete_header(&self, sink: &mut crate::store::BlobSink, at: usize) -> bool {
         let buf = sink.buf();
-        if self.user.is_some() {
+        let mut from_ok = true;
+        if let Some(user) = &self.user {
+            // The header From, like the envelope, names only the user's own addresses.
+            from_ok = submission::from_addresses(&buf[at..]).iter().all(|a| {
+                a.as_ref()
+                    .is_some_and(|(l, d)| self.ctx.cfg.domain.owns_address(user, l, d))
+            });
             let add = submission::origin_fields(&buf[at..], &self.ctx.cfg.hostname());
             buf.splice(at..at, add.into_bytes());
         }
         if let Some(start) = crate::store::content_key_start(buf) {
             sink.key_from(start as u64);
         }
+        from_ok
     }
 
     /// RFC 5321 4.4 trace header; `with` per RFC 3848.
@@ -773,6 +811,7 @@ impl Session {
             with,
             id,
             rcpt,
+            account: self.user.as_deref(),
         })
     }
 }

@@ -26,6 +26,13 @@ pub fn swaks(port: u16, args: &[&str]) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// swaks on the submission port (STARTTLS, AUTH PLAIN) as `user`.
+pub fn swaks_submit(node: &Node, user: &str, pw: &str, args: &[&str]) -> (bool, String) {
+    let mut all = vec!["-tls", "-a", "PLAIN", "-au", user, "-ap", pw];
+    all.extend_from_slice(args);
+    swaks(node.submission_port, &all)
+}
+
 /// Every message in an account's INBOX, fetched over IMAP with Python's imaplib.
 pub fn inbox(node: &Node, user: &str, pw: &str) -> Vec<String> {
     let script = r#"
