@@ -618,3 +618,76 @@ fn common_require_dig() {
         "required tool `dig` is not installed (.ci/run installs it)"
     );
 }
+
+/// Issue 16: frames recorded from an earlier boot of the active node, replayed to a
+/// standby that never heard that boot (it restarted since), must not displace the
+/// boot the active node runs now: before, the replayed boot became "current", every
+/// genuine heartbeat after it was dropped as a replay, and the standby took the VIP
+/// while the active node still held it (split brain).
+#[test]
+fn replayed_heartbeats_of_an_earlier_boot_cause_no_failover() {
+    let mut lab = Lab::new();
+    lab.start_cluster();
+    // clusternodo1's first boot, as clusternodo2 receives it.
+    let recorded = lab.capture_udp(
+        &lab.ns(N2),
+        "eth1",
+        N1.private_ip(),
+        HEARTBEAT_PORT,
+        Duration::from_millis(1500),
+    );
+    assert!(
+        recorded.len() >= 5,
+        "captured {} heartbeats",
+        recorded.len()
+    );
+    // clusternodo1 restarts (a later boot): its peer covers, then hands back.
+    let t0 = Instant::now();
+    lab.stop_node(N1);
+    lab.expect_within(t0, DEADTIME * 3, "clusternodo2 covers", |l| l.holds_vip(N2));
+    let t0 = Instant::now();
+    lab.start_node(N1);
+    lab.expect_within(
+        t0,
+        INITDEAD + Duration::from_secs(10),
+        "clusternodo1 takes the service back",
+        |l| l.vip_holders() == [N1],
+    );
+    // clusternodo2 restarts: it has never heard the recorded boot.
+    lab.stop_node(N2);
+    lab.start_node(N2);
+    std::thread::sleep(INITDEAD);
+    assert_eq!(lab.vip_holders(), [N1], "{}", lab.diagnostics());
+    let offset = lab.log_len(N2);
+    let replay_for = DEADTIME * 3;
+    let latest: Vec<Vec<u8>> = recorded.into_iter().rev().take(20).collect();
+    let forger = lab.spawn_forger(N1, &latest, &[], replay_for);
+    let until = Instant::now() + replay_for + DEADTIME;
+    while Instant::now() < until {
+        assert_eq!(
+            lab.vip_holders(),
+            [N1],
+            "the replayed boot moved the VIP\n{}",
+            lab.diagnostics()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let sent = forger.finish();
+    assert!(
+        sent["udp_replayed"].as_u64().unwrap_or(0) > 0,
+        "the replayer sent nothing: {sent}"
+    );
+    let warned = lab.warnings_since(N2, offset, &["earlier boot"]);
+    assert!(
+        !warned.is_empty(),
+        "no warning about the replayed boot:\n{}",
+        lab.log_since(N2, offset)
+    );
+    assert!(
+        lab.warnings_since(N2, offset, &["peer"])
+            .iter()
+            .all(|l| !l.to_lowercase().contains("dead")),
+        "clusternodo2 declared its peer dead:\n{}",
+        lab.log_since(N2, offset)
+    );
+}

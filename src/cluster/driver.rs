@@ -72,6 +72,8 @@ pub(super) struct Driver {
     status: Arc<Mutex<ClusterStatus>>,
     machine: Machine,
     guard: ReplayGuard,
+    /// Warnings of heartbeats from an earlier boot of the peer, one per WARN_INTERVAL.
+    replay_warn: super::media::WarnLimit,
     boot_id: u64,
     /// The sequence number of the last heartbeat sent.
     seq: u64,
@@ -132,8 +134,9 @@ impl Driver {
             watchdog: links.watchdog,
             status,
             machine: Machine::new(settings, Instant::now()),
-            guard: ReplayGuard::new(),
-            boot_id: rand::random(),
+            guard: ReplayGuard::new(deadtime),
+            replay_warn: Default::default(),
+            boot_id: super::replay::boot_id(),
             seq: 0,
             timer,
             pinger: Pinger::new(&cfg.ping_nodes, deadtime),
@@ -187,9 +190,20 @@ impl Driver {
             tracing::debug!(node = %hb.node, "cluster: heartbeat from an unknown node ignored");
             return false;
         }
-        match self.guard.check(&hb) {
+        match self.guard.check(&hb, Instant::now()) {
             Verdict::Replay => {
                 tracing::debug!(medium, "cluster: replayed heartbeat ignored");
+                return false;
+            }
+            Verdict::EarlierBoot => {
+                if let Some(suppressed) = self.replay_warn.allow() {
+                    tracing::warn!(
+                        medium,
+                        boot_id = hb.boot_id,
+                        suppressed,
+                        "cluster: heartbeat of an earlier boot of the peer ignored (a recorded frame replayed?)"
+                    );
+                }
                 return false;
             }
             Verdict::Duplicate => self.machine.heard_copy(Instant::now(), medium),
@@ -255,7 +269,7 @@ impl Driver {
                 tokio::time::timeout_at(until, self.heartbeats.recv()).await
             {
                 if peer_hb.node == self.cfg.peer
-                    && self.guard.check(&peer_hb) == Verdict::New
+                    && self.guard.check(&peer_hb, Instant::now()) == Verdict::New
                     && Role::from_code(peer_hb.role) == Role::Active
                 {
                     break;

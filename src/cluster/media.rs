@@ -113,14 +113,14 @@ impl Counters {
 
 /// Lets one warning through per [`WARN_INTERVAL`], counting the ones held back.
 #[derive(Debug, Default)]
-struct WarnLimit {
+pub(super) struct WarnLimit {
     last: Option<Instant>,
     suppressed: u64,
 }
 
 impl WarnLimit {
     /// `Some(number suppressed since the last warning)` if a warning may be logged now.
-    fn allow(&mut self) -> Option<u64> {
+    pub(super) fn allow(&mut self) -> Option<u64> {
         let now = Instant::now();
         match self.last {
             Some(last) if now.duration_since(last) < WARN_INTERVAL => {

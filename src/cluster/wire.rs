@@ -23,7 +23,7 @@
 //!    7+L    32  HMAC-SHA256(key, bytes 0 .. 7+L)
 //!
 //! payload (version 1):
-//!      0     8  boot_id      random, chosen once per process start
+//!      0     8  boot_id      the process's start time, ordered (replay::boot_id)
 //!      8     8  seq          +1 per heartbeat within one boot
 //!     16     8  epoch
 //!     24     8  store_seq    op-log position of the sender's store
