@@ -205,3 +205,86 @@ print('LIMIT-OK')
     );
     assert!(assert_ok(&out, "session limit script").contains("LIMIT-OK"));
 }
+
+/// Issue 16: before login a client can make the node hold little and not for long:
+/// one command (lines and literals together) of at most 16 KiB, and
+/// `imap.login_timeout_s` to log in (2 s here; timeout_s stays the default 30 min).
+#[test]
+fn before_login_commands_are_small_and_sessions_short() {
+    let node = Node::builder().imap("login_timeout_s = 2").start();
+    node.add_user("ana", "secret");
+    let script = r#"
+import socket, sys, time
+PORT = int(sys.argv[1])
+
+def conn():
+    s = socket.create_connection(('127.0.0.1', PORT), timeout=15)
+    assert recv_line(s).startswith(b'* OK')
+    return s
+
+def recv_line(s):
+    buf = b''
+    while not buf.endswith(b'\r\n'):
+        c = s.recv(1)
+        if not c:
+            return buf
+        buf += c
+    return buf
+
+def recv_until_closed(s):
+    data = b''
+    try:
+        while True:
+            c = s.recv(65536)
+            if not c:
+                return data
+            data += c
+    except (ConnectionResetError, socket.timeout):
+        return data
+
+def check(name, cond, info):
+    if not cond:
+        raise SystemExit('%s: %r' % (name, info))
+    print('ok:', name)
+
+# Chained 8 KiB literals: the third would pass 16 KiB and is refused unread.
+s = conn()
+s.sendall(b'a1 LOGIN {8000}\r\n')
+check('first literal', recv_line(s).startswith(b'+'), '')
+s.sendall(b'x' * 8000 + b' {8000}\r\n')
+check('second literal', recv_line(s).startswith(b'+'), '')
+s.sendall(b'y' * 8000 + b' {8000}\r\n')
+l = recv_line(s)
+check('third literal refused', l.startswith(b'a1 NO') or l.startswith(b'a1 BAD'), l)
+
+# A 20 KB line before login: refused and closed.
+s = conn()
+try:
+    s.sendall(b'a1 LOGIN ' + b'z' * 20000 + b'\r\n')
+except (BrokenPipeError, ConnectionResetError):
+    pass
+out = recv_until_closed(s)
+check('long line before login', b'BYE' in out, out[:200])
+
+# Logged in, the same line is an ordinary (bad) command.
+s = conn()
+s.sendall(b'a1 LOGIN ana secret\r\n')
+check('login', recv_line(s).startswith(b'a1 OK'), '')
+s.sendall(b'a2 SELECT ' + b'z' * 20000 + b'\r\n')
+l = recv_line(s)
+check('long line after login', l.startswith(b'a2 '), l[:100])
+s.sendall(b'a3 NOOP\r\n')
+check('usable', recv_line(s).startswith(b'a3 OK'), '')
+
+# Silent before login: BYE after login_timeout_s.
+s = conn()
+t0 = time.time()
+out = recv_until_closed(s)
+dt = time.time() - t0
+check('login timeout', b'BYE' in out and 1.5 <= dt < 8, (out, dt))
+print('PRE-LOGIN-OK')
+"#;
+    let out = python(script, &[&node.imap_port.to_string()]);
+    let stdout = assert_ok(&out, "pre-login script");
+    assert!(stdout.contains("PRE-LOGIN-OK"), "{stdout}");
+}

@@ -145,6 +145,7 @@ impl Config {
         for (section, key, v) in [
             ("smtp", "timeout_s", self.smtp.timeout_s),
             ("imap", "timeout_s", self.imap.timeout_s),
+            ("imap", "login_timeout_s", self.imap.login_timeout_s),
             ("smtp", "max_sessions", self.smtp.max_sessions as u64),
             ("imap", "max_sessions", self.imap.max_sessions as u64),
         ] {

@@ -197,6 +197,10 @@ documented! {
         /// minutes).
         #[serde(default = "default_imap_timeout")]
         pub timeout_s: u64,
+        /// Seconds a client has, from connecting, to log in (and to send each
+        /// command before it); then BYE. Before login a command is at most 16 KiB.
+        #[serde(default = "default_imap_login_timeout")]
+        pub login_timeout_s: u64,
         /// Most concurrent IMAP sessions.
         #[serde(default = "default_max_sessions")]
         pub max_sessions: usize,
@@ -214,6 +218,9 @@ fn default_plaintext_from() -> Vec<IpNet> {
 }
 fn default_imap_timeout() -> u64 {
     1800
+}
+fn default_imap_login_timeout() -> u64 {
+    60
 }
 
 impl Default for ImapConfig {

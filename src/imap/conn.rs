@@ -3,7 +3,10 @@
 //! limits, and buffered output. No IMAP semantics here.
 //!
 //! Every read waits at most the session timeout, so a client that stalls anywhere
-//! (between commands, mid-line, mid-literal) is logged out. Output is buffered and
+//! (between commands, mid-line, mid-literal) is logged out. Before login the limits
+//! are a stranger's: one command (lines and literals) of at most
+//! [`MAX_COMMAND_UNAUTHENTICATED`], and the whole session must log in within
+//! `imap.login_timeout_s` of connecting ([`Conn::logged_in`] lifts both). Output is buffered and
 //! flushed before the session waits for input, which keeps pipelined commands cheap.
 //!
 //! The message literal of an APPEND of [`SPOOL_LITERAL_AT`] bytes or more is not kept
@@ -36,6 +39,8 @@ pub const MAX_LITERAL: usize = 64 * 1024 * 1024;
 pub const MAX_LITERAL_UNAUTHENTICATED: usize = 8 * 1024;
 /// Largest whole command (lines and literals).
 pub const MAX_COMMAND: usize = MAX_LITERAL + 1024 * 1024;
+/// Largest whole command before authentication (and longest line).
+pub const MAX_COMMAND_UNAUTHENTICATED: usize = 16 * 1024;
 /// Output is flushed once this much is buffered.
 const FLUSH_AT: usize = 256 * 1024;
 /// APPEND literals from this size on are written to a body file as they arrive.
@@ -111,7 +116,8 @@ pub enum Stream {
 pub enum Frame {
     /// A complete command: lines with CRLF and literal data, as sent.
     Command(Vec<u8>),
-    /// A line exceeded [`MAX_LINE`]; the connection must be closed.
+    /// A line exceeded the line limit ([`MAX_LINE`], before login
+    /// [`MAX_COMMAND_UNAUTHENTICATED`]); the connection must be closed.
     LineTooLong { tag: Option<String> },
     /// A literal above the limits was announced. For a synchronizing literal nothing of
     /// it was read and the session may go on; for LITERAL+ it must close.
@@ -136,8 +142,12 @@ pub struct Conn {
     rbuf: Vec<u8>,
     out: Vec<u8>,
     pub timeout: Duration,
-    /// Current cap on literal sizes (raised after login).
-    pub max_literal: usize,
+    /// Before login: when the session must have logged in.
+    deadline: Option<tokio::time::Instant>,
+    /// Current caps on literal sizes, line and command lengths (raised after login).
+    max_literal: usize,
+    max_line: usize,
+    max_command: usize,
     /// Where large APPEND literals are written (none: kept in memory).
     spool: Option<Store>,
     /// The literal of the command just read, if it went to a body file (or the
@@ -148,16 +158,40 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(stream: Stream, timeout: Duration) -> Conn {
+    /// A connection not logged in yet: each read waits at most `timeout`, and it
+    /// must log in within `login_timeout`.
+    pub fn new(stream: Stream, timeout: Duration, login_timeout: Duration) -> Conn {
         Conn {
             stream,
             rbuf: Vec::with_capacity(4096),
             out: Vec::with_capacity(4096),
             timeout,
+            deadline: Some(tokio::time::Instant::now() + login_timeout),
             max_literal: MAX_LITERAL_UNAUTHENTICATED,
+            max_line: MAX_COMMAND_UNAUTHENTICATED,
+            max_command: MAX_COMMAND_UNAUTHENTICATED,
             spool: None,
             spooled: None,
             deflate: None,
+        }
+    }
+
+    /// The client logged in: no login deadline, and the full limits apply.
+    pub fn logged_in(&mut self) {
+        self.deadline = None;
+        self.max_literal = MAX_LITERAL;
+        self.max_line = MAX_LINE;
+        self.max_command = MAX_COMMAND;
+    }
+
+    /// How long the next read may wait: the idle timeout, and before login no
+    /// later than the login deadline.
+    fn wait(&self) -> Duration {
+        match self.deadline {
+            Some(d) => self
+                .timeout
+                .min(d.saturating_duration_since(tokio::time::Instant::now())),
+            None => self.timeout,
         }
     }
 
@@ -301,7 +335,7 @@ impl Conn {
     }
 
     async fn fill_timeout(&mut self) -> Result<(), ReadError> {
-        let t = self.timeout;
+        let t = self.wait();
         match tokio::time::timeout(t, self.fill()).await {
             Ok(r) => r,
             Err(_) => Err(ReadError::Timeout),
@@ -320,17 +354,17 @@ impl Conn {
         self.rbuf.len()
     }
 
-    /// Reads one line (for AUTHENTICATE responses and IDLE's DONE), at most
-    /// [`MAX_LINE`] long. `Ok(None)` when the line was too long.
+    /// Reads one line (for AUTHENTICATE responses and IDLE's DONE), at most as long
+    /// as a line may be now. `Ok(None)` when the line was too long.
     pub async fn read_line(&mut self) -> Result<Option<Vec<u8>>, ReadError> {
         loop {
             if let Some(line) = self.take_line() {
-                if line.len() > MAX_LINE {
+                if line.len() > self.max_line {
                     return Ok(None);
                 }
                 return Ok(Some(line));
             }
-            if self.rbuf.len() > MAX_LINE {
+            if self.rbuf.len() > self.max_line {
                 return Ok(None);
             }
             self.fill_timeout().await?;
@@ -345,14 +379,14 @@ impl Conn {
         loop {
             let line = loop {
                 if let Some(line) = self.take_line() {
-                    if line.len() > MAX_LINE {
+                    if line.len() > self.max_line {
                         return Ok(Frame::LineTooLong {
                             tag: tag_of(if msg.is_empty() { &line } else { &msg }),
                         });
                     }
                     break line;
                 }
-                if self.rbuf.len() > MAX_LINE {
+                if self.rbuf.len() > self.max_line {
                     let tag = tag_of(if msg.is_empty() { &self.rbuf } else { &msg });
                     return Ok(Frame::LineTooLong { tag });
                 }
@@ -362,7 +396,7 @@ impl Conn {
             let Some((len, nonsync)) = literal_announcement(&line) else {
                 return Ok(Frame::Command(msg));
             };
-            if len > self.max_literal || msg.len() + len > MAX_COMMAND {
+            if len > self.max_literal || msg.len() + len > self.max_command {
                 return Ok(Frame::LiteralTooBig {
                     tag: tag_of(&msg),
                     nonsync,
@@ -433,6 +467,7 @@ impl Conn {
             }
             let want = left.min(SPOOL_READ);
             buf.reserve(want);
+            let wait = self.wait();
             let read = async {
                 match &mut self.stream {
                     Stream::Plain(s) => AsyncReadExt::take(s, want as u64).read_buf(buf).await,
@@ -444,7 +479,7 @@ impl Conn {
                     Stream::Gone => Ok(0),
                 }
             };
-            let n = match tokio::time::timeout(self.timeout, read).await {
+            let n = match tokio::time::timeout(wait, read).await {
                 Err(_) => return Err(ReadError::Timeout),
                 Ok(r) => r?,
             };

@@ -66,7 +66,9 @@
 //!   grows with the failures recently seen from that address; a session is closed
 //!   after 5 failures. Sessions are capped at `imap.max_sessions` (the rest get
 //!   `BYE`), lines at 64 KiB, literals at 64 MiB; `imap.timeout_s` of silence
-//!   logs the client out, also mid-command. A standby node (store not writable)
+//!   logs the client out, also mid-command. Before login a command (lines and
+//!   literals) is at most 16 KiB and the client has `imap.login_timeout_s` from
+//!   connecting to log in: what a stranger can make the node hold is small and short. A standby node (store not writable)
 //!   greets with `BYE [UNAVAILABLE]`.
 
 mod cmd;
@@ -166,6 +168,7 @@ async fn accept_loop(server: Arc<Server>, listener: TcpListener, implicit_tls: b
 async fn serve(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr, implicit_tls: bool) {
     let _ = tcp.set_nodelay(true);
     let timeout = Duration::from_secs(server.ctx.cfg.imap.timeout_s);
+    let login_timeout = Duration::from_secs(server.ctx.cfg.imap.login_timeout_s);
     let permit = server.sessions.clone().try_acquire_owned().ok();
     let stream = if implicit_tls {
         let hs = session::handshake_timeout(server.ctx.cfg.imap.timeout_s);
@@ -183,7 +186,7 @@ async fn serve(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr, implicit_t
     } else {
         Stream::Plain(tcp)
     };
-    let mut conn = Conn::new(stream, timeout);
+    let mut conn = Conn::new(stream, timeout, login_timeout);
     conn.spool_to(server.ctx.store.clone());
     let Some(_permit) = permit else {
         tracing::warn!(%peer, "imap: too many sessions");

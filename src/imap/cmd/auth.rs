@@ -11,7 +11,6 @@ use imap_codec::imap_types::core::AString;
 use imap_codec::imap_types::secret::Secret;
 
 use super::{CmdResult, Done, Fail, trim_crlf};
-use crate::imap::conn::MAX_LITERAL;
 use crate::imap::session::Session;
 
 /// Failed authentications after which the session is closed.
@@ -127,7 +126,7 @@ impl Session {
                 self.srv.login_succeeded(self.peer);
                 tracing::info!(peer = %self.peer, user = %name, "imap: login");
                 self.user = Some(name);
-                self.conn.max_literal = MAX_LITERAL;
+                self.conn.logged_in();
                 let caps = self.capabilities();
                 self.conn
                     .line(&format!("{tag} OK [CAPABILITY {caps}] Logged in"));
