@@ -64,20 +64,21 @@ impl Drop for InFlight {
     }
 }
 
-/// Starts an accept loop on `listener`.
-pub fn spawn_listener(
+/// The accept loop of `listener` (one instance of the service's, see `supervise`).
+pub async fn accept_loop(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     app: Arc<App>,
     conns: Arc<Semaphore>,
     limits: Limits,
+    run: crate::supervise::Run,
 ) {
-    tokio::spawn(async move {
+    {
         loop {
             let Ok(permit) = conns.clone().acquire_owned().await else {
                 return;
             };
-            let (stream, peer) = match listener.accept().await {
+            let (stream, peer) = match run.gate(listener.accept()).await {
                 Ok(x) => x,
                 Err(e) => {
                     // EMFILE and friends: wait rather than spin.
@@ -114,7 +115,7 @@ pub fn spawn_listener(
                 drop(permit);
             });
         }
-    });
+    }
 }
 
 /// Drives one connection until it ends, is idle too long, or fails.
