@@ -100,10 +100,10 @@ pub async fn run(cfg: Config) -> Result<()> {
             None => "active (single node)".to_string(),
         }
     };
+    tracing::info!(node = %ctx.cfg.node.name, "clusterd is serving");
     let status = crate::supervise::systemd::status_line(&role(), &sup.services());
     crate::supervise::systemd::notify(&format!("READY=1\nSTATUS={status}"));
     sup.watchdog(role);
-    tracing::info!(node = %ctx.cfg.node.name, "clusterd is serving");
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {

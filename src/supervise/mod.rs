@@ -336,22 +336,20 @@ impl Supervisor {
     }
 
     fn slot(&self, name: &str) -> Result<Arc<Slot>> {
-        self.slots
+        let found = self
+            .slots
             .lock()
             .unwrap()
             .iter()
             .find(|s| s.name == name)
-            .cloned()
-            .ok_or_else(|| {
-                anyhow!(
-                    "no service {name:?} on this node (services: {})",
-                    self.services()
-                        .iter()
-                        .map(|s| s.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            })
+            .cloned();
+        found.ok_or_else(|| {
+            let names: Vec<String> = self.services().into_iter().map(|s| s.name).collect();
+            anyhow!(
+                "no service {name:?} on this node (services: {})",
+                names.join(", ")
+            )
+        })
     }
 
     fn new_slot(&self, name: &'static str, cmds: Option<mpsc::Sender<Cmd>>) -> Arc<Slot> {
