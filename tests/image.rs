@@ -821,7 +821,7 @@ fn image_builds_boots_both_nodes_and_fails_over() {
         );
     }
     let unit = n1.console.ok(
-        "systemctl show clusterd.service -p User -p CapabilityBoundingSet -p AmbientCapabilities -p Restart -p ActiveState; stat -c %U /proc/$(systemctl show -p MainPID --value clusterd.service)",
+        "systemctl show clusterd.service -p User -p CapabilityBoundingSet -p AmbientCapabilities -p Restart -p ActiveState -p Type -p NotifyAccess -p WatchdogUSec -p StatusText; stat -c %U /proc/$(systemctl show -p MainPID --value clusterd.service)",
         Duration::from_secs(60),
     );
     println!("clusternodo1: clusterd.service:\n{unit}");
@@ -862,11 +862,6 @@ fn image_builds_boots_both_nodes_and_fails_over() {
     assert!(n1.holds_vip(), "clusternodo1 (alone) holds the VIP");
 
     // ---- systemd: notify, status, watchdog; the clock ---------------------------
-    let unit = n1.console.ok(
-        "systemctl show clusterd.service -p Type -p NotifyAccess -p WatchdogUSec -p ActiveState -p StatusText",
-        Duration::from_secs(60),
-    );
-    println!("clusternodo1: clusterd.service (notify):\n{unit}");
     for want in [
         "Type=notify",
         "NotifyAccess=main",

@@ -222,3 +222,112 @@ fn fault_injection_is_refused_without_the_config_key() {
     let out = node.cli(&["restart", "cluster"], None);
     assert!(!out.status.success());
 }
+
+/// The datagrams clusterd sends to `NOTIFY_SOCKET` within `limit`.
+fn notifications(sock: &std::os::unix::net::UnixDatagram, limit: Duration) -> Vec<String> {
+    let end = std::time::Instant::now() + limit;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Some(left) = end.checked_duration_since(std::time::Instant::now()) {
+        sock.set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .unwrap();
+        match sock.recv(&mut buf) {
+            Ok(n) => got.push(String::from_utf8_lossy(&buf[..n]).into_owned()),
+            Err(_) => break,
+        }
+    }
+    got
+}
+
+/// The TCP ports listening on this machine now (/proc/net/tcp, state 0A).
+fn listening_tcp_ports() -> std::collections::HashSet<u16> {
+    std::fs::read_to_string("/proc/net/tcp")
+        .unwrap()
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let port = f.get(1)?.rsplit(':').next()?;
+            (f.get(3) == Some(&"0A")).then(|| u16::from_str_radix(port, 16).ok())?
+        })
+        .collect()
+}
+
+#[test]
+fn systemd_hears_ready_once_serving_then_status_and_watchdog_pings_until_the_supervisor_is_wedged()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    // READY=1 is read on a thread, which notes at once which ports listen.
+    let reader = sock.try_clone().unwrap();
+    let ready = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        reader
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        loop {
+            let n = reader.recv(&mut buf).expect("READY=1 within 60 s");
+            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if msg.contains("READY=1") {
+                return (msg, listening_tcp_ports());
+            }
+        }
+    });
+    let node = Node::builder()
+        .extra("[monitor]\nallow_fault_injection = true")
+        .env("NOTIFY_SOCKET", path.to_str().unwrap())
+        .env("WATCHDOG_USEC", "600000")
+        .start();
+    let (first, listening) = ready.join().unwrap();
+    // Every listener was bound when READY=1 arrived.
+    for p in [
+        node.smtp_port,
+        node.submission_port,
+        node.submissions_port,
+        node.imap_port,
+        node.imaps_port,
+        node.dns_port,
+        node.http_port,
+        node.https_port,
+    ] {
+        assert!(listening.contains(&p), "port {p} listened before READY=1");
+    }
+    assert!(
+        first.contains("STATUS=role active (single node); services ok"),
+        "READY=1 comes with the status: {first:?}"
+    );
+
+    // Pings at a third of the 600 ms interval (at most a second apart).
+    let got = notifications(&sock, Duration::from_secs(2));
+    let pings = got.iter().filter(|m| m.as_str() == "WATCHDOG=1").count();
+    assert!(pings >= 5, "watchdog pings in 2 s: {got:?}");
+
+    // A service stopped on request shows in STATUS=, and pings go on.
+    assert_ok(&node.cli(&["debug", "stop", "dns"], None), "debug stop dns");
+    let got = notifications(&sock, Duration::from_secs(2));
+    assert!(
+        got.iter()
+            .any(|m| m.starts_with("STATUS=") && m.contains("stopped: dns")),
+        "{got:?}"
+    );
+    assert!(got.iter().any(|m| m == "WATCHDOG=1"), "{got:?}");
+    assert_ok(
+        &node.cli(&["debug", "start", "dns"], None),
+        "debug start dns",
+    );
+
+    // A wedged supervisor pings no more.
+    assert_ok(
+        &node.cli(&["debug", "wedge", "supervisor"], None),
+        "debug wedge supervisor",
+    );
+    notifications(&sock, Duration::from_millis(500));
+    let got = notifications(&sock, Duration::from_secs(2));
+    assert!(
+        !got.iter().any(|m| m == "WATCHDOG=1"),
+        "no pings once wedged: {got:?}"
+    );
+    // The services themselves still answer: only the supervisor's loop is wedged.
+    assert!(imap_greeting(node.imap_port).is_some());
+}
