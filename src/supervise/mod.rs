@@ -166,17 +166,6 @@ impl Run {
             out = fut => out,
         }
     }
-
-    /// A `Run` for a test or a caller outside the supervisor: never wedged.
-    pub fn detached() -> Run {
-        let (tx, fault) = watch::channel(Fault::None);
-        std::mem::forget(tx);
-        Run {
-            fault,
-            ready: Arc::default(),
-            _lease: Arc::new(Lease),
-        }
-    }
 }
 
 /// Runs one instance's tasks until the first ends: a panic is passed on (so the
@@ -715,7 +704,8 @@ async fn manage(
                         let r = match r {
                             Ok(i) => { current = Some(i); Ok(()) }
                             Err(e) => {
-                                retry_at = Some(tokio::time::Instant::now() + backoff.failed(Duration::ZERO));
+                                last_delay = backoff.failed(Duration::ZERO);
+                                retry_at = Some(tokio::time::Instant::now() + last_delay);
                                 Err(e)
                             }
                         };
@@ -731,7 +721,8 @@ async fn manage(
                         let r = match start(EventKind::Restarted, "on request".into()).await {
                             Ok(i) => { current = Some(i); Ok(()) }
                             Err(e) => {
-                                retry_at = Some(tokio::time::Instant::now() + backoff.failed(Duration::ZERO));
+                                last_delay = backoff.failed(Duration::ZERO);
+                                retry_at = Some(tokio::time::Instant::now() + last_delay);
                                 Err(e)
                             }
                         };
