@@ -178,7 +178,11 @@ impl Server {
                     }
                     Outcome::Forward(msg, max) => {
                         let (fwd, sock) = (self.forwarder.clone(), sock.clone());
+                        // Holds the instance (and so its socket) until it answers: a
+                        // restart binds again only once the socket is closed.
+                        let lease = run.clone();
                         rt.spawn(async move {
+                            let _lease = lease;
                             let resp = fit(fwd.resolve(&msg).await, max);
                             let _ = batch::send_one(&*sock, &resp, src, dst);
                         });
