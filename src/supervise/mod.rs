@@ -218,9 +218,9 @@ type RunFn = Arc<dyn Fn(Run) -> BoxFuture + Send + Sync>;
 
 /// A request to a service's manager task.
 enum Cmd {
-    Start(oneshot::Sender<Result<()>>),
+    /// Start (`true`: stop the running instance first, i.e. restart).
+    Start(bool, oneshot::Sender<Result<()>>),
     Stop(oneshot::Sender<Result<()>>),
-    Restart(oneshot::Sender<Result<()>>),
     Fault(Fault, oneshot::Sender<Result<()>>),
 }
 
@@ -426,7 +426,7 @@ impl Supervisor {
 
     /// Stops the service and then starts a fresh instance; returns once it is ready.
     pub async fn restart(&self, name: &str) -> Result<()> {
-        self.ask(name, Cmd::Restart).await
+        self.ask(name, |tx| Cmd::Start(true, tx)).await
     }
 
     /// Stops the service: returns once its listeners are closed.
@@ -436,7 +436,7 @@ impl Supervisor {
 
     /// Starts a stopped service; returns once it is ready (at once if it runs).
     pub async fn start(&self, name: &str) -> Result<()> {
-        self.ask(name, Cmd::Start).await
+        self.ask(name, |tx| Cmd::Start(false, tx)).await
     }
 
     /// Fault injection: the service keeps its listeners and answers nothing.
@@ -693,32 +693,19 @@ async fn manage(
                         }
                         let _ = reply.send(Ok(()));
                     }
-                    Cmd::Start(reply) => {
+                    Cmd::Start(restart, reply) => {
                         set_state(&|st| st.wanted = true);
-                        if current.is_some() {
+                        if current.is_some() && !restart {
                             let _ = reply.send(Ok(()));
                             continue;
                         }
-                        retry_at = None;
-                        let r = start(EventKind::Started, "on request".into()).await;
-                        let r = match r {
-                            Ok(i) => { current = Some(i); Ok(()) }
-                            Err(e) => {
-                                last_delay = backoff.failed(Duration::ZERO);
-                                retry_at = Some(tokio::time::Instant::now() + last_delay);
-                                Err(e)
-                            }
-                        };
-                        let _ = reply.send(r);
-                    }
-                    Cmd::Restart(reply) => {
-                        set_state(&|st| st.wanted = true);
                         retry_at = None;
                         if let Some(inst) = current.take() {
                             end(inst).await;
                             set_state(&|st| { st.running = false; st.wedged = false; });
                         }
-                        let r = match start(EventKind::Restarted, "on request".into()).await {
+                        let kind = if restart { EventKind::Restarted } else { EventKind::Started };
+                        let r = match start(kind, "on request".into()).await {
                             Ok(i) => { current = Some(i); Ok(()) }
                             Err(e) => {
                                 last_delay = backoff.failed(Duration::ZERO);
