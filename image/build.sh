@@ -23,7 +23,7 @@ if [ -n "${CLUSTERD_BINARY:-}" ]; then
   bin=$CLUSTERD_BINARY
 else
   cargo build --release --bin clusterd
-  bin=target/release/clusterd
+  bin=${CARGO_TARGET_DIR:-target}/release/clusterd
 fi
 strip --strip-debug -o "$gen/clusterd" "$bin"
 

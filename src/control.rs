@@ -19,6 +19,7 @@ use crate::dkim::Dkim;
 use crate::outbound::Outbound;
 use crate::replication::Replication;
 use crate::store::Store;
+use crate::supervise::{ServiceState, Supervisor, SupervisorEvent};
 
 /// The running node as the control socket sees it: the shared context and the
 /// handles of the cluster loop (none for a single node) and of replication (none
@@ -29,6 +30,24 @@ pub struct Node {
     pub replication: Option<Arc<Replication>>,
     /// The queue runner.
     pub outbound: Arc<Outbound>,
+    /// The supervisor of the services (restart, fault injection, their states).
+    pub supervisor: Arc<Supervisor>,
+}
+
+/// A fault to inject (`clusterd debug`, refused unless
+/// `[monitor] allow_fault_injection`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Fault {
+    /// Stop the service (its listeners close).
+    Stop,
+    /// Start a stopped service.
+    Start,
+    /// The service keeps its listeners and answers nothing; `supervisor`: the
+    /// watchdog pings to systemd stop.
+    Wedge,
+    /// The service's task panics (the supervisor restarts it).
+    Panic,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -84,6 +103,16 @@ pub enum Request {
     },
     /// The DKIM record to publish ([`DkimRecord`]).
     DkimShow,
+    /// Restart one supervised service (`smtp`, `imap`, `dns`, `http`, `queue`,
+    /// `replication`).
+    Restart {
+        service: String,
+    },
+    /// Fault injection, for tests only.
+    Debug {
+        fault: Fault,
+        service: String,
+    },
     /// The `DKIM-Signature` field for a message (bytes in base64), as outbound
     /// delivery would prepend it.
     DkimSign {
@@ -130,7 +159,19 @@ pub struct Status {
     /// None without `[replication]`.
     #[serde(default)]
     pub replication: Option<crate::replication::ReplicationStatus>,
+    /// The supervised services.
+    #[serde(default)]
+    pub supervised: Vec<ServiceState>,
+    /// The supervisor's last events (at most [`STATUS_EVENTS`]), oldest first.
+    #[serde(default)]
+    pub events: Vec<SupervisorEvent>,
+    /// The system clock's synchronisation (None if the kernel would not say).
+    #[serde(default)]
+    pub clock: Option<crate::clock::ClockStatus>,
 }
+
+/// Supervisor events in `clusterd status`.
+pub const STATUS_EVENTS: usize = 20;
 
 /// Executes a request against a store (used by the node, and by the CLI when no node
 /// runs).
@@ -187,6 +228,12 @@ pub async fn execute(
                 services,
                 cluster: node.cluster.as_ref().map(|c| c.status()),
                 replication: node.replication.as_ref().map(|r| r.status()),
+                supervised: node.supervisor.services(),
+                events: {
+                    let all = node.supervisor.events();
+                    all[all.len().saturating_sub(STATUS_EVENTS)..].to_vec()
+                },
+                clock: crate::clock::status(),
             })?
         }
         Request::UserAdd {
@@ -269,6 +316,26 @@ pub async fn execute(
             serde_json::Value::Null
         }
         Request::DkimShow | Request::DkimSign { .. } => dkim(&running()?.ctx.dkim, req)?,
+        Request::Restart { service } => {
+            running()?.supervisor.restart(&service).await?;
+            serde_json::Value::Null
+        }
+        Request::Debug { fault, service } => {
+            let node = running()?;
+            if !node.ctx.cfg.monitor.allow_fault_injection {
+                return Err(anyhow!(
+                    "fault injection is off: it needs [monitor] allow_fault_injection = true (for tests only)"
+                ));
+            }
+            let sup = &node.supervisor;
+            match fault {
+                Fault::Stop => sup.stop(&service).await?,
+                Fault::Start => sup.start(&service).await?,
+                Fault::Wedge => sup.wedge(&service).await?,
+                Fault::Panic => sup.panic(&service).await?,
+            }
+            serde_json::Value::Null
+        }
     })
 }
 

@@ -3,6 +3,7 @@
 //! modules, what each owns and who calls it, the data flows and the replication rules;
 //! README.md is the way in.
 
+pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod control;
@@ -18,5 +19,6 @@ pub mod publish;
 pub mod replication;
 pub mod smtp;
 pub mod store;
+pub mod supervise;
 pub mod tls;
 pub mod webmail;

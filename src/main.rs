@@ -102,6 +102,47 @@ enum Cmd {
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
+    /// Restart one service of the running node (smtp, imap, dns, http, queue,
+    /// replication): its listeners close and open again; open sessions go on.
+    Restart {
+        service: String,
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Fault injection for tests (needs `[monitor] allow_fault_injection = true`).
+    Debug {
+        #[command(subcommand)]
+        cmd: DebugCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum DebugCmd {
+    /// Stop a service: its listeners close.
+    Stop {
+        service: String,
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Start a stopped service.
+    Start {
+        service: String,
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// The service keeps its listeners but answers nothing until restarted;
+    /// `supervisor`: the systemd watchdog pings stop.
+    Wedge {
+        service: String,
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// The service's task panics; the supervisor restarts it.
+    Panic {
+        service: String,
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -368,6 +409,46 @@ async fn dispatch(cmd: Cmd) -> Result<()> {
                 for (name, health) in st.services {
                     println!("{:<12} {health}", format!("{name}:"));
                 }
+                for sv in &st.supervised {
+                    let state = match (sv.running, sv.wanted, sv.wedged) {
+                        (true, _, true) => "running, WEDGED",
+                        (true, _, false) => "running",
+                        (false, false, _) => "stopped",
+                        (false, true, _) => "DOWN (restarting)",
+                    };
+                    let error = sv
+                        .last_error
+                        .as_deref()
+                        .map(|e| format!("; last error: {e}"))
+                        .unwrap_or_default();
+                    println!(
+                        "{:<12} {state}, {} restart(s){error}",
+                        format!("[{}]", sv.name),
+                        sv.restarts
+                    );
+                }
+                for e in st.events.iter().rev().take(5) {
+                    println!(
+                        "event:       {} ago: {} {:?} {}",
+                        age((clusterd::store::now() * 1000 - e.at) / 1000),
+                        e.service,
+                        e.kind,
+                        e.detail
+                    );
+                }
+                match &st.clock {
+                    Some(c) => println!(
+                        "clock:       {} (max error {} ms, estimated {} ms)",
+                        if c.synchronized {
+                            "synchronised"
+                        } else {
+                            "NOT synchronised"
+                        },
+                        c.max_error_us / 1000,
+                        c.est_error_us / 1000
+                    ),
+                    None => println!("clock:       unknown"),
+                }
             }
             Ok(())
         }
@@ -420,6 +501,37 @@ async fn dispatch(cmd: Cmd) -> Result<()> {
                 )
             })?;
             println!("reload requested");
+            Ok(())
+        }
+        Cmd::Restart { service, config } => {
+            let cfg = load(&config)?;
+            running(
+                &cfg,
+                Request::Restart {
+                    service: service.clone(),
+                },
+            )
+            .await?;
+            println!("{service} restarted");
+            Ok(())
+        }
+        Cmd::Debug { cmd } => {
+            let (fault, service, config) = match cmd {
+                DebugCmd::Stop { service, config } => (control::Fault::Stop, service, config),
+                DebugCmd::Start { service, config } => (control::Fault::Start, service, config),
+                DebugCmd::Wedge { service, config } => (control::Fault::Wedge, service, config),
+                DebugCmd::Panic { service, config } => (control::Fault::Panic, service, config),
+            };
+            let cfg = load(&config)?;
+            running(
+                &cfg,
+                Request::Debug {
+                    fault,
+                    service: service.clone(),
+                },
+            )
+            .await?;
+            println!("{service}: {fault:?} injected");
             Ok(())
         }
         Cmd::Standby { config } => switchover(&config, Request::Standby).await,
@@ -509,6 +621,16 @@ async fn via_control(cfg: &Config, req: Request) -> Result<Option<serde_json::Va
         Some(r) if r.ok => Ok(Some(r.data)),
         Some(r) => Err(anyhow!(r.error.unwrap_or_else(|| "failed".into()))),
     }
+}
+
+/// Through the running node; an error if none runs.
+async fn running(cfg: &Config, req: Request) -> Result<serde_json::Value> {
+    via_control(cfg, req).await?.ok_or_else(|| {
+        anyhow!(
+            "the node is not running (no answer on {})",
+            cfg.node.control_socket.display()
+        )
+    })
 }
 
 /// Through the running node if there is one, else directly on the store.

@@ -1,6 +1,7 @@
 //! A running node: loads the config, opens the store, builds the TLS identity and the
-//! DKIM signer, starts the protocol front-ends and the control socket, and stops them
-//! on SIGTERM/SIGINT.
+//! DKIM signer, prepares the protocol front-ends and hands them to the supervisor
+//! (`supervise`), starts the control socket and the cluster loop, tells systemd it is
+//! ready, and stops on SIGTERM/SIGINT.
 
 use std::sync::Arc;
 
@@ -31,17 +32,34 @@ pub async fn run(cfg: Config) -> Result<()> {
         queue_kick: tokio::sync::Notify::new(),
     });
 
-    crate::smtp::start(ctx.clone()).await?;
-    crate::imap::start(ctx.clone()).await?;
-    crate::dns::start(ctx.clone()).await?;
-    crate::http::start(ctx.clone()).await?;
+    // Each front-end is prepared once (its shared state) and run by the supervisor,
+    // which can stop, start and restart it on its own (see `supervise`). `add`
+    // returns once the service's listeners are bound, or the error that stopped it.
+    let sup = crate::supervise::Supervisor::new();
+    let smtp = crate::smtp::prepare(ctx.clone());
+    sup.add("smtp", move |run| smtp.clone().serve(run)).await?;
+    let imap = crate::imap::prepare(ctx.clone());
+    sup.add("imap", move |run| crate::imap::serve(imap.clone(), run))
+        .await?;
+    let dns = crate::dns::prepare(ctx.clone()).await?;
+    sup.add("dns", move |run| dns.clone().serve(run)).await?;
+    let http = crate::http::prepare(ctx.clone()).await?;
+    sup.add("http", move |run| http.clone().serve(run)).await?;
     crate::publish::watch(ctx.clone());
-    let outbound = crate::outbound::start(ctx.clone())?;
+    let outbound = crate::outbound::prepare(ctx.clone())?;
+    let queue = outbound.clone();
+    sup.add("queue", move |run| queue.clone().serve(run))
+        .await?;
     // Bound now (a second node on the same socket is refused before anything else
     // starts), answered once the cluster and replication handles exist.
     let control = crate::control::bind(&ctx.cfg.node.control_socket).await?;
     // Before the cluster: the commit barrier must be in place before the store opens.
-    let replication = crate::replication::start(ctx.clone()).await?;
+    let replication = crate::replication::prepare(ctx.clone()).await?;
+    if let Some(r) = &replication {
+        let (r, c) = (r.clone(), ctx.clone());
+        sup.add("replication", move |run| r.clone().serve(c.clone(), run))
+            .await?;
+    }
     // Last: the VIP may only arrive once every service listens.
     let cluster = match &ctx.cfg.cluster {
         None => None,
@@ -62,7 +80,10 @@ pub async fn run(cfg: Config) -> Result<()> {
                 let r3 = r.clone();
                 hooks.peer_alive = Some(Arc::new(move |alive| r3.set_peer_alive(alive)));
             }
-            Some(crate::cluster::start(&ctx.cfg.node.name, c, ctx.store.clone(), hooks).await?)
+            let (cluster, task) =
+                crate::cluster::start(&ctx.cfg.node.name, c, ctx.store.clone(), hooks).await?;
+            sup.watch("cluster", task);
+            Some(cluster)
         }
     };
     control.serve(Arc::new(crate::control::Node {
@@ -70,8 +91,19 @@ pub async fn run(cfg: Config) -> Result<()> {
         cluster: cluster.clone(),
         replication,
         outbound,
+        supervisor: sup.clone(),
     }));
+    let role = {
+        let cluster = cluster.clone();
+        move || match &cluster {
+            Some(c) => c.status().role,
+            None => "active (single node)".to_string(),
+        }
+    };
     tracing::info!(node = %ctx.cfg.node.name, "clusterd is serving");
+    let status = crate::supervise::systemd::status_line(&role(), &sup.services());
+    crate::supervise::systemd::notify(&format!("READY=1\nSTATUS={status}"));
+    sup.watchdog(role);
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
@@ -79,6 +111,8 @@ pub async fn run(cfg: Config) -> Result<()> {
         _ = tokio::signal::ctrl_c() => {}
     }
     tracing::info!("shutting down");
+    sup.shutting_down();
+    crate::supervise::systemd::notify("STOPPING=1");
     if let Some(c) = &cluster {
         c.shutdown().await;
     }

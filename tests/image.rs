@@ -812,13 +812,18 @@ fn image_builds_boots_both_nodes_and_fails_over() {
     let listeners: Vec<&str> = ss.lines().filter(|l| !l.trim().is_empty()).collect();
     assert!(!listeners.is_empty(), "ss shows no listener at all");
     for l in &listeners {
+        // systemd-timesyncd's client socket (an unconnected UDP socket on an
+        // ephemeral port, shown by `ss -l`) listens for nothing.
+        if l.starts_with("udp") && l.contains("((\"systemd-timesyn\",") {
+            continue;
+        }
         assert!(
             l.contains("((\"clusterd\","),
             "a listener that is not clusterd's: {l}\n(all:\n{ss})"
         );
     }
     let unit = n1.console.ok(
-        "systemctl show clusterd.service -p User -p CapabilityBoundingSet -p AmbientCapabilities -p Restart -p ActiveState; stat -c %U /proc/$(systemctl show -p MainPID --value clusterd.service)",
+        "systemctl show clusterd.service -p User -p CapabilityBoundingSet -p AmbientCapabilities -p Restart -p ActiveState -p Type -p NotifyAccess -p WatchdogUSec -p StatusText; stat -c %U /proc/$(systemctl show -p MainPID --value clusterd.service)",
         Duration::from_secs(60),
     );
     println!("clusternodo1: clusterd.service:\n{unit}");
@@ -857,6 +862,100 @@ fn image_builds_boots_both_nodes_and_fails_over() {
         "clusterd's log is in the journal: {journal}"
     );
     assert!(n1.holds_vip(), "clusternodo1 (alone) holds the VIP");
+
+    // ---- systemd: notify, status, watchdog; the clock ---------------------------
+    for want in [
+        "Type=notify",
+        "NotifyAccess=main",
+        "WatchdogUSec=30s",
+        "ActiveState=active",
+    ] {
+        assert!(unit.lines().any(|l| l.trim() == want), "{want}: {unit}");
+    }
+    assert!(
+        unit.contains("StatusText=role active"),
+        "STATUS= names the role: {unit}"
+    );
+    // Active only once serving: clusterd logs that it serves, then says READY=1, and
+    // only then does systemd log the unit as started.
+    let order = n1.console.ok(
+        "journalctl -u clusterd.service -b --no-pager -o cat | grep -E 'clusterd is serving|Started clusterd' | head -n 2",
+        Duration::from_secs(60),
+    );
+    let order: Vec<&str> = order.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(
+        order.len() == 2
+            && order[0].contains("clusterd is serving")
+            && order[1].contains("Started clusterd"),
+        "systemd reports clusterd started only after it serves: {order:?}"
+    );
+    let timesyncd = n1.console.ok(
+        "systemctl is-enabled systemd-timesyncd.service; systemctl is-active systemd-timesyncd.service; clusterd status | grep '^clock:'",
+        Duration::from_secs(60),
+    );
+    println!("clusternodo1: time synchronisation:\n{timesyncd}");
+    let lines: Vec<&str> = timesyncd.lines().map(str::trim).collect();
+    assert!(
+        lines.len() >= 3 && lines[0] == "enabled" && lines[1] == "active",
+        "systemd-timesyncd runs: {timesyncd}"
+    );
+    // clusterd reads the kernel's state (adjtimex) under its sandbox.
+    assert!(
+        lines[2].starts_with("clock:") && lines[2].contains("synchronised"),
+        "clusterd status shows the clock's state: {timesyncd}"
+    );
+    // A wedged supervisor stops the watchdog pings and systemd restarts clusterd. A
+    // 6 s watchdog (a runtime drop-in) keeps the test short; fault injection is
+    // enabled in the config for it.
+    n1.console.ok(
+        "mkdir -p /run/systemd/system/clusterd.service.d \
+         && printf '[Service]\\nWatchdogSec=6s\\n' > /run/systemd/system/clusterd.service.d/50-test.conf \
+         && printf '\\n[monitor]\\nallow_fault_injection = true\\n' >> /etc/clusterd/clusterd.toml \
+         && systemctl daemon-reload && systemctl restart clusterd.service",
+        Duration::from_secs(180),
+    );
+    let restarts = |vm: &mut Vm| -> u64 {
+        vm.console
+            .ok(
+                "systemctl show -p NRestarts --value clusterd.service",
+                Duration::from_secs(60),
+            )
+            .trim()
+            .parse()
+            .expect("NRestarts")
+    };
+    let before = restarts(&mut n1);
+    let wedged_at = Instant::now();
+    n1.console
+        .ok("clusterd debug wedge supervisor", Duration::from_secs(60));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while restarts(&mut n1) <= before {
+        assert!(
+            Instant::now() < deadline,
+            "systemd's watchdog did not restart clusterd after `debug wedge supervisor`; journal:\n{}",
+            n1.console.ok(
+                "journalctl -u clusterd.service -b --no-pager -o cat | tail -n 30",
+                Duration::from_secs(60)
+            )
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let journal = n1.console.ok(
+        "journalctl -u clusterd.service -b --no-pager -o cat | grep -c 'Watchdog timeout'",
+        Duration::from_secs(60),
+    );
+    assert!(journal.trim() != "0", "systemd logged the watchdog timeout");
+    println!(
+        "clusternodo1: wedged supervisor restarted by systemd's watchdog after {:.1} s",
+        wedged_at.elapsed().as_secs_f64()
+    );
+    n1.console.ok(
+        "rm /run/systemd/system/clusterd.service.d/50-test.conf && systemctl daemon-reload \
+         && systemctl restart clusterd.service && systemctl is-active clusterd.service",
+        Duration::from_secs(180),
+    );
+    wait_serving(&mut n1, Duration::from_secs(120));
+    assert!(n1.holds_vip(), "clusternodo1 holds the VIP again");
 
     // ---- node 2 joins -----------------------------------------------------------
     let mut n2 = start_vm(VmSpec {

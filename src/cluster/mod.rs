@@ -135,13 +135,14 @@ impl Cluster {
 /// Starts the cluster loop for `cfg` (this node is `me`). The store starts closed for
 /// writes; the loop opens it when this node becomes active.
 /// `hooks.health` is what the node reports as its health; `hooks.before_open` runs
-/// before the store opens on becoming active.
+/// before the store opens on becoming active. Also returns the loop's task, which the
+/// supervisor watches (the loop cannot be restarted on its own: see `supervise`).
 pub async fn start(
     me: &str,
     cfg: &ClusterConfig,
     store: Store,
     hooks: Hooks,
-) -> Result<Arc<Cluster>> {
+) -> Result<(Arc<Cluster>, tokio::task::JoinHandle<()>)> {
     store.set_writable(false);
     let key = wire::read_key_file(&cfg.auth_key_file)?;
     let (rx_tx, heartbeats) = mpsc::channel(1024);
@@ -203,10 +204,10 @@ pub async fn start(
         watchdog,
     };
     let (me, cfg) = (me.to_string(), cfg.clone());
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         Driver::new(me, cfg, store, hooks, links, cmd_rx, status)
             .run()
             .await
     });
-    Ok(cluster)
+    Ok((cluster, task))
 }

@@ -26,6 +26,12 @@ documented! {
         /// node.
         #[serde(default = "default_control_socket")]
         pub control_socket: PathBuf,
+        /// NTP servers the clock synchronises with (systemd-timesyncd's `NTP=`, written
+        /// by the image at boot), e.g. `["ntp.cluster.com.ec", "10.0.0.1"]`; empty: the
+        /// distribution's default servers. The op log's clocks, TLS and DKIM need a
+        /// right clock; `clusterd status` shows whether it is synchronised.
+        #[serde(default)]
+        pub ntp_servers: Vec<String>,
     }
 }
 

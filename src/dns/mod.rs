@@ -221,15 +221,33 @@ async fn load_zones(store: &Store, dir: &Path, dkim: Option<(String, String)>) -
     Ok(zones)
 }
 
-/// Starts the DNS service: loads the zones, binds the listeners, watches the files.
-pub async fn start(ctx: Arc<Ctx>) -> Result<()> {
+/// The DNS service's lasting part: the zones and the server answering from them.
+pub struct Dns {
+    srv: Arc<server::Server>,
+    listen: Vec<std::net::SocketAddr>,
+}
+
+impl Dns {
+    /// One instance of the service (see `supervise`): binds UDP and TCP on every
+    /// `dns.listen` address and serves until stopped.
+    pub async fn serve(self: Arc<Self>, run: crate::supervise::Run) -> Result<()> {
+        self.srv.clone().listen(&self.listen, run).await
+    }
+}
+
+/// Prepares the DNS service: loads the zones and watches the files (kept across the
+/// service's restarts); [`Dns::serve`] binds the listeners.
+pub async fn prepare(ctx: Arc<Ctx>) -> Result<Arc<Dns>> {
     let cfg = &ctx.cfg.dns;
     import_dir(&ctx.store, &cfg.zones_dir).await?;
     let zones = Arc::new(RwLock::new(Arc::new(
         load_zones(&ctx.store, &cfg.zones_dir, ctx.dkim.record()).await?,
     )));
     let srv = server::Server::new(cfg.clone(), zones.clone());
-    srv.clone().listen(&cfg.listen).await?;
+    let dns = Arc::new(Dns {
+        srv: srv.clone(),
+        listen: cfg.listen.clone(),
+    });
 
     let watch_ctx = ctx.clone();
     tokio::spawn(async move {
@@ -274,5 +292,5 @@ pub async fn start(ctx: Arc<Ctx>) -> Result<()> {
             }
         }
     });
-    Ok(())
+    Ok(dns)
 }

@@ -5,7 +5,9 @@
 //! - UDP is served by [`UDP_THREADS`] blocking threads sharing one socket per
 //!   address (so every thread takes whatever arrives: per-thread SO_REUSEPORT sockets
 //!   pin each client flow to one thread and measured slower); TCP by tokio tasks. Forwarded queries are handed to the tokio
-//!   runtime so a slow upstream never holds a UDP thread.
+//!   runtime so a slow upstream never holds a UDP thread. The threads wake every
+//!   [`UDP_POLL`] to look at their instance's stop flag, so a stopped service (see
+//!   `supervise`) lets its sockets go.
 //! - Response cache (UDP): a well-formed query (one question, no compression in it,
 //!   at most an OPT record) is looked up by its bytes after the ID, with the name
 //!   lowercased, plus the client's policy. A hit is the stored response with the
@@ -25,7 +27,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -39,11 +41,24 @@ use super::batch::{self, Batch};
 use super::forward::Forwarder;
 use super::zone::Answer;
 use crate::config::DnsConfig;
+use crate::supervise::{Run, until_first_ends};
+use tokio::task::JoinSet;
+
+/// Sets its flag when dropped: an instance's UDP threads stop with it.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
 
 /// UDP sockets (and threads) per listen address.
 pub const UDP_THREADS: usize = 2;
 /// The EDNS payload size we advertise and honour at most (DNS flag day 2020).
 pub const EDNS_PAYLOAD: u16 = 1232;
+/// How often a UDP thread looks whether its instance was stopped or wedged.
+const UDP_POLL: Duration = Duration::from_millis(250);
 /// Entries in the response cache before it is emptied.
 const CACHE_ENTRIES: usize = 20_000;
 /// Bytes of keys and responses in one thread's response cache before it is emptied.
@@ -89,9 +104,13 @@ impl Server {
         self.generation.fetch_add(1, Ordering::Release);
     }
 
-    /// Binds UDP and TCP on every address and starts serving.
-    pub async fn listen(self: Arc<Self>, addrs: &[SocketAddr]) -> Result<()> {
+    /// One instance of the DNS service (see `supervise`): binds UDP and TCP on every
+    /// address and serves until the returned future is dropped. UDP is served by
+    /// threads that notice the drop within [`UDP_POLL`] and let their sockets go.
+    pub async fn listen(self: Arc<Self>, addrs: &[SocketAddr], run: Run) -> Result<()> {
         let rt = tokio::runtime::Handle::current();
+        let stop = StopOnDrop(Arc::new(AtomicBool::new(false)));
+        let mut tcp = JoinSet::new();
         for &addr in addrs {
             let shared = Arc::new(
                 udp_socket(addr)
@@ -101,25 +120,48 @@ impl Server {
                 let sock = shared.clone();
                 let srv = self.clone();
                 let rt = rt.clone();
+                let (run, stop) = (run.clone(), stop.0.clone());
                 std::thread::Builder::new()
                     .name(format!("dns-udp-{i}"))
-                    .spawn(move || srv.serve_udp(sock, rt))
+                    .spawn(move || srv.serve_udp(sock, rt, run, stop))
                     .context("dns: starting a UDP thread")?;
             }
             let listener = crate::ctx::bind(addr, "dns.listen").await?;
             let srv = self.clone();
-            tokio::spawn(async move { srv.serve_tcp(listener).await });
+            tcp.spawn(srv.serve_tcp(listener, run.clone()));
         }
-        Ok(())
+        run.ready();
+        let r = until_first_ends(tcp).await;
+        drop(stop);
+        r
     }
 
-    fn serve_udp(self: Arc<Self>, sock: Arc<std::net::UdpSocket>, rt: tokio::runtime::Handle) {
+    fn serve_udp(
+        self: Arc<Self>,
+        sock: Arc<std::net::UdpSocket>,
+        rt: tokio::runtime::Handle,
+        run: Run,
+        stop: Arc<AtomicBool>,
+    ) {
         let mut batch = Batch::default();
         let mut cache = ResponseCache::default();
         loop {
+            if stop.load(Ordering::Acquire) {
+                return;
+            }
+            if run.wedged() {
+                std::thread::sleep(UDP_POLL);
+                continue;
+            }
             if let Err(e) = batch.recv(&*sock) {
-                // E.g. an ICMP error for an earlier reply; the socket is fine.
-                tracing::debug!("dns: udp receive: {e}");
+                // The read timeout (time to look at `stop`), or an ICMP error for an
+                // earlier reply; the socket is fine.
+                if !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) {
+                    tracing::debug!("dns: udp receive: {e}");
+                }
                 continue;
             }
             let generation = self.generation.load(Ordering::Acquire);
@@ -136,7 +178,11 @@ impl Server {
                     }
                     Outcome::Forward(msg, max) => {
                         let (fwd, sock) = (self.forwarder.clone(), sock.clone());
+                        // Holds the instance (and so its socket) until it answers: a
+                        // restart binds again only once the socket is closed.
+                        let lease = run.clone();
                         rt.spawn(async move {
+                            let _lease = lease;
                             let resp = fit(fwd.resolve(&msg).await, max);
                             let _ = batch::send_one(&*sock, &resp, src, dst);
                         });
@@ -149,10 +195,10 @@ impl Server {
         }
     }
 
-    async fn serve_tcp(self: Arc<Self>, listener: tokio::net::TcpListener) {
+    async fn serve_tcp(self: Arc<Self>, listener: tokio::net::TcpListener, run: Run) {
         let limit = Arc::new(tokio::sync::Semaphore::new(TCP_MAX));
         loop {
-            let Ok((stream, peer)) = listener.accept().await else {
+            let Ok((stream, peer)) = run.gate(listener.accept()).await else {
                 continue;
             };
             let Ok(permit) = limit.clone().try_acquire_owned() else {
@@ -281,6 +327,8 @@ fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     }
     sock.bind(&addr.into())?;
     let sock: std::net::UdpSocket = sock.into();
+    // The UDP threads look at their stop flag this often.
+    sock.set_read_timeout(Some(UDP_POLL))?;
     // Replies leave from the address each query was sent to (the virtual IP too).
     batch::enable_destination_info(&sock, addr.is_ipv6())?;
     Ok(sock)

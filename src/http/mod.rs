@@ -51,8 +51,19 @@ pub struct App {
     domain: String,
 }
 
-/// Binds `http.listen` and `http.https_listen` and serves them in the background.
-pub async fn start(ctx: Arc<Ctx>) -> Result<()> {
+/// The HTTP service's lasting part: the site, the webmail (its sessions live in it,
+/// so a restart of the service logs nobody out), the TLS acceptor and the limits.
+pub struct Http {
+    ctx: Arc<Ctx>,
+    app: Arc<App>,
+    tls: Option<TlsAcceptor>,
+    limits: server::Limits,
+    conns: Arc<tokio::sync::Semaphore>,
+}
+
+/// Prepares the HTTP service (site, webmail, access log); [`Http::serve`] binds
+/// `http.listen` and `http.https_listen`.
+pub async fn prepare(ctx: Arc<Ctx>) -> Result<Arc<Http>> {
     let cfg = &ctx.cfg.http;
     let log = cfg
         .access_log
@@ -93,27 +104,51 @@ pub async fn start(ctx: Arc<Ctx>) -> Result<()> {
         max_header_bytes: cfg.max_header_bytes,
     };
     let conns = Arc::new(tokio::sync::Semaphore::new(cfg.max_connections));
-    // Bind everything first, so that a taken port fails the start-up.
-    let mut listeners = Vec::new();
-    for addr in &cfg.listen {
-        listeners.push((crate::ctx::bind(*addr, "http.listen").await?, None));
+    Ok(Arc::new(Http {
+        ctx: ctx.clone(),
+        app,
+        tls,
+        limits,
+        conns,
+    }))
+}
+
+impl Http {
+    /// One instance of the service (see `supervise`): binds every listener (all
+    /// before serving, so a taken port fails the start), then runs their accept loops
+    /// until stopped. Connections outlive it.
+    pub async fn serve(self: Arc<Self>, run: crate::supervise::Run) -> Result<()> {
+        let cfg = &self.ctx.cfg.http;
+        let mut listeners = Vec::new();
+        for addr in &cfg.listen {
+            listeners.push((crate::ctx::bind(*addr, "http.listen").await?, None));
+        }
+        for addr in &cfg.https_listen {
+            listeners.push((
+                crate::ctx::bind(*addr, "http.https_listen").await?,
+                self.tls.clone(),
+            ));
+        }
+        let mut loops = tokio::task::JoinSet::new();
+        for (listener, tls) in listeners {
+            loops.spawn(server::accept_loop(
+                listener,
+                tls,
+                self.app.clone(),
+                self.conns.clone(),
+                self.limits,
+                run.clone(),
+            ));
+        }
+        tracing::info!(
+            http = ?cfg.listen,
+            https = ?cfg.https_listen,
+            vhosts = cfg.vhost.len(),
+            "http: serving"
+        );
+        run.ready();
+        crate::supervise::until_first_ends(loops).await
     }
-    for addr in &cfg.https_listen {
-        listeners.push((
-            crate::ctx::bind(*addr, "http.https_listen").await?,
-            tls.clone(),
-        ));
-    }
-    for (listener, tls) in listeners {
-        server::spawn_listener(listener, tls, app.clone(), conns.clone(), limits);
-    }
-    tracing::info!(
-        http = ?cfg.listen,
-        https = ?cfg.https_listen,
-        vhosts = cfg.vhost.len(),
-        "http: serving"
-    );
-    Ok(())
 }
 
 /// Answers one request and logs it.

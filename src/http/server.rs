@@ -64,57 +64,55 @@ impl Drop for InFlight {
     }
 }
 
-/// Starts an accept loop on `listener`.
-pub fn spawn_listener(
+/// The accept loop of `listener` (one instance of the service's, see `supervise`).
+pub async fn accept_loop(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     app: Arc<App>,
     conns: Arc<Semaphore>,
     limits: Limits,
+    run: crate::supervise::Run,
 ) {
-    tokio::spawn(async move {
-        loop {
-            let Ok(permit) = conns.clone().acquire_owned().await else {
-                return;
-            };
-            let (stream, peer) = match listener.accept().await {
-                Ok(x) => x,
-                Err(e) => {
-                    // EMFILE and friends: wait rather than spin.
-                    tracing::warn!("http: accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
+    loop {
+        let Ok(permit) = conns.clone().acquire_owned().await else {
+            return;
+        };
+        let (stream, peer) = match run.gate(listener.accept()).await {
+            Ok(x) => x,
+            Err(e) => {
+                // EMFILE and friends: wait rather than spin.
+                tracing::warn!("http: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let activity = Arc::new(Activity::default());
+            let https = tls.is_some();
+            let info = ConnInfo { peer, https };
+            match tls {
+                None => {
+                    let io = Watched::new(stream, activity.clone());
+                    serve(io, false, app, info, activity, limits).await;
                 }
-            };
-            let _ = stream.set_nodelay(true);
-            let app = app.clone();
-            let tls = tls.clone();
-            tokio::spawn(async move {
-                let activity = Arc::new(Activity::default());
-                let https = tls.is_some();
-                let info = ConnInfo { peer, https };
-                match tls {
-                    None => {
-                        let io = Watched::new(stream, activity.clone());
-                        serve(io, false, app, info, activity, limits).await;
-                    }
-                    Some(acceptor) => {
-                        let accepted =
-                            tokio::time::timeout(limits.header_timeout, acceptor.accept(stream))
-                                .await;
-                        let Ok(Ok(tls)) = accepted else {
-                            tracing::debug!(%peer, "http: TLS handshake failed or timed out");
-                            return;
-                        };
-                        let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-                        let io = Watched::new(tls, activity.clone());
-                        serve(io, h2, app, info, activity, limits).await;
-                    }
+                Some(acceptor) => {
+                    let accepted =
+                        tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await;
+                    let Ok(Ok(tls)) = accepted else {
+                        tracing::debug!(%peer, "http: TLS handshake failed or timed out");
+                        return;
+                    };
+                    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                    let io = Watched::new(tls, activity.clone());
+                    serve(io, h2, app, info, activity, limits).await;
                 }
-                drop(permit);
-            });
-        }
-    });
+            }
+            drop(permit);
+        });
+    }
 }
 
 /// Drives one connection until it ends, is idle too long, or fails.

@@ -89,8 +89,10 @@ use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 
 use crate::ctx::Ctx;
+use crate::supervise::{Run, until_first_ends};
 use conn::{Conn, Stream};
 use session::Session;
 
@@ -127,34 +129,42 @@ impl Server {
     }
 }
 
-/// Binds the IMAP listeners (`imap.listen` with STARTTLS, `imap.tls_listen` with
-/// implicit TLS) and spawns their accept loops.
-pub async fn start(ctx: Arc<Ctx>) -> anyhow::Result<()> {
-    let server = Arc::new(Server {
+/// Prepares the IMAP service: the state its sessions share (kept across restarts);
+/// [`serve`] runs it.
+pub(crate) fn prepare(ctx: Arc<Ctx>) -> Arc<Server> {
+    Arc::new(Server {
         sessions: Arc::new(Semaphore::new(ctx.cfg.imap.max_sessions)),
         failures: Mutex::new(HashMap::new()),
         recent: recent::Claims::default(),
         structure: Arc::new(structure::StructureCache::new(structure::CAP)),
-        ctx: ctx.clone(),
-    });
-    for addr in &ctx.cfg.imap.listen {
-        let l = crate::ctx::bind(*addr, "imap.listen").await?;
-        tracing::info!(%addr, "imap: listening");
-        tokio::spawn(accept_loop(server.clone(), l, false));
-    }
-    for addr in &ctx.cfg.imap.tls_listen {
-        let l = crate::ctx::bind(*addr, "imap.tls_listen").await?;
-        tracing::info!(%addr, "imap: listening (TLS)");
-        tokio::spawn(accept_loop(server.clone(), l, true));
-    }
-    Ok(())
+        ctx,
+    })
 }
 
-async fn accept_loop(server: Arc<Server>, listener: TcpListener, implicit_tls: bool) {
+/// One instance of the IMAP service (see `supervise`): binds `imap.listen` (STARTTLS)
+/// and `imap.tls_listen` (implicit TLS), then runs their accept loops until stopped.
+/// Sessions outlive it.
+pub(crate) async fn serve(server: Arc<Server>, run: Run) -> anyhow::Result<()> {
+    let mut loops = JoinSet::new();
+    for addr in &server.ctx.cfg.imap.listen {
+        let l = crate::ctx::bind(*addr, "imap.listen").await?;
+        tracing::info!(%addr, "imap: listening");
+        loops.spawn(accept_loop(server.clone(), l, false, run.clone()));
+    }
+    for addr in &server.ctx.cfg.imap.tls_listen {
+        let l = crate::ctx::bind(*addr, "imap.tls_listen").await?;
+        tracing::info!(%addr, "imap: listening (TLS)");
+        loops.spawn(accept_loop(server.clone(), l, true, run.clone()));
+    }
+    run.ready();
+    until_first_ends(loops).await
+}
+
+async fn accept_loop(server: Arc<Server>, listener: TcpListener, implicit_tls: bool, run: Run) {
     loop {
-        match listener.accept().await {
+        match run.gate(listener.accept()).await {
             Ok((tcp, peer)) => {
-                tokio::spawn(serve(server.clone(), tcp, peer, implicit_tls));
+                tokio::spawn(serve_conn(server.clone(), tcp, peer, implicit_tls));
             }
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
@@ -165,7 +175,7 @@ async fn accept_loop(server: Arc<Server>, listener: TcpListener, implicit_tls: b
     }
 }
 
-async fn serve(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr, implicit_tls: bool) {
+async fn serve_conn(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr, implicit_tls: bool) {
     let _ = tcp.set_nodelay(true);
     let timeout = Duration::from_secs(server.ctx.cfg.imap.timeout_s);
     let login_timeout = Duration::from_secs(server.ctx.cfg.imap.login_timeout_s);

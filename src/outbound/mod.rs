@@ -49,8 +49,8 @@ pub struct Outbound {
     per_dest: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
 
-/// Starts the queue runner.
-pub fn start(ctx: Arc<Ctx>) -> Result<Arc<Outbound>> {
+/// Prepares the queue runner; [`Outbound::serve`] runs it.
+pub fn prepare(ctx: Arc<Ctx>) -> Result<Arc<Outbound>> {
     let o = &ctx.cfg.outbound;
     let credentials = match (&o.relay_user, &o.relay_password_file) {
         (Some(user), Some(file)) => {
@@ -83,7 +83,6 @@ pub fn start(ctx: Arc<Ctx>) -> Result<Arc<Outbound>> {
         per_dest: Mutex::new(HashMap::new()),
         ctx,
     });
-    tokio::spawn(runner.clone().run());
     Ok(runner)
 }
 
@@ -97,11 +96,14 @@ impl Drop for InFlight<'_> {
 }
 
 impl Outbound {
-    async fn run(self: Arc<Self>) {
+    /// One instance of the queue runner (see `supervise`): scans the queue until
+    /// stopped. Attempts already started outlive it.
+    pub async fn serve(self: Arc<Self>, run: crate::supervise::Run) -> Result<()> {
+        run.ready();
         let mut changes = self.ctx.store.subscribe();
         let mut open = true;
         loop {
-            self.scan().await;
+            run.gate(self.scan()).await;
             // Wake on a queue change (a new message, or a takeover's store opening),
             // on `queue retry`, or once a second for retry times; at most ten scans a
             // second however busy the queue is.

@@ -261,9 +261,10 @@ impl Replication {
     }
 }
 
-/// Starts replication for a running node: installs the commit barrier, listens for
-/// the peer, ships while this node is active.
-pub async fn start(ctx: Arc<Ctx>) -> Result<Option<Arc<Replication>>> {
+/// Prepares replication for a running node (none without `[replication]` and
+/// `[cluster]`): installs the commit barrier. [`Replication::serve`] listens for the
+/// peer and ships while this node is active.
+pub async fn prepare(ctx: Arc<Ctx>) -> Result<Option<Arc<Replication>>> {
     let (Some(cfg), Some(cluster)) = (&ctx.cfg.replication, &ctx.cfg.cluster) else {
         return Ok(None);
     };
@@ -297,16 +298,30 @@ pub async fn start(ctx: Arc<Ctx>) -> Result<Option<Arc<Replication>>> {
     });
     ctx.store.set_commit_barrier(repl.clone());
 
-    let server = ctx.identity.server_config(&[ALPN]);
-    let listener = crate::ctx::bind(cfg.listen, "replication.listen").await?;
-    tracing::info!(addr = %cfg.listen, peer = %cfg.peer, "replication: listening");
-    tokio::spawn(standby::accept_loop(
-        ctx.clone(),
-        repl.clone(),
-        listener,
-        tokio_rustls::TlsAcceptor::from(server),
-    ));
-    tokio::spawn(active::ship_loop(ctx.clone(), repl.clone()));
-    tokio::spawn(active::release_loop(ctx, repl.clone()));
     Ok(Some(repl))
+}
+
+impl Replication {
+    /// One instance of the replication service (see `supervise`): binds
+    /// `replication.listen`, then accepts the peer, ships to it while active and
+    /// releases sync commits as it acknowledges, until stopped. While stopped, sync
+    /// commits wait (as for a peer that does not answer) until the heartbeat
+    /// declares the peer dead; the peer's inbound stream, already open, goes on.
+    pub async fn serve(self: Arc<Self>, ctx: Arc<Ctx>, run: crate::supervise::Run) -> Result<()> {
+        let server = ctx.identity.server_config(&[ALPN]);
+        let listener = crate::ctx::bind(self.cfg.listen, "replication.listen").await?;
+        tracing::info!(addr = %self.cfg.listen, peer = %self.cfg.peer, "replication: listening");
+        let mut loops = tokio::task::JoinSet::new();
+        loops.spawn(standby::accept_loop(
+            ctx.clone(),
+            self.clone(),
+            listener,
+            tokio_rustls::TlsAcceptor::from(server),
+            run.clone(),
+        ));
+        loops.spawn(active::ship_loop(ctx.clone(), self.clone()));
+        loops.spawn(active::release_loop(ctx, self.clone()));
+        run.ready();
+        crate::supervise::until_first_ends(loops).await
+    }
 }

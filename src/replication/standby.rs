@@ -44,12 +44,13 @@ pub(super) async fn accept_loop(
     repl: Arc<Replication>,
     listener: tokio::net::TcpListener,
     acceptor: tokio_rustls::TlsAcceptor,
+    run: crate::supervise::Run,
 ) {
     let current: Arc<Mutex<Option<tokio::task::AbortHandle>>> = Arc::default();
     // Connections still proving themselves (each has 5 s for TLS and 5 s for its MAC).
     let pre_auth = Arc::new(tokio::sync::Semaphore::new(PRE_AUTH_MAX));
     loop {
-        let (tcp, from) = match listener.accept().await {
+        let (tcp, from) = match run.gate(listener.accept()).await {
             Ok(x) => x,
             Err(e) => {
                 tracing::warn!(error = %e, "replication: accept failed");

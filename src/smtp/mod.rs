@@ -76,9 +76,11 @@ use std::time::Duration;
 use anyhow::Result;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 
 use crate::config::canonical_ip;
 use crate::ctx::Ctx;
+use crate::supervise::{Run, until_first_ends};
 
 /// Longest command line accepted (RFC 5321 4.5.3.1.4 asks for at least 512).
 pub const MAX_COMMAND_LINE: usize = 4096;
@@ -99,8 +101,16 @@ enum Mode {
 /// configuration (then checks answer with a temporary failure).
 type Resolver = Arc<Option<hickory_resolver::TokioResolver>>;
 
-/// Binds the SMTP listeners and spawns their accept loops.
-pub async fn start(ctx: Arc<Ctx>) -> Result<()> {
+/// What the SMTP service keeps across restarts: the session limit and the resolver
+/// for sender checks.
+pub struct Smtp {
+    ctx: Arc<Ctx>,
+    limit: Arc<Semaphore>,
+    resolver: Resolver,
+}
+
+/// Prepares the SMTP service; [`Smtp::serve`] runs it.
+pub fn prepare(ctx: Arc<Ctx>) -> Arc<Smtp> {
     let limit = Arc::new(Semaphore::new(ctx.cfg.smtp.max_sessions));
     let resolver: Resolver = Arc::new(if ctx.cfg.smtp.require_resolvable_sender {
         match hickory_resolver::TokioResolver::builder_tokio().and_then(|b| b.build()) {
@@ -113,33 +123,49 @@ pub async fn start(ctx: Arc<Ctx>) -> Result<()> {
     } else {
         None
     });
-    let lists = [
-        (Mode::Mx, &ctx.cfg.smtp.listen, "smtp.listen"),
-        (
-            Mode::Submission,
-            &ctx.cfg.smtp.submission_listen,
-            "smtp.submission_listen",
-        ),
-        (
-            Mode::Submissions,
-            &ctx.cfg.smtp.submissions_listen,
-            "smtp.submissions_listen",
-        ),
-    ];
-    for (mode, addrs, key) in lists {
-        for addr in addrs {
-            let listener = crate::ctx::bind(*addr, key).await?;
-            tracing::info!(%addr, ?mode, "smtp: listening");
-            tokio::spawn(accept_loop(
-                listener,
-                ctx.clone(),
-                limit.clone(),
-                resolver.clone(),
-                mode,
-            ));
+    Arc::new(Smtp {
+        ctx,
+        limit,
+        resolver,
+    })
+}
+
+impl Smtp {
+    /// One instance of the service (see `supervise`): binds every SMTP listener, then
+    /// runs their accept loops until stopped. Sessions outlive it.
+    pub async fn serve(self: Arc<Self>, run: Run) -> Result<()> {
+        let ctx = &self.ctx;
+        let lists = [
+            (Mode::Mx, &ctx.cfg.smtp.listen, "smtp.listen"),
+            (
+                Mode::Submission,
+                &ctx.cfg.smtp.submission_listen,
+                "smtp.submission_listen",
+            ),
+            (
+                Mode::Submissions,
+                &ctx.cfg.smtp.submissions_listen,
+                "smtp.submissions_listen",
+            ),
+        ];
+        let mut loops = JoinSet::new();
+        for (mode, addrs, key) in lists {
+            for addr in addrs {
+                let listener = crate::ctx::bind(*addr, key).await?;
+                tracing::info!(%addr, ?mode, "smtp: listening");
+                loops.spawn(accept_loop(
+                    listener,
+                    ctx.clone(),
+                    self.limit.clone(),
+                    self.resolver.clone(),
+                    mode,
+                    run.clone(),
+                ));
+            }
         }
+        run.ready();
+        until_first_ends(loops).await
     }
-    Ok(())
 }
 
 async fn accept_loop(
@@ -148,9 +174,10 @@ async fn accept_loop(
     limit: Arc<Semaphore>,
     resolver: Resolver,
     mode: Mode,
+    run: Run,
 ) {
     loop {
-        let (sock, peer) = match listener.accept().await {
+        let (sock, peer) = match run.gate(listener.accept()).await {
             Ok(x) => x,
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.

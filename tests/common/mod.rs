@@ -116,6 +116,8 @@ pub struct Builder {
     /// Where the node's temp dir goes (default: the system temp dir).
     parent_dir: Option<PathBuf>,
     name: Option<String>,
+    /// Extra environment variables for the node's process.
+    envs: Vec<(String, String)>,
 }
 
 impl Builder {
@@ -199,6 +201,11 @@ impl Builder {
         self.name = Some(name.into());
         self
     }
+    /// An environment variable for the node's process (e.g. systemd's NOTIFY_SOCKET).
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.envs.push((key.into(), value.into()));
+        self
+    }
 
     /// Starts the node. Ports are picked free but not held, so another test may take
     /// one before the node binds it: then the start is retried with fresh ports.
@@ -229,6 +236,7 @@ impl Builder {
             http_port: free_port(),
             https_port: free_port(),
             log_filter: self.log_filter.clone().unwrap_or_else(|| "info".into()),
+            envs: self.envs.clone(),
             config: dir.path().join("clusterd.toml"),
             control_socket: dir.path().join("control.sock"),
             data_dir: dir.path().join("data"),
@@ -346,6 +354,7 @@ pub struct Node {
     /// A copy of the repository's zones/ the node serves (tests may edit it).
     pub zones_dir: PathBuf,
     log_filter: String,
+    envs: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -381,6 +390,7 @@ impl Node {
             .args(["run", "--config"])
             .arg(&self.config)
             .env("RUST_LOG", &self.log_filter)
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
