@@ -29,6 +29,8 @@ pub struct Node {
     pub replication: Option<Arc<Replication>>,
     /// The queue runner.
     pub outbound: Arc<Outbound>,
+    /// The probes, their state and the history.
+    pub monitor: Arc<crate::monitor::Monitor>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -130,6 +132,9 @@ pub struct Status {
     /// None without `[replication]`.
     #[serde(default)]
     pub replication: Option<crate::replication::ReplicationStatus>,
+    /// The monitor's checks of both nodes and the newest events.
+    #[serde(default)]
+    pub monitor: Option<crate::monitor::StatusView>,
 }
 
 /// Executes a request against a store (used by the node, and by the CLI when no node
@@ -187,6 +192,14 @@ pub async fn execute(
                 services,
                 cluster: node.cluster.as_ref().map(|c| c.status()),
                 replication: node.replication.as_ref().map(|r| r.status()),
+                monitor: Some(
+                    node.monitor
+                        .view(crate::store::EventFilter {
+                            limit: 20,
+                            ..Default::default()
+                        })
+                        .await,
+                ),
             })?
         }
         Request::UserAdd {

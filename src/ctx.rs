@@ -49,3 +49,26 @@ pub async fn bind(addr: std::net::SocketAddr, key: &str) -> Result<tokio::net::T
     sock.listen(1024)
         .with_context(|| format!("{key}: cannot listen on {addr}"))
 }
+
+/// What each protocol served since the process started, for `/metrics`: SMTP and
+/// IMAP connections accepted, HTTP requests answered, DNS queries answered.
+#[derive(Debug, Default)]
+pub struct Requests {
+    pub smtp: std::sync::atomic::AtomicU64,
+    pub imap: std::sync::atomic::AtomicU64,
+    pub http: std::sync::atomic::AtomicU64,
+    pub dns: std::sync::atomic::AtomicU64,
+}
+
+/// The process's counters (one node per process).
+pub static REQUESTS: Requests = Requests {
+    smtp: std::sync::atomic::AtomicU64::new(0),
+    imap: std::sync::atomic::AtomicU64::new(0),
+    http: std::sync::atomic::AtomicU64::new(0),
+    dns: std::sync::atomic::AtomicU64::new(0),
+};
+
+/// Counts one unit served (`REQUESTS.smtp` etc.).
+pub fn count(c: &std::sync::atomic::AtomicU64) {
+    c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}

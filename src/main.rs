@@ -368,6 +368,13 @@ async fn dispatch(cmd: Cmd) -> Result<()> {
                 for (name, health) in st.services {
                     println!("{:<12} {health}", format!("{name}:"));
                 }
+                if let Some(m) = &st.monitor {
+                    use std::io::IsTerminal as _;
+                    print!(
+                        "{}",
+                        clusterd::monitor::render::table(m, std::io::stdout().is_terminal())
+                    );
+                }
             }
             Ok(())
         }

@@ -183,6 +183,7 @@ async fn serve(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr, implicit_t
     } else {
         Stream::Plain(tcp)
     };
+    crate::ctx::count(&crate::ctx::REQUESTS.imap);
     let mut conn = Conn::new(stream, timeout);
     conn.spool_to(server.ctx.store.clone());
     let Some(_permit) = permit else {
