@@ -45,9 +45,9 @@ impl Alerter {
         }
     }
 
-    /// Sends the alerts of this round's `events` (dropping from it nothing: the
-    /// history keeps every event) and the reminders of checks still `failing`.
-    pub async fn send(&mut self, events: &mut [Event], failing: &[Check]) {
+    /// Sends the alerts of this round's `events` (the throttled ones are still in the
+    /// history) and the reminders of checks still `failing`.
+    pub async fn send(&mut self, events: &[Event], failing: &[Check]) {
         let mut out: Vec<Event> = Vec::new();
         for e in events.iter() {
             let key = (e.node.clone(), e.service.clone(), e.kind.clone());
@@ -130,16 +130,7 @@ impl Alerter {
         let cfg = &self.ctx.cfg;
         let to = cfg.monitor.alert_recipient(&cfg.domain.name);
         let from = format!("clusterd@{}", cfg.domain.name);
-        let recovered = matches!(
-            e.kind.as_str(),
-            "recovered"
-                | "peer_back"
-                | "disk_ok"
-                | "cert_ok"
-                | "queue_ok"
-                | "replication_ok"
-                | "healthy"
-        );
+        let recovered = super::is_recovery(&e.kind);
         let subject = format!(
             "[clusterd] {}: {} {} {}",
             if recovered { "RECOVERED" } else { "ALERT" },

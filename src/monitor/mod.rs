@@ -149,16 +149,6 @@ pub struct Monitor {
     local: Mutex<Vec<Event>>,
 }
 
-/// A probe to run: which node, which service, what to do.
-#[derive(Clone)]
-enum Target {
-    Smtp(SocketAddr),
-    Imap(SocketAddr),
-    Dns(SocketAddr),
-    Http(SocketAddr),
-    Webmail(SocketAddr),
-}
-
 /// The services whose failures this node repairs, by probe name (`webmail` is the
 /// HTTP front-end's too).
 fn repair_service(service: &str) -> Option<&'static str> {
@@ -181,6 +171,15 @@ fn kinds(service: &str) -> (&'static str, &'static str) {
         "peer" => ("peer_lost", "peer_back"),
         _ => ("down", "recovered"),
     }
+}
+
+/// Whether an event kind is a return to normal (the passing kinds of [`kinds`], and
+/// the node healthy again).
+pub fn is_recovery(kind: &str) -> bool {
+    kind == "healthy"
+        || ["disk", "cert", "queue", "replication", "peer", "imap"]
+            .iter()
+            .any(|s| kinds(s).1 == kind)
 }
 
 fn now_ms() -> i64 {
@@ -280,9 +279,10 @@ impl Monitor {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let mut events = self.cycle(&mut repairs, &mut last_role).await;
-            alerts.send(&mut events, &self.failing()).await;
-            self.record(events).await;
+            let events = self.cycle(&mut repairs, &mut last_role).await;
+            // The history first: it should not wait for the alert mail.
+            self.record(events.clone()).await;
+            alerts.send(&events, &self.failing()).await;
         }
     }
 
@@ -361,21 +361,20 @@ impl Monitor {
         let zones = Arc::new(zones);
 
         // The protocol probes of both nodes.
-        let mut plan: Vec<(String, &'static str, Option<Target>)> = Vec::new();
-        let services: [(&'static str, Option<&SocketAddr>, fn(SocketAddr) -> Target); 5] = [
-            ("smtp", cfg.smtp.listen.first(), Target::Smtp),
-            ("imap", cfg.imap.listen.first(), Target::Imap),
-            ("dns", cfg.dns.listen.first(), Target::Dns),
-            ("http", cfg.http.listen.first(), Target::Http),
-            ("webmail", cfg.http.listen.first(), Target::Webmail),
+        // (node, service, address; None: not probed this round).
+        let mut plan: Vec<(String, &'static str, Option<SocketAddr>)> = Vec::new();
+        let services = [
+            ("smtp", cfg.smtp.listen.first()),
+            ("imap", cfg.imap.listen.first()),
+            ("dns", cfg.dns.listen.first()),
+            ("http", cfg.http.listen.first()),
+            ("webmail", cfg.http.listen.first()),
         ];
-        for (name, addr, make) in services {
+        for (name, addr) in services {
             let Some(addr) = addr else { continue };
-            plan.push((me.clone(), name, Some(make(local_addr(addr)))));
+            plan.push((me.clone(), name, Some(local_addr(addr))));
             if let Some(peer) = &peer {
-                let target = peer_addr(Some(addr), peer_ip)
-                    .filter(|_| peer_alive == Some(true))
-                    .map(make);
+                let target = peer_addr(Some(addr), peer_ip).filter(|_| peer_alive == Some(true));
                 plan.push((peer.clone(), name, target));
             }
         }
@@ -389,14 +388,12 @@ impl Monitor {
                 };
                 let start = Instant::now();
                 let res = tokio::time::timeout(timeout, async {
-                    match target {
-                        Target::Smtp(a) => probe::smtp(a).await,
-                        Target::Imap(a) => probe::imap(a).await,
-                        Target::Dns(a) => probe::dns_soa(a, &zones).await,
-                        Target::Http(a) => probe::http_get(a, &host, "/", false).await,
-                        Target::Webmail(a) => {
-                            probe::http_get(a, &host, "/webmail/login", true).await
-                        }
+                    match service {
+                        "smtp" => probe::smtp(target).await,
+                        "imap" => probe::imap(target).await,
+                        "dns" => probe::dns_soa(target, &zones).await,
+                        "http" => probe::http_get(target, &host, "/", false).await,
+                        _ => probe::http_get(target, &host, "/webmail/login", true).await,
                     }
                 })
                 .await

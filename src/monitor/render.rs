@@ -87,19 +87,9 @@ fn latency(c: &Check) -> String {
         .unwrap_or_default()
 }
 
-/// Whether an event kind is a return to normal (coloured green).
-pub fn is_recovery(kind: &str) -> bool {
-    matches!(
-        kind,
-        "recovered"
-            | "peer_back"
-            | "disk_ok"
-            | "cert_ok"
-            | "queue_ok"
-            | "replication_ok"
-            | "healthy"
-            | "restarted"
-    )
+/// Whether an event is coloured green: a return to normal, or a restart done.
+fn is_good(kind: &str) -> bool {
+    super::is_recovery(kind) || kind == "restarted"
 }
 
 /// The services shown, in the board's order, each once.
@@ -158,11 +148,7 @@ pub fn html(v: &StatusView, f: &FormFilter) -> String {
             node: e.node.clone(),
             service: e.service.clone(),
             kind: e.kind.clone(),
-            class: if is_recovery(&e.kind) {
-                "ok"
-            } else {
-                "failing"
-            },
+            class: if is_good(&e.kind) { "ok" } else { "failing" },
             detail: e.detail.clone(),
         })
         .collect();
