@@ -282,6 +282,7 @@ mod tests {
             failures: 3,
             restarts: 0,
             detail: String::new(),
+            reported: true,
         };
         assert!(t.admit(&ev("queue", "queue_old"), t0));
         assert_eq!(t.remind(&c, t0 + Duration::from_secs(299)), None);

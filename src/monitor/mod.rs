@@ -96,6 +96,9 @@ pub struct Check {
     pub restarts: u32,
     /// What the probe saw, or why it failed.
     pub detail: String,
+    /// Its failure was recorded as an event (its recovery will be).
+    #[serde(default, skip_serializing)]
+    pub reported: bool,
 }
 
 /// Everything `/status`, `/status.json` and `clusterd status` show.
@@ -275,7 +278,9 @@ impl Monitor {
         );
         let mut alerts = alert::Alerter::new(self.ctx.clone());
         let mut last_role: Option<String> = None;
-        let mut tick = tokio::time::interval(Duration::from_secs(cfg.interval_s.max(1)));
+        // The first round after one interval: the front-ends and the zones are up.
+        let every = Duration::from_secs(cfg.interval_s.max(1));
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
@@ -391,7 +396,7 @@ impl Monitor {
                     match service {
                         "smtp" => probe::smtp(target).await,
                         "imap" => probe::imap(target).await,
-                        "dns" => probe::dns_soa(target, &zones).await,
+                        "dns" => probe::dns_soa(target, &zones, &host).await,
                         "http" => probe::http_get(target, &host, "/", false).await,
                         _ => probe::http_get(target, &host, "/webmail/login", true).await,
                     }
@@ -656,14 +661,18 @@ impl Monitor {
             // Role changes.
             if last_role.as_deref() != Some(c.role.as_str()) {
                 if let Some(before) = last_role.as_deref() {
+                    let preferred = cfg.cluster.as_ref().and_then(|c| c.preferred.as_deref())
+                        == Some(me.as_str());
                     let (kind, detail) = match (before, c.role.as_str()) {
+                        ("init", role) => ("started", format!("{me} started as {role}")),
                         (_, "active") if !c.peer_alive => (
                             "failover",
                             format!("{me} took the service: {} is not heard", c.peer),
                         ),
-                        (_, "active") => {
-                            ("failback", format!("{me} took the service from {}", c.peer))
-                        }
+                        (_, "active") => (
+                            if preferred { "failback" } else { "takeover" },
+                            format!("{me} took the service from {}", c.peer),
+                        ),
                         ("active", _) => (
                             "handed_over",
                             format!("{me} handed the service to {}", c.peer),
@@ -704,15 +713,19 @@ impl Monitor {
                 failures: 0,
                 restarts: 0,
                 detail: String::new(),
+                reported: false,
             });
-        let before = c.result;
         c.next_check = Some(next);
         let Some(res) = res else {
             c.result = Outcome::Untested;
             c.latency_ms = None;
+            c.failures = 0;
             c.detail = "not probed".into();
             return;
         };
+        // The peer's services are reported down only after two failed rounds: a peer
+        // that just died fails its probes before the heartbeat's dead time says so.
+        let threshold = if node == self.ctx.cfg.node.name { 1 } else { 2 };
         c.last_check = Some(now);
         c.latency_ms = latency.map(|d| d.as_secs_f64() * 1000.0);
         let (bad, good) = kinds(service);
@@ -721,7 +734,7 @@ impl Monitor {
                 c.result = Outcome::Ok;
                 c.failures = 0;
                 c.detail = detail;
-                if before == Outcome::Failing {
+                if std::mem::take(&mut c.reported) {
                     let text = format!("{service} on {node} passes again: {}", c.detail);
                     events.push(self.event(node, service, good, text));
                 }
@@ -730,7 +743,8 @@ impl Monitor {
                 c.result = Outcome::Failing;
                 c.failures += 1;
                 c.detail = why;
-                if before != Outcome::Failing {
+                if !c.reported && c.failures >= threshold {
+                    c.reported = true;
                     let text = format!("{service} on {node} is failing: {}", c.detail);
                     events.push(self.event(node, service, bad, text));
                 }
