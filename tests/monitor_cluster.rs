@@ -4,7 +4,11 @@
 //! answer (the standby's SMTP and IMAP refer clients elsewhere, which counts as
 //! answering); the peer killed → "peer lost" on the survivor (history and alert
 //! file), back → "peer back"; the history replicates, so the returned node shows the
-//! same events.
+//! same events. And the hand-over: IMAP on the active node refusing every session
+//! (its only session slot held) → the restart asked (no supervisor yet: recorded as
+//! failed) → the node reports itself unhealthy → the VIP moves to the healthy peer,
+//! where an IMAP client on the VIP is served; the preferred node takes it back only
+//! once its IMAP passes again.
 
 mod cluster_lab;
 mod common;
@@ -125,4 +129,120 @@ fn each_node_probes_the_other_and_the_survivor_records_peer_lost_and_back() {
         .expect("clusternodo1's alert file");
     assert!(alerts.contains(" clusternodo1 peer peer_lost "), "{alerts}");
     assert!(alerts.contains(" clusternodo1 peer peer_back "), "{alerts}");
+}
+
+/// Holds one IMAP session open on `addr`:143 from the client's namespace (until
+/// killed): with `imap.max_sessions = 1` the node refuses every other session.
+fn hold_imap(lab: &Lab, addr: &str) -> std::process::Child {
+    let script = r#"
+import socket, sys, time
+s = socket.create_connection((sys.argv[1], 143), timeout=10)
+print(s.recv(200).decode().strip(), flush=True)
+time.sleep(120)
+"#;
+    let mut child = python_spawn_in(&lab.client_ns(), script, &[addr]);
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert!(line.starts_with("* OK"), "holding session: {line:?}");
+    child
+}
+
+/// The IMAP greeting a client gets on the VIP.
+fn vip_imap_greeting(lab: &Lab) -> String {
+    let script = r#"
+import socket, sys
+s = socket.create_connection((sys.argv[1], 143), timeout=5)
+print(s.recv(200).decode().strip())
+"#;
+    let out = python_in(&lab.client_ns(), script, &[VIP]);
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn imap_failing_on_the_active_node_hands_the_service_to_the_healthy_peer_without_flapping() {
+    let lab = Lab::new();
+    for n in [N1, N2] {
+        let mut text = format!(
+            "{}\n{MONITOR}failures_before_restart = 1\nrestarts_before_failover = 1\n\n[replication]\nlisten = \"{}:{REPL_PORT}\"\npeer = \"{}:{REPL_PORT}\"\nack_timeout_ms = 2000\n",
+            lab.config_text(n),
+            n.private_ip(),
+            n.peer().private_ip()
+        );
+        if n == N1 {
+            text = text.replacen("[imap]\n", "[imap]\nmax_sessions = 1\n", 1);
+        }
+        lab.set_config(n, &text);
+    }
+    lab.add_user_offline(N1, "sistemas", "clave-sistemas");
+    let mut lab = lab;
+    lab.start_cluster();
+    lab.wait_shipping(N1, Duration::from_secs(15));
+    lab.expect_within(
+        Instant::now(),
+        Duration::from_secs(15),
+        "clusternodo1 sees IMAP ok on both nodes",
+        |l| {
+            let m = monitor(l, N1);
+            result(&m, N1, "imap") == "ok" && result(&m, N2, "imap") == "ok"
+        },
+    );
+
+    // IMAP on the active node refuses every session from now on.
+    let mut hold = hold_imap(&lab, N1.lan_ip());
+    let t0 = Instant::now();
+    let took = lab.expect_within(
+        t0,
+        Duration::from_secs(20),
+        "the VIP moves to clusternodo2",
+        |l| l.vip_holders() == [N2],
+    );
+    println!(
+        "IMAP failing on clusternodo1: VIP on clusternodo2 after {} ms",
+        took.as_millis()
+    );
+    let greeting = vip_imap_greeting(&lab);
+    assert!(
+        greeting.starts_with("* OK"),
+        "IMAP on the VIP: {greeting:?}"
+    );
+    // The reason is on record: the restart asked (no supervisor: failed), then the
+    // hand-over, in the history and the alert file of clusternodo1.
+    let m = monitor(&lab, N1);
+    assert!(has_event(&m, N1, "restart_failed"), "{m:#}");
+    assert!(has_event(&m, N1, "unhealthy"), "{m:#}");
+    assert_eq!(m["healthy"], false, "{m:#}");
+    let alerts = std::fs::read_to_string(lab.node_dir(N1).join("data/alerts.log")).unwrap();
+    let line = alerts
+        .lines()
+        .find(|l| l.contains(" clusternodo1 imap unhealthy "))
+        .unwrap_or_else(|| panic!("{alerts}"));
+    assert!(line.contains("peer has it healthy"), "{line}");
+
+    // No flapping: while IMAP still fails there, clusternodo1 (the preferred node)
+    // does not take the service back.
+    lab.expect_for(
+        Duration::from_secs(4),
+        "clusternodo2 keeps the VIP while IMAP fails on clusternodo1",
+        |l| l.vip_holders() == [N2],
+    );
+    assert_eq!(result(&monitor(&lab, N1), N1, "imap"), "failing");
+
+    // IMAP passes again on clusternodo1: healthy after two passes, and the preferred
+    // node fails back.
+    let _ = hold.kill();
+    let _ = hold.wait();
+    let t0 = Instant::now();
+    lab.expect_within(
+        t0,
+        Duration::from_secs(20),
+        "clusternodo1 takes the VIP back once IMAP passes there",
+        |l| l.vip_holders() == [N1],
+    );
+    let m = monitor(&lab, N1);
+    assert!(has_event(&m, N1, "healthy"), "{m:#}");
+    assert_eq!(m["healthy"], true, "{m:#}");
 }
