@@ -70,16 +70,16 @@ impl Throttle {
         true
     }
 
-    /// Whether check `c`, failing, is reminded at `now` (its failure was last sent at
-    /// least `every` ago, or never while it failed).
+    /// Whether check `c`, failing, is reminded at `now`: its failure was last sent at
+    /// least `every` ago (a failure never sent is not reminded of).
     pub fn remind(&mut self, c: &Check, now: Instant) -> Option<&'static str> {
         let (bad, _) = super::kinds(&c.service);
         let key = (c.node.clone(), c.service.clone(), bad.to_string());
-        if self
+        let due = self
             .sent
             .get(&key)
-            .is_some_and(|t| now.duration_since(*t) < self.every)
-        {
+            .is_some_and(|t| now.duration_since(*t) >= self.every);
+        if !due {
             return None;
         }
         self.sent.insert(key.clone(), now);
@@ -284,6 +284,7 @@ mod tests {
             detail: String::new(),
             reported: true,
         };
+        assert_eq!(t.remind(&c, t0), None, "never announced");
         assert!(t.admit(&ev("queue", "queue_old"), t0));
         assert_eq!(t.remind(&c, t0 + Duration::from_secs(299)), None);
         assert_eq!(

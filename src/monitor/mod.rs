@@ -291,13 +291,13 @@ impl Monitor {
         }
     }
 
-    /// Checks failing now (for reminders).
+    /// Checks failing now whose failure was recorded (for reminders).
     fn failing(&self) -> Vec<Check> {
         self.board
             .lock()
             .unwrap()
             .values()
-            .filter(|c| c.result == Outcome::Failing)
+            .filter(|c| c.result == Outcome::Failing && c.reported)
             .cloned()
             .collect()
     }
