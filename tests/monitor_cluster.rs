@@ -20,17 +20,14 @@ use cluster_lab::*;
 const REPL_PORT: u16 = 7000;
 const MONITOR: &str = "[monitor]\ninterval_s = 1\nprobe_timeout_s = 1\n";
 
-fn lab() -> Lab {
+/// A replicating lab whose nodes' configs also hold `MONITOR` and `extra(node)`
+/// (keys of `[monitor]`, then anything for that node).
+fn lab_with(extra: impl Fn(NodeId, String) -> String) -> Lab {
     let lab = Lab::new();
     for n in [N1, N2] {
-        let text = format!(
-            "{}\n{MONITOR}\n[replication]\nlisten = \"{}:{REPL_PORT}\"\npeer = \"{}:{REPL_PORT}\"\nack_timeout_ms = 2000\n",
-            lab.config_text(n),
-            n.private_ip(),
-            n.peer().private_ip()
-        );
-        lab.set_config(n, &text);
+        lab.set_config(n, &extra(n, format!("{}\n{MONITOR}", lab.config_text(n))));
     }
+    lab.replicate(REPL_PORT);
     lab.add_user_offline(N1, "sistemas", "clave-sistemas");
     lab
 }
@@ -62,11 +59,25 @@ fn has_event(m: &serde_json::Value, node: NodeId, kind: &str) -> bool {
         .any(|e| e["node"] == node.name() && e["kind"] == kind)
 }
 
+/// Waits (at most `secs`) until `viewer`'s history holds `kind` about `about`.
+fn wait_event(lab: &Lab, viewer: NodeId, about: NodeId, kind: &str, secs: u64) {
+    lab.expect_within(
+        Instant::now(),
+        Duration::from_secs(secs),
+        &format!(
+            "{kind} about {} in {}'s history",
+            about.name(),
+            viewer.name()
+        ),
+        |l| has_event(&monitor(l, viewer), about, kind),
+    );
+}
+
 const SERVICES: [&str; 5] = ["smtp", "imap", "dns", "http", "webmail"];
 
 #[test]
 fn each_node_probes_the_other_and_the_survivor_records_peer_lost_and_back() {
-    let mut lab = lab();
+    let mut lab = lab_with(|_, text| text);
     lab.start_cluster();
     lab.wait_shipping(N1, Duration::from_secs(15));
     // Both views: every service of both nodes answers, the peer is heard.
@@ -92,13 +103,7 @@ fn each_node_probes_the_other_and_the_survivor_records_peer_lost_and_back() {
 
     // The standby dies: the active node records and alerts "peer lost".
     lab.kill_node(N2);
-    let t0 = Instant::now();
-    lab.expect_within(
-        t0,
-        Duration::from_secs(10),
-        "peer_lost on clusternodo1",
-        |l| has_event(&monitor(l, N1), N1, "peer_lost"),
-    );
+    wait_event(&lab, N1, N1, "peer_lost", 10);
     let m = monitor(&lab, N1);
     assert_eq!(result(&m, N1, "peer"), "failing", "{m:#}");
     // Its services are no longer probed (untested), not reported down.
@@ -109,22 +114,9 @@ fn each_node_probes_the_other_and_the_survivor_records_peer_lost_and_back() {
 
     // Back: "peer back", and the returned node holds the same history.
     lab.start_node(N2);
-    let t0 = Instant::now();
-    lab.expect_within(
-        t0,
-        Duration::from_secs(15),
-        "peer_back on clusternodo1",
-        |l| has_event(&monitor(l, N1), N1, "peer_back"),
-    );
-    lab.expect_within(
-        t0,
-        Duration::from_secs(15),
-        "clusternodo2 shows the replicated peer_lost and peer_back",
-        |l| {
-            let m = monitor(l, N2);
-            has_event(&m, N1, "peer_lost") && has_event(&m, N1, "peer_back")
-        },
-    );
+    wait_event(&lab, N1, N1, "peer_back", 15);
+    wait_event(&lab, N2, N1, "peer_lost", 15);
+    wait_event(&lab, N2, N1, "peer_back", 15);
     let alerts = std::fs::read_to_string(lab.node_dir(N1).join("data/alerts.log"))
         .expect("clusternodo1's alert file");
     assert!(alerts.contains(" clusternodo1 peer peer_lost "), "{alerts}");
@@ -164,21 +156,16 @@ print(s.recv(200).decode().strip())
 
 #[test]
 fn imap_failing_on_the_active_node_hands_the_service_to_the_healthy_peer_without_flapping() {
-    let lab = Lab::new();
-    for n in [N1, N2] {
-        let mut text = format!(
-            "{}\n{MONITOR}failures_before_restart = 1\nrestarts_before_failover = 1\n\n[replication]\nlisten = \"{}:{REPL_PORT}\"\npeer = \"{}:{REPL_PORT}\"\nack_timeout_ms = 2000\n",
-            lab.config_text(n),
-            n.private_ip(),
-            n.peer().private_ip()
-        );
+    // One failure restarts, one restart that did not help hands over; clusternodo1
+    // serves one IMAP session at a time.
+    let mut lab = lab_with(|n, text| {
+        let text = format!("{text}failures_before_restart = 1\nrestarts_before_failover = 1\n");
         if n == N1 {
-            text = text.replacen("[imap]\n", "[imap]\nmax_sessions = 1\n", 1);
+            text.replacen("[imap]\n", "[imap]\nmax_sessions = 1\n", 1)
+        } else {
+            text
         }
-        lab.set_config(n, &text);
-    }
-    lab.add_user_offline(N1, "sistemas", "clave-sistemas");
-    let mut lab = lab;
+    });
     lab.start_cluster();
     lab.wait_shipping(N1, Duration::from_secs(15));
     lab.expect_within(
