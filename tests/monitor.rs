@@ -6,7 +6,9 @@
 //! lines; a data_dir on a small tmpfs filled past `min_free_percent` raises the disk
 //! alert; `/metrics` passes `promtool check metrics`; `/status` renders in headless
 //! Chromium at desktop and phone widths (screenshots in
-//! target/test-artifacts/monitor/); all three are refused outside `status_from`.
+//! target/test-artifacts/monitor/); all three are refused outside `status_from`; a
+//! certificate expiring within `cert_warn_days` and a queue entry older than
+//! `queue_max_age_s` are alerted, a `ping_hosts` address that answers is ok.
 
 mod common;
 
@@ -99,21 +101,32 @@ fn history(v: &serde_json::Value) -> Vec<(String, String)> {
     h
 }
 
-/// Opens IMAP sessions until the node refuses one (`imap.max_sessions`); holding them
-/// makes the node's own IMAP probe fail.
+/// Opens `n` IMAP sessions (all of `imap.max_sessions`); holding them makes the
+/// node's own IMAP probe fail. A session refused because a probe held a slot at that
+/// moment is tried again (for at most 10 s).
 fn use_up_imap(port: u16, n: usize) -> Vec<TcpStream> {
-    (0..n)
-        .map(|_| {
-            let s = TcpStream::connect(("127.0.0.1", port)).expect("imap connect");
-            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-            let mut line = String::new();
-            BufReader::new(s.try_clone().unwrap())
-                .read_line(&mut line)
-                .unwrap();
-            assert!(line.starts_with("* OK"), "{line}");
-            s
-        })
-        .collect()
+    let mut held = Vec::new();
+    let mut refused = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while held.len() < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "IMAP sessions kept being refused: {refused:?}"
+        );
+        let s = TcpStream::connect(("127.0.0.1", port)).expect("imap connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut line = String::new();
+        BufReader::new(s.try_clone().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        if line.starts_with("* OK") {
+            held.push(s);
+        } else {
+            refused.push(line);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    held
 }
 
 fn py(args: &[&str]) -> String {
@@ -402,4 +415,69 @@ fn a_data_dir_filled_past_min_free_percent_raises_the_disk_alert_and_its_recover
     );
     drop(node);
     drop(fs);
+}
+
+#[test]
+fn an_expiring_certificate_an_old_queue_entry_and_ping_hosts_are_checked() {
+    require_tool("openssl");
+    require_tool("swaks");
+    // A certificate valid for 3 days (cert_warn_days is 14 by default).
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+    let out = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3",
+        ])
+        .args(["-subj", "/CN=cluster.com.ec", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl");
+    assert_ok(&out, "openssl req -x509");
+    let node = Node::builder()
+        .extra(&format!(
+            "{MONITOR}queue_max_age_s = 1\nping_hosts = [\"127.0.0.1\"]\n\n[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+            cert.display(),
+            key.display()
+        ))
+        .start();
+    // A message for another domain stays queued (the test's resolver is a closed port).
+    let out = Command::new("swaks")
+        .args([
+            "--server",
+            "127.0.0.1",
+            "--port",
+            &node.smtp_port.to_string(),
+        ])
+        .args([
+            "--from",
+            "ana@cluster.com.ec",
+            "--to",
+            "alguien@example.org",
+        ])
+        .args(["--header", "Subject: a la cola"])
+        .output()
+        .expect("swaks");
+    let log = assert_ok(&out, "swaks");
+    assert!(log.contains("250 2.0.0"), "{log}");
+    let v = wait_for(&node, "", "certificate and queue alerts, ping ok", |v| {
+        let kinds: Vec<String> = history(v).into_iter().map(|(_, k)| k).collect();
+        kinds.contains(&"cert_expiring".to_string())
+            && kinds.contains(&"queue_old".to_string())
+            && result_of(v, "clusternodo1", "ping 127.0.0.1") == "ok"
+    });
+    assert_eq!(result_of(&v, "clusternodo1", "cert"), "failing");
+    assert_eq!(result_of(&v, "clusternodo1", "queue"), "failing");
+    let file = std::fs::read_to_string(node.data_dir.join("alerts.log")).expect("alert file");
+    assert!(
+        file.contains(" clusternodo1 cert cert_expiring ")
+            && file.contains("the TLS certificate expires in 3.0 days"),
+        "{file}"
+    );
+    assert!(
+        file.contains(" clusternodo1 queue queue_old ")
+            && file.contains("1 queued, the oldest for"),
+        "{file}"
+    );
 }

@@ -124,12 +124,20 @@ fn each_node_probes_the_other_and_the_survivor_records_peer_lost_and_back() {
 }
 
 /// Holds one IMAP session open on `addr`:143 from the client's namespace (until
-/// killed): with `imap.max_sessions = 1` the node refuses every other session.
+/// killed, at most 2 minutes): with `imap.max_sessions = 1` the node refuses every other session.
 fn hold_imap(lab: &Lab, addr: &str) -> std::process::Child {
+    // A probe may hold the one slot at that moment: try again (for at most 10 s).
     let script = r#"
 import socket, sys, time
-s = socket.create_connection((sys.argv[1], 143), timeout=10)
-print(s.recv(200).decode().strip(), flush=True)
+deadline = time.time() + 10
+while True:
+    s = socket.create_connection((sys.argv[1], 143), timeout=10)
+    greeting = s.recv(200).decode().strip()
+    if greeting.startswith("* OK") or time.time() > deadline:
+        break
+    s.close()
+    time.sleep(0.1)
+print(greeting, flush=True)
 time.sleep(120)
 "#;
     let mut child = python_spawn_in(&lab.client_ns(), script, &[addr]);
