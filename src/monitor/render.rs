@@ -17,6 +17,7 @@ struct Cell {
     last: String,
     next_in: String,
     latency: String,
+    failures: u32,
     restarts: u32,
     detail: String,
 }
@@ -122,6 +123,7 @@ pub fn html(v: &StatusView, f: &FormFilter) -> String {
                             last: c.last_check.map(hms).unwrap_or_else(|| "never".into()),
                             next_in: next_in(c, v.generated),
                             latency: latency(c),
+                            failures: c.failures,
                             restarts: c.restarts,
                             detail: c.detail.clone(),
                         },
@@ -132,6 +134,7 @@ pub fn html(v: &StatusView, f: &FormFilter) -> String {
                             last: "never".into(),
                             next_in: "-".into(),
                             latency: String::new(),
+                            failures: 0,
                             restarts: 0,
                             detail: "not probed on this node".into(),
                         },
