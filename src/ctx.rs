@@ -27,6 +27,25 @@ pub struct Ctx {
     pub queue_kick: tokio::sync::Notify,
 }
 
+impl Ctx {
+    /// The context of a node whose store is open: loads (or makes) the TLS identity and
+    /// the DKIM signer.
+    pub async fn build(cfg: Config, store: Store) -> Result<Arc<Ctx>> {
+        let identity = crate::tls::Identity::load(&cfg, &store).await?;
+        let tls = crate::tls::acceptor(&identity);
+        let dkim = crate::dkim::Dkim::load(&cfg, &store).await?;
+        Ok(Arc::new(Ctx {
+            cfg,
+            store,
+            tls,
+            identity,
+            dkim,
+            dns_reload: tokio::sync::Notify::new(),
+            queue_kick: tokio::sync::Notify::new(),
+        }))
+    }
+}
+
 /// The connection an HTTP request arrived on, which the HTTP server puts into
 /// every request's extensions (the webmail reads it for Secure cookies, rate limits
 /// and logs).

@@ -18,18 +18,7 @@ pub async fn run(cfg: Config) -> Result<()> {
         // A cluster node serves nothing writable until its role says so.
         store.set_writable(false);
     }
-    let identity = crate::tls::Identity::load(&cfg, &store).await?;
-    let tls = crate::tls::acceptor(&identity);
-    let dkim = crate::dkim::Dkim::load(&cfg, &store).await?;
-    let ctx = Arc::new(Ctx {
-        cfg,
-        store,
-        tls,
-        identity,
-        dkim,
-        dns_reload: tokio::sync::Notify::new(),
-        queue_kick: tokio::sync::Notify::new(),
-    });
+    let ctx = Ctx::build(cfg, store).await?;
 
     // Made before the front-ends (HTTP shows it), started once the cluster runs.
     let monitor = crate::monitor::Monitor::new(ctx.clone());

@@ -443,20 +443,22 @@ fn an_expiring_certificate_an_old_queue_entry_and_ping_hosts_are_checked() {
         ))
         .start();
     // A message for another domain stays queued (the test's resolver is a closed port).
+    let port = node.smtp_port.to_string();
     let out = Command::new("swaks")
         .args([
             "--server",
             "127.0.0.1",
             "--port",
-            &node.smtp_port.to_string(),
-        ])
-        .args([
+            &port,
             "--from",
             "ana@cluster.com.ec",
+        ])
+        .args([
             "--to",
             "alguien@example.org",
+            "--header",
+            "Subject: a la cola",
         ])
-        .args(["--header", "Subject: a la cola"])
         .output()
         .expect("swaks");
     let log = assert_ok(&out, "swaks");

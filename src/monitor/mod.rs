@@ -150,6 +150,8 @@ pub struct Monitor {
     handles: Mutex<Option<Handles>>,
     /// Events a standby observed (shown on its page; the active node writes history).
     local: Mutex<Vec<Event>>,
+    /// Events from outside the probes ([`Monitor::note`]), for the next round.
+    pending: Mutex<Vec<Event>>,
 }
 
 /// The services whose failures this node repairs, by probe name (`webmail` is the
@@ -222,7 +224,16 @@ impl Monitor {
             health: NodeHealth::default(),
             handles: Mutex::new(None),
             local: Mutex::new(Vec::new()),
+            pending: Mutex::new(Vec::new()),
         })
+    }
+
+    /// An event about this node from outside the probes — the supervisor's
+    /// `SupervisorEvent`s (a task that panicked and was restarted) once it is wired —
+    /// recorded in the history and alerted with the next round's events.
+    pub fn note(&self, service: &str, kind: &str, detail: String) {
+        let e = self.event(&self.ctx.cfg.node.name, service, kind, detail);
+        self.pending.lock().unwrap().push(e);
     }
 
     /// The "hand over" hook: false once repairs failed while the peer was healthy.
@@ -341,6 +352,7 @@ impl Monitor {
         let me = cfg.node.name.clone();
         let timeout = Duration::from_secs(cfg.monitor.probe_timeout_s.max(1));
         let handles = self.handles.lock().unwrap().clone();
+        let mut events = std::mem::take(&mut *self.pending.lock().unwrap());
         let cluster = handles
             .as_ref()
             .and_then(|h| h.cluster.as_ref().map(|c| c.status()));
@@ -429,7 +441,6 @@ impl Monitor {
             futures::future::join_all(pings)
         );
 
-        let mut events = Vec::new();
         let now = now_ms();
         let next = now + cfg.monitor.interval_s.max(1) as i64 * 1000;
 
@@ -840,5 +851,125 @@ impl Monitor {
             free_percent: probe::free_percent(&self.ctx.cfg.node.data_dir).ok(),
             cert_days_left,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A monitor on a real store and config (nothing probed: the loop is not started).
+    async fn monitor(dir: &std::path::Path) -> Arc<Monitor> {
+        crate::tls::install_provider();
+        let key = dir.join("authkey");
+        std::fs::write(&key, [7u8; 32]).unwrap();
+        let text = format!(
+            "[node]\nname = \"clusternodo1\"\ndata_dir = \"{}\"\n[cluster]\npeer = \"clusternodo2\"\nvip = \"10.0.0.100/8\"\nauth_key_file = \"{}\"\n[[cluster.heartbeat]]\nudp = {{ bind = \"127.0.0.1:40694\", peer = \"127.0.0.2:40694\" }}\n",
+            dir.join("data").display(),
+            key.display()
+        );
+        let cfg = crate::config::Config::parse(&text, std::path::Path::new("t.toml")).unwrap();
+        let store = crate::store::Store::open(&cfg.node.data_dir, &cfg.node.name).unwrap();
+        Monitor::new(Ctx::build(cfg, store).await.unwrap())
+    }
+
+    fn kinds_of(events: &[Event]) -> Vec<(String, String)> {
+        events
+            .iter()
+            .map(|e| (e.node.clone(), e.kind.clone()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn own_failures_count_at_once_and_the_peers_after_two_rounds() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = monitor(dir.path()).await;
+        let mut ev = Vec::new();
+        let fail = || Some(Err("refused".to_string()));
+        let pass = || Some(Ok("fine".to_string()));
+        m.update(&mut ev, "clusternodo1", "imap", fail(), None, 1, 2);
+        m.update(&mut ev, "clusternodo2", "imap", fail(), None, 1, 2);
+        assert_eq!(kinds_of(&ev), [("clusternodo1".into(), "down".into())]);
+        m.update(&mut ev, "clusternodo1", "imap", fail(), None, 2, 3);
+        m.update(&mut ev, "clusternodo2", "imap", fail(), None, 2, 3);
+        assert_eq!(ev.len(), 2, "{ev:?}");
+        assert_eq!(ev[1].node, "clusternodo2");
+        // Recoveries: one each, and only for failures that were reported.
+        m.update(&mut ev, "clusternodo1", "imap", pass(), None, 3, 4);
+        m.update(&mut ev, "clusternodo2", "imap", pass(), None, 3, 4);
+        m.update(&mut ev, "clusternodo2", "dns", fail(), None, 3, 4);
+        m.update(&mut ev, "clusternodo2", "dns", pass(), None, 4, 5);
+        let kinds: Vec<String> = ev.iter().map(|e| e.kind.clone()).collect();
+        assert_eq!(kinds, ["down", "down", "recovered", "recovered"]);
+        // Not probed (the peer is not heard): untested, and no event.
+        m.update(&mut ev, "clusternodo2", "smtp", None, None, 5, 6);
+        assert_eq!(ev.len(), 4);
+        let v = m
+            .view(EventFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .await;
+        let smtp = v.checks.iter().find(|c| c.service == "smtp").unwrap();
+        assert_eq!(smtp.result, Outcome::Untested);
+        assert_eq!(v.nodes, ["clusternodo1", "clusternodo2"]);
+    }
+
+    #[tokio::test]
+    async fn a_standby_shows_its_events_beside_the_history_and_the_active_node_writes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = monitor(dir.path()).await;
+        let all = EventFilter {
+            limit: 100,
+            ..Default::default()
+        };
+        m.ctx.store.set_writable(false);
+        m.record(vec![m.event(
+            "clusternodo1",
+            "peer",
+            "peer_lost",
+            "gone".into(),
+        )])
+        .await;
+        assert!(m.ctx.store.events(all.clone()).await.unwrap().is_empty());
+        let v = m.view(all.clone()).await;
+        assert_eq!(
+            kinds_of(&v.history),
+            [("clusternodo1".into(), "peer_lost".into())]
+        );
+        // Filters apply to them too.
+        let other = EventFilter {
+            service: Some("imap".into()),
+            ..all.clone()
+        };
+        assert!(m.view(other).await.history.is_empty());
+        m.ctx.store.set_writable(true);
+        m.record(vec![m.event(
+            "clusternodo2",
+            "imap",
+            "down",
+            "refused".into(),
+        )])
+        .await;
+        let stored = m.ctx.store.events(all.clone()).await.unwrap();
+        assert_eq!(kinds_of(&stored), [("clusternodo2".into(), "down".into())]);
+        assert_eq!(m.view(all).await.history.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_noted_event_waits_for_the_next_round() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = monitor(dir.path()).await;
+        m.note(
+            "imap",
+            "panicked",
+            "the IMAP task panicked and was restarted".into(),
+        );
+        let pending = m.pending.lock().unwrap().clone();
+        assert_eq!(
+            kinds_of(&pending),
+            [("clusternodo1".into(), "panicked".into())]
+        );
+        assert_eq!(pending[0].service, "imap");
     }
 }
