@@ -663,9 +663,14 @@ impl Monitor {
                 }
             });
             self.update(&mut events, &me, "heartbeat", media, None, now, next);
-            let vip = started.then(|| match &c.vip_holder {
-                Some(h) => Ok(format!("{} held by {h}", c.vip)),
-                None => Err(format!("{} held by nobody", c.vip)),
+            // Exactly one holder: this node's own address, or the peer reporting itself
+            // active in its heartbeats.
+            let peer_holds = c.peer_alive && c.peer_role.as_deref() == Some("active");
+            let vip = started.then(|| match (c.vip_held, peer_holds) {
+                (true, true) => Err(format!("{} claimed by both nodes", c.vip)),
+                (true, false) => Ok(format!("{} held by {me}", c.vip)),
+                (false, true) => Ok(format!("{} held by {}", c.vip, c.peer)),
+                (false, false) => Err(format!("{} held by nobody", c.vip)),
             });
             self.update(&mut events, &me, "vip", vip, None, now, next);
 
