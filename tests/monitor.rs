@@ -483,3 +483,33 @@ fn an_expiring_certificate_an_old_queue_entry_and_ping_hosts_are_checked() {
         "{file}"
     );
 }
+
+#[test]
+fn behind_redirect_to_https_the_site_and_the_webmail_are_probed_over_https() {
+    let node = Node::builder()
+        .http("redirect_to_https = true")
+        .extra(MONITOR)
+        .start();
+    // Plain HTTP (the status pages too) answers only the redirect: read the monitor
+    // through the control socket.
+    assert_eq!(get(node.http_port, "/webmail/login").0, 301);
+    let mut v = serde_json::Value::Null;
+    let ok = within(Duration::from_secs(15), || {
+        let out = assert_ok(&node.cli(&["status", "--json"], None), "status --json");
+        v = serde_json::from_str::<serde_json::Value>(&out).unwrap()["monitor"].clone();
+        result_of(&v, "clusternodo1", "http") == "ok"
+            && result_of(&v, "clusternodo1", "webmail") == "ok"
+    });
+    assert!(ok, "http and webmail ok over https: {v:#}");
+    let detail = |s: &str| {
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["service"] == s)
+            .map(|c| c["detail"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    assert_eq!(detail("webmail"), "GET https /webmail/login: 200");
+    assert_eq!(detail("http"), "GET https /: 200");
+}

@@ -20,6 +20,8 @@
 //! - Repairs concern this node's `smtp`, `imap`, `dns` and `http` (the site and the
 //!   webmail's login page); the supervisor restarts them through [`Repair`]
 //!   ([`NoRepair`] until one is wired: the attempt is recorded as failed).
+//! - Behind `http.redirect_to_https` the site and webmail probes use the first
+//!   `https_listen` address (TLS, any certificate: the node's own).
 //! - A peer that is not heard is not probed (its services show untested); the
 //!   `peer` check says so.
 //! - `x509-parser` (=0.18.1, already in the tree through rcgen, builds on Rust 1.95)
@@ -380,12 +382,20 @@ impl Monitor {
         // The protocol probes of both nodes.
         // (node, service, address; None: not probed this round).
         let mut plan: Vec<(String, &'static str, Option<SocketAddr>)> = Vec::new();
+        // Behind `redirect_to_https` the site and the webmail answer on HTTPS only.
+        let https = cfg.http.redirect_to_https && !cfg.http.https_listen.is_empty();
+        let web = if https {
+            cfg.http.https_listen.first()
+        } else {
+            cfg.http.listen.first()
+        };
+        let tls = https.then(crate::outbound::any_cert_connector);
         let services = [
             ("smtp", cfg.smtp.listen.first()),
             ("imap", cfg.imap.listen.first()),
             ("dns", cfg.dns.listen.first()),
-            ("http", cfg.http.listen.first()),
-            ("webmail", cfg.http.listen.first()),
+            ("http", web),
+            ("webmail", web),
         ];
         for (name, addr) in services {
             let Some(addr) = addr else { continue };
@@ -399,6 +409,7 @@ impl Monitor {
         for (node, service, target) in plan {
             let zones = zones.clone();
             let host = cfg.domain.name.clone();
+            let tls = tls.clone();
             probes.push(async move {
                 let Some(target) = target else {
                     return (node, service, None);
@@ -409,8 +420,11 @@ impl Monitor {
                         "smtp" => probe::smtp(target).await,
                         "imap" => probe::imap(target).await,
                         "dns" => probe::dns_soa(target, &zones, &host).await,
-                        "http" => probe::http_get(target, &host, "/", false).await,
-                        _ => probe::http_get(target, &host, "/webmail/login", true).await,
+                        "http" => probe::http_get(target, tls.as_ref(), &host, "/", false).await,
+                        _ => {
+                            let path = "/webmail/login";
+                            probe::http_get(target, tls.as_ref(), &host, path, true).await
+                        }
                     }
                 })
                 .await

@@ -108,11 +108,26 @@ pub async fn imap(addr: SocketAddr) -> Result<String> {
     Ok("OK, CAPABILITY IMAP4rev1, LOGOUT".into())
 }
 
-/// HTTP/1.1 GET of `path`: any status below 500 from the site; `want_200` for pages
-/// that must exist (the webmail's login form).
-pub async fn http_get(addr: SocketAddr, host: &str, path: &str, want_200: bool) -> Result<String> {
+/// HTTP/1.1 GET of `path` (over TLS with `tls`, any certificate): any status below
+/// 500 from the site; `want_200` for pages that must exist (the webmail's login form).
+pub async fn http_get(
+    addr: SocketAddr,
+    tls: Option<&tokio_rustls::TlsConnector>,
+    host: &str,
+    path: &str,
+    want_200: bool,
+) -> Result<String> {
     let stream = TcpStream::connect(addr).await?;
-    let (r, mut w) = stream.into_split();
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let stream: Box<dyn Stream> = match tls {
+        None => Box::new(stream),
+        Some(c) => {
+            let name = rustls_pki_types::ServerName::try_from(host.to_string())
+                .unwrap_or_else(|_| rustls_pki_types::ServerName::IpAddress(addr.ip().into()));
+            Box::new(c.connect(name, stream).await.context("TLS handshake")?)
+        }
+    };
+    let (r, mut w) = tokio::io::split(stream);
     let mut r = BufReader::new(r);
     w.write_all(
         format!(
@@ -130,8 +145,12 @@ pub async fn http_get(addr: SocketAddr, host: &str, path: &str, want_200: bool) 
     if code >= 500 || (want_200 && code != 200) {
         bail!("GET {path}: {status_line}");
     }
-    Ok(format!("GET {path}: {code}"))
+    Ok(format!("GET {scheme} {path}: {code}"))
 }
+
+/// A plain or TLS connection.
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
 
 /// DNS over UDP: the SOA of every zone, answered. Without zones (none stored yet),
 /// the SOA of `domain`, any well-formed answer counting.

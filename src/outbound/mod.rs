@@ -50,6 +50,12 @@ pub struct Outbound {
 }
 
 /// Starts the queue runner.
+/// A TLS connector that accepts any certificate, as outbound SMTP uses it (the
+/// monitor's HTTPS probe of the node's own listeners uses it too).
+pub fn any_cert_connector() -> tokio_rustls::TlsConnector {
+    client::Settings::tls_connector()
+}
+
 pub fn start(ctx: Arc<Ctx>) -> Result<Arc<Outbound>> {
     let o = &ctx.cfg.outbound;
     let credentials = match (&o.relay_user, &o.relay_password_file) {
