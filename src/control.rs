@@ -32,6 +32,8 @@ pub struct Node {
     pub outbound: Arc<Outbound>,
     /// The supervisor of the services (restart, fault injection, their states).
     pub supervisor: Arc<Supervisor>,
+    /// The probes, their state and the history.
+    pub monitor: Arc<crate::monitor::Monitor>,
 }
 
 /// A fault to inject (`clusterd debug`, refused unless
@@ -168,6 +170,9 @@ pub struct Status {
     /// The system clock's synchronisation (None if the kernel would not say).
     #[serde(default)]
     pub clock: Option<crate::clock::ClockStatus>,
+    /// The monitor's checks of both nodes and the newest events.
+    #[serde(default)]
+    pub monitor: Option<crate::monitor::StatusView>,
 }
 
 /// Supervisor events in `clusterd status`.
@@ -234,6 +239,14 @@ pub async fn execute(
                     all[all.len().saturating_sub(STATUS_EVENTS)..].to_vec()
                 },
                 clock: crate::clock::status(),
+                monitor: Some(
+                    node.monitor
+                        .view(crate::store::EventFilter {
+                            limit: 20,
+                            ..Default::default()
+                        })
+                        .await,
+                ),
             })?
         }
         Request::UserAdd {

@@ -27,6 +27,25 @@ pub struct Ctx {
     pub queue_kick: tokio::sync::Notify,
 }
 
+impl Ctx {
+    /// The context of a node whose store is open: loads (or makes) the TLS identity and
+    /// the DKIM signer.
+    pub async fn build(cfg: Config, store: Store) -> Result<Arc<Ctx>> {
+        let identity = crate::tls::Identity::load(&cfg, &store).await?;
+        let tls = crate::tls::acceptor(&identity);
+        let dkim = crate::dkim::Dkim::load(&cfg, &store).await?;
+        Ok(Arc::new(Ctx {
+            cfg,
+            store,
+            tls,
+            identity,
+            dkim,
+            dns_reload: tokio::sync::Notify::new(),
+            queue_kick: tokio::sync::Notify::new(),
+        }))
+    }
+}
+
 /// The connection an HTTP request arrived on, which the HTTP server puts into
 /// every request's extensions (the webmail reads it for Secure cookies, rate limits
 /// and logs).
@@ -48,4 +67,27 @@ pub async fn bind(addr: std::net::SocketAddr, key: &str) -> Result<tokio::net::T
         .with_context(|| format!("{key}: cannot listen on {addr}"))?;
     sock.listen(1024)
         .with_context(|| format!("{key}: cannot listen on {addr}"))
+}
+
+/// What each protocol served since the process started, for `/metrics`: SMTP and
+/// IMAP connections accepted, HTTP requests answered, DNS queries answered.
+#[derive(Debug, Default)]
+pub struct Requests {
+    pub smtp: std::sync::atomic::AtomicU64,
+    pub imap: std::sync::atomic::AtomicU64,
+    pub http: std::sync::atomic::AtomicU64,
+    pub dns: std::sync::atomic::AtomicU64,
+}
+
+/// The process's counters (one node per process).
+pub static REQUESTS: Requests = Requests {
+    smtp: std::sync::atomic::AtomicU64::new(0),
+    imap: std::sync::atomic::AtomicU64::new(0),
+    http: std::sync::atomic::AtomicU64::new(0),
+    dns: std::sync::atomic::AtomicU64::new(0),
+};
+
+/// Counts one unit served (`REQUESTS.smtp` etc.).
+pub fn count(c: &std::sync::atomic::AtomicU64) {
+    c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 }

@@ -13,6 +13,7 @@ pub mod dns;
 pub mod http;
 pub mod imap;
 pub mod mail;
+pub mod monitor;
 pub mod node;
 pub mod outbound;
 pub mod publish;

@@ -449,6 +449,13 @@ async fn dispatch(cmd: Cmd) -> Result<()> {
                     ),
                     None => println!("clock:       unknown"),
                 }
+                if let Some(m) = &st.monitor {
+                    use std::io::IsTerminal as _;
+                    print!(
+                        "{}",
+                        clusterd::monitor::render::table(m, std::io::stdout().is_terminal())
+                    );
+                }
             }
             Ok(())
         }

@@ -1,7 +1,8 @@
 //! A running node: loads the config, opens the store, builds the TLS identity and the
-//! DKIM signer, prepares the protocol front-ends and hands them to the supervisor
-//! (`supervise`), starts the control socket and the cluster loop, tells systemd it is
-//! ready, and stops on SIGTERM/SIGINT.
+//! DKIM signer, makes the monitor, prepares the protocol front-ends and hands them to
+//! the supervisor (`supervise`), starts the control socket, the cluster loop and the
+//! monitor (its repairs are the supervisor's restarts), tells systemd it is ready,
+//! and stops on SIGTERM/SIGINT.
 
 use std::sync::Arc;
 
@@ -19,19 +20,10 @@ pub async fn run(cfg: Config) -> Result<()> {
         // A cluster node serves nothing writable until its role says so.
         store.set_writable(false);
     }
-    let identity = crate::tls::Identity::load(&cfg, &store).await?;
-    let tls = crate::tls::acceptor(&identity);
-    let dkim = crate::dkim::Dkim::load(&cfg, &store).await?;
-    let ctx = Arc::new(Ctx {
-        cfg,
-        store,
-        tls,
-        identity,
-        dkim,
-        dns_reload: tokio::sync::Notify::new(),
-        queue_kick: tokio::sync::Notify::new(),
-    });
+    let ctx = Ctx::build(cfg, store).await?;
 
+    // Made before the front-ends (HTTP shows it), started once the cluster runs.
+    let monitor = crate::monitor::Monitor::new(ctx.clone());
     // Each front-end is prepared once (its shared state) and run by the supervisor,
     // which can stop, start and restart it on its own (see `supervise`). `add`
     // returns once the service's listeners are bound, or the error that stopped it.
@@ -43,7 +35,7 @@ pub async fn run(cfg: Config) -> Result<()> {
         .await?;
     let dns = crate::dns::prepare(ctx.clone()).await?;
     sup.add("dns", move |run| dns.clone().serve(run)).await?;
-    let http = crate::http::prepare(ctx.clone()).await?;
+    let http = crate::http::prepare(ctx.clone(), monitor.clone()).await?;
     sup.add("http", move |run| http.clone().serve(run)).await?;
     crate::publish::watch(ctx.clone());
     let outbound = crate::outbound::prepare(ctx.clone())?;
@@ -67,10 +59,15 @@ pub async fn run(cfg: Config) -> Result<()> {
             // With replication, a node is fit to take the service from a live peer only
             // once it holds everything the peer has.
             // And it opens its store only after applying what it received.
+            // Healthy: the monitor's repairs did not fail (else hand over), and with
+            // replication, holding the peer's whole log.
             let mut hooks = crate::cluster::Hooks::default();
+            let services = monitor.node_health();
+            hooks.health = Some(Arc::new(move || services.healthy()));
             if let Some(r) = &replication {
                 let (r1, store) = (r.clone(), ctx.store.clone());
-                hooks.health = Some(Arc::new(move || r1.ready(&store)));
+                let services = monitor.node_health();
+                hooks.health = Some(Arc::new(move || services.healthy() && r1.ready(&store)));
                 let r2 = r.clone();
                 hooks.before_open = Some(Arc::new(move || {
                     let r = r2.clone();
@@ -86,12 +83,42 @@ pub async fn run(cfg: Config) -> Result<()> {
             Some(cluster)
         }
     };
+    // The monitor's repairs are the supervisor's restarts, and what only the
+    // supervisor sees (a panic, an exit, a stop or wedge by fault injection) goes into
+    // the monitor's history and alerts. Its own restarts it records itself.
+    monitor.start(
+        cluster.clone(),
+        replication.clone(),
+        Arc::new(SupervisorRepair(sup.clone())),
+    );
+    {
+        let (mut events, monitor) = (sup.subscribe(), monitor.clone());
+        tokio::spawn(async move {
+            use crate::supervise::EventKind;
+            loop {
+                let ev = match events.recv().await {
+                    Ok(ev) => ev,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(_) => return,
+                };
+                let kind = match ev.kind {
+                    EventKind::Panicked => "panicked",
+                    EventKind::Exited => "exited",
+                    EventKind::Stopped => "stopped",
+                    EventKind::Wedged => "wedged",
+                    EventKind::Started | EventKind::Restarted => continue,
+                };
+                monitor.note(&ev.service, kind, ev.detail);
+            }
+        });
+    }
     control.serve(Arc::new(crate::control::Node {
         ctx: ctx.clone(),
         cluster: cluster.clone(),
         replication,
         outbound,
         supervisor: sup.clone(),
+        monitor,
     }));
     let role = {
         let cluster = cluster.clone();
@@ -118,4 +145,16 @@ pub async fn run(cfg: Config) -> Result<()> {
     }
     let _ = std::fs::remove_file(&ctx.cfg.node.control_socket);
     Ok(())
+}
+
+/// The monitor's [`crate::monitor::Repair`]: a restart by the supervisor.
+struct SupervisorRepair(Arc<crate::supervise::Supervisor>);
+
+impl crate::monitor::Repair for SupervisorRepair {
+    fn restart<'a>(
+        &'a self,
+        service: &'a str,
+    ) -> futures::future::BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(self.0.restart(service))
+    }
 }

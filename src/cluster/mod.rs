@@ -32,7 +32,7 @@
 mod driver;
 mod garp;
 pub mod media;
-mod ping;
+pub mod ping;
 pub mod replay;
 pub mod role;
 pub mod vip;

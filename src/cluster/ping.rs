@@ -98,7 +98,8 @@ fn probe_loop(
     }
 }
 
-fn checksum(data: &[u8]) -> u16 {
+/// The ICMP checksum (RFC 1071: the one's complement of the one's complement sum).
+pub fn checksum(data: &[u8]) -> u16 {
     let mut sum: u32 = 0;
     for chunk in data.chunks(2) {
         let word = u16::from_be_bytes([chunk[0], *chunk.get(1).unwrap_or(&0)]);

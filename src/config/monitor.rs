@@ -50,8 +50,8 @@ documented! {
         /// (seconds).
         #[serde(default = "default_queue_max_age")]
         pub queue_max_age_s: u64,
-        /// Networks that may read /status, /status.json and /metrics without logging in
-        /// (an administrator logged in to the webmail may from anywhere).
+        /// Networks that may read /status, /status.json and /metrics (everyone else
+        /// gets 403).
         #[serde(default = "default_status_from")]
         pub status_from: Vec<IpNet>,
         /// Hosts of the LAN pinged (ICMP echo) at every interval and shown on the

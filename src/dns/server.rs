@@ -165,7 +165,9 @@ impl Server {
                 continue;
             }
             let generation = self.generation.load(Ordering::Acquire);
+            let mut queries = 0u64;
             batch.for_each(|pkt, src, dst, out| {
+                queries += 1;
                 let recursion = self.cfg.may_recurse(src.ip());
                 if cache.hit(generation, pkt, recursion, out) {
                     return true;
@@ -191,6 +193,10 @@ impl Server {
                     Outcome::Transfer(_) | Outcome::Drop => false,
                 }
             });
+            // One shared counter update per batch (`/metrics`), not per query.
+            crate::ctx::REQUESTS
+                .dns
+                .fetch_add(queries, std::sync::atomic::Ordering::Relaxed);
             batch.send(&*sock);
         }
     }
@@ -224,6 +230,7 @@ impl Server {
             }
             let mut pkt = vec![0u8; u16::from_be_bytes(len) as usize];
             tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut pkt)).await??;
+            crate::ctx::count(&crate::ctx::REQUESTS.dns);
             let replies = match self.handle_guarded(&pkt, peer, self.cfg.may_recurse(peer), true) {
                 Outcome::Reply(r) => vec![r],
                 Outcome::Forward(msg, max) => vec![fit(self.forwarder.resolve(&msg).await, max)],

@@ -11,7 +11,9 @@
 //!   costs no routing table walk: `/webmail` answers 308 to `/webmail/`; a path under
 //!   `/webmail/` goes, with the prefix stripped (as `axum::Router::nest` would), to
 //!   the axum router of `crate::webmail::router`, with a [`ConnInfo`] in its
-//!   extensions; everything else is the static site (GET and HEAD only).
+//!   extensions; `/status`, `/status.json` and `/metrics` go to the monitor
+//!   (`crate::monitor::web`, which checks `monitor.status_from`); everything else is
+//!   the static site (GET and HEAD only).
 //! - With `redirect_to_https`, every plain-HTTP request gets a 301 to the same path
 //!   on the first `https_listen` port, the webmail included.
 //! - The access log records every request once its response head is known (bytes:
@@ -49,6 +51,8 @@ pub struct App {
     /// `Some(port)` when plain HTTP redirects to HTTPS (`None` inside: port 443).
     redirect_https: Option<Option<u16>>,
     domain: String,
+    /// `/status`, `/status.json`, `/metrics`.
+    monitor: Arc<crate::monitor::Monitor>,
 }
 
 /// The HTTP service's lasting part: the site, the webmail (its sessions live in it,
@@ -63,7 +67,7 @@ pub struct Http {
 
 /// Prepares the HTTP service (site, webmail, access log); [`Http::serve`] binds
 /// `http.listen` and `http.https_listen`.
-pub async fn prepare(ctx: Arc<Ctx>) -> Result<Arc<Http>> {
+pub async fn prepare(ctx: Arc<Ctx>, monitor: Arc<crate::monitor::Monitor>) -> Result<Arc<Http>> {
     let cfg = &ctx.cfg.http;
     let log = cfg
         .access_log
@@ -97,6 +101,7 @@ pub async fn prepare(ctx: Arc<Ctx>) -> Result<Arc<Http>> {
             .redirect_to_https
             .then(|| server::https_port(&cfg.https_listen)),
         domain: ctx.cfg.domain.name.clone(),
+        monitor,
     });
     let limits = server::Limits {
         header_timeout: std::time::Duration::from_secs(cfg.header_timeout_s),
@@ -158,6 +163,7 @@ async fn handle(
     req: Request<Incoming>,
     _running: server::InFlight,
 ) -> Result<Response<ResponseBody>, Infallible> {
+    crate::ctx::count(&crate::ctx::REQUESTS.http);
     let Some(log) = &app.log else {
         return Ok(route(&app, info, req).await);
     };
@@ -202,6 +208,12 @@ async fn route(app: &App, info: ConnInfo, req: Request<Incoming>) -> Response<Re
     }
     if path.starts_with("/webmail/") {
         return webmail(app, info, req).await;
+    }
+    if crate::monitor::web::owns(path) {
+        let (m, pq) = (req.method(), req.uri());
+        return crate::monitor::web::answer(&app.monitor, info.peer.ip(), m, pq.path(), pq.query())
+            .await
+            .map(Either::Left);
     }
     let host = req
         .headers()

@@ -196,6 +196,7 @@ async fn serve_conn(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr, impli
     } else {
         Stream::Plain(tcp)
     };
+    crate::ctx::count(&crate::ctx::REQUESTS.imap);
     let mut conn = Conn::new(stream, timeout, login_timeout);
     conn.spool_to(server.ctx.store.clone());
     let Some(_permit) = permit else {

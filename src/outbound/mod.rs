@@ -49,6 +49,12 @@ pub struct Outbound {
     per_dest: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
 
+/// A TLS connector that accepts any certificate, as outbound SMTP uses it (the
+/// monitor's HTTPS probe of the node's own listeners uses it too).
+pub fn any_cert_connector() -> tokio_rustls::TlsConnector {
+    client::Settings::tls_connector()
+}
+
 /// Prepares the queue runner; [`Outbound::serve`] runs it.
 pub fn prepare(ctx: Arc<Ctx>) -> Result<Arc<Outbound>> {
     let o = &ctx.cfg.outbound;

@@ -187,6 +187,7 @@ async fn accept_loop(
             }
         };
         let _ = sock.set_nodelay(true);
+        crate::ctx::count(&crate::ctx::REQUESTS.smtp);
         let permit = limit.clone().try_acquire_owned();
         let ctx = ctx.clone();
         let resolver = resolver.clone();

@@ -27,6 +27,7 @@ pub fn apply(conn: &Connection, op: &Op) -> Result<()> {
         Op::SettingSet { .. } => super::settings::apply(conn, op)?,
         Op::ContentPut { .. } | Op::ContentDelete { .. } => super::content::apply(conn, op)?,
         Op::ContactPut { .. } | Op::ContactDelete { .. } => super::contacts::apply(conn, op)?,
+        Op::Events { .. } => super::events::apply(conn, op)?,
         Op::Batch { ops } => {
             for op in ops {
                 apply(conn, op)?;

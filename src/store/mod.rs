@@ -14,6 +14,8 @@
 //! - `content`: the content area (site and zone files).
 //! - `settings`: key/value settings, last writer wins by clock.
 //! - `contacts`: the address book of each account.
+//! - `events`: the monitor's history of events (the newest 1,000) and the counts
+//!   `/metrics` shows.
 //! - `blobs`: the body files all of them refer to.
 //! - `replica`: replication's side: the op log as a peer reads it, applying a
 //!   peer's ops, marks, the split-brain [`merge`], [`snapshot`]s, compaction, digest.
@@ -50,6 +52,7 @@ pub use accounts::{Account, DEFAULT_MAILBOXES, normalize_account};
 pub use blobs::{BlobSink, Staged, StoredBlob};
 pub use contacts::Contact;
 pub use content::{ContentEntry, normalize_content_path};
+pub use events::{Counts, Event, EventFilter, KEEP_EVENTS};
 pub use mailboxes::{MailboxInfo, SpecialUse, normalize_mailbox_name};
 pub use messages::{
     Appended, Copied, DUPLICATE_WINDOW_S, FlagMode, FlagUpdate, MessageMeta, Vanished,
@@ -64,6 +67,7 @@ mod authcache;
 mod blobs;
 mod contacts;
 mod content;
+mod events;
 mod hasher;
 mod mailboxes;
 mod messages;

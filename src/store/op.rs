@@ -129,6 +129,10 @@ pub enum Op {
         mailbox: MailboxId,
         uidvalidity: u32,
     },
+    /// Events added to the monitor's history (`store::events`).
+    Events {
+        events: Vec<super::events::Event>,
+    },
     /// Several ops that commit or fail together (e.g. MOVE = append + expunge).
     Batch {
         ops: Vec<Op>,

@@ -128,6 +128,18 @@ fn migrate(conn: &Connection) -> Result<()> {
         "CREATE INDEX IF NOT EXISTS messages_content_key ON messages (mailbox, content_key)",
     )?;
     expunge_record(conn)?;
+    // The monitor's history (`store::events`), added with the monitor.
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS events (
+             id TEXT PRIMARY KEY,
+             at INTEGER NOT NULL,
+             node TEXT NOT NULL,
+             service TEXT NOT NULL,
+             kind TEXT NOT NULL,
+             detail TEXT NOT NULL
+         );
+         CREATE INDEX IF NOT EXISTS events_at ON events (at);",
+    )?;
     Ok(())
 }
 

@@ -925,3 +925,112 @@ async fn staged_bodies_are_installed_by_batch_and_recovered_after_a_crash() {
         assert_eq!(tmp_files(), 0, "the torn file is dropped");
     }
 }
+
+fn event(n: i64, node: &str, service: &str) -> Event {
+    Event {
+        id: format!("e{n:05}"),
+        at: 1_700_000_000_000 + n,
+        node: node.into(),
+        service: service.into(),
+        kind: "down".into(),
+        detail: format!("event {n}"),
+    }
+}
+
+#[tokio::test]
+async fn the_history_keeps_the_newest_events_filters_them_and_replicates() {
+    let (_d1, a) = store();
+    let dir2 = tempfile::tempdir().unwrap();
+    let b = Store::open(dir2.path(), "n2").unwrap();
+    b.set_writable(false);
+    // 1,200 events in three ops: only the newest 1,000 stay.
+    for chunk in (0..1200).collect::<Vec<i64>>().chunks(400) {
+        let batch = chunk
+            .iter()
+            .map(|n| {
+                event(
+                    *n,
+                    if n % 2 == 0 { "n1" } else { "n2" },
+                    if n % 3 == 0 { "imap" } else { "dns" },
+                )
+            })
+            .collect();
+        a.record_events(batch).await.unwrap();
+    }
+    let all = a
+        .events(EventFilter {
+            limit: 5000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), KEEP_EVENTS);
+    assert_eq!(all[0].id, "e01199", "newest first");
+    assert_eq!(all.last().unwrap().id, "e00200");
+    // Filters: node, service, a time range.
+    let some = a
+        .events(EventFilter {
+            node: Some("n1".into()),
+            service: Some("imap".into()),
+            from: Some(1_700_000_000_000 + 600),
+            to: Some(1_700_000_000_000 + 700),
+            limit: 1000,
+        })
+        .await
+        .unwrap();
+    let ids: Vec<i64> = some.iter().map(|e| e.id[1..].parse().unwrap()).collect();
+    assert_eq!(
+        ids,
+        (600..700).rev().filter(|n| n % 6 == 0).collect::<Vec<_>>()
+    );
+    // The replica applies the ops and ends with the same history.
+    let ops = a.ops_since(0, 100).await.unwrap();
+    b.apply_replicated(ops).await.unwrap();
+    assert_eq!(
+        b.events(EventFilter {
+            limit: 5000,
+            ..Default::default()
+        })
+        .await
+        .unwrap(),
+        all
+    );
+    assert_eq!(a.digest().await.unwrap(), b.digest().await.unwrap());
+}
+
+#[tokio::test]
+async fn a_merge_adds_the_events_the_survivor_lacks_once() {
+    let (_d1, a) = store();
+    let dir2 = tempfile::tempdir().unwrap();
+    let b = Store::open(dir2.path(), "n2").unwrap();
+    a.record_events(vec![event(1, "n1", "imap")]).await.unwrap();
+    let shared = a.ops_since(0, 100).await.unwrap();
+    b.set_writable(false);
+    b.apply_replicated(shared).await.unwrap();
+    // Split: each side records its own events.
+    b.set_writable(true);
+    a.record_events(vec![event(2, "n1", "dns")]).await.unwrap();
+    b.record_events(vec![event(3, "n2", "peer")]).await.unwrap();
+    let theirs = divergent(&b, &a).await;
+    let b_marks = b.origin_marks().await.unwrap().into_iter().collect();
+    a.merge(theirs.clone(), b_marks).await.unwrap();
+    let ids = |s: &Store| {
+        let s = s.clone();
+        async move {
+            s.events(EventFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(ids(&a).await, ["e00003", "e00002", "e00001"]);
+    // Replaying the same divergent ops again adds nothing.
+    let b_marks = b.origin_marks().await.unwrap().into_iter().collect();
+    a.merge(theirs, b_marks).await.unwrap();
+    assert_eq!(ids(&a).await, ["e00003", "e00002", "e00001"]);
+}

@@ -458,12 +458,12 @@ serial = {{ device = "{tty}", baud = 115200 }}
     }
 
     /// Both nodes' configs get `[replication]` over the private link on `port`
-    /// (sync mode, the default), after what they hold now.
+    /// (sync mode, the default), after what their config files hold now.
     pub fn replicate(&self, port: u16) {
         for n in [N1, N2] {
             let text = format!(
                 "{}\n[replication]\nlisten = \"{}:{port}\"\npeer = \"{}:{port}\"\nack_timeout_ms = 2000\n",
-                self.config_text(n),
+                std::fs::read_to_string(self.config_path(n)).expect("read config"),
                 n.private_ip(),
                 n.peer().private_ip()
             );

@@ -17,6 +17,7 @@
 //!   survivor's own divergent flag changes.
 //! - Expunges win: a message either side expunged is gone.
 //! - Settings, content files, contacts and passwords: last writer wins by clock.
+//! - The monitor's history is a union: events the survivor lacks (by id) are added.
 //! - Mailboxes are matched by id, then by name (both sides created "Projects").
 //! - Every replayed op runs in its own savepoint: one that cannot apply (its mailbox
 //!   was deleted on the survivor, say) is skipped and counted, not fatal.
@@ -28,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::store::messages::FlagUpdate;
 use crate::store::op::{LoggedOp, NewMessage, Op};
-use crate::store::{Result, accounts, content, mailboxes, messages, queue};
+use crate::store::{Result, accounts, content, events, mailboxes, messages, queue};
 
 /// What a merge did, for the log and `clusterd status`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -420,6 +421,18 @@ impl Merge<'_> {
             }
             // Renumbering is the survivor's to decide (below), not replayed.
             Op::UidValidity { .. } => {}
+            // The history is a union: events the survivor lacks are added.
+            Op::Events { events } => {
+                let mut missing = Vec::new();
+                for e in events {
+                    if !events::has(tx, &e.id)? {
+                        missing.push(e.clone());
+                    }
+                }
+                if !missing.is_empty() {
+                    self.put(commit, Op::Events { events: missing })?;
+                }
+            }
         }
         Ok(())
     }
