@@ -210,10 +210,10 @@ fn imap_fails_while_its_sessions_are_used_up_then_recovers_with_history_alerts_a
             .contains("Too many sessions"),
         "{check}"
     );
-    // After failures_before_restart failures the policy asks for a restart; no
-    // supervisor is wired here, so it is recorded as impossible.
-    wait_for(&node, "?service=imap", "restart asked", |v| {
-        history(v).iter().any(|(_, k)| k == "restart_failed")
+    // After failures_before_restart failures the policy has the supervisor restart
+    // IMAP; the held sessions outlive a restart, so it keeps failing.
+    wait_for(&node, "?service=imap", "restart done", |v| {
+        history(v).iter().any(|(_, k)| k == "restarted")
     });
     drop(held);
     // The history: down, then recovered (filtered to IMAP: nothing else in it).
@@ -255,6 +255,116 @@ fn imap_fails_while_its_sessions_are_used_up_then_recovers_with_history_alerts_a
     assert!(line.contains(" ok "), "{line}");
     assert!(!out.contains('\x1b'), "{out}");
     assert!(out.contains("recent events:"), "{out}");
+}
+
+/// `clusterd status --json`'s monitor part (the control socket: it answers while
+/// HTTP is down).
+fn cli_status(node: &Node) -> serde_json::Value {
+    let out = assert_ok(&node.cli(&["status", "--json"], None), "clusterd status");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("status JSON");
+    v["monitor"].clone()
+}
+
+/// Whether `service` answers on `node` by its protocol, within a second.
+fn answers(node: &Node, service: &str) -> bool {
+    match service {
+        "imap" => TcpStream::connect(("127.0.0.1", node.imap_port))
+            .and_then(|s| {
+                s.set_read_timeout(Some(Duration::from_secs(1)))?;
+                let mut line = String::new();
+                BufReader::new(s).read_line(&mut line)?;
+                Ok(line.starts_with("* OK"))
+            })
+            .unwrap_or(false),
+        "dns" => {
+            let out = Command::new("dig")
+                .args(["+time=1", "+tries=1", "+short", "@127.0.0.1", "-p"])
+                .arg(node.dns_port.to_string())
+                .args(["cluster.com.ec", "SOA"])
+                .output()
+                .expect("dig");
+            out.status.success() && !out.stdout.is_empty()
+        }
+        "http" => {
+            let ok = TcpStream::connect(("127.0.0.1", node.http_port)).and_then(|mut s| {
+                s.set_read_timeout(Some(Duration::from_secs(1)))?;
+                s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+                let mut head = [0u8; 12];
+                s.read_exact(&mut head)?;
+                Ok(head.starts_with(b"HTTP/1.1 200"))
+            });
+            ok.unwrap_or(false)
+        }
+        other => panic!("no probe for {other}"),
+    }
+}
+
+/// The old stack's acceptance test (mon restarting httpd, named and the IMAP
+/// daemon), automated: each service stopped or wedged by fault injection answers
+/// again within interval_s x failures_before_restart + 5 s, restarted by the monitor
+/// through the supervisor; the history shows it failing, restarted and recovered;
+/// the alert file has the lines, and sistemas gets an alert and a recovery mail for
+/// each.
+#[test]
+fn stopped_or_wedged_imap_dns_and_http_are_restarted_with_alerts_and_recovery_mail() {
+    require_tool("dig");
+    let node = Node::builder()
+        .extra(&format!(
+            "{MONITOR}alert_every_s = 300\nallow_fault_injection = true\n"
+        ))
+        .start();
+    node.add_user("sistemas", "clave-sis");
+    wait_for(&node, "", "every service ok", all_ok);
+    // interval_s x failures_before_restart + 5 s (MONITOR).
+    let (interval_s, failures) = (1, 2);
+    let bound = Duration::from_secs(interval_s * failures + 5);
+    for (service, fault) in [("imap", "stop"), ("dns", "wedge"), ("http", "stop")] {
+        assert!(answers(&node, service), "{service} answers before");
+        let t0 = std::time::Instant::now();
+        assert_ok(
+            &node.cli(&["debug", fault, service], None),
+            "clusterd debug",
+        );
+        assert!(
+            !answers(&node, service),
+            "{service} still answers after {fault}"
+        );
+        let back = within(bound, || answers(&node, service));
+        assert!(
+            back,
+            "{service} ({fault}) did not answer again within {bound:?}\n{:#}\n{}",
+            cli_status(&node),
+            node.log_text()
+        );
+        println!(
+            "{service} after {fault}: answering again in {:?}",
+            t0.elapsed()
+        );
+        // Failing, restarted, recovered: in that order in the history.
+        let held = within(Duration::from_secs(10), || {
+            let kinds: Vec<String> = history(&cli_status(&node))
+                .into_iter()
+                .filter(|(s, _)| s == service)
+                .map(|(_, k)| k)
+                .collect();
+            let at = |k: &str| kinds.iter().position(|x| x == k);
+            matches!((at("down"), at("restarted"), at("recovered")), (Some(d), Some(r), Some(u)) if d < r && r < u)
+        });
+        assert!(held, "{service}: {:#}", cli_status(&node));
+    }
+    alerted(
+        &node,
+        &[
+            ("ALERT", "imap down", "is failing"),
+            ("RECOVERED", "imap recovered", "passes again"),
+            ("ALERT", "dns down", "is failing"),
+            ("RECOVERED", "dns recovered", "passes again"),
+            ("ALERT", "http down", "is failing"),
+            ("RECOVERED", "http recovered", "passes again"),
+        ],
+    );
+    let v = status_json(&node, "");
+    assert!(all_ok(&v), "{v:#}");
 }
 
 #[test]

@@ -164,6 +164,10 @@ impl Server {
                 }
                 continue;
             }
+            if run.wedged() {
+                // Wedged while this thread waited in recv: what it read goes unanswered.
+                continue;
+            }
             let generation = self.generation.load(Ordering::Acquire);
             let mut queries = 0u64;
             batch.for_each(|pkt, src, dst, out| {
