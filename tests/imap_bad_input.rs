@@ -7,30 +7,11 @@ mod common;
 
 use common::{Node, assert_ok, python};
 
-const SCRIPT: &str = r#"
-import imaplib, socket, sys, threading, time
+/// Raw-socket helpers both scripts use (PORT is the first argument).
+const PY_CLIENT: &str = r#"
+import socket, sys, time
 
 PORT = int(sys.argv[1])
-stop = threading.Event()
-good = {'rounds': 0, 'error': None}
-
-def good_client():
-    try:
-        while not stop.is_set():
-            m = imaplib.IMAP4('127.0.0.1', PORT)
-            m.login('ana', 'secret')
-            assert m.select('INBOX')[0] == 'OK'
-            typ, d = m.append('INBOX', None, None, b'Subject: ok\r\n\r\nfine\r\n')
-            assert typ == 'OK', d
-            typ, d = m.fetch('1:*', '(FLAGS)')
-            assert typ == 'OK', d
-            m.logout()
-            good['rounds'] += 1
-    except Exception as e:
-        good['error'] = repr(e)
-
-t = threading.Thread(target=good_client)
-t.start()
 
 def conn():
     s = socket.create_connection(('127.0.0.1', PORT), timeout=15)
@@ -56,8 +37,34 @@ def recv_until_closed(s, limit=30):
             if not c:
                 return data
             data += c
-    except ConnectionResetError:
+    except (ConnectionResetError, socket.timeout):
         return data
+
+"#;
+
+const SCRIPT: &str = r#"
+import imaplib, threading
+
+stop = threading.Event()
+good = {'rounds': 0, 'error': None}
+
+def good_client():
+    try:
+        while not stop.is_set():
+            m = imaplib.IMAP4('127.0.0.1', PORT)
+            m.login('ana', 'secret')
+            assert m.select('INBOX')[0] == 'OK'
+            typ, d = m.append('INBOX', None, None, b'Subject: ok\r\n\r\nfine\r\n')
+            assert typ == 'OK', d
+            typ, d = m.fetch('1:*', '(FLAGS)')
+            assert typ == 'OK', d
+            m.logout()
+            good['rounds'] += 1
+    except Exception as e:
+        good['error'] = repr(e)
+
+t = threading.Thread(target=good_client)
+t.start()
 
 def check(name, cond, info):
     if not cond:
@@ -158,7 +165,10 @@ print('BAD-INPUT-OK rounds=%d' % good['rounds'])
 fn bad_input_gets_bad_no_bye_or_timeout_while_other_clients_are_served() {
     let node = Node::builder().imap("timeout_s = 2").start();
     node.add_user("ana", "secret");
-    let out = python(SCRIPT, &[&node.imap_port.to_string()]);
+    let out = python(
+        &format!("{PY_CLIENT}{SCRIPT}"),
+        &[&node.imap_port.to_string()],
+    );
     let stdout = assert_ok(&out, "bad-input script");
     assert!(stdout.contains("BAD-INPUT-OK"), "{stdout}");
     // The node survived all of it.
@@ -214,34 +224,6 @@ fn before_login_commands_are_small_and_sessions_short() {
     let node = Node::builder().imap("login_timeout_s = 2").start();
     node.add_user("ana", "secret");
     let script = r#"
-import socket, sys, time
-PORT = int(sys.argv[1])
-
-def conn():
-    s = socket.create_connection(('127.0.0.1', PORT), timeout=15)
-    assert recv_line(s).startswith(b'* OK')
-    return s
-
-def recv_line(s):
-    buf = b''
-    while not buf.endswith(b'\r\n'):
-        c = s.recv(1)
-        if not c:
-            return buf
-        buf += c
-    return buf
-
-def recv_until_closed(s):
-    data = b''
-    try:
-        while True:
-            c = s.recv(65536)
-            if not c:
-                return data
-            data += c
-    except (ConnectionResetError, socket.timeout):
-        return data
-
 def check(name, cond, info):
     if not cond:
         raise SystemExit('%s: %r' % (name, info))
@@ -284,7 +266,10 @@ dt = time.time() - t0
 check('login timeout', b'BYE' in out and 1.5 <= dt < 8, (out, dt))
 print('PRE-LOGIN-OK')
 "#;
-    let out = python(script, &[&node.imap_port.to_string()]);
+    let out = python(
+        &format!("{PY_CLIENT}{script}"),
+        &[&node.imap_port.to_string()],
+    );
     let stdout = assert_ok(&out, "pre-login script");
     assert!(stdout.contains("PRE-LOGIN-OK"), "{stdout}");
 }
