@@ -104,6 +104,33 @@ fn users_are_managed_offline_and_through_the_running_node() {
         "{status}"
     );
 
+    // A second process on the same data_dir (here a command whose config names
+    // another control socket, so it opens the store itself) is refused, naming why.
+    let text = std::fs::read_to_string(&node.config).unwrap();
+    let other = node.config.with_file_name("other.toml");
+    std::fs::write(
+        &other,
+        text.replace(
+            &node.control_socket.display().to_string(),
+            &node
+                .control_socket
+                .with_file_name("other.sock")
+                .display()
+                .to_string(),
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(bin());
+    cmd.args(["user", "list", "--config"]).arg(&other);
+    let out = run_with_stdin(cmd, None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("in use by another clusterd process")
+            && err.contains(&format!("pid {}", node.pid().expect("running"))),
+        "{err}"
+    );
+
     // Offline: the CLI opens the store itself.
     node.stop();
     let out = node.cli(&["status"], None);

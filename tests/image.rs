@@ -554,7 +554,7 @@ fn send_mail(port: u16, subject: &str) {
             .args(["--server", &format!("127.0.0.1:{port}")])
             // A null sender: the host is outside relay_from, so an address of ours
             // would be refused, and another domain would have to resolve.
-            .args(["--from", ""])
+            .args(["--from", "<>"])
             .args(["--to", &format!("{USER}@cluster.com.ec")])
             .args(["--header", &format!("Subject: {subject}")])
             .args(["--body", "Mensaje de prueba de la imagen."])

@@ -2,7 +2,8 @@
 //! outbound queue, settings such as the TLS key, web content, address books).
 //! Front-ends call this typed API ([`Store`]) and never touch SQL or files.
 //!
-//! Layout: this file opens the store and holds the two ways in, `Store::read` (a
+//! Layout: this file opens the store (holding `data_dir/lock`: one process at a time)
+//! and holds the two ways in, `Store::read` (a
 //! pooled read-only connection) and `Store::commit` (resolve an op in the writer's
 //! transaction). Each concern is a vertical slice, one file holding its types, name
 //! validation, SQL, the code applying its ops and its own `impl Store` block:
@@ -95,6 +96,8 @@ pub struct Store {
 }
 
 struct Inner {
+    /// `data_dir/lock`, held (flock) while the store is open.
+    _lock: std::fs::File,
     dir: PathBuf,
     node: String,
     writer: writer::WriterHandle,
@@ -104,10 +107,45 @@ struct Inner {
     barrier: writer::Barrier,
 }
 
+/// Takes `data_dir/lock` exclusively (flock, released when the process ends however
+/// it ends) and writes this process's id into it; [`StoreError::InUse`] naming the
+/// holder if another process has it. Two processes on one store would each take the
+/// next op sequence and drop the other's temporary files.
+fn lock(data_dir: &Path) -> Result<std::fs::File> {
+    use std::io::{Read, Seek, Write};
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(data_dir.join("lock"))?;
+    match f.try_lock() {
+        Ok(()) => {
+            f.set_len(0)?;
+            f.rewind()?;
+            write!(f, "{}", std::process::id())?;
+            Ok(f)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            let _ = f.read_to_string(&mut pid);
+            Err(StoreError::InUse {
+                dir: data_dir.display().to_string(),
+                pid: pid.trim().parse().ok(),
+            })
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+    }
+}
+
 impl Store {
-    /// Opens (creating if needed) the store in `data_dir` for node `node`.
+    /// Opens (creating if needed) the store in `data_dir` for node `node`; fails with
+    /// [`StoreError::InUse`] while another process has it open.
     pub fn open(data_dir: &Path, node: &str) -> Result<Store> {
         std::fs::create_dir_all(data_dir)?;
+        // First: nothing below (the clean-up of `blobs/tmp` included) may touch a
+        // store another process has open.
+        let lock = lock(data_dir)?;
         blobs::prepare(data_dir)?;
         let db_path = data_dir.join("store.db");
         let conn = schema::open_rw(&db_path)?;
@@ -116,6 +154,7 @@ impl Store {
         let writer = writer::spawn(conn, node.to_string(), changes.clone(), barrier.clone())?;
         Ok(Store {
             inner: Arc::new(Inner {
+                _lock: lock,
                 dir: data_dir.to_path_buf(),
                 node: node.to_string(),
                 writer,

@@ -1034,3 +1034,23 @@ async fn a_merge_adds_the_events_the_survivor_lacks_once() {
     a.merge(theirs, b_marks).await.unwrap();
     assert_eq!(ids(&a).await, ["e00003", "e00002", "e00001"]);
 }
+
+#[tokio::test]
+async fn one_process_at_a_time_opens_a_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), "n1").unwrap();
+    // The temporary file of a body being written must survive a second opener.
+    let mut sink = s.blob_sink(b"");
+    sink.buf().extend_from_slice(&[b'x'; 200_000]);
+    sink.flush().await.unwrap();
+    match Store::open(dir.path(), "n1") {
+        Err(StoreError::InUse { pid, .. }) => assert_eq!(pid, Some(std::process::id())),
+        other => panic!("a second open: {:?}", other.map(|_| ())),
+    }
+    let stored = sink.finish().await.unwrap();
+    assert_eq!(s.read_blob(&stored.blob).await.unwrap().len(), 200_000);
+    let e = Store::open(dir.path(), "n1").err().unwrap().to_string();
+    assert!(e.contains("in use by another clusterd process"), "{e}");
+    drop(s);
+    Store::open(dir.path(), "n1").expect("free again once closed");
+}

@@ -58,6 +58,12 @@ pub enum StoreError {
     NotAllowed(String),
     #[error("the store is read-only on this node")]
     ReadOnly,
+    /// Another process holds the store (`data_dir/lock`).
+    #[error(
+        "the store in {dir} is in use by another clusterd process{} (a running node, or a command that opened it); only one may open it",
+        pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+    )]
+    InUse { dir: String, pid: Option<u32> },
     #[error("storage failure: {0}")]
     Io(#[from] std::io::Error),
     #[error("database failure: {0}")]

@@ -379,6 +379,8 @@ local_domains = ["cluster.com.ec", "clusternodo1.cluster.com.ec", "clusternodo2.
 aliases = {{ postmaster = "sistemas", root = "sistemas", abuse = "sistemas" }}
 
 [smtp]
+# The LAN's client relays through the cluster, as in the image's config.
+relay_from = ["127.0.0.0/8", "::1/128", "{client}/32"]
 listen = ["0.0.0.0:25"]
 submission_listen = ["0.0.0.0:587"]
 submissions_listen = ["0.0.0.0:465"]
@@ -399,6 +401,7 @@ forwarders = []
             zones = Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("zones")
                 .display(),
+            client = CLIENT_IP,
         );
         if let Some(c) = &self.cluster {
             let peer = node.peer();
