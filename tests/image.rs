@@ -906,11 +906,12 @@ fn image_builds_boots_both_nodes_and_fails_over() {
     );
     // A wedged supervisor stops the watchdog pings and systemd restarts clusterd. A
     // 6 s watchdog (a runtime drop-in) keeps the test short; fault injection is
-    // enabled in the config for it.
+    // enabled in the config's [monitor] section for it.
     n1.console.ok(
         "mkdir -p /run/systemd/system/clusterd.service.d \
          && printf '[Service]\\nWatchdogSec=6s\\n' > /run/systemd/system/clusterd.service.d/50-test.conf \
-         && printf '\\n[monitor]\\nallow_fault_injection = true\\n' >> /etc/clusterd/clusterd.toml \
+         && sed -i 's/^\\[monitor\\]$/[monitor]\\nallow_fault_injection = true/' /etc/clusterd/clusterd.toml \
+         && grep -q '^allow_fault_injection = true$' /etc/clusterd/clusterd.toml \
          && systemctl daemon-reload && systemctl restart clusterd.service",
         Duration::from_secs(180),
     );
