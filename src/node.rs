@@ -63,11 +63,11 @@ pub async fn run(cfg: Config) -> Result<()> {
             // replication, holding the peer's whole log.
             let mut hooks = crate::cluster::Hooks::default();
             let services = monitor.node_health();
-            hooks.health = Some(Arc::new(move || services.healthy()));
+            let holds_log = replication.clone().map(|r| (r, ctx.store.clone()));
+            hooks.health = Some(Arc::new(move || {
+                services.healthy() && holds_log.as_ref().is_none_or(|(r, s)| r.ready(s))
+            }));
             if let Some(r) = &replication {
-                let (r1, store) = (r.clone(), ctx.store.clone());
-                let services = monitor.node_health();
-                hooks.health = Some(Arc::new(move || services.healthy() && r1.ready(&store)));
                 let r2 = r.clone();
                 hooks.before_open = Some(Arc::new(move || {
                     let r = r2.clone();
