@@ -19,7 +19,7 @@ use toml::{Table, Value};
 use super::{
     ClusterConfig, Config, DnsConfig, Documented, DomainConfig, HeartbeatConfig, HttpConfig,
     ImapConfig, KeyDoc, MonitorConfig, NodeConfig, OutboundConfig, ReplicationConfig,
-    SerialHeartbeat, SmtpConfig, TlsConfig, UdpHeartbeat, VhostConfig, WebmailConfig,
+    SerialHeartbeat, SmtpConfig, StoreConfig, TlsConfig, UdpHeartbeat, VhostConfig, WebmailConfig,
 };
 
 const HEADER: &str = "\
@@ -115,6 +115,7 @@ const TABLES: &[(&str, &[KeyDoc])] = &[
     ("webmail", WebmailConfig::KEYS),
     ("outbound", OutboundConfig::KEYS),
     ("monitor", MonitorConfig::KEYS),
+    ("store", StoreConfig::KEYS),
     ("cluster", ClusterConfig::KEYS),
     ("cluster.heartbeat", HeartbeatConfig::KEYS),
     ("cluster.heartbeat.udp", UdpHeartbeat::KEYS),

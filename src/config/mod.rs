@@ -3,6 +3,7 @@
 //! - `sections`: the sections of one node's services (`[node]` … `[webmail]`);
 //! - `outbound`: `[outbound]`, mail for other domains (routing, retries, DKIM);
 //! - `monitor`: `[monitor]`, probes, repairs, alerts and who may read the status page;
+//! - `store`: `[store]`, the free-space floor, default quota and message-file sweeps;
 //! - `cluster`: the sections of the pair (`[cluster]`, `[replication]`);
 //! - `load`: reading a file and validating it, with errors that name the file, the
 //!   line and the key;
@@ -71,6 +72,7 @@ mod load;
 mod monitor;
 mod outbound;
 mod sections;
+mod store;
 
 pub use cluster::{
     ClusterConfig, HeartbeatConfig, ReplicationConfig, ReplicationMode, SerialHeartbeat,
@@ -83,6 +85,7 @@ pub use sections::{
     DnsConfig, DomainConfig, HttpConfig, ImapConfig, NodeConfig, SmtpConfig, TlsConfig,
     VhostConfig, WebmailConfig,
 };
+pub use store::StoreConfig;
 
 /// A problem with the configuration, already phrased for the administrator:
 /// `FILE: line N: key K: problem`.
@@ -129,6 +132,10 @@ documented! {
         /// service, alerts (mail, a file, the journal), and /status and /metrics.
         #[serde(default)]
         pub monitor: MonitorConfig,
+        /// The disk: the free-space floor, the default quota of an account, and the
+        /// sweep of message files nothing refers to.
+        #[serde(default)]
+        pub store: StoreConfig,
         /// Without `[cluster]` the node is alone and always active. For the pair,
         /// uncomment it (peer, vip and at least one heartbeat medium are required; the
         /// key file must exist).
