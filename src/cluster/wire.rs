@@ -450,7 +450,8 @@ impl FrameReader {
 }
 
 /// Reads the shared heartbeat key: the file's bytes with trailing whitespace
-/// removed. Refuses an empty key or one shorter than 16 bytes; errors name the file.
+/// removed. Refuses an empty key, one shorter than 16 bytes, and a file its group or
+/// others may read; errors name the file.
 pub fn read_key_file(path: &Path) -> anyhow::Result<Vec<u8>> {
     let mut key =
         std::fs::read(path).with_context(|| format!("reading key file {}", path.display()))?;
@@ -467,17 +468,8 @@ pub fn read_key_file(path: &Path) -> anyhow::Result<Vec<u8>> {
             key.len()
         );
     }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        if let Ok(meta) = std::fs::metadata(path)
-            && meta.permissions().mode() & 0o077 != 0
-        {
-            tracing::warn!(
-                file = %path.display(),
-                "key file is readable by group or others; it should be mode 0600"
-            );
-        }
+    if let Some(problem) = crate::config::key_file_mode_problem(path) {
+        anyhow::bail!(problem);
     }
     Ok(key)
 }
@@ -768,6 +760,10 @@ pub(super) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("heartbeat.key");
         std::fs::write(&path, b"0123456789abcdef  \n").unwrap();
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
         assert_eq!(read_key_file(&path).unwrap(), b"0123456789abcdef");
 
         std::fs::write(&path, b" \n").unwrap();
@@ -784,5 +780,27 @@ pub(super) mod tests {
         let missing = dir.path().join("missing.key");
         let err = format!("{:#}", read_key_file(&missing).unwrap_err());
         assert!(err.contains("missing.key"), "{err}");
+    }
+
+    #[test]
+    fn a_key_file_others_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("authkey");
+        std::fs::write(&path, b"0123456789abcdef\n").unwrap();
+        for mode in [0o644, 0o640, 0o604] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let err = format!("{:#}", read_key_file(&path).unwrap_err());
+            assert!(
+                err.contains("authkey")
+                    && err.contains(&format!("{mode:o}"))
+                    && err.contains("chmod 600"),
+                "{err}"
+            );
+        }
+        for mode in [0o600, 0o400] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            assert_eq!(read_key_file(&path).unwrap(), b"0123456789abcdef");
+        }
     }
 }

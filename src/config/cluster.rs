@@ -100,6 +100,22 @@ documented! {
     }
 }
 
+/// Why the key file at `path` must not be used because of who may read it: the
+/// cluster key authenticates heartbeats and replication, so a key readable by the
+/// file's group or by others is refused (as sshd refuses a private key). `None`: the
+/// mode is right, or the file cannot be examined (reading it reports that).
+pub fn key_file_mode_problem(path: &std::path::Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "key file {} is readable by its group or by others (mode {mode:o}); the cluster key must be the owner's alone: chmod 600 {}",
+            path.display(),
+            path.display()
+        )
+    })
+}
+
 fn default_auth_key_file() -> PathBuf {
     PathBuf::from("/etc/clusterd/authkey")
 }

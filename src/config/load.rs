@@ -441,6 +441,9 @@ impl Config {
                 ),
             ));
         }
+        if let Some(problem) = super::key_file_mode_problem(&c.auth_key_file) {
+            return Err(err("cluster", "auth_key_file", problem));
+        }
         if c.keepalive_ms == 0 || c.deadtime_ms < 2 * c.keepalive_ms {
             return Err(err(
                 "cluster",
@@ -582,6 +585,28 @@ mod tests {
     }
 
     const BASE: &str = "[node]\nname = \"n1\"\ndata_dir = \"/tmp/x\"\n";
+
+    #[test]
+    fn a_cluster_key_others_can_read_is_a_config_error() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("authkey");
+        std::fs::write(&key, "0123456789abcdef0123\n").unwrap();
+        let text = format!(
+            "[node]\nname = \"clusternodo1\"\ndata_dir = \"/tmp/x\"\n[cluster]\npeer = \"clusternodo2\"\n\
+             vip = \"10.0.0.100/8\"\nauth_key_file = \"{}\"\n[[cluster.heartbeat]]\n\
+             udp = {{ bind = \"127.0.0.1:40694\", peer = \"127.0.0.2:40694\" }}\n",
+            key.display()
+        );
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = parse(&text).unwrap_err().0;
+        assert!(
+            e.contains("line 7") && e.contains("cluster.auth_key_file") && e.contains("chmod 600"),
+            "{e}"
+        );
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        parse(&text).unwrap();
+    }
 
     #[test]
     fn http_defaults_and_vhosts() {

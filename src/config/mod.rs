@@ -76,7 +76,7 @@ mod store;
 
 pub use cluster::{
     ClusterConfig, HeartbeatConfig, ReplicationConfig, ReplicationMode, SerialHeartbeat,
-    UdpHeartbeat,
+    UdpHeartbeat, key_file_mode_problem,
 };
 pub use example::example;
 pub use monitor::MonitorConfig;

@@ -874,6 +874,8 @@ mod tests {
         crate::tls::install_provider();
         let key = dir.join("authkey");
         std::fs::write(&key, [7u8; 32]).unwrap();
+        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
         let text = format!(
             "[node]\nname = \"clusternodo1\"\ndata_dir = \"{}\"\n[cluster]\npeer = \"clusternodo2\"\nvip = \"10.0.0.100/8\"\nauth_key_file = \"{}\"\n[[cluster.heartbeat]]\nudp = {{ bind = \"127.0.0.1:40694\", peer = \"127.0.0.2:40694\" }}\n",
             dir.join("data").display(),
