@@ -11,9 +11,11 @@
 //! - One image, two identities, three ways of giving them: node 1 boots through UEFI
 //!   (OVMF → systemd-boot → UKI) with SMBIOS type 11 credentials; node 2 boots its
 //!   kernel directly from a raw copy on whose EFI partition the test wrote
-//!   `clusterd/clusterd.node` as an administrator would after `dd`, and gets the
-//!   cluster key and root password from `systemd.set_credential=` on the kernel
-//!   command line. The account `sistemas` comes from a credential of node 1 only.
+//!   `clusterd/clusterd.node` and `clusterd/clusterd.key` as an administrator would
+//!   after `dd` (the key must be gone from the ESP once the node runs), and gets the
+//!   root password from `systemd.set_credential=` on the kernel command line. The
+//!   account `sistemas` comes from a credential of node 1 only. Node 2's packet
+//!   filter is checked loaded.
 //! - Node 1 alone: the site, DNS for cluster.com.ec, a message in over SMTP and back
 //!   over IMAP, `systemd-analyze security` and `ss -lntup`. Then node 2 joins:
 //!   exactly one holds 10.0.0.100; a second message (sync replication); both stores
@@ -737,7 +739,16 @@ fn image_builds_boots_both_nodes_and_fails_over() {
             .arg(&disk2),
         "copy the image",
     );
-    write_to_esp(&disk2, &[("clusterd.node", "clusternodo2\n")], dir.path());
+    // Its identity and the cluster key as files on the EFI partition; the key is a
+    // secret, and clusterd-setup removes it from there once installed.
+    write_to_esp(
+        &disk2,
+        &[
+            ("clusterd.node", "clusternodo2\n"),
+            ("clusterd.key", &format!("{key}\n")),
+        ],
+        dir.path(),
+    );
     run(
         Command::new("truncate").args(["-s", "2G"]).arg(&disk2),
         "grow node 2's disk",
@@ -968,7 +979,6 @@ fn image_builds_boots_both_nodes_and_fails_over() {
         kernel_args: format!(
             "console=ttyS1,115200n8 root=PARTLABEL=root-x86-64 rw net.ifnames=0 \
              systemd.firstboot=off sysctl.kernel.hung_task_timeout_secs=15 \
-             systemd.set_credential=clusterd.key:{key} \
              systemd.set_credential=passwd.plaintext-password.root:{ROOT_PASSWORD}"
         ),
         smbios_credentials: vec![],
@@ -1005,6 +1015,28 @@ fn image_builds_boots_both_nodes_and_fails_over() {
     println!(
         "clusternodo2: boot to standby: {:.1} s (TCG, direct kernel boot)",
         n2.started.elapsed().as_secs_f64()
+    );
+    // The key given on the EFI partition is installed (owner-only) and gone from the
+    // ESP; the node identity stays there.
+    let (esp, code) = n2.console.sh(
+        "mkdir -p /run/esp-check && mount -o ro /dev/disk/by-partlabel/esp /run/esp-check \
+         && ls /run/esp-check/clusterd; umount /run/esp-check; stat -c '%a %U' /etc/clusterd/authkey",
+        Duration::from_secs(60),
+    );
+    assert!(
+        code == 0
+            && esp.lines().any(|l| l.trim() == "clusterd.node")
+            && !esp.contains("clusterd.key")
+            && esp.lines().any(|l| l.trim() == "600 clusterd"),
+        "the cluster key is still on the EFI partition, or authkey is not 0600 clusterd:\n{esp}"
+    );
+    // The packet filter is loaded: heartbeats only from the peer on the private link.
+    let (rules, code) = n2
+        .console
+        .sh("nft list table inet clusterd", Duration::from_secs(60));
+    assert!(
+        code == 0 && rules.contains("iifname \"eth1\" ip saddr 192.168.1.1 udp dport 694 accept"),
+        "the packet filter is not loaded on clusternodo2:\n{rules}"
     );
     for _ in 0..3 {
         let (h1, h2) = (n1.holds_vip(), n2.holds_vip());

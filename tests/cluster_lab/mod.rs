@@ -23,8 +23,9 @@
 //! node 2" is made with bridge port isolation ([`Lab::block_ping_from`]): the ports
 //! of node 1 and of the ping node are both marked `isolated`, and the bridge never
 //! forwards between two isolated ports (no frame, ARP included, passes), while both
-//! still reach every other port. This kernel has no tc classifiers and the machine no
-//! iptables/nft, so filtering is done by the bridge itself.
+//! still reach every other port. This kernel has no tc classifiers, so filtering is
+//! done by the bridge itself (nft is installed for tests/firewall.rs, which tests the
+//! image's own ruleset; the lab keeps its filtering independent of it).
 //!
 //! Processes (clusterd, socat, helper scripts) are kept as `Child` and stopped by
 //! PID; they also get `PR_SET_PDEATHSIG` so a dying test leaves none behind.
