@@ -10,6 +10,8 @@ pub mod control;
 pub mod ctx;
 pub mod dkim;
 pub mod dns;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod http;
 pub mod imap;
 pub mod mail;

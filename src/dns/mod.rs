@@ -48,6 +48,7 @@ use hickory_proto::rr::LowerName;
 use crate::ctx::Ctx;
 use crate::store::Store;
 
+pub use server::Server;
 pub use zone::Zone;
 
 /// How often `zones_dir` is checked for changes.
@@ -63,6 +64,13 @@ pub struct Zones {
 }
 
 impl Zones {
+    /// Zones served as given (tests and the fuzz targets; the node loads them with
+    /// `load_zones`).
+    #[doc(hidden)]
+    pub fn from_zones(zones: Vec<Zone>) -> Zones {
+        Zones { zones }
+    }
+
     /// The zone `name` belongs to (the longest matching origin).
     pub fn find(&self, name: &LowerName) -> Option<&Zone> {
         self.zones

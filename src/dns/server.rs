@@ -99,6 +99,19 @@ impl Server {
         })
     }
 
+    /// The bytes this server would send for one query, computed as the UDP and TCP
+    /// paths compute them but without a socket (a forwarded query is encoded as the
+    /// reply it would carry). The fuzz target's entry (`crate::fuzz`).
+    #[doc(hidden)]
+    pub fn answer_bytes(&self, pkt: &[u8], src: IpAddr, recursion: bool, tcp: bool) -> usize {
+        match self.handle_guarded(pkt, src, recursion, tcp) {
+            Outcome::Reply(r) => r.len(),
+            Outcome::Forward(msg, max) => fit(msg, max).len(),
+            Outcome::Transfer(msgs) => msgs.iter().map(Vec::len).sum(),
+            Outcome::Drop => 0,
+        }
+    }
+
     /// Forgets cached responses (the zones changed).
     pub fn zones_changed(&self) {
         self.generation.fetch_add(1, Ordering::Release);

@@ -216,3 +216,24 @@ async fn serve_conn(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr, impli
         .await;
     tracing::debug!(%peer, "imap: session end");
 }
+
+/// The fuzz target's entry (`crate::fuzz`): one client command as the connection
+/// frames it and the session decodes it — the literal announcement at a line's end,
+/// imap-codec's parse with our repair of bare mailbox names, and a name's modified
+/// UTF-7.
+#[doc(hidden)]
+pub fn fuzz_command(input: &[u8]) {
+    if let Some(line_end) = input.iter().position(|&b| b == b'\n') {
+        let _ = conn::literal_announcement(&input[..=line_end]);
+    }
+    let _ = conn::literal_announcement(input);
+    session::fuzz_decode(input);
+    if let Some(name) = utf7::decode(input) {
+        // What decodes must encode back to a name that decodes to the same.
+        let wire = utf7::encode(&name);
+        assert_eq!(
+            utf7::decode(wire.as_bytes()).as_deref(),
+            Some(name.as_str())
+        );
+    }
+}

@@ -564,6 +564,16 @@ impl Session {
     }
 }
 
+/// Decodes one command as [`Session::command`] does (imap-codec, then with bare names
+/// quoted); for the fuzz target.
+pub(super) fn fuzz_decode(bytes: &[u8]) {
+    if CommandCodec::default().decode(bytes).is_err()
+        && let Some(repaired) = quote_bare_names(bytes)
+    {
+        let _ = CommandCodec::default().decode(&repaired);
+    }
+}
+
 /// A mailbox command whose bare (unquoted) arguments hold `%`, `*` or `\`, which an
 /// atom may not (RFC 3501 9), with those arguments quoted; `None` for anything else.
 /// Clients that send names as they are (Python's imaplib) then get what Dovecot

@@ -325,3 +325,18 @@ impl Replication {
         crate::supervise::until_first_ends(loops).await
     }
 }
+
+/// The fuzz target's entry (`crate::fuzz`): bytes from the replication channel read
+/// as frames (length-prefixed JSON header and body) until they run out, and a body
+/// taken as a block delta against a base.
+#[doc(hidden)]
+pub fn fuzz_frames(input: &[u8]) {
+    let mut reader = input;
+    let read = async { while channel::read_msg(&mut reader).await.is_ok() {} };
+    // A slice never makes the reader wait: one poll runs the loop to the end.
+    futures::executor::block_on(read);
+    if input.len() > 2 {
+        let (base, delta) = input.split_at(input.len() / 3);
+        let _ = delta::decode(base, delta);
+    }
+}

@@ -229,3 +229,83 @@ async fn domain_resolves(resolver: &Resolver, domain: &str) -> Result<bool, ()> 
         Err(_) => Err(()),
     }
 }
+
+/// The fuzz target's entry (`crate::fuzz`): a client's bytes through the session's
+/// parsers as a connection would take them — each line through mailin with our
+/// engine (and the MAIL/RCPT path and parameter parsers), and after a `354` the
+/// DATA decoder, whose output must not depend on how the bytes were split into
+/// reads (checked: fed whole and fed in two pieces, the results are equal). Returns
+/// how many messages' DATA it decoded.
+#[doc(hidden)]
+pub fn fuzz_session(input: &[u8]) -> usize {
+    let mut messages = 0;
+    let (mut mailin, env) = engine::session(
+        "mx.example",
+        std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        true,
+    );
+    let mut rest = input;
+    while !rest.is_empty() {
+        let end = rest
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(rest.len(), |i| i + 1);
+        let line = &rest[..end];
+        rest = &rest[end..];
+        // As the driver does for MAIL and RCPT: parse the path itself, prepare the
+        // verdict (there from the store and DNS; here acceptance of every address
+        // that parses) and hand mailin a normalised line.
+        let mut fed = None;
+        if let Ok(text) = std::str::from_utf8(line) {
+            let arg = text.get(5..).unwrap_or("").trim_end();
+            if let Some(path) = engine::parse_path(arg, "FROM:") {
+                let _ = engine::valid_mailbox(path.addr);
+                let eight_bit = engine::mail_params(path.params).is_ok_and(|p| p.eight_bit);
+                let addr = if path.addr.is_empty() {
+                    engine::NULL_PATH_TOKEN
+                } else {
+                    path.addr
+                };
+                let body = if eight_bit { " BODY=8BITMIME" } else { "" };
+                fed = Some(format!("MAIL FROM:<{addr}>{body}\r\n"));
+                env.env().prepared = Some(engine::Prepared::Mail {
+                    reply: mailin::response::OK,
+                    sender: path.addr.to_string(),
+                });
+            } else if let Some(path) = engine::parse_path(arg, "TO:") {
+                fed = Some(format!("RCPT TO:<{}>\r\n", path.addr));
+                env.env().prepared = Some(engine::Prepared::Rcpt {
+                    reply: mailin::response::OK,
+                    rcpt: Some(engine::Rcpt::Remote(path.addr.to_string())),
+                });
+            }
+        }
+        let reply = mailin.process(fed.as_ref().map_or(line, |f| f.as_bytes()));
+        env.env().prepared = None;
+        let _ = engine::render(&reply);
+        if reply.code != 354 {
+            continue;
+        }
+        let mut whole = Vec::new();
+        let (used, done) = data::Decoder::default().feed(rest, &mut whole);
+        let split = rest.len() / 2;
+        let mut pieces = Vec::new();
+        let mut decoder = data::Decoder::default();
+        let (first, first_done) = decoder.feed(&rest[..split], &mut pieces);
+        let (used2, done2) = if first_done {
+            (first, true)
+        } else {
+            let (n, d) = decoder.feed(&rest[split..], &mut pieces);
+            (split + n, d)
+        };
+        assert_eq!(
+            (used, done, &whole),
+            (used2, done2, &pieces),
+            "the DATA decoder depends on how the input was split"
+        );
+        rest = &rest[used..];
+        messages += 1;
+        mailin.process(b".\r\n");
+    }
+    messages
+}
