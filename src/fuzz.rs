@@ -165,16 +165,60 @@ pub fn html(input: &[u8]) {
             cid_url: &no_cid,
         },
     );
-    // Text has its `<` escaped, so every `<` in the output opens a tag: look inside
-    // the tags only (text may well say "javascript:").
+    // The serialiser escapes `<` and `>` in text and attribute values, so every `<`
+    // in the output opens a tag: look at the tags' names and attributes only (text,
+    // and a title that says "onerror=", may say anything).
     let lower = out.html.to_ascii_lowercase();
     for tag in lower.split('<').skip(1) {
         let tag = tag.split('>').next().unwrap_or("");
-        let scripted = tag.starts_with("script")
-            || tag.contains("javascript:")
-            || tag
-                .split(|c: char| c.is_ascii_whitespace() || c == '/')
-                .any(|attr| attr.starts_with("on") && attr.contains('='));
-        assert!(!scripted, "the sanitiser let a script through: <{tag}>");
+        let name_end = tag
+            .find(|c: char| c.is_ascii_whitespace() || c == '/')
+            .unwrap_or(tag.len());
+        assert!(
+            tag.get(..name_end) != Some("script"),
+            "the sanitiser let a script element through: <{tag}>"
+        );
+        for (attr, value) in attributes(&tag[name_end..]) {
+            assert!(
+                !attr.starts_with("on") && !value.trim_start().starts_with("javascript:"),
+                "the sanitiser let a script through: <{tag}>"
+            );
+        }
+    }
+}
+
+/// The attributes of a serialised start tag (after its name): names and unquoted
+/// values.
+fn attributes(mut rest: &str) -> Vec<(&str, &str)> {
+    let mut out = Vec::new();
+    loop {
+        rest = rest.trim_start_matches(|c: char| c.is_ascii_whitespace() || c == '/');
+        if rest.is_empty() {
+            return out;
+        }
+        let end = rest
+            .find(|c: char| c.is_ascii_whitespace() || c == '=' || c == '/')
+            .unwrap_or(rest.len());
+        let name = &rest[..end];
+        rest = &rest[end..];
+        let mut value = "";
+        if let Some(after) = rest.strip_prefix('=') {
+            match after.chars().next() {
+                Some(q @ ('"' | '\'')) => {
+                    let body = &after[1..];
+                    let close = body.find(q).unwrap_or(body.len());
+                    value = &body[..close];
+                    rest = body.get(close + 1..).unwrap_or("");
+                }
+                _ => {
+                    let close = after
+                        .find(|c: char| c.is_ascii_whitespace())
+                        .unwrap_or(after.len());
+                    value = &after[..close];
+                    rest = &after[close..];
+                }
+            }
+        }
+        out.push((name, value));
     }
 }
