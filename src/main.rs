@@ -376,7 +376,7 @@ async fn dispatch(cmd: Cmd) -> Result<()> {
                 println!("op log:      seq {}", st.last_op_seq);
                 if let Some(h) = &st.store {
                     println!(
-                        "store:       {}{}",
+                        "storage:     {}{}",
                         if h.healthy() { "" } else { "UNHEALTHY: " },
                         h.summary()
                     );

@@ -583,3 +583,89 @@ fn a_damaged_store_db_stops_the_start_with_the_recovery() {
         "the recovery: {err}"
     );
 }
+
+/// Fills the file system of `dir` to the last byte (writes until ENOSPC).
+fn fill_up(dir: &Path) -> PathBuf {
+    let path = dir.join("filler-all");
+    let mut f = std::fs::File::create(&path).unwrap();
+    let chunk = vec![0x5au8; 64 << 10];
+    for _ in 0..100_000 {
+        if f.write_all(&chunk).is_err() {
+            break;
+        }
+    }
+    for _ in 0..100_000 {
+        if f.write_all(&chunk[..512]).is_err() {
+            break;
+        }
+    }
+    let _ = f.sync_all();
+    path
+}
+
+#[test]
+fn the_writer_survives_a_full_disk_and_keeps_what_it_acknowledged() {
+    // No floor: the writes themselves meet ENOSPC (body files, and SQLite's WAL).
+    let fs = Tmpfs::mount(24);
+    let node = Node::builder()
+        .temp_in(fs.path())
+        .extra("[store]\nmin_free_mb = 0\n")
+        .start();
+    node.add_user("ana", "secreto-ana-1");
+    let (smtp, imap) = (node.smtp_port, node.imap_port);
+    let mut acked = Vec::new();
+    for i in 0..3 {
+        let s = format!("kept-{i}");
+        assert_eq!(deliver(smtp, &s).0, 250);
+        acked.push(s);
+    }
+    let mut session = Imap::login(imap, "ana", "secreto-ana-1");
+    assert!(session.run("SELECT INBOX").contains(" OK "));
+
+    let filler = fill_up(fs.path());
+    // A body file that cannot be written: 452, not a local error.
+    let r = deliver(smtp, "no-room");
+    assert_eq!(r.0, 452, "{r:?}");
+    // Rows only (COPY writes no file): SQLite runs out of room at some commit.
+    let mut refused = String::new();
+    for _ in 0..5000 {
+        let out = session.run("COPY 1:3 Trash");
+        if !out.contains(" OK ") {
+            refused = out;
+            break;
+        }
+    }
+    assert!(
+        refused.contains("NO [LIMIT]"),
+        "COPY on a full disk: {refused:?}"
+    );
+    // The writer is alive and reads go on.
+    assert_eq!(status_json(&node)["store"]["writer_alive"], true);
+    let out = session.run("FETCH 1:* (BODY.PEEK[HEADER.FIELDS (SUBJECT)])");
+    for s in &acked {
+        assert!(out.contains(&format!("Subject: {s}")), "{s}: {out}");
+    }
+
+    std::fs::remove_file(&filler).unwrap();
+    let mut again = (0, String::new());
+    assert!(
+        within(Duration::from_secs(10), || {
+            again = deliver(smtp, "room-again");
+            again.0 == 250
+        }),
+        "{again:?}"
+    );
+    acked.push("room-again".into());
+    let out = session.run("SELECT INBOX");
+    assert!(out.contains(&format!("* {} EXISTS", acked.len())), "{out}");
+    let out = session.run("FETCH 1:* (BODY.PEEK[HEADER.FIELDS (SUBJECT)])");
+    for s in &acked {
+        assert!(out.contains(&format!("Subject: {s}")), "{s}: {out}");
+    }
+    assert!(session.run("COPY 1 Trash").contains(" OK "));
+    let out = node.cli(&["verify"], None);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    drop(session);
+    drop(node);
+}
