@@ -272,7 +272,7 @@ fn a_full_disk_refuses_new_mail_keeps_reads_and_recovers_by_itself() {
     let fs = Tmpfs::mount(48);
     let node = Node::builder()
         .temp_in(fs.path())
-        .extra("[store]\nmin_free_mb = 16\n")
+        .extra("[store]\nmin_free_mb = 16\n[monitor]\ninterval_s = 1\nprobe_timeout_s = 1\n")
         .start();
     node.add_user("ana", "secreto-ana-1");
     let (smtp, imap) = (node.smtp_port, node.imap_port);
@@ -364,6 +364,21 @@ fn a_full_disk_refuses_new_mail_keeps_reads_and_recovers_by_itself() {
     assert!(
         text.contains("UNHEALTHY") && text.contains("new mail refused"),
         "{text}"
+    );
+    // And in the monitor's checks (its table in `clusterd status`, /status).
+    let store_check = |node: &Node| {
+        status_json(node)["monitor"]["checks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["service"] == "store")
+            .map(|c| c["result"].as_str().unwrap_or("").to_string())
+    };
+    assert!(
+        within(Duration::from_secs(10), || store_check(&node).as_deref()
+            == Some("failing")),
+        "{:?}",
+        store_check(&node)
     );
 
     // Space back: accepted again, without a restart.
