@@ -1,8 +1,9 @@
 //! A full disk on the active node of the two-node lab (`cluster_lab`, replicating in
 //! sync mode): clusternodo1's data_dir on a 64 MiB tmpfs mounted by the test with
 //! `store.min_free_mb = 16`. Filled below the floor, clusternodo1 refuses new mail
-//! (452 4.3.1 on the VIP while it still holds it) and reports itself unhealthy, so
-//! clusternodo2 takes the VIP and accepts mail; the filler deleted, clusternodo1
+//! and reports itself unhealthy, so clusternodo2 takes the VIP and accepts mail (a
+//! delivery during the hand-over gets 452, 250 or no answer; `store_disk` checks
+//! the 452s and the reads on one node); the filler deleted, clusternodo1
 //! accepts again (as the preferred node it takes the service back once it holds
 //! everything); every message acknowledged with 250 is on both nodes (equal digests,
 //! IMAP on the VIP) and `clusterd verify` is clean on both.
