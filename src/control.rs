@@ -154,6 +154,9 @@ pub struct Status {
     #[serde(default)]
     pub queue_oldest: Option<i64>,
     pub last_op_seq: u64,
+    /// Whether the store can write (writer, write probe, free space over the floor).
+    #[serde(default)]
+    pub store: Option<crate::store::StoreHealth>,
     pub services: Vec<(String, String)>,
     /// None for a single node.
     #[serde(default)]
@@ -230,6 +233,7 @@ pub async fn execute(
                 queue: queue.len(),
                 queue_oldest: queue.iter().map(|e| e.created).min(),
                 last_op_seq: store.last_seq().await?,
+                store: Some(store.health()),
                 services,
                 cluster: node.cluster.as_ref().map(|c| c.status()),
                 replication: node.replication.as_ref().map(|r| r.status()),

@@ -16,11 +16,14 @@ use crate::store::Store;
 pub async fn run(cfg: Config) -> Result<()> {
     let store = Store::open(&cfg.node.data_dir, &cfg.node.name)
         .with_context(|| format!("opening the store in {}", cfg.node.data_dir.display()))?;
+    store.set_min_free_mb(cfg.store.min_free_mb);
     if cfg.cluster.is_some() {
         // A cluster node serves nothing writable until its role says so.
         store.set_writable(false);
     }
     let ctx = Ctx::build(cfg, store).await?;
+    // The store's liveness (writer, write probe) feeds the health below.
+    ctx.store.start_probe();
 
     // Made before the front-ends (HTTP shows it), started once the cluster runs.
     let monitor = crate::monitor::Monitor::new(ctx.clone());
@@ -62,10 +65,15 @@ pub async fn run(cfg: Config) -> Result<()> {
             // Healthy: the monitor's repairs did not fail (else hand over), and with
             // replication, holding the peer's whole log.
             let mut hooks = crate::cluster::Hooks::default();
+            // And the store can write: its writer runs, the write probe passes and free
+            // space is above the floor (else the peer takes the service).
             let services = monitor.node_health();
+            let store = ctx.store.clone();
             let holds_log = replication.clone().map(|r| (r, ctx.store.clone()));
             hooks.health = Some(Arc::new(move || {
-                services.healthy() && holds_log.as_ref().is_none_or(|(r, s)| r.ready(s))
+                services.healthy()
+                    && store.health().healthy()
+                    && holds_log.as_ref().is_none_or(|(r, s)| r.ready(s))
             }));
             if let Some(r) = &replication {
                 let r2 = r.clone();

@@ -322,6 +322,14 @@ documented! {
         /// absent).
         #[serde(default)]
         pub access_log: Option<PathBuf>,
+        /// Rotate the access log once it holds this much (MiB): `access.log` becomes
+        /// `access.log.1`, and so on; 0: never.
+        #[serde(default = "default_access_log_max_mb")]
+        pub access_log_max_mb: u64,
+        /// Rotated access logs kept (`access.log.1` … `access.log.N`); 0: none (the
+        /// full log is dropped).
+        #[serde(default = "default_access_log_keep")]
+        pub access_log_keep: u32,
         /// Seconds a client has to send a request's headers (also the HTTP/1.1
         /// keep-alive idle time between requests).
         #[serde(default = "default_http_header_timeout")]
@@ -372,6 +380,12 @@ documented! {
     }
 }
 
+fn default_access_log_max_mb() -> u64 {
+    64
+}
+fn default_access_log_keep() -> u32 {
+    5
+}
 fn default_http_header_timeout() -> u64 {
     10
 }

@@ -11,7 +11,8 @@ documented! {
     pub struct StoreConfig {
         /// Below this much free space (MiB) on the file system of node.data_dir, new
         /// mail is refused (SMTP 452 4.3.1, IMAP APPEND NO) while reads go on, and the
-        /// node reports itself unhealthy so the peer takes the service.
+        /// node reports itself unhealthy so the peer takes the service. 0: no floor
+        /// (a write that finds the disk full is still refused the same way).
         #[serde(default = "default_min_free_mb")]
         pub min_free_mb: u64,
         /// Storage quota of an account without its own (MiB); 0: no quota.

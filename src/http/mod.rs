@@ -72,7 +72,15 @@ pub async fn prepare(ctx: Arc<Ctx>, monitor: Arc<crate::monitor::Monitor>) -> Re
     let log = cfg
         .access_log
         .as_deref()
-        .map(log::AccessLog::open)
+        .map(|p| {
+            log::AccessLog::open(
+                p,
+                log::Rotation {
+                    max_bytes: cfg.access_log_max_mb << 20,
+                    keep: cfg.access_log_keep,
+                },
+            )
+        })
         .transpose()?;
     let changes = ctx.store.subscribe();
     // A watched directory published into www/ owns the site: the default site is not

@@ -164,6 +164,7 @@ fn repair_service(service: &str) -> Option<&'static str> {
 fn kinds(service: &str) -> (&'static str, &'static str) {
     match service {
         "disk" => ("disk_low", "disk_ok"),
+        "store" => ("store_unwritable", "store_writable"),
         "cert" => ("cert_expiring", "cert_ok"),
         "queue" => ("queue_old", "queue_ok"),
         "replication" => ("replication_degraded", "replication_ok"),
@@ -176,9 +177,17 @@ fn kinds(service: &str) -> (&'static str, &'static str) {
 /// the node healthy again).
 pub fn is_recovery(kind: &str) -> bool {
     kind == "healthy"
-        || ["disk", "cert", "queue", "replication", "peer", "imap"]
-            .iter()
-            .any(|s| kinds(s).1 == kind)
+        || [
+            "disk",
+            "store",
+            "cert",
+            "queue",
+            "replication",
+            "peer",
+            "imap",
+        ]
+        .iter()
+        .any(|s| kinds(s).1 == kind)
 }
 
 fn now_ms() -> i64 {
@@ -558,6 +567,25 @@ impl Monitor {
             &me,
             "disk",
             Some(disk),
+            Some(started.elapsed()),
+            now,
+            next,
+        );
+
+        // The store can write (writer thread, write probe, free space above
+        // `store.min_free_mb`): the same verdict the node's health carries.
+        let started = Instant::now();
+        let health = self.ctx.store.health();
+        let store = if health.healthy() {
+            Ok(health.summary())
+        } else {
+            Err(health.summary())
+        };
+        self.update(
+            &mut events,
+            &me,
+            "store",
+            Some(store),
             Some(started.elapsed()),
             now,
             next,

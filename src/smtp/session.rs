@@ -86,6 +86,12 @@ fn reply(code: u16, text: &str) -> Response {
     Response::custom(code, text.to_string())
 }
 
+/// The reply while free space is below `store.min_free_mb` (RFC 5321 4.5.3.1.6 /
+/// RFC 3463 4.3.1: a temporary condition of this system).
+fn no_space() -> Response {
+    reply(452, "4.3.1 Insufficient system storage")
+}
+
 enum Next {
     Continue,
     Close,
@@ -518,6 +524,11 @@ impl Session {
         size: Option<u64>,
     ) -> Response {
         let cfg = &self.ctx.cfg;
+        // Below the free-space floor: a temporary refusal (RFC 3463 4.3.1), so the
+        // client retries later or elsewhere; nothing is taken that might not be stored.
+        if self.ctx.store.space_low() {
+            return no_space();
+        }
         // RFC 1870 6.1: refuse an announced size over the limit at MAIL.
         if size.is_some_and(|n| n > cfg.smtp.max_message_bytes) {
             return reply(552, "5.3.4 Message size exceeds fixed maximum message size");
@@ -612,6 +623,9 @@ impl Session {
         local: &str,
         domain: &str,
     ) -> (Response, Option<Rcpt>) {
+        if self.ctx.store.space_low() {
+            return (no_space(), None);
+        }
         let may_relay = self.user.is_some() || self.ctx.cfg.smtp.may_relay(self.peer);
         match super::submit::resolve_recipient(&self.ctx, addr, local, domain, may_relay).await {
             Verdict::Accepted(r) => (reply(250, "2.1.5 OK"), Some(r)),
@@ -755,6 +769,12 @@ impl Session {
             Ok(()) => {
                 tracing::info!(id, from = %sender, local = accounts.len(), remote = remotes.len(), size, "smtp: accepted");
                 self.push(&reply(250, &format!("2.0.0 OK: queued as {id}")));
+            }
+            Err(e) if e.is_no_space() => {
+                // The floor was crossed while the message came in (or the disk filled):
+                // nothing was committed, nothing is acknowledged.
+                tracing::warn!(id, error = %e, "smtp: refused a message: insufficient storage");
+                self.push(&no_space());
             }
             Err(e) => {
                 tracing::error!(id, error = %e, "smtp: could not store a message");

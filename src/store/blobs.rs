@@ -352,6 +352,7 @@ impl Store {
         tokio::task::spawn_blocking(move || write(&dir, &raw))
             .await
             .map_err(StoreError::BlobTask)?
+            .map_err(|e| self.note_failure(e))
     }
 
     /// A body to be written in pieces ([`BlobSink`]); `first` is its start (e.g. the

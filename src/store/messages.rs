@@ -406,6 +406,7 @@ impl Store {
         flags: &[String],
         internal_date: Option<i64>,
     ) -> Result<Appended> {
+        self.check_space()?;
         let mailbox = mailbox.to_string();
         let flags = normalize_flags(flags);
         let date = internal_date.unwrap_or_else(now);
@@ -465,6 +466,7 @@ impl Store {
     /// its key computed on the way, see [`super::BlobSink::key_from`]). Every account
     /// gets the same file.
     pub async fn deliver_blob(&self, body: &super::StoredBlob, accounts: &[String]) -> Result<()> {
+        self.check_space()?;
         let (blob, size, key) = (body.blob.clone(), body.size, body.key.clone());
         let accounts: Vec<String> = accounts.iter().map(|a| a.to_ascii_lowercase()).collect();
         let date = now();
@@ -620,6 +622,8 @@ impl Store {
         dest: &str,
         remove_source: bool,
     ) -> Result<Copied> {
+        // A copy adds rows, not files; still new mail a full disk refuses.
+        self.check_space()?;
         let src = src.to_string();
         let dest = dest.to_string();
         let uids = uids.to_vec();

@@ -48,6 +48,7 @@
 
 pub mod op;
 pub mod types;
+pub mod verify;
 
 pub use accounts::{Account, DEFAULT_MAILBOXES, normalize_account};
 pub use blobs::{BlobSink, Staged, StoredBlob};
@@ -76,7 +77,10 @@ mod queue;
 mod replica;
 mod schema;
 mod settings;
+mod space;
 mod writer;
+
+pub use space::{StoreHealth, free_bytes};
 
 pub use writer::{CommitBarrier, Committed};
 
@@ -105,6 +109,7 @@ struct Inner {
     changes: broadcast::Sender<Change>,
     writable: AtomicBool,
     barrier: writer::Barrier,
+    space: space::Space,
 }
 
 /// Takes `data_dir/lock` exclusively (flock, released when the process ends however
@@ -148,10 +153,21 @@ impl Store {
         let lock = lock(data_dir)?;
         blobs::prepare(data_dir)?;
         let db_path = data_dir.join("store.db");
-        let conn = schema::open_rw(&db_path)?;
+        let conn = schema::open_rw(&db_path).map_err(|e| match e {
+            StoreError::Db(e) => schema::corrupt_or(e, &db_path),
+            e => e,
+        })?;
+        schema::quick_check(&conn, &db_path)?;
         let (changes, _) = broadcast::channel(4096);
         let barrier = writer::Barrier::default();
-        let writer = writer::spawn(conn, node.to_string(), changes.clone(), barrier.clone())?;
+        let space = space::Space::new(data_dir);
+        let writer = writer::spawn(
+            conn,
+            node.to_string(),
+            changes.clone(),
+            barrier.clone(),
+            space.writer_alive.clone(),
+        )?;
         Ok(Store {
             inner: Arc::new(Inner {
                 _lock: lock,
@@ -162,6 +178,7 @@ impl Store {
                 changes,
                 writable: AtomicBool::new(true),
                 barrier,
+                space,
             }),
         })
     }
@@ -219,7 +236,11 @@ impl Store {
         if !self.is_writable() {
             return Err(StoreError::ReadOnly);
         }
-        self.inner.writer.submit(Box::new(resolve)).await
+        self.inner
+            .writer
+            .submit(Box::new(resolve))
+            .await
+            .map_err(|e| self.note_failure(e))
     }
 }
 

@@ -282,6 +282,10 @@ impl Store {
         size: u64,
         dsn: bool,
     ) -> Result<QueueEntry> {
+        // Our own bounces (DSNs) are still queued: refusing them loses the notice.
+        if !dsn {
+            self.check_space()?;
+        }
         let entry = QueueEntry {
             id: new_id(),
             sender: sender.to_string(),

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags};
 
-use super::Result;
+use super::{Result, StoreError};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -180,4 +180,55 @@ pub fn open_ro(path: &Path) -> Result<Connection> {
     )?;
     tune(&conn)?;
     Ok(conn)
+}
+
+/// `PRAGMA quick_check` on the store's database: [`StoreError::Corrupt`] naming the
+/// file, what SQLite found and the recovery, instead of a node that fails on some
+/// later query (or restarts in a loop).
+pub fn quick_check(conn: &Connection, path: &Path) -> Result<()> {
+    let found: Vec<String> = (|| -> rusqlite::Result<Vec<String>> {
+        let mut st = conn.prepare("PRAGMA quick_check(20)")?;
+        let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+        rows.collect()
+    })()
+    .map_err(|e| corrupt_or(e, path))?;
+    if found.len() == 1 && found[0] == "ok" {
+        return Ok(());
+    }
+    Err(corrupt(path, &found.join("; ")))
+}
+
+/// An error of opening or checking the database: [`StoreError::Corrupt`] when SQLite
+/// says the file is damaged or not a database, else the error as it is.
+pub fn corrupt_or(e: rusqlite::Error, path: &Path) -> StoreError {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(
+                f.code,
+                rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase
+            ) =>
+        {
+            corrupt(path, &e.to_string())
+        }
+        _ => StoreError::Db(e),
+    }
+}
+
+/// The message of a damaged store: the file, what was found, and the documented
+/// recovery (ARCHITECTURE.md, "Recovering a damaged store").
+pub fn corrupt(path: &Path, found: &str) -> StoreError {
+    let dir = path
+        .parent()
+        .unwrap_or(Path::new("."))
+        .display()
+        .to_string();
+    StoreError::Corrupt(format!(
+        "the store database {} is damaged (PRAGMA quick_check: {found}); the node will not \
+         start on it. Recovery, while the peer runs and is active: stop this node \
+         (systemctl stop clusterd), move the data directory aside (mv {dir} {dir}.damaged), \
+         start it again (systemctl start clusterd): it starts with an empty store as \
+         standby and takes the peer's log or a snapshot; check with `clusterd status` and \
+         `clusterd digest` on both nodes. Without a healthy peer, restore a backup instead",
+        path.display()
+    ))
 }

@@ -64,6 +64,14 @@ pub enum StoreError {
         pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
     )]
     InUse { dir: String, pid: Option<u32> },
+    /// Free space on data_dir's file system is below `store.min_free_mb`, or a
+    /// write failed for lack of space (see `space`): new mail is refused, reads go on.
+    #[error("insufficient system storage")]
+    NoSpace,
+    /// `PRAGMA quick_check` (or opening) found store.db damaged; the message names
+    /// the file and the recovery.
+    #[error("{0}")]
+    Corrupt(String),
     #[error("storage failure: {0}")]
     Io(#[from] std::io::Error),
     #[error("database failure: {0}")]

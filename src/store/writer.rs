@@ -140,12 +140,22 @@ pub fn spawn(
     node: String,
     changes: broadcast::Sender<Change>,
     barrier: Barrier,
+    alive: Arc<std::sync::atomic::AtomicBool>,
 ) -> Result<WriterHandle> {
     let (tx, rx) = mpsc::channel::<Job>();
     let mut state = WriterState::load(&conn, node)?;
+    /// Clears `alive` when the thread ends however it ends (a panic included): the
+    /// node's health then says the store cannot write.
+    struct Alive(Arc<std::sync::atomic::AtomicBool>);
+    impl Drop for Alive {
+        fn drop(&mut self) {
+            self.0.store(false, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
     std::thread::Builder::new()
         .name("store-writer".into())
         .spawn(move || {
+            let _alive = Alive(alive);
             let mut conn = conn;
             while let Ok(first) = rx.recv() {
                 let began = Instant::now();
@@ -398,12 +408,23 @@ impl WriterState {
                     done(false);
                 }
                 tracing::error!(error = %e, "store commit failed");
+                // Nothing of the batch is acknowledged; the thread goes on with the
+                // next one (a full disk is expected to pass). A full disk keeps its
+                // kind so the caller answers "insufficient storage".
+                let full = e.is_no_space();
                 let msg = e.to_string();
+                let failed = || {
+                    if full {
+                        StoreError::NoSpace
+                    } else {
+                        StoreError::CommitFailed(msg.clone())
+                    }
+                };
                 for (reply, _) in local {
-                    let _ = reply.send(Err(StoreError::CommitFailed(msg.clone())));
+                    let _ = reply.send(Err(failed()));
                 }
                 for (reply, _, _) in replicated {
-                    let _ = reply.send(Err(StoreError::CommitFailed(msg.clone())));
+                    let _ = reply.send(Err(failed()));
                 }
             }
         }

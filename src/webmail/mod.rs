@@ -531,6 +531,13 @@ pub fn store_error(lang: Lang, e: &StoreError) -> Response {
         StoreError::NotAllowed(_) => {
             error_page(lang, StatusCode::BAD_REQUEST, "error", "not_allowed")
         }
+        // Below the free-space floor: nothing new is saved, reading goes on.
+        e if e.is_no_space() => error_page(
+            lang,
+            StatusCode::INSUFFICIENT_STORAGE,
+            "error",
+            "error_internal",
+        ),
         other => {
             tracing::error!(error = %other, "webmail: store failure");
             error_page(

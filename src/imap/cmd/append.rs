@@ -20,6 +20,8 @@ impl Session {
         message: LiteralOrLiteral8<'_>,
     ) -> CmdResult {
         let name = mailbox_name(mailbox)?;
+        // Below the free-space floor nothing new is written (reads go on).
+        self.srv.ctx.store.check_space()?;
         let Some(info) = self.srv.ctx.store.mailbox(self.user(), &name).await? else {
             return Err(Fail::No(format!("[TRYCREATE] No such mailbox: {name}")));
         };

@@ -63,6 +63,12 @@ impl From<StoreError> for Fail {
             StoreError::NoSuchAccount(_) => {
                 Fail::No("[AUTHORIZATIONFAILED] No such account".into())
             }
+            // Free space below `store.min_free_mb` (or a write that found the disk
+            // full): RFC 5530's LIMIT, a limit of the server, not OVERQUOTA, which
+            // says the user's own quota is used up (deleting mail would not help).
+            e if e.is_no_space() => {
+                Fail::No("[LIMIT] Insufficient system storage; try again later".into())
+            }
             other => {
                 tracing::error!(error = %other, "imap: store failure");
                 Fail::No("[SERVERBUG] Internal error; try again later".into())
