@@ -472,6 +472,8 @@ mod tests {
         let ms: Vec<u128> = (1..=8).map(|n| l.delay(n).as_millis()).collect();
         assert_eq!(ms, [250, 500, 1000, 2000, 4000, 5000, 5000, 5000]);
         assert_eq!(l.delay(u32::MAX), Duration::from_millis(5000));
+        let ms: Vec<u128> = (1..=5).map(|n| limiter("").delay(n).as_millis()).collect();
+        assert_eq!(ms, [1000, 2000, 4000, 5000, 5000], "the defaults");
     }
 
     #[test]

@@ -19,8 +19,10 @@ use common::{Node, require_tool};
 #[test]
 fn a_password_flood_from_one_address_is_slowed_and_the_owner_still_gets_in() {
     require_tool("python3");
+    require_tool("promtool");
     let node = Node::start();
     node.add_user("ana", "clave-ana");
+    node.add_user("beto", "clave-beto");
     let pid = node.pid().expect("node pid");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/auth_limits.py");
     let out = std::process::Command::new("python3")
@@ -32,6 +34,8 @@ fn a_password_flood_from_one_address_is_slowed_and_the_owner_still_gets_in() {
             "ana".into(),
             "clave-ana".into(),
             pid.to_string(),
+            "beto".into(),
+            "clave-beto".into(),
         ])
         .output()
         .expect("run python3");

@@ -61,7 +61,7 @@ fn default_account_ip_max_failures() -> u32 {
     10
 }
 fn default_fail_delay_ms() -> u64 {
-    250
+    1000
 }
 fn default_max_fail_delay_ms() -> u64 {
     5000
