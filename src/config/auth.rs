@@ -24,8 +24,9 @@ documented! {
         #[serde(default = "default_account_ip_max_failures")]
         pub account_ip_max_failures: u32,
         /// The answer to a wrong password waits this long (milliseconds), doubled for
-        /// every earlier failure of the address, of the account from the address, and
-        /// (from an address the account has not logged in from) of the account.
+        /// each earlier failure counted against it: the most of the address's, the
+        /// account's from that address and, from an address the account has not
+        /// logged in from, the account's from anywhere.
         #[serde(default = "default_fail_delay_ms")]
         pub fail_delay_ms: u64,
         /// The longest wait before answering a wrong password (milliseconds).
