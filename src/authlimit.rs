@@ -18,7 +18,10 @@
 //! A wrong password is answered after `fail_delay_ms`, doubled for each earlier
 //! failure counted against it, at most `max_fail_delay_ms`. At most `ip_parallel`
 //! passwords of one address are checked at once (the rest wait their turn), so one
-//! address never fills the hashing queue ahead of others; hashing itself runs on the
+//! address never fills the hashing queue ahead of others, and at most
+//! `strangers_parallel` over all addresses for accounts that never logged in from
+//! there, so many addresses at once cannot either; a login from an address the
+//! account used before waits for neither. Hashing itself runs on the
 //! store's pool of at most 4 threads (`store/hasher.rs`), whose gauge this module
 //! exports with its counters for /metrics ([`figures`]).
 //!
@@ -217,6 +220,9 @@ pub struct Limiter {
     ip_max: u32,
     pair_max: u32,
     parallel: usize,
+    /// Turns of the checks from addresses not trusted for the account, over all
+    /// addresses.
+    strangers: Arc<Semaphore>,
     base_delay: Duration,
     max_delay: Duration,
     /// Key of the account digests (per process).
@@ -242,6 +248,7 @@ impl Limiter {
             ip_max: cfg.ip_max_failures.max(1),
             pair_max: cfg.account_ip_max_failures.max(1),
             parallel: cfg.ip_parallel.max(1) as usize,
+            strangers: Arc::new(Semaphore::new(cfg.strangers_parallel.max(1) as usize)),
             base_delay: Duration::from_millis(cfg.fail_delay_ms),
             max_delay: Duration::from_millis(cfg.max_fail_delay_ms.max(cfg.fail_delay_ms)),
             key: rand::random(),
@@ -272,10 +279,19 @@ impl Limiter {
             Err(wait) => return refused(proto, wait),
         };
         let _turn = match allowed.turns {
-            Some(turns) => match tokio::time::timeout(TURN_WAIT, turns.acquire_owned()).await {
-                Ok(Ok(permit)) => Some(permit),
-                _ => return refused(proto, Duration::from_secs(1)),
-            },
+            // The address's turn first, so one address holds at most `ip_parallel` of
+            // the strangers' turns.
+            Some(turns) => {
+                let both = async {
+                    let mine = turns.acquire_owned().await.ok()?;
+                    let shared = self.strangers.clone().acquire_owned().await.ok()?;
+                    Some((mine, shared))
+                };
+                match tokio::time::timeout(TURN_WAIT, both).await {
+                    Ok(Some(permits)) => Some(permits),
+                    _ => return refused(proto, Duration::from_secs(1)),
+                }
+            }
             None => None,
         };
         // The limit may have been reached while this attempt waited for its turn.
@@ -550,6 +566,33 @@ mod tests {
         }
         assert!(l.check(nat, l.account_key("beto"), t0).is_err());
         assert!(l.check(nat, ana, t0).is_ok(), "the owner is not locked out");
+    }
+
+    #[tokio::test]
+    async fn strangers_wait_for_their_turn_and_the_owner_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), "n1").unwrap();
+        store.create_account("ana", "Ana", "secret").await.unwrap();
+        let l = limiter("strangers_parallel = 1\nfail_delay_ms = 0\nmax_fail_delay_ms = 0");
+        let (home, away): (IpAddr, IpAddr) = (
+            "192.0.2.10".parse().unwrap(),
+            "198.51.100.1".parse().unwrap(),
+        );
+        let verify = |ip, pw| l.verify(&store, Protocol::Imap, ip, "ana", pw);
+        assert!(matches!(verify(home, "secret").await, Verdict::Ok(a) if a == "ana"));
+        assert!(matches!(verify(away, "nope").await, Verdict::Wrong));
+        // Every strangers' turn is taken (many addresses guessing at once).
+        let busy = l.strangers.clone().acquire_owned().await.unwrap();
+        let short = Duration::from_millis(300);
+        let owner = tokio::time::timeout(short, verify(home, "secret")).await;
+        assert!(
+            matches!(owner, Ok(Verdict::Ok(_))),
+            "the owner waited: {owner:?}"
+        );
+        let stranger = tokio::time::timeout(short, verify(away, "secret")).await;
+        assert!(stranger.is_err(), "a stranger did not wait: {stranger:?}");
+        drop(busy);
+        assert!(matches!(verify(away, "secret").await, Verdict::Ok(_)));
     }
 
     #[test]

@@ -36,6 +36,12 @@ documented! {
         /// address never fills the hashing queue.
         #[serde(default = "default_ip_parallel")]
         pub ip_parallel: u32,
+        /// Passwords checked at once, over all addresses, for accounts the address has
+        /// not logged in from; more wait their turn. Logins from an address the
+        /// account used before never wait for these, so many addresses guessing at
+        /// once cannot keep the owner waiting behind a long hashing queue.
+        #[serde(default = "default_strangers_parallel")]
+        pub strangers_parallel: u32,
         /// Wrong passwords after which an SMTP session (421 4.7.0) or an IMAP session
         /// (BYE) is closed.
         #[serde(default = "default_session_max_failures")]
@@ -69,6 +75,9 @@ fn default_max_fail_delay_ms() -> u64 {
 }
 fn default_ip_parallel() -> u32 {
     2
+}
+fn default_strangers_parallel() -> u32 {
+    16
 }
 fn default_session_max_failures() -> u32 {
     3

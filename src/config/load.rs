@@ -192,6 +192,11 @@ impl Config {
             ("auth", "ip_parallel", self.auth.ip_parallel.into()),
             (
                 "auth",
+                "strangers_parallel",
+                self.auth.strangers_parallel.into(),
+            ),
+            (
+                "auth",
                 "session_max_failures",
                 self.auth.session_max_failures.into(),
             ),
