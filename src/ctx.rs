@@ -1,7 +1,8 @@
 //! What every front-end shares: the [`Ctx`] (config, store, TLS acceptor and identity,
-//! the DKIM signer, the zone-reload signal), [`bind`] for TCP listeners, and the
-//! [`ConnInfo`] an HTTP request carries. A leaf: it imports no front-end, so front-ends
-//! import it and `node` (which starts them) without an import cycle.
+//! the DKIM signer, the zone-reload signal, the authentication limiter), [`bind`] for
+//! TCP listeners, and the [`ConnInfo`] an HTTP request carries. A leaf: it imports no
+//! front-end, so front-ends import it and `node` (which starts them) without an import
+//! cycle.
 
 use std::sync::Arc;
 
@@ -25,6 +26,8 @@ pub struct Ctx {
     /// Raised when the outbound queue gained an entry or was changed by hand, so the
     /// queue runner looks at it now rather than at its next tick.
     pub queue_kick: tokio::sync::Notify,
+    /// Every password check of SMTP, IMAP and the webmail goes through it.
+    pub auth: crate::authlimit::Limiter,
 }
 
 impl Ctx {
@@ -34,6 +37,7 @@ impl Ctx {
         let identity = crate::tls::Identity::load(&cfg, &store).await?;
         let tls = crate::tls::acceptor(&identity);
         let dkim = crate::dkim::Dkim::load(&cfg, &store).await?;
+        let auth = crate::authlimit::Limiter::new(&cfg.auth);
         Ok(Arc::new(Ctx {
             cfg,
             store,
@@ -42,6 +46,7 @@ impl Ctx {
             dkim,
             dns_reload: tokio::sync::Notify::new(),
             queue_kick: tokio::sync::Notify::new(),
+            auth,
         }))
     }
 }

@@ -3,6 +3,7 @@
 //! modules, what each owns and who calls it, the data flows and the replication rules;
 //! README.md is the way in.
 
+pub mod authlimit;
 pub mod clock;
 pub mod cluster;
 pub mod config;

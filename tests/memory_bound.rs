@@ -16,7 +16,11 @@ use common::{Node, assert_ok, rss_mb};
 
 #[test]
 fn three_hundred_logins_from_ten_clients_keep_rss_under_200_mb() {
-    let node = Node::start();
+    // Every wrong password must reach argon2 here: limits far above the test's 100
+    // failures, and no delay.
+    let node = Node::builder()
+        .extra("[auth]\nip_max_failures = 1000\naccount_ip_max_failures = 1000\nsession_max_failures = 1000\nfail_delay_ms = 0\nmax_fail_delay_ms = 0")
+        .start();
     node.add_user("ana", "pw-ana-1");
     let pid = node.pid().expect("node pid");
     let (peak_before, _) = rss_mb(pid);

@@ -202,8 +202,8 @@ def csrf_required(http_port, user, pw):
     print("OK csrf_required")
 
 
-def rate_limit(http_port, user, pw, other, other_pw):
-    # Configured: 3 failures per user, 6 per IP, in 300 s.
+def rate_limit(http_port, user, pw, other, other_pw, third, third_pw):
+    # Configured ([auth]): 3 failures per account and address, 6 per address, in 300 s.
     b = Browser(http_port)
     for i in range(3):
         r = b.login(user, "wrong%d" % i, expect=401)
@@ -211,15 +211,20 @@ def rate_limit(http_port, user, pw, other, other_pw):
     r = b.login(user, "wrong-again", expect=429)
     ra = r.header("Retry-After")
     assert ra and 1 <= int(ra) <= 300, ra
-    # Even the right password is refused while limited (the hash is not checked).
+    # Even the right password is refused from here while limited (the hash is not
+    # checked).
     r = b.login(user, pw, expect=429)
-    # Another user from the same IP is not affected yet.
+    # Another user from the same address is not affected yet.
     Browser(http_port).login(other, other_pw)
-    # Failures for other names fill the per-IP budget: then everyone from here waits.
+    # Failures for other names fill the address's budget: then whoever has not logged
+    # in from here waits...
     for n in range(3):
         Browser(http_port).login("nobody%d" % n, "x", expect=401)
-    r = Browser(http_port).login(other, other_pw, expect=429)
+    r = Browser(http_port).login(third, third_pw, expect=429)
     assert r.header("Retry-After"), r.headers
+    # ...but an account that logged in from this address recently is not locked out
+    # by what others did from it.
+    Browser(http_port).login(other, other_pw)
     print("OK rate_limit")
 
 

@@ -53,12 +53,13 @@ fn posts_without_or_with_a_wrong_csrf_token_get_403() {
 #[test]
 fn wrong_passwords_are_rate_limited_per_user_and_per_ip() {
     let node = Node::builder()
-        .webmail(
-            "login_max_failures = 3\nlogin_max_failures_per_ip = 6\nlogin_window_seconds = 300",
+        .extra(
+            "[auth]\naccount_ip_max_failures = 3\nip_max_failures = 6\nwindow_s = 300\nfail_delay_ms = 10\nmax_fail_delay_ms = 10",
         )
         .start();
     node.add_user("ana", "clave-ana");
     node.add_user("beto", "clave-beto");
+    node.add_user("carla", "clave-carla");
     scenario(
         &node,
         "rate_limit",
@@ -68,6 +69,8 @@ fn wrong_passwords_are_rate_limited_per_user_and_per_ip() {
             "clave-ana".into(),
             "beto".into(),
             "clave-beto".into(),
+            "carla".into(),
+            "clave-carla".into(),
         ],
     );
 }

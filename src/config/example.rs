@@ -17,8 +17,8 @@
 use toml::{Table, Value};
 
 use super::{
-    ClusterConfig, Config, DnsConfig, Documented, DomainConfig, HeartbeatConfig, HttpConfig,
-    ImapConfig, KeyDoc, MonitorConfig, NodeConfig, OutboundConfig, ReplicationConfig,
+    AuthConfig, ClusterConfig, Config, DnsConfig, Documented, DomainConfig, HeartbeatConfig,
+    HttpConfig, ImapConfig, KeyDoc, MonitorConfig, NodeConfig, OutboundConfig, ReplicationConfig,
     SerialHeartbeat, SmtpConfig, StoreConfig, TlsConfig, UdpHeartbeat, VhostConfig, WebmailConfig,
 };
 
@@ -116,6 +116,7 @@ const TABLES: &[(&str, &[KeyDoc])] = &[
     ("outbound", OutboundConfig::KEYS),
     ("monitor", MonitorConfig::KEYS),
     ("store", StoreConfig::KEYS),
+    ("auth", AuthConfig::KEYS),
     ("cluster", ClusterConfig::KEYS),
     ("cluster.heartbeat", HeartbeatConfig::KEYS),
     ("cluster.heartbeat.udp", UdpHeartbeat::KEYS),

@@ -6,6 +6,22 @@ use std::path::Path;
 
 use super::{ClusterConfig, Config, ConfigError};
 
+/// Keys that were moved, with the key that replaces each: an old configuration gets
+/// an error naming the new key rather than "unknown field".
+const MOVED: &[(&str, &str, &str)] = &[
+    (
+        "webmail",
+        "login_max_failures",
+        "auth.account_ip_max_failures",
+    ),
+    (
+        "webmail",
+        "login_max_failures_per_ip",
+        "auth.ip_max_failures",
+    ),
+    ("webmail", "login_window_seconds", "auth.window_s"),
+];
+
 impl Config {
     /// Reads, parses and validates `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -20,6 +36,14 @@ impl Config {
 
     /// Parses and validates configuration text; `path` is used in messages only.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        for (section, key, now) in MOVED {
+            if let Some(line) = find_key_line(text, section, key) {
+                return Err(ConfigError(format!(
+                    "{}: line {line}: key `{section}.{key}`: moved: set `{now}` instead (one limiter now covers SMTP, IMAP and the webmail)",
+                    path.display()
+                )));
+            }
+        }
         let cfg: Config = toml::from_str(text).map_err(|e| {
             let (line, key) = match e.span() {
                 Some(span) => locate_span(text, span.start),
@@ -142,12 +166,41 @@ impl Config {
         self.validate_http(text, path)?;
         self.validate_outbound(&err)?;
         self.validate_monitor(&err)?;
+        if self.auth.max_fail_delay_ms < self.auth.fail_delay_ms {
+            return Err(err(
+                "auth",
+                "max_fail_delay_ms",
+                format!(
+                    "must be at least fail_delay_ms ({})",
+                    self.auth.fail_delay_ms
+                ),
+            ));
+        }
         for (section, key, v) in [
             ("smtp", "timeout_s", self.smtp.timeout_s),
             ("imap", "timeout_s", self.imap.timeout_s),
             ("imap", "login_timeout_s", self.imap.login_timeout_s),
             ("smtp", "max_sessions", self.smtp.max_sessions as u64),
             ("imap", "max_sessions", self.imap.max_sessions as u64),
+            ("auth", "window_s", self.auth.window_s),
+            ("auth", "ip_max_failures", self.auth.ip_max_failures.into()),
+            (
+                "auth",
+                "account_ip_max_failures",
+                self.auth.account_ip_max_failures.into(),
+            ),
+            ("auth", "ip_parallel", self.auth.ip_parallel.into()),
+            (
+                "auth",
+                "strangers_parallel",
+                self.auth.strangers_parallel.into(),
+            ),
+            (
+                "auth",
+                "session_max_failures",
+                self.auth.session_max_failures.into(),
+            ),
+            ("auth", "max_entries", self.auth.max_entries as u64),
         ] {
             if v == 0 {
                 return Err(err(section, key, "must be greater than 0".into()));
@@ -552,6 +605,21 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, Path::new("/etc/clusterd/clusterd.toml"))
+    }
+
+    #[test]
+    fn a_moved_key_names_its_replacement() {
+        let e = parse(
+            "[node]\nname = \"n1\"\ndata_dir = \"/tmp/x\"\n[webmail]\nlogin_max_failures_per_ip = 6\n",
+        )
+        .unwrap_err()
+        .0;
+        assert!(
+            e.contains("line 5")
+                && e.contains("webmail.login_max_failures_per_ip")
+                && e.contains("auth.ip_max_failures"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! - `sections`: the sections of one node's services (`[node]` … `[webmail]`);
 //! - `outbound`: `[outbound]`, mail for other domains (routing, retries, DKIM);
 //! - `monitor`: `[monitor]`, probes, repairs, alerts and who may read the status page;
+//! - `auth`: `[auth]`, the authentication limiter's limits;
 //! - `store`: `[store]`, the free-space floor, default quota and message-file sweeps;
 //! - `cluster`: the sections of the pair (`[cluster]`, `[replication]`);
 //! - `load`: reading a file and validating it, with errors that name the file, the
@@ -66,6 +67,7 @@ macro_rules! documented {
     };
 }
 
+mod auth;
 mod cluster;
 mod example;
 mod load;
@@ -74,6 +76,7 @@ mod outbound;
 mod sections;
 mod store;
 
+pub use auth::AuthConfig;
 pub use cluster::{
     ClusterConfig, HeartbeatConfig, ReplicationConfig, ReplicationMode, SerialHeartbeat,
     UdpHeartbeat, key_file_mode_problem,
@@ -136,6 +139,10 @@ documented! {
         /// sweep of message files nothing refers to.
         #[serde(default)]
         pub store: StoreConfig,
+        /// Wrong passwords over SMTP AUTH, IMAP and the webmail: per-address and
+        /// per-account limits, delays, and when a session is closed.
+        #[serde(default)]
+        pub auth: AuthConfig,
         /// Without `[cluster]` the node is alone and always active. For the pair,
         /// uncomment it (peer, vip and at least one heartbeat medium are required; the
         /// key file must exist).

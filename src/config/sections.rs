@@ -420,16 +420,6 @@ documented! {
         /// Minutes: a session unused for this long is logged out.
         #[serde(default = "default_webmail_idle")]
         pub session_idle_minutes: u64,
-        /// Failed logins for one user within `login_window_seconds` before further
-        /// attempts get 429 (Retry-After).
-        #[serde(default = "default_webmail_max_failures")]
-        pub login_max_failures: u32,
-        /// Failed logins from one client IP within the window before 429.
-        #[serde(default = "default_webmail_max_failures_ip")]
-        pub login_max_failures_per_ip: u32,
-        /// The sliding window of the login rate limits.
-        #[serde(default = "default_webmail_window")]
-        pub login_window_seconds: u64,
         /// Messages per page of the message list.
         #[serde(default = "default_webmail_page_size")]
         pub page_size: usize,
@@ -442,15 +432,6 @@ documented! {
 
 fn default_webmail_idle() -> u64 {
     30
-}
-fn default_webmail_max_failures() -> u32 {
-    5
-}
-fn default_webmail_max_failures_ip() -> u32 {
-    20
-}
-fn default_webmail_window() -> u64 {
-    300
 }
 fn default_webmail_page_size() -> usize {
     50

@@ -62,9 +62,11 @@
 //! - COMPRESS=DEFLATE: `conn` switches both directions to raw deflate after the OK.
 //! - Security: LOGIN and AUTHENTICATE PLAIN need TLS or a client address in
 //!   `imap.allow_plaintext_auth_from` (else LOGINDISABLED is advertised and they get
-//!   `NO [PRIVACYREQUIRED]`). Failed authentications are answered after a delay that
-//!   grows with the failures recently seen from that address; a session is closed
-//!   after 5 failures. Sessions are capped at `imap.max_sessions` (the rest get
+//!   `NO [PRIVACYREQUIRED]`). Passwords go through the node's authentication limiter
+//!   (`crate::authlimit`, shared with SMTP and the webmail): a wrong one is answered
+//!   after a delay that grows with the failures seen, an address over its limit gets
+//!   `NO [UNAVAILABLE]` and `BYE` without a check, and a session is closed after
+//!   `auth.session_max_failures` (3) failures. Sessions are capped at `imap.max_sessions` (the rest get
 //!   `BYE`), lines at 64 KiB, literals at 64 MiB; `imap.timeout_s` of silence
 //!   logs the client out, also mid-command. Before login a command (lines and
 //!   literals) is at most 16 KiB and the client has `imap.login_timeout_s` from
@@ -82,10 +84,9 @@ mod structure;
 mod utf7;
 mod wire;
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -100,33 +101,10 @@ use session::Session;
 pub(crate) struct Server {
     ctx: Arc<Ctx>,
     sessions: Arc<Semaphore>,
-    /// Recent authentication failures per client address, with the time of the last.
-    failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
     /// Which UIDs sessions have taken as `\Recent`, per mailbox.
     recent: recent::Claims,
     /// Parsed ENVELOPE/BODYSTRUCTURE values by content address, for every session.
     structure: Arc<structure::StructureCache>,
-}
-
-/// Failures older than this are forgotten.
-const FAILURE_MEMORY: Duration = Duration::from_secs(600);
-
-impl Server {
-    /// Records a failed authentication; returns how long to wait before answering.
-    fn login_failed(&self, ip: IpAddr) -> Duration {
-        let mut map = self.failures.lock().unwrap();
-        let now = Instant::now();
-        map.retain(|_, (_, t)| now.duration_since(*t) < FAILURE_MEMORY);
-        let entry = map.entry(ip).or_insert((0, now));
-        entry.0 = entry.0.saturating_add(1);
-        entry.1 = now;
-        // 1 s, growing by 0.5 s per recent failure, at most 5 s.
-        Duration::from_millis(1000 + 500 * u64::from(entry.0.min(9) - 1))
-    }
-
-    fn login_succeeded(&self, ip: IpAddr) {
-        self.failures.lock().unwrap().remove(&ip);
-    }
 }
 
 /// Prepares the IMAP service: the state its sessions share (kept across restarts);
@@ -134,7 +112,6 @@ impl Server {
 pub(crate) fn prepare(ctx: Arc<Ctx>) -> Arc<Server> {
     Arc::new(Server {
         sessions: Arc::new(Semaphore::new(ctx.cfg.imap.max_sessions)),
-        failures: Mutex::new(HashMap::new()),
         recent: recent::Claims::default(),
         structure: Arc::new(structure::StructureCache::new(structure::CAP)),
         ctx,

@@ -422,6 +422,55 @@ pub fn metrics(v: &StatusView, f: &Figures, req: &Requests) -> String {
     o
 }
 
+/// The authentication part of `/metrics` (`crate::authlimit`): password hashes running
+/// now and at most, wrong passwords checked and attempts refused per protocol.
+pub fn auth_metrics(a: &crate::authlimit::Figures) -> String {
+    let mut o = String::new();
+    family(
+        &mut o,
+        "clusterd_auth_hashes_running",
+        "gauge",
+        "Password hashes (argon2) running now.",
+    );
+    let _ = writeln!(o, "clusterd_auth_hashes_running {}", a.hashes_running);
+    family(
+        &mut o,
+        "clusterd_auth_hashes_running_max",
+        "gauge",
+        "The most password hashes that ran at once since start (at most 4).",
+    );
+    let _ = writeln!(
+        o,
+        "clusterd_auth_hashes_running_max {}",
+        a.hashes_running_max
+    );
+    for (name, help, values) in [
+        (
+            "clusterd_auth_failures_total",
+            "Wrong passwords checked since start.",
+            a.failures,
+        ),
+        (
+            "clusterd_auth_refused_total",
+            "Login attempts refused without a check (too many failures) since start.",
+            a.refused,
+        ),
+    ] {
+        family(&mut o, name, "counter", help);
+        for (p, n) in crate::authlimit::Protocol::ALL.iter().zip(values) {
+            let _ = writeln!(o, "{name}{{protocol=\"{}\"}} {n}", p.name());
+        }
+    }
+    family(
+        &mut o,
+        "clusterd_auth_tracked_entries",
+        "gauge",
+        "Entries in the authentication limiter's tables (bounded by auth.max_entries each).",
+    );
+    let _ = writeln!(o, "clusterd_auth_tracked_entries {}", a.entries);
+    o
+}
+
 /// The table `clusterd status` prints: one line per service and node.
 pub fn table(v: &StatusView, colour: bool) -> String {
     let mut o = String::new();

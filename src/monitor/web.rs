@@ -135,10 +135,12 @@ pub async fn answer(
                 http: r.http.load(Ordering::Relaxed),
                 dns: r.dns.load(Ordering::Relaxed),
             };
+            let mut body = render::metrics(&view, &figures, &req);
+            body.push_str(&render::auth_metrics(&crate::authlimit::figures()));
             respond(
                 StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",
-                render::metrics(&view, &figures, &req),
+                body,
             )
         }
         "/status.json" => {

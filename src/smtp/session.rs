@@ -17,6 +17,7 @@ use super::data;
 use super::engine::{self, Engine, NULL_PATH_TOKEN, Prepared, Rcpt};
 use super::submit::Verdict;
 use super::{MAX_COMMAND_LINE, MAX_RECIPIENTS, Mode, Resolver};
+use crate::authlimit::{self, Protocol, log_name};
 use crate::ctx::Ctx;
 use crate::mail::build::{self, Trace};
 use crate::mail::submission;
@@ -107,6 +108,8 @@ struct Session {
     esmtp: bool,
     /// The authenticated account (submission ports).
     user: Option<String>,
+    /// Wrong passwords in this session: at `auth.session_max_failures` it is closed.
+    auth_failures: u32,
     engine: mailin::Session<Engine>,
     env: Engine,
     /// Replies not yet written: flushed when no pipelined input is waiting (RFC 2920).
@@ -152,6 +155,7 @@ pub async fn serve(
         tls: mode == Mode::Submissions,
         esmtp: false,
         user: None,
+        auth_failures: 0,
         engine,
         env,
         out: Vec::new(),
@@ -270,7 +274,7 @@ impl Session {
                 }
                 self.out.extend_from_slice(&self.ehlo_reply(&host));
             }
-            "AUTH" => self.auth(arg, conn).await?,
+            "AUTH" => return self.auth(arg, conn).await,
             "MAIL" => self.mail(arg).await,
             "RCPT" => self.rcpt(arg).await,
             "DATA" => {
@@ -326,11 +330,15 @@ impl Session {
     }
 
     /// RFC 4954 AUTH with PLAIN (RFC 4616) and LOGIN, on the submission ports after TLS.
-    async fn auth(&mut self, arg: &str, conn: &mut Conn) -> Result<()> {
+    /// A 421 (too many failures) closes the session.
+    async fn auth(&mut self, arg: &str, conn: &mut Conn) -> Result<Next> {
         if let Some(r) = self.auth_outcome(arg, conn).await? {
             self.push(&r);
+            if r.code == 421 {
+                return Ok(Next::Close);
+            }
         }
-        Ok(())
+        Ok(Next::Continue)
     }
 
     /// The reply to AUTH; `None` when an exchange already queued it.
@@ -419,18 +427,40 @@ impl Session {
             Some((l, d)) if self.ctx.cfg.domain.is_local(d) => l.to_string(),
             _ => user.clone(),
         };
-        match self.ctx.store.verify_password(&name, &pass).await {
-            Ok(Some(account)) => {
+        let ctx = &self.ctx;
+        let verdict = ctx
+            .auth
+            .verify(&ctx.store, Protocol::Smtp, self.peer, &name, &pass)
+            .await;
+        match verdict {
+            authlimit::Verdict::Ok(account) => {
                 tracing::info!(peer = %self.peer, account, "smtp: authenticated");
                 self.user = Some(account);
                 Ok(Some(reply(235, "2.7.0 Authentication successful")))
             }
-            Ok(None) => {
-                tracing::info!(peer = %self.peer, user = name, "smtp: authentication failed");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+            authlimit::Verdict::Wrong => {
+                tracing::info!(peer = %self.peer, user = %log_name(&name), "smtp: authentication failed");
+                self.auth_failures += 1;
+                if self.auth_failures >= ctx.cfg.auth.session_max_failures {
+                    // RFC 5321 3.8: 421 and close, as Postfix's smtpd_hard_error_limit.
+                    return Ok(Some(reply(
+                        421,
+                        "4.7.0 Too many failed authentications, closing connection",
+                    )));
+                }
                 Ok(Some(reply(535, "5.7.8 Authentication credentials invalid")))
             }
-            Err(e) => {
+            authlimit::Verdict::Refused(wait) => {
+                tracing::debug!(peer = %self.peer, "smtp: authentication refused (limit)");
+                Ok(Some(reply(
+                    421,
+                    &format!(
+                        "4.7.0 Too many failed authentications from your address, try again in {} s",
+                        wait.as_secs().max(1)
+                    ),
+                )))
+            }
+            authlimit::Verdict::Error(e) => {
                 tracing::warn!(error = %e, "smtp auth: store failure");
                 Ok(Some(reply(454, "4.7.0 Temporary authentication failure")))
             }

@@ -6,8 +6,10 @@
 //! (tests/memory_bound.rs). Here concurrency is the pool's size, so the memory is
 //! bounded by `threads × 19 MiB` whatever the load, and store reads no longer queue
 //! behind password checks. Waiting jobs are bounded too (`QUEUE`): a caller beyond
-//! that waits for a slot before its job is accepted.
+//! that waits for a slot before its job is accepted. How many hashes run now, and the
+//! most that ever ran at once, are kept for /metrics ([`running`]).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -17,6 +19,36 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 const QUEUE: usize = 256;
 
 type Work = Box<dyn FnOnce() + Send>;
+
+/// Hashes running now, and the most that ran at once since the process started.
+static RUNNING: AtomicUsize = AtomicUsize::new(0);
+static RUNNING_MAX: AtomicUsize = AtomicUsize::new(0);
+
+/// (hashes running now, the most that ran at once since start): at most the pool's
+/// size, whatever the load.
+pub fn running() -> (usize, usize) {
+    (
+        RUNNING.load(Ordering::Relaxed),
+        RUNNING_MAX.load(Ordering::Relaxed),
+    )
+}
+
+/// Counts one running hash while it lives (also when the job panics).
+struct Running;
+
+impl Running {
+    fn start() -> Running {
+        let now = RUNNING.fetch_add(1, Ordering::Relaxed) + 1;
+        RUNNING_MAX.fetch_max(now, Ordering::Relaxed);
+        Running
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        RUNNING.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 struct Pool {
     tx: Mutex<mpsc::Sender<(Work, OwnedSemaphorePermit)>>,
@@ -46,6 +78,7 @@ fn pool() -> &'static Pool {
                         let Ok((work, _slot)) = job else {
                             return;
                         };
+                        let _running = Running::start();
                         work();
                     }
                 })

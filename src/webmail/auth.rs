@@ -3,11 +3,13 @@
 //! Invariants: sessions are in memory only (see the module docs of `webmail`); a
 //! session id and a CSRF token are 32 bytes from the OS RNG, base64url; the login
 //! form's token is HMAC-SHA256(per-process key, pre-login cookie), so it cannot be
-//! used with another browser's cookie; failed logins count per user and per client IP
-//! in a sliding window, and once over the limit the password is not even checked
-//! (429 with Retry-After), so the argon2 cost cannot be used to load the server.
+//! used with another browser's cookie; passwords go through the node's authentication
+//! limiter (`crate::authlimit`, shared with SMTP and IMAP): a wrong one is answered
+//! after its delay, and over the limits the password is not even checked (429 with
+//! Retry-After), so the argon2 cost cannot be used to load the server — and, as the
+//! limits are per address, a stranger cannot lock the owner out from elsewhere.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,6 +27,7 @@ use super::{
     BASE, Lang, PRELOGIN_COOKIE, Page, SESSION_COOKIE, User, Webmail, check_csrf, cookie,
     error_page, page, parse_form, render, render_status, request_lang, see_other, store_error,
 };
+use crate::authlimit::{Protocol, Verdict, log_name};
 use crate::ctx::Ctx;
 
 /// Most sessions kept at once; beyond it the least recently used one is dropped.
@@ -190,84 +193,6 @@ impl Sessions {
     }
 }
 
-/// Failed-login counters per user and per client IP (sliding window).
-pub struct Limiter {
-    fails: Mutex<HashMap<String, VecDeque<Instant>>>,
-    per_user: u32,
-    per_ip: u32,
-    window: Duration,
-}
-
-impl Limiter {
-    pub fn new(per_user: u32, per_ip: u32, window: Duration) -> Limiter {
-        Limiter {
-            fails: Mutex::new(HashMap::new()),
-            per_user: per_user.max(1),
-            per_ip: per_ip.max(1),
-            window,
-        }
-    }
-
-    /// Seconds to wait when `user` or `ip` is over its limit, else None.
-    pub fn blocked(&self, user: &str, ip: &str) -> Option<u64> {
-        self.blocked_at(user, ip, Instant::now())
-    }
-
-    fn blocked_at(&self, user: &str, ip: &str, now: Instant) -> Option<u64> {
-        let mut map = self.fails.lock().unwrap();
-        let mut wait = None;
-        for (key, max) in [(user_key(user), self.per_user), (ip_key(ip), self.per_ip)] {
-            let Some(q) = map.get_mut(&key) else { continue };
-            while q
-                .front()
-                .is_some_and(|t| now.duration_since(*t) >= self.window)
-            {
-                q.pop_front();
-            }
-            if q.len() >= max as usize {
-                // Free again when enough of the oldest failures leave the window.
-                let idx = q.len() - max as usize;
-                let until = q[idx] + self.window;
-                let secs = until.saturating_duration_since(now).as_secs().max(1);
-                wait = Some(wait.map_or(secs, |w: u64| w.max(secs)));
-            }
-        }
-        wait
-    }
-
-    /// Records a failed attempt for `user` and `ip`.
-    pub fn fail(&self, user: &str, ip: &str) {
-        self.fail_at(user, ip, Instant::now())
-    }
-
-    fn fail_at(&self, user: &str, ip: &str, now: Instant) {
-        let mut map = self.fails.lock().unwrap();
-        if map.len() > 100_000 {
-            let window = self.window;
-            map.retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) < window));
-        }
-        for key in [user_key(user), ip_key(ip)] {
-            let q = map.entry(key).or_default();
-            q.push_back(now);
-            while q.len() > 1000 {
-                q.pop_front();
-            }
-        }
-    }
-
-    /// A successful login clears the user's failures (not the IP's).
-    pub fn succeeded(&self, user: &str) {
-        self.fails.lock().unwrap().remove(&user_key(user));
-    }
-}
-
-fn user_key(user: &str) -> String {
-    format!("u:{}", user.trim().to_lowercase())
-}
-fn ip_key(ip: &str) -> String {
-    format!("i:{ip}")
-}
-
 /// `Set-Cookie` for the session (HttpOnly, SameSite=Lax, Path=/webmail,
 /// Secure over HTTPS); `None` clears it.
 pub fn session_cookie(id: Option<&str>, https: bool) -> HeaderValue {
@@ -363,34 +288,32 @@ pub async fn login(
     if !good_token {
         return error_page(lang, StatusCode::FORBIDDEN, "error", "forbidden");
     }
-    let ip = info.peer.ip().to_string();
-    if let Some(wait) = wm.limiter.blocked(name, &ip) {
-        tracing::warn!(user = name, %ip, "webmail: login rate limited");
-        let mut r = login_page(
-            &wm,
-            &headers,
-            &ext,
-            lang,
-            StatusCode::TOO_MANY_REQUESTS,
-            name,
-            Some(lang.t("login_rate_limited")),
-        );
-        r.headers_mut().insert(
-            header::RETRY_AFTER,
-            HeaderValue::from_str(&wait.to_string()).expect("digits"),
-        );
-        return r;
-    }
-    let verified = if name.is_empty() || password.is_empty() {
-        Ok(None)
-    } else {
-        ctx.store.verify_password(name, password).await
-    };
-    let account = match verified {
-        Ok(Some(a)) => a,
-        Ok(None) => {
-            wm.limiter.fail(name, &ip);
-            tracing::info!(user = name, %ip, "webmail: login failed");
+    let ip = crate::config::canonical_ip(info.peer.ip());
+    let verdict = ctx
+        .auth
+        .verify(&ctx.store, Protocol::Webmail, ip, name, password)
+        .await;
+    let account = match verdict {
+        Verdict::Ok(a) => a,
+        Verdict::Refused(wait) => {
+            tracing::debug!(%ip, "webmail: login refused (limit)");
+            let mut r = login_page(
+                &wm,
+                &headers,
+                &ext,
+                lang,
+                StatusCode::TOO_MANY_REQUESTS,
+                name,
+                Some(lang.t("login_rate_limited")),
+            );
+            r.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_str(&wait.as_secs().max(1).to_string()).expect("digits"),
+            );
+            return r;
+        }
+        Verdict::Wrong => {
+            tracing::info!(user = %log_name(name), %ip, "webmail: login failed");
             return login_page(
                 &wm,
                 &headers,
@@ -401,9 +324,8 @@ pub async fn login(
                 Some(lang.t("login_failed")),
             );
         }
-        Err(e) => return store_error(lang, &e),
+        Verdict::Error(e) => return store_error(lang, &e),
     };
-    wm.limiter.succeeded(&account);
     let pref = ctx
         .store
         .setting(&lang_key(&account))
@@ -531,46 +453,6 @@ fn _unused() -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn limiter_blocks_after_the_limit_and_frees_after_the_window() {
-        let l = Limiter::new(3, 10, Duration::from_secs(60));
-        let t0 = Instant::now();
-        for i in 0..3 {
-            assert_eq!(l.blocked_at("bob", "1.2.3.4", t0), None, "attempt {i}");
-            l.fail_at("bob", "1.2.3.4", t0);
-        }
-        let wait = l
-            .blocked_at("BOB", "9.9.9.9", t0)
-            .expect("blocked per user");
-        assert!((59..=60).contains(&wait), "{wait}");
-        assert_eq!(l.blocked_at("alice", "1.2.3.4", t0), None);
-        assert_eq!(
-            l.blocked_at("bob", "1.2.3.4", t0 + Duration::from_secs(61)),
-            None
-        );
-    }
-
-    #[test]
-    fn limiter_counts_per_ip() {
-        let l = Limiter::new(100, 4, Duration::from_secs(60));
-        let t0 = Instant::now();
-        for i in 0..4 {
-            l.fail_at(&format!("u{i}"), "5.5.5.5", t0);
-        }
-        assert!(l.blocked_at("new", "5.5.5.5", t0).is_some());
-        assert!(l.blocked_at("new", "5.5.5.6", t0).is_none());
-    }
-
-    #[test]
-    fn success_clears_the_user_count() {
-        let l = Limiter::new(2, 100, Duration::from_secs(60));
-        l.fail("bob", "1.1.1.1");
-        l.fail("bob", "1.1.1.1");
-        assert!(l.blocked("bob", "1.1.1.1").is_some());
-        l.succeeded("bob");
-        assert!(l.blocked("bob", "1.1.1.1").is_none());
-    }
 
     #[test]
     fn sessions_expire_and_end() {

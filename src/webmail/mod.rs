@@ -77,7 +77,6 @@ pub const PAGE_CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 
 /// State shared by the webmail's handlers (a request extension).
 pub struct Webmail {
     pub sessions: auth::Sessions,
-    pub limiter: auth::Limiter,
     pub summaries: list::SummaryCache,
 }
 
@@ -88,11 +87,6 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         sessions: auth::Sessions::new(std::time::Duration::from_secs(
             cfg.session_idle_minutes.max(1) * 60,
         )),
-        limiter: auth::Limiter::new(
-            cfg.login_max_failures,
-            cfg.login_max_failures_per_ip,
-            std::time::Duration::from_secs(cfg.login_window_seconds.max(1)),
-        ),
         summaries: list::SummaryCache::new(cfg.summary_cache_entries),
     });
     list::spawn_warmer(ctx.clone(), wm.clone());

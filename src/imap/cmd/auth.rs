@@ -1,7 +1,8 @@
 //! Commands of the not-authenticated state (RFC 3501 6.2): STARTTLS, LOGIN and
 //! AUTHENTICATE PLAIN (RFC 4616, with SASL-IR, RFC 4959). Plaintext credentials are
-//! accepted only over TLS or from `imap.allow_plaintext_auth_from`; failures are
-//! answered after a growing delay and end the session after `MAX_AUTH_FAILURES`.
+//! accepted only over TLS or from `imap.allow_plaintext_auth_from`; every password
+//! goes through the node's limiter (`crate::authlimit`: delays, refusals), and
+//! `auth.session_max_failures` wrong ones end the session.
 
 use std::borrow::Cow;
 
@@ -11,10 +12,8 @@ use imap_codec::imap_types::core::AString;
 use imap_codec::imap_types::secret::Secret;
 
 use super::{CmdResult, Done, Fail, trim_crlf};
+use crate::authlimit::{Protocol, Verdict, log_name};
 use crate::imap::session::Session;
-
-/// Failed authentications after which the session is closed.
-const MAX_AUTH_FAILURES: u32 = 5;
 
 impl Session {
     /// RFC 3501 6.2.3: plaintext passwords only over TLS or from trusted networks.
@@ -113,7 +112,8 @@ impl Session {
     }
 
     /// Logs in (tagged OK with the new capabilities) or answers the failure after the
-    /// server's delay for this client address.
+    /// limiter's delay; refused by the limiter or at the session's last failure, the
+    /// session ends.
     async fn check_credentials(&mut self, tag: &str, user: &str, pass: &str) -> CmdResult {
         let ctx = &self.srv.ctx;
         // Accept the full address of a local domain as the account name.
@@ -121,9 +121,12 @@ impl Session {
             Some((local, domain)) if ctx.cfg.domain.is_local(domain) => local.to_string(),
             _ => user.to_string(),
         };
-        match ctx.store.verify_password(&account, pass).await {
-            Ok(Some(name)) => {
-                self.srv.login_succeeded(self.peer);
+        let verdict = ctx
+            .auth
+            .verify(&ctx.store, Protocol::Imap, self.peer, &account, pass)
+            .await;
+        match verdict {
+            Verdict::Ok(name) => {
                 tracing::info!(peer = %self.peer, user = %name, "imap: login");
                 self.user = Some(name);
                 self.conn.logged_in();
@@ -132,15 +135,25 @@ impl Session {
                     .line(&format!("{tag} OK [CAPABILITY {caps}] Logged in"));
                 Ok(Done::Handled)
             }
-            Ok(None) | Err(_) => {
-                let delay = self.srv.login_failed(self.peer);
-                tracing::info!(peer = %self.peer, user = %account, "imap: authentication failed");
-                tokio::time::sleep(delay).await;
+            Verdict::Refused(wait) => {
+                tracing::debug!(peer = %self.peer, "imap: authentication refused (limit)");
+                self.conn.line(&format!(
+                    "{tag} NO [UNAVAILABLE] Too many failed authentications from your address; try again in {} s",
+                    wait.as_secs().max(1)
+                ));
+                self.conn.line("* BYE Too many failed authentications");
+                Ok(Done::Close)
+            }
+            Verdict::Wrong | Verdict::Error(_) => {
+                if let Verdict::Error(e) = &verdict {
+                    tracing::warn!(error = %e, "imap auth: store failure");
+                }
+                tracing::info!(peer = %self.peer, user = %log_name(&account), "imap: authentication failed");
                 self.auth_failures += 1;
                 self.conn.line(&format!(
                     "{tag} NO [AUTHENTICATIONFAILED] Authentication failed"
                 ));
-                if self.auth_failures >= MAX_AUTH_FAILURES {
+                if self.auth_failures >= ctx.cfg.auth.session_max_failures {
                     self.conn.line("* BYE Too many failed authentications");
                     return Ok(Done::Close);
                 }
