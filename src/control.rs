@@ -69,6 +69,21 @@ pub enum Request {
         name: String,
     },
     UserList,
+    /// An account's storage quota: `Some(mb)` its own (0: none), `None` the node's
+    /// default again.
+    QuotaSet {
+        name: String,
+        quota_mb: Option<u64>,
+    },
+    /// An account's usage and limit ([`crate::store::Quota`]).
+    QuotaShow {
+        name: String,
+    },
+    /// Sweep message files nothing refers to, older than `grace_s` seconds
+    /// ([`crate::store::GcReport`]).
+    Gc {
+        grace_s: u64,
+    },
     QueueList,
     /// Make one queued message (or all) due now.
     QueueRetry {
@@ -266,6 +281,17 @@ pub async fn execute(
             serde_json::Value::Null
         }
         Request::UserList => serde_json::to_value(store.list_accounts().await?)?,
+        Request::QuotaSet { name, quota_mb } => {
+            store.set_quota(&name, quota_mb).await?;
+            serde_json::Value::Null
+        }
+        Request::QuotaShow { name } => match store.quota(&name).await? {
+            Some(q) => serde_json::to_value(q)?,
+            None => return Err(anyhow!("no such account: {name}")),
+        },
+        Request::Gc { grace_s } => {
+            serde_json::to_value(store.gc(std::time::Duration::from_secs(grace_s)).await?)?
+        }
         Request::QueueList => serde_json::to_value(store.queue().await?)?,
         Request::QueueRetry { id } => {
             let n = running()?.outbound.retry(id.as_deref()).await?;
