@@ -477,6 +477,7 @@ async fn dispatch(cmd: Cmd) -> Result<()> {
             let cfg = load(&config)?;
             let req = Request::Gc {
                 grace_s: cfg.store.gc_grace_s,
+                replicated: cfg.replication.is_some(),
             };
             let r: clusterd::store::GcReport =
                 serde_json::from_value(run_request(&cfg, req).await?)?;

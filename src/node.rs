@@ -169,13 +169,14 @@ fn sweep_blobs(ctx: &Ctx) {
         return;
     }
     let store = ctx.store.clone();
+    let keep = crate::control::gc_compact_keep(ctx.cfg.replication.is_some());
     tokio::spawn(async move {
         let every = std::time::Duration::from_secs(every);
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if let Err(e) = store.gc(std::time::Duration::from_secs(grace)).await {
+            if let Err(e) = store.gc(std::time::Duration::from_secs(grace), keep).await {
                 tracing::warn!(error = %e, "store: the sweep of message files failed");
             }
         }

@@ -13,8 +13,16 @@
 //! delivery writes it again). Temporary files in `blobs/tmp` untouched for the grace
 //! (a write in progress touches its file with every chunk) are dropped too.
 //!
+//! A logged op's files are kept while the op is in the log: replication ships an
+//! op with its files to a standby that is behind. A node that does not replicate
+//! ships nothing, and its log would otherwise keep every file ever written: the
+//! sweep first compacts it to its newest op (`compact_keep`), raising the marks, so a
+//! peer added later takes a snapshot instead of replaying ops whose files are gone.
+//! With replication, replication's own compaction bounds the log
+//! (`replication.log_keep_ops` plus what the peer has not acknowledged).
+//!
 //! The sweep runs on a blocking thread with its own read-only connection: it costs
-//! the writer nothing.
+//! the writer nothing (the optional compaction is one small maintenance job).
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -41,6 +49,8 @@ pub struct GcReport {
     pub young: u64,
     /// Stale temporary files deleted from `blobs/tmp`.
     pub tmp_files: u64,
+    /// Log entries compacted first (a node without replication).
+    pub compacted: u64,
     pub elapsed_ms: u64,
 }
 
@@ -155,18 +165,25 @@ fn sweep(dir: &Path, grace: Duration) -> Result<GcReport> {
 
 impl Store {
     /// Sweeps message files nothing names and older than `grace` (see the module
-    /// doc); on a blocking thread.
-    pub async fn gc(&self, grace: Duration) -> Result<GcReport> {
+    /// doc); on a blocking thread. `compact_keep`: on a node without replication, the
+    /// log is first compacted to its newest that many ops.
+    pub async fn gc(&self, grace: Duration, compact_keep: Option<u64>) -> Result<GcReport> {
+        let compacted = match compact_keep {
+            Some(keep) => self.compact(u64::MAX, keep).await?,
+            None => 0,
+        };
         let dir = self.inner.dir.clone();
-        let report = tokio::task::spawn_blocking(move || sweep(&dir, grace))
+        let mut report = tokio::task::spawn_blocking(move || sweep(&dir, grace))
             .await
             .map_err(StoreError::BlobTask)??;
+        report.compacted = compacted;
         tracing::info!(
             files = report.files,
             bytes = report.bytes,
             tmp_files = report.tmp_files,
             scanned = report.scanned,
             young = report.young,
+            compacted,
             ms = report.elapsed_ms,
             "store: swept unreferenced message files"
         );
