@@ -20,6 +20,10 @@
 //! staged file whose content matches its address ([`prepare`]) instead of dropping it,
 //! so an op committed after the batch never names a missing body. This replaces a file
 //! fsync and a directory fsync per body with one flush per batch.
+//!
+//! A body whose address already exists is not written again: the file is reused and
+//! its mtime refreshed ([`reuse`]) under the lock the sweep (`store::gc`) holds while
+//! it deletes, so a file that a new op is about to name is never swept.
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -86,7 +90,12 @@ pub fn prepare(data_dir: &Path) -> Result<()> {
 fn staged_address(tmp: &Path) -> Option<String> {
     let name = tmp.file_name()?.to_str()?;
     let (id, _) = name.split_once('.')?;
-    (id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_string())
+    is_address(id).then(|| id.to_string())
+}
+
+/// Whether `name` is a content address (64 hex digits).
+pub(super) fn is_address(name: &str) -> bool {
+    name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// A replicated op's body written to `blobs/tmp` but not yet durable nor at its

@@ -31,7 +31,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use super::blobs::SWEEP;
+use super::blobs::{SWEEP, is_address};
 use super::op::Op;
 use super::{Result, Store, StoreError, schema};
 
@@ -56,13 +56,6 @@ pub struct GcReport {
 
 /// One sweep at a time (the timer and `clusterd gc` may meet).
 static RUNNING: Mutex<()> = Mutex::new(());
-
-fn is_address(name: &str) -> bool {
-    name.len() == 64
-        && name
-            .bytes()
-            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F'))
-}
 
 /// Every address a row or a logged op names, read in one transaction.
 fn referenced(conn: &rusqlite::Connection) -> Result<HashSet<String>> {
