@@ -69,6 +69,24 @@ pub enum Request {
         name: String,
     },
     UserList,
+    /// An account's storage quota: `Some(mb)` its own (0: none), `None` the node's
+    /// default again.
+    QuotaSet {
+        name: String,
+        quota_mb: Option<u64>,
+    },
+    /// An account's usage and limit ([`crate::store::Quota`]).
+    QuotaShow {
+        name: String,
+    },
+    /// Sweep message files nothing refers to, older than `grace_s` seconds
+    /// ([`crate::store::GcReport`]); `replicated`: whether the node has
+    /// `[replication]` (else its log is compacted first). A running node uses its
+    /// own config for both.
+    Gc {
+        grace_s: u64,
+        replicated: bool,
+    },
     QueueList,
     /// Make one queued message (or all) due now.
     QueueRetry {
@@ -181,6 +199,13 @@ pub struct Status {
 /// Supervisor events in `clusterd status`.
 pub const STATUS_EVENTS: usize = 20;
 
+/// What the sweep compacts the log to first: nothing with replication (its own
+/// compaction keeps what a peer may still need), else the newest op only (nobody
+/// reads older ones; a peer added later takes a snapshot).
+pub fn gc_compact_keep(replicated: bool) -> Option<u64> {
+    (!replicated).then_some(1)
+}
+
 /// Executes a request against a store (used by the node, and by the CLI when no node
 /// runs).
 pub async fn execute(
@@ -270,6 +295,25 @@ pub async fn execute(
             serde_json::Value::Null
         }
         Request::UserList => serde_json::to_value(store.list_accounts().await?)?,
+        Request::QuotaSet { name, quota_mb } => {
+            store.set_quota(&name, quota_mb).await?;
+            serde_json::Value::Null
+        }
+        Request::QuotaShow { name } => match store.quota(&name).await? {
+            Some(q) => serde_json::to_value(q)?,
+            None => return Err(anyhow!("no such account: {name}")),
+        },
+        Request::Gc {
+            grace_s,
+            replicated,
+        } => {
+            let (grace_s, replicated) = match node {
+                Some(n) => (n.ctx.cfg.store.gc_grace_s, n.ctx.cfg.replication.is_some()),
+                None => (grace_s, replicated),
+            };
+            let grace = std::time::Duration::from_secs(grace_s);
+            serde_json::to_value(store.gc(grace, gc_compact_keep(replicated)).await?)?
+        }
         Request::QueueList => serde_json::to_value(store.queue().await?)?,
         Request::QueueRetry { id } => {
             let n = running()?.outbound.retry(id.as_deref()).await?;

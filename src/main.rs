@@ -120,6 +120,12 @@ enum Cmd {
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
+    /// Delete message files nothing refers to any more (expunged mail, replaced
+    /// content files) and older than `store.gc_grace_s`; prints what was freed.
+    Gc {
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
     /// Fault injection for tests (needs `[monitor] allow_fault_injection = true`).
     Debug {
         #[command(subcommand)]
@@ -264,6 +270,14 @@ enum UserCmd {
     },
     /// List accounts.
     List {
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Show an account's storage usage and quota, or set it: MB (0: no quota), or
+    /// `default` for `store.default_quota_mb`.
+    Quota {
+        name: String,
+        mb: Option<String>,
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
@@ -494,6 +508,26 @@ async fn dispatch(cmd: Cmd) -> Result<()> {
             }
             Ok(())
         }
+        Cmd::Gc { config } => {
+            let cfg = load(&config)?;
+            let req = Request::Gc {
+                grace_s: cfg.store.gc_grace_s,
+                replicated: cfg.replication.is_some(),
+            };
+            let r: clusterd::store::GcReport =
+                serde_json::from_value(run_request(&cfg, req).await?)?;
+            println!(
+                "freed {} files, {} bytes ({} stale temporary files); {} files scanned, {} kept as younger than {} s, in {} ms",
+                r.files,
+                r.bytes,
+                r.tmp_files,
+                r.scanned,
+                r.young,
+                cfg.store.gc_grace_s,
+                r.elapsed_ms
+            );
+            Ok(())
+        }
         Cmd::Digest { config } => {
             let cfg = load(&config)?;
             let data = run_request(&cfg, Request::Digest).await?;
@@ -687,6 +721,7 @@ async fn run_request(cfg: &Config, req: Request) -> Result<serde_json::Value> {
     }
     let store = Store::open(&cfg.node.data_dir, &cfg.node.name)
         .with_context(|| format!("opening the store in {}", cfg.node.data_dir.display()))?;
+    store.set_default_quota_mb(cfg.store.default_quota_mb);
     control::execute(&store, None, req).await
 }
 
@@ -824,6 +859,32 @@ async fn user(cmd: UserCmd) -> Result<()> {
                 println!("{}\t{}", a.name, a.full_name);
             }
             return Ok(());
+        }
+        UserCmd::Quota { name, mb, config } => {
+            let cfg = load(&config)?;
+            let Some(mb) = mb else {
+                let data = run_request(&cfg, Request::QuotaShow { name: name.clone() }).await?;
+                let q: clusterd::store::Quota = serde_json::from_value(data)?;
+                let limit = match q.limit {
+                    Some(l) => format!("{} KiB", l / 1024),
+                    None => "none".into(),
+                };
+                println!("{name}: {} KiB used, quota {limit}", q.usage.div_ceil(1024));
+                return Ok(());
+            };
+            let quota_mb = if mb.eq_ignore_ascii_case("default") {
+                None
+            } else {
+                Some(mb.parse::<u64>().map_err(|_| {
+                    anyhow!("quota {mb:?}: give MiB as a whole number (0: no quota) or \"default\"")
+                })?)
+            };
+            let done = match quota_mb {
+                Some(0) => format!("{name} has no quota"),
+                Some(n) => format!("quota of {name} set to {n} MiB"),
+                None => format!("{name} has the default quota"),
+            };
+            (cfg, Request::QuotaSet { name, quota_mb }, done)
         }
     };
     run_request(&cfg, req).await?;

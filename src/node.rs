@@ -17,6 +17,7 @@ pub async fn run(cfg: Config) -> Result<()> {
     let store = Store::open(&cfg.node.data_dir, &cfg.node.name)
         .with_context(|| format!("opening the store in {}", cfg.node.data_dir.display()))?;
     store.set_min_free_mb(cfg.store.min_free_mb);
+    store.set_default_quota_mb(cfg.store.default_quota_mb);
     if cfg.cluster.is_some() {
         // A cluster node serves nothing writable until its role says so.
         store.set_writable(false);
@@ -120,6 +121,7 @@ pub async fn run(cfg: Config) -> Result<()> {
             }
         });
     }
+    sweep_blobs(&ctx);
     control.serve(Arc::new(crate::control::Node {
         ctx: ctx.clone(),
         cluster: cluster.clone(),
@@ -165,4 +167,26 @@ impl crate::monitor::Repair for SupervisorRepair {
     ) -> futures::future::BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(self.0.restart(service))
     }
+}
+
+/// Every `store.gc_interval_s`, the sweep of message files nothing refers to (on
+/// either role: each node holds its own files); the first one interval after start.
+fn sweep_blobs(ctx: &Ctx) {
+    let (every, grace) = (ctx.cfg.store.gc_interval_s, ctx.cfg.store.gc_grace_s);
+    if every == 0 {
+        return;
+    }
+    let store = ctx.store.clone();
+    let keep = crate::control::gc_compact_keep(ctx.cfg.replication.is_some());
+    tokio::spawn(async move {
+        let every = std::time::Duration::from_secs(every);
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = store.gc(std::time::Duration::from_secs(grace), keep).await {
+                tracing::warn!(error = %e, "store: the sweep of message files failed");
+            }
+        }
+    });
 }

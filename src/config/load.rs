@@ -201,6 +201,9 @@ impl Config {
                 self.auth.session_max_failures.into(),
             ),
             ("auth", "max_entries", self.auth.max_entries as u64),
+            // A body is written before the op naming it commits: with no grace the
+            // sweep could delete it in between.
+            ("store", "gc_grace_s", self.store.gc_grace_s),
         ] {
             if v == 0 {
                 return Err(err(section, key, "must be greater than 0".into()));
@@ -755,6 +758,15 @@ mod tests {
             let e = parse(&format!("{BASE}[monitor]\n{body}\n")).unwrap_err().0;
             assert!(e.contains(key), "{body}: {e}");
         }
+    }
+
+    #[test]
+    fn a_sweep_without_grace_is_refused() {
+        let e = parse(&format!("{BASE}[store]\ngc_grace_s = 0\n"))
+            .unwrap_err()
+            .0;
+        assert!(e.contains("store.gc_grace_s"), "{e}");
+        assert!(parse(&format!("{BASE}[store]\ngc_grace_s = 1\n")).is_ok());
     }
 
     #[test]

@@ -372,6 +372,12 @@ impl Session {
                 message,
             } => self.append(&mailbox, &flags, date, message).await,
             C::Idle => self.idle().await,
+            // cmd/quota.rs
+            C::GetQuotaRoot { mailbox } => self.getquotaroot(&mailbox).await,
+            C::GetQuota { root } => self.getquota(&root).await,
+            C::SetQuota { .. } => Err(Fail::No(
+                "[NOPERM] Quotas are set by the administrator".into(),
+            )),
             C::Enable { capabilities } => self.enable(capabilities.as_ref()).await,
             C::Compress { .. } => self.compress(tag).await,
             _ if self.selected.is_none() => Err(Fail::Bad("No mailbox selected".into())),

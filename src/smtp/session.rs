@@ -115,7 +115,13 @@ struct Session {
     /// Replies not yet written: flushed when no pipelined input is waiting (RFC 2920).
     out: Vec<u8>,
     timeout: Duration,
+    /// The SIZE the client announced at the last MAIL (RFC 1870): checked against each
+    /// local recipient's quota at RCPT.
+    announced: Option<u64>,
 }
+
+/// The reply for a recipient whose quota is reached (RFC 3463 X.2.2, mailbox full).
+const QUOTA_FULL: &str = "5.2.2 Mailbox full: the recipient's storage quota is exceeded";
 
 pub async fn serve(
     ctx: Arc<Ctx>,
@@ -160,6 +166,7 @@ pub async fn serve(
         env,
         out: Vec::new(),
         timeout,
+        announced: None,
     };
     s.out
         .extend_from_slice(format!("220 {host} ESMTP clusterd\r\n").as_bytes());
@@ -538,6 +545,7 @@ impl Session {
             return;
         }
         let verdict = self.sender_verdict(mailbox.as_ref(), params.size).await;
+        self.announced = params.size;
         self.env.env().prepared = Some(Prepared::Mail {
             reply: verdict,
             sender: addr,
@@ -658,6 +666,28 @@ impl Session {
         }
         let may_relay = self.user.is_some() || self.ctx.cfg.smtp.may_relay(self.peer);
         match super::submit::resolve_recipient(&self.ctx, addr, local, domain, may_relay).await {
+            // RFC 9208 and RFC 3463 5.2.2: a full mailbox is refused before the data
+            // (also when the announced size would not fit), so the sender's own MTA
+            // keeps the message for the other recipients and reports this one.
+            Verdict::Accepted(r @ Rcpt::Local { .. }) => {
+                let Rcpt::Local { account, .. } = &r else {
+                    unreachable!()
+                };
+                match self.ctx.store.quota(account).await {
+                    Ok(Some(q)) if q.exceeded_by(self.announced.unwrap_or(1).max(1)) => {
+                        tracing::info!(%account, usage = q.usage, limit = ?q.limit, "smtp: recipient over quota");
+                        (reply(552, QUOTA_FULL), None)
+                    }
+                    Ok(_) => (reply(250, "2.1.5 OK"), Some(r)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "smtp: quota look-up failed");
+                        (
+                            reply(451, "4.3.0 Temporary local problem, try again later"),
+                            None,
+                        )
+                    }
+                }
+            }
             Verdict::Accepted(r) => (reply(250, "2.1.5 OK"), Some(r)),
             Verdict::UnknownUser => (reply(550, "5.1.1 No such user here"), None),
             Verdict::RelayDenied => (reply(550, "5.7.1 Relay access denied"), None),
@@ -746,14 +776,18 @@ impl Session {
         }
         // Leaves mailin's DATA state; its reply is replaced below.
         self.engine.process(b".\r\n");
-        let (sender, accounts, remotes) = {
+        let (sender, locals, remotes) = {
             let mut env = self.env.env();
-            let accounts: Vec<String> = env.locals().map(|(_, a)| a.to_string()).collect();
+            let locals: Vec<(String, String)> = env
+                .locals()
+                .map(|(r, a)| (r.to_string(), a.to_string()))
+                .collect();
             let remotes: Vec<String> = env.remotes().map(str::to_string).collect();
             let sender = env.sender.clone().unwrap_or_default();
             env.reset();
-            (sender, accounts, remotes)
+            (sender, locals, remotes)
         };
+        let mut accounts: Vec<String> = locals.iter().map(|(_, a)| a.clone()).collect();
         if decoder.smuggled() {
             // The SMTP smuggling primitive (see `data`): nothing of it is kept.
             tracing::warn!(id, peer = %self.peer, "smtp: refused a message with a '.' line next to a bare LF");
@@ -781,14 +815,26 @@ impl Session {
         let r = match (sink, failed) {
             (Some(sink), None) => match sink.finish().await {
                 Ok(body) => {
-                    super::submit::submit_stored(
+                    let full = self.over_quota(&locals, body.size).await;
+                    accounts.retain(|a| !full.iter().any(|(_, f)| f == a));
+                    if accounts.is_empty() && remotes.is_empty() {
+                        // Every recipient is full: refused, nothing kept (the file
+                        // goes with the next sweep).
+                        self.push(&reply(552, QUOTA_FULL));
+                        return Ok(Next::Continue);
+                    }
+                    let r = super::submit::submit_stored(
                         &self.ctx.store,
                         &body,
                         &sender,
                         &accounts,
                         &remotes,
                     )
-                    .await
+                    .await;
+                    if r.is_ok() && !full.is_empty() {
+                        self.quota_dsn(&id, &sender, &full, &body.blob).await;
+                    }
+                    r
                 }
                 Err(e) => Err(e),
             },
@@ -815,6 +861,83 @@ impl Session {
             }
         }
         Ok(Next::Continue)
+    }
+
+    /// The local recipients (address, account) whose quota `size` more bytes would
+    /// exceed; a quota that cannot be read now does not refuse anyone.
+    async fn over_quota(&self, locals: &[(String, String)], size: u64) -> Vec<(String, String)> {
+        let mut full = Vec::new();
+        for (addr, account) in locals {
+            if let Ok(Some(q)) = self.ctx.store.quota(account).await
+                && q.exceeded_by(size)
+            {
+                tracing::info!(%account, usage = q.usage, limit = ?q.limit, size, "smtp: message over the recipient's quota");
+                full.push((addr.clone(), account.clone()));
+            }
+        }
+        full
+    }
+
+    /// After DATA was accepted for some recipients, tells `sender` (RFC 3464) that
+    /// the message did not fit the quota of `full` (address, account): SMTP has one
+    /// reply for the data, so those recipients are reported as a mail client reports
+    /// a bounce. Nothing for the null sender.
+    async fn quota_dsn(&self, id: &str, sender: &str, full: &[(String, String)], blob: &str) {
+        use crate::mail::dsn;
+        if sender.is_empty() {
+            return;
+        }
+        let store = &self.ctx.store;
+        let original = {
+            let (store, blob) = (store.clone(), blob.to_string());
+            tokio::task::spawn_blocking(move || store.read_blob_prefix_blocking(&blob, 64 * 1024))
+                .await
+                .ok()
+                .and_then(|r| r.ok())
+                .unwrap_or_default()
+        };
+        let cfg = &self.ctx.cfg;
+        let diagnostic = format!("552 {QUOTA_FULL}");
+        let host = cfg.hostname();
+        let from = format!("MAILER-DAEMON@{}", cfg.domain.name);
+        let now = crate::store::now();
+        let report = dsn::Report {
+            reporting_mta: &host,
+            from: &from,
+            to: sender,
+            queue_id: id,
+            arrival: now,
+            now,
+            recipients: full
+                .iter()
+                .map(|(addr, _)| dsn::Recipient {
+                    addr,
+                    action: dsn::Action::Failed,
+                    status: "5.2.2".into(),
+                    diagnostic: Some(&diagnostic),
+                    remote_mta: None,
+                })
+                .collect(),
+            original: &original,
+            will_retry_until: None,
+        };
+        let msg = dsn::build(&report);
+        let (local, domain) = sender.rsplit_once('@').unwrap_or((sender, ""));
+        let r = if cfg.domain.is_local(domain) {
+            store
+                .deliver(msg, &[cfg.domain.resolve_local_part(local)])
+                .await
+        } else {
+            let r = store
+                .enqueue_as("", &[sender.to_string()], msg, true)
+                .await
+                .map(|_| ());
+            self.ctx.queue_kick.notify_one();
+            r
+        };
+        if let Err(e) = r {
+            tracing::warn!(id, error = %e, "smtp: the over-quota notice could not be stored");
+        }
     }
 
     /// The client's header is in `sink`'s buffer after our trace header (`at` bytes):

@@ -5,6 +5,12 @@
 //! new account gets the [`DEFAULT_MAILBOXES`] in the same op; deleting an account
 //! removes its mailboxes with their messages, its subscriptions and its address book.
 //! A password check costs one argon2 verification whether or not the name exists.
+//!
+//! Quotas (RFC 9208, the STORAGE resource): an account's own limit (`quota_mb`, set
+//! by the administrator with `AccountQuota`; 0: none) or, when it has none, the
+//! node's default ([`Store::set_default_quota_mb`]); its usage is the sum of its
+//! messages' sizes (a copy counts again, as IMAP sees it), an index-only SUM over
+//! `messages_size`.
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
@@ -77,6 +83,12 @@ pub(super) fn apply(conn: &Connection, op: &Op) -> Result<()> {
             conn.execute(
                 "UPDATE accounts SET password_hash = ?2 WHERE name = ?1",
                 params![name, password_hash],
+            )?;
+        }
+        Op::AccountQuota { name, quota_mb } => {
+            conn.execute(
+                "UPDATE accounts SET quota_mb = ?2 WHERE name = ?1",
+                params![name, quota_mb.map(|q| q as i64)],
             )?;
         }
         Op::AccountDelete { name } => {
@@ -231,6 +243,98 @@ impl Store {
             super::authcache::remember(&name, &hash, &password);
         }
         Ok(ok.then_some(name))
+    }
+}
+
+/// An account's storage: what its messages take and its limit (bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quota {
+    pub usage: u64,
+    /// None: no limit.
+    pub limit: Option<u64>,
+}
+
+impl Quota {
+    /// Whether `adding` more bytes would go beyond the limit.
+    pub fn exceeded_by(&self, adding: u64) -> bool {
+        self.limit
+            .is_some_and(|l| self.usage.saturating_add(adding) > l)
+    }
+}
+
+/// The sum of the sizes of `account`'s messages.
+pub(super) fn usage(conn: &Connection, account: &str) -> Result<u64> {
+    let sum: i64 = conn.query_row(
+        "SELECT COALESCE(SUM(m.size), 0) FROM mailboxes b
+         JOIN messages m INDEXED BY messages_size ON m.mailbox = b.id
+         WHERE b.account = ?1",
+        [account],
+        |r| r.get(0),
+    )?;
+    Ok(sum.max(0) as u64)
+}
+
+const MIB: u64 = 1024 * 1024;
+
+impl Store {
+    /// The quota of accounts without their own (MiB; 0: none), from the config.
+    pub fn set_default_quota_mb(&self, mb: u64) {
+        self.inner
+            .default_quota_mb
+            .store(mb, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Sets (`Some(mb)`, 0: no quota) or clears (`None`: the default applies) an
+    /// account's own quota; replicates like every account change.
+    pub async fn set_quota(&self, name: &str, quota_mb: Option<u64>) -> Result<()> {
+        let name = normalize_account(name)?;
+        self.commit(move |conn| {
+            if !exists(conn, &name)? {
+                return Err(StoreError::NoSuchAccount(name));
+            }
+            Ok(Op::AccountQuota { name, quota_mb })
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// An account's usage and limit; None for an unknown account.
+    pub async fn quota(&self, name: &str) -> Result<Option<Quota>> {
+        let Ok(name) = normalize_account(name) else {
+            return Ok(None);
+        };
+        let default = self
+            .inner
+            .default_quota_mb
+            .load(std::sync::atomic::Ordering::Relaxed);
+        self.read(move |conn| {
+            let own: Option<Option<i64>> = conn
+                .query_row(
+                    "SELECT quota_mb FROM accounts WHERE name = ?1",
+                    [&name],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let Some(own) = own else {
+                return Ok(None);
+            };
+            let mb = own.map(|q| q.max(0) as u64).unwrap_or(default);
+            Ok(Some(Quota {
+                usage: usage(conn, &name)?,
+                limit: (mb > 0).then(|| mb.saturating_mul(MIB)),
+            }))
+        })
+        .await
+    }
+
+    /// `Err(OverQuota)` when storing `adding` more bytes for `account` would exceed
+    /// its quota (checked on a read, before the commit: concurrent stores may each
+    /// pass and end a little beyond the limit, which RFC 9208 5.1 allows).
+    pub async fn check_quota(&self, account: &str, adding: u64) -> Result<()> {
+        match self.quota(account).await? {
+            Some(q) if q.exceeded_by(adding) => Err(StoreError::OverQuota(account.to_string())),
+            _ => Ok(()),
+        }
     }
 }
 

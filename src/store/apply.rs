@@ -10,9 +10,10 @@ use super::{Change, Result};
 /// Applies one op (a batch op by op) to the tables.
 pub fn apply(conn: &Connection, op: &Op) -> Result<()> {
     match op {
-        Op::AccountCreate { .. } | Op::AccountPassword { .. } | Op::AccountDelete { .. } => {
-            super::accounts::apply(conn, op)?
-        }
+        Op::AccountCreate { .. }
+        | Op::AccountPassword { .. }
+        | Op::AccountDelete { .. }
+        | Op::AccountQuota { .. } => super::accounts::apply(conn, op)?,
         Op::MailboxCreate { .. }
         | Op::MailboxRename { .. }
         | Op::MailboxDelete { .. }
@@ -40,7 +41,10 @@ pub fn apply(conn: &Connection, op: &Op) -> Result<()> {
 /// The notifications a committed op produces.
 pub fn changes_of(op: &Op) -> Vec<Change> {
     match op {
-        Op::AccountCreate { .. } | Op::AccountPassword { .. } | Op::AccountDelete { .. } => {
+        Op::AccountCreate { .. }
+        | Op::AccountPassword { .. }
+        | Op::AccountDelete { .. }
+        | Op::AccountQuota { .. } => {
             vec![Change::Accounts]
         }
         Op::MailboxCreate { mailbox } => vec![Change::Mailboxes {

@@ -20,10 +20,15 @@
 //! staged file whose content matches its address ([`prepare`]) instead of dropping it,
 //! so an op committed after the batch never names a missing body. This replaces a file
 //! fsync and a directory fsync per body with one flush per batch.
+//!
+//! A body whose address already exists is not written again: the file is reused and
+//! its mtime refreshed ([`reuse`]) under the lock the sweep (`store::gc`) holds while
+//! it deletes, so a file that a new op is about to name is never swept.
 
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use sha2::{Digest, Sha256};
 
@@ -31,6 +36,31 @@ use super::{BlobId, Result, Store, StoreError};
 
 /// Bytes a [`BlobSink`] gathers before handing them to the file.
 pub const CHUNK: usize = 64 * 1024;
+
+/// Held by the sweep (`store::gc`) around "old and unreferenced, so it goes" for each
+/// file, and by every writer around "already there, so it is reused" ([`reuse`]): a
+/// body that dedups onto an existing file is either refreshed before the sweep looks
+/// again (and kept, being young) or finds the file gone and writes it anew.
+pub(super) static SWEEP: Mutex<()> = Mutex::new(());
+
+/// Whether `dest` exists; if it does, its mtime is set to now under [`SWEEP`], so the
+/// sweep keeps it for its grace period, long enough for the op naming it to commit.
+pub(super) fn reuse(dest: &Path) -> bool {
+    let _g = SWEEP.lock().unwrap_or_else(|e| e.into_inner());
+    touch(dest).is_ok()
+}
+
+/// Sets a file's mtime to now (`utimensat` with no times); fails if it is missing.
+fn touch(p: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    // SAFETY: a NUL-terminated path that lives for the call; null times mean "now".
+    if unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), std::ptr::null(), 0) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
 
 pub fn prepare(data_dir: &Path) -> Result<()> {
     fs::create_dir_all(data_dir.join("blobs/tmp"))?;
@@ -60,7 +90,12 @@ pub fn prepare(data_dir: &Path) -> Result<()> {
 fn staged_address(tmp: &Path) -> Option<String> {
     let name = tmp.file_name()?.to_str()?;
     let (id, _) = name.split_once('.')?;
-    (id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_string())
+    is_address(id).then(|| id.to_string())
+}
+
+/// Whether `name` is a content address (64 hex digits).
+pub(super) fn is_address(name: &str) -> bool {
+    name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// A replicated op's body written to `blobs/tmp` but not yet durable nor at its
@@ -87,7 +122,7 @@ impl Drop for Staged {
 fn stage(data_dir: &Path, raw: &[u8]) -> Result<(BlobId, Option<Staged>)> {
     let id = hex::encode(Sha256::digest(raw));
     let dest = path(data_dir, &id);
-    if dest.exists() {
+    if reuse(&dest) {
         return Ok((id, None));
     }
     fs::create_dir_all(dest.parent().expect("blob path has a parent"))?;
@@ -114,7 +149,7 @@ fn install_staged(data_dir: &Path, staged: Vec<Staged>) -> Result<()> {
     }
     for mut s in staged {
         let dest = path(data_dir, &s.id);
-        if !dest.exists() {
+        if !reuse(&dest) {
             let tmp = s.tmp.take().expect("staged once");
             fs::rename(&tmp, &dest)?;
         }
@@ -129,7 +164,7 @@ pub fn path(data_dir: &Path, blob: &str) -> PathBuf {
 
 pub fn write(data_dir: &Path, raw: &[u8]) -> Result<(BlobId, u64)> {
     let id = hex::encode(Sha256::digest(raw));
-    if !path(data_dir, &id).exists() {
+    if !reuse(&path(data_dir, &id)) {
         let mut spool = Spool::create(data_dir)?;
         spool.file.write_all(raw)?;
         spool.install(data_dir, &id)?;
@@ -166,7 +201,7 @@ impl Spool {
     /// same name, same bytes).
     fn install(mut self, data_dir: &Path, id: &str) -> Result<()> {
         let dest = path(data_dir, id);
-        if dest.exists() {
+        if reuse(&dest) {
             return Ok(());
         }
         let dir = dest.parent().expect("blob path has a parent");
@@ -298,7 +333,7 @@ impl BlobSink {
             let spool = match spool {
                 Some(s) => Some(s),
                 // All of it is here: no file unless the address is new.
-                None if path(&dir, &id).exists() => None,
+                None if reuse(&path(&dir, &id)) => None,
                 None => Some(Spool::create(&dir)?),
             };
             if let Some(mut spool) = spool {
@@ -403,11 +438,12 @@ impl Store {
         Ok(out)
     }
 
-    /// Which of `blobs` this node does not hold.
+    /// Which of `blobs` this node does not hold; those it holds are refreshed
+    /// ([`reuse`]) so the sweep keeps them until the snapshot naming them is in.
     pub fn missing_blobs<'a>(&self, blobs: impl IntoIterator<Item = &'a String>) -> Vec<String> {
         blobs
             .into_iter()
-            .filter(|b| !path(&self.inner.dir, b).exists())
+            .filter(|b| !reuse(&path(&self.inner.dir, b)))
             .cloned()
             .collect()
     }

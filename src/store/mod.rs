@@ -18,6 +18,7 @@
 //! - `events`: the monitor's history of events (the newest 1,000) and the counts
 //!   `/metrics` shows.
 //! - `blobs`: the body files all of them refer to.
+//! - `gc`: the sweep of body files nothing refers to any more.
 //! - `replica`: replication's side: the op log as a peer reads it, applying a
 //!   peer's ops, marks, the split-brain [`merge`], [`snapshot`]s, compaction, digest.
 //!
@@ -50,12 +51,13 @@ pub mod op;
 pub mod types;
 pub mod verify;
 
-pub use accounts::{Account, DEFAULT_MAILBOXES, normalize_account};
+pub use accounts::{Account, DEFAULT_MAILBOXES, Quota, normalize_account};
 pub use blobs::{BlobSink, Staged, StoredBlob};
 pub use contacts::Contact;
 pub use content::{ContentEntry, normalize_content_path};
 pub use events::{Counts, Event, EventFilter, KEEP_EVENTS};
 pub use hasher::running as hashes_running;
+pub use gc::GcReport;
 pub use mailboxes::{MailboxInfo, SpecialUse, normalize_mailbox_name};
 pub use messages::{
     Appended, Copied, DUPLICATE_WINDOW_S, FlagMode, FlagUpdate, MessageMeta, Vanished,
@@ -71,6 +73,7 @@ mod blobs;
 mod contacts;
 mod content;
 mod events;
+mod gc;
 mod hasher;
 mod mailboxes;
 mod messages;
@@ -111,6 +114,8 @@ struct Inner {
     writable: AtomicBool,
     barrier: writer::Barrier,
     space: space::Space,
+    /// `store.default_quota_mb` (0: none).
+    default_quota_mb: std::sync::atomic::AtomicU64,
 }
 
 /// Takes `data_dir/lock` exclusively (flock, released when the process ends however
@@ -180,6 +185,7 @@ impl Store {
                 writable: AtomicBool::new(true),
                 barrier,
                 space,
+                default_quota_mb: Default::default(),
             }),
         })
     }

@@ -50,6 +50,11 @@ pub enum Op {
     AccountDelete {
         name: String,
     },
+    /// An account's own storage quota in MiB (0: none); `None`: the node's default.
+    AccountQuota {
+        name: String,
+        quota_mb: Option<u64>,
+    },
     MailboxCreate {
         mailbox: NewMailbox,
     },

@@ -128,6 +128,17 @@ fn migrate(conn: &Connection) -> Result<()> {
         "CREATE INDEX IF NOT EXISTS messages_content_key ON messages (mailbox, content_key)",
     )?;
     expunge_record(conn)?;
+    // Per-account quotas (RFC 9208): NULL takes `store.default_quota_mb`, 0 is none.
+    let has_quota: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM pragma_table_info('accounts') WHERE name = 'quota_mb')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_quota {
+        conn.execute_batch("ALTER TABLE accounts ADD COLUMN quota_mb INTEGER")?;
+    }
+    // An account's usage is a SUM over this index alone (no table rows read).
+    conn.execute_batch("CREATE INDEX IF NOT EXISTS messages_size ON messages (mailbox, size)")?;
     // The monitor's history (`store::events`), added with the monitor.
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS events (

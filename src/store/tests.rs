@@ -1054,3 +1054,65 @@ async fn one_process_at_a_time_opens_a_store() {
     drop(s);
     Store::open(dir.path(), "n1").expect("free again once closed");
 }
+
+#[tokio::test]
+async fn quota_usage_follows_appends_copies_and_expunges() {
+    let (_d, s) = store();
+    s.create_account("ana", "", "pw").await.unwrap();
+    s.create_account("bob", "", "pw").await.unwrap();
+    s.set_default_quota_mb(1);
+    let q = s.quota("ana").await.unwrap().unwrap();
+    assert_eq!((q.usage, q.limit), (0, Some(1 << 20)));
+    assert!(s.quota("nobody").await.unwrap().is_none());
+    let inbox = s.mailbox("ana", "INBOX").await.unwrap().unwrap().id;
+    let trash = s.mailbox("ana", "Trash").await.unwrap().unwrap().id;
+    for i in 0..100u32 {
+        let raw = format!("Subject: {i:03}\r\n\r\n{}\r\n", "x".repeat(98)).into_bytes();
+        s.append(&inbox, raw, &[], None).await.unwrap();
+    }
+    let one = s.messages(&inbox).await.unwrap()[0].size;
+    assert_eq!(s.quota("ana").await.unwrap().unwrap().usage, 100 * one);
+    // A copy counts again; bob's usage is his own.
+    let uids: Vec<u32> = (1..=100).collect();
+    s.copy(&inbox, &uids, &trash, false).await.unwrap();
+    assert_eq!(s.quota("ana").await.unwrap().unwrap().usage, 200 * one);
+    assert_eq!(s.quota("bob").await.unwrap().unwrap().usage, 0);
+    s.store_flags(&inbox, &uids[..50], FlagMode::Add, &["\\Deleted".into()])
+        .await
+        .unwrap();
+    s.expunge(&inbox, None).await.unwrap();
+    assert_eq!(s.quota("ana").await.unwrap().unwrap().usage, 150 * one);
+    // Over the limit by a byte is refused; own quotas replace the default.
+    assert!(s.check_quota("ana", (1 << 20) - 150 * one).await.is_ok());
+    assert!(matches!(
+        s.check_quota("ana", (1 << 20) - 150 * one + 1).await,
+        Err(StoreError::OverQuota(_))
+    ));
+    s.set_quota("ana", Some(0)).await.unwrap();
+    assert_eq!(s.quota("ana").await.unwrap().unwrap().limit, None);
+    s.set_quota("ana", Some(5)).await.unwrap();
+    assert_eq!(s.quota("ana").await.unwrap().unwrap().limit, Some(5 << 20));
+    s.set_quota("ana", None).await.unwrap();
+    assert_eq!(s.quota("ana").await.unwrap().unwrap().limit, Some(1 << 20));
+    assert!(matches!(
+        s.set_quota("nobody", Some(1)).await,
+        Err(StoreError::NoSuchAccount(_))
+    ));
+
+    // The cost of the SUM at 10,000 messages (copies, 100 per op).
+    let uids: Vec<u32> = (51..=100).collect();
+    for _ in 0..199 {
+        s.copy(&inbox, &uids, &trash, false).await.unwrap();
+    }
+    let t0 = std::time::Instant::now();
+    for _ in 0..20 {
+        s.quota("ana").await.unwrap();
+    }
+    let each = t0.elapsed() / 20;
+    assert_eq!(
+        s.quota("ana").await.unwrap().unwrap().usage,
+        (150 + 199 * 50) * one
+    );
+    eprintln!("quota at 10,100 messages: {each:?} per look-up");
+    assert!(each < std::time::Duration::from_millis(100), "{each:?}");
+}

@@ -58,6 +58,9 @@ pub enum StoreError {
     NotAllowed(String),
     #[error("the store is read-only on this node")]
     ReadOnly,
+    /// The account's storage quota would be exceeded (RFC 9208 OVERQUOTA).
+    #[error("quota exceeded for {0}")]
+    OverQuota(String),
     /// Another process holds the store (`data_dir/lock`).
     #[error(
         "the store in {dir} is in use by another clusterd process{} (a running node, or a command that opened it); only one may open it",

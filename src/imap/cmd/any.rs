@@ -11,7 +11,7 @@ impl Session {
     pub(in crate::imap) fn capabilities(&self) -> String {
         let mut caps = String::from(
             "IMAP4rev1 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE \
-             SPECIAL-USE CHILDREN CONDSTORE QRESYNC",
+             SPECIAL-USE CHILDREN CONDSTORE QRESYNC QUOTA QUOTA=RES-STORAGE",
         );
         if self.user.is_some() && !self.conn.is_compressed() {
             caps.push_str(" COMPRESS=DEFLATE");

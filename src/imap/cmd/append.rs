@@ -1,7 +1,7 @@
 //! APPEND (RFC 3501 6.3.11) with the APPENDUID response code of UIDPLUS (RFC 4315):
 //! stores the literal as a new message of the named mailbox (a large one was written
 //! to its body file while it arrived, see `imap/conn.rs`); a missing mailbox answers
-//! `[TRYCREATE]`.
+//! `[TRYCREATE]`, and one beyond the account's quota `[OVERQUOTA]` (RFC 9208).
 
 use imap_codec::imap_types::datetime::DateTime;
 use imap_codec::imap_types::extensions::binary::LiteralOrLiteral8;
@@ -38,6 +38,12 @@ impl Session {
         } else {
             None
         };
+        // RFC 9208 5.1: over the quota, nothing is stored.
+        let size = match &spooled {
+            Some(Ok(sink)) => sink.len(),
+            _ => data.len() as u64,
+        };
+        store.check_quota(self.user(), size).await?;
         let done = match spooled {
             Some(sink) => {
                 let body = sink?.finish().await?;

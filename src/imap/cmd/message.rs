@@ -434,6 +434,17 @@ impl Session {
         if uids.is_empty() {
             return Ok(Done::Ok(format!("{verb} completed (no messages)")));
         }
+        // A COPY adds to the account's usage; a MOVE within it does not (RFC 9208
+        // 5.1: a command that would exceed the quota fails, and MOVE leaves usage as
+        // it was, so over-quota users can still file and clean up their mail).
+        if !remove {
+            let adding: u64 = idx
+                .iter()
+                .filter(|&&i| !sel.msgs[i].expunged)
+                .map(|&i| sel.msgs[i].meta.size)
+                .sum();
+            store.check_quota(self.user(), adding).await?;
+        }
         let copied = store.copy(&src, &uids, &dest.id, remove).await?;
         self.mark_dirty(&src);
         self.mark_dirty(&dest.id);

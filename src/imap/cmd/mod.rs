@@ -12,6 +12,7 @@
 //!   COPY, MOVE (each also in its UID form)
 //! - `append`: APPEND
 //! - `idle`: IDLE
+//! - `quota`: GETQUOTAROOT, GETQUOTA, SETQUOTA (RFC 9208)
 //!
 //! This file holds what they share: how a handler finishes (`Done`, `Fail`) and the
 //! decoding of mailbox-name arguments.
@@ -24,6 +25,7 @@ mod condstore;
 mod idle;
 mod mailbox;
 mod message;
+mod quota;
 
 use imap_codec::imap_types::mailbox::Mailbox;
 
@@ -57,6 +59,9 @@ impl From<StoreError> for Fail {
             }
             StoreError::InvalidName(m) => Fail::No(format!("[CANNOT] Invalid name: {m}")),
             StoreError::NotAllowed(m) => Fail::No(format!("[CANNOT] {m}")),
+            StoreError::OverQuota(_) => {
+                Fail::No("[OVERQUOTA] The mailbox storage quota would be exceeded".into())
+            }
             StoreError::ReadOnly => {
                 Fail::No("[UNAVAILABLE] This node is not active; try again later".into())
             }

@@ -16,7 +16,7 @@
 //! - Flags: last writer wins per message by hybrid logical clock, against the
 //!   survivor's own divergent flag changes.
 //! - Expunges win: a message either side expunged is gone.
-//! - Settings, content files, contacts and passwords: last writer wins by clock.
+//! - Settings, content files, contacts, passwords and quotas: last writer wins by clock.
 //! - The monitor's history is a union: events the survivor lacks (by id) are added.
 //! - Mailboxes are matched by id, then by name (both sides created "Projects").
 //! - Every replayed op runs in its own savepoint: one that cannot apply (its mailbox
@@ -61,6 +61,7 @@ struct Ours {
     content: HashMap<String, u64>,
     contacts: HashMap<String, u64>,
     passwords: HashMap<String, u64>,
+    quotas: HashMap<String, u64>,
 }
 
 impl Ours {
@@ -92,6 +93,7 @@ impl Ours {
             Op::ContactPut { contact } => up(&mut self.contacts, contact.id.clone(), hlc),
             Op::ContactDelete { id, .. } => up(&mut self.contacts, id.clone(), hlc),
             Op::AccountPassword { name, .. } => up(&mut self.passwords, name.clone(), hlc),
+            Op::AccountQuota { name, .. } => up(&mut self.quotas, name.clone(), hlc),
             Op::Batch { ops } => {
                 for o in ops {
                     self.note(tx, o, hlc)?;
@@ -264,6 +266,13 @@ impl Merge<'_> {
             }
             Op::AccountPassword { name, .. } => {
                 if accounts::exists(tx, name)? && !Ours::newer(&self.ours.passwords, name, hlc) {
+                    self.put(commit, op.clone())?;
+                } else {
+                    self.report.skipped += 1;
+                }
+            }
+            Op::AccountQuota { name, .. } => {
+                if accounts::exists(tx, name)? && !Ours::newer(&self.ours.quotas, name, hlc) {
                     self.put(commit, op.clone())?;
                 } else {
                     self.report.skipped += 1;
