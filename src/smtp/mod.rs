@@ -155,9 +155,9 @@ impl Inflight {
         }
     }
 
-    /// Whether a new DATA may start.
+    /// Whether a new DATA may start: there is room left for at least a header.
     fn open(&self) -> bool {
-        self.used.load(Ordering::Relaxed) < self.max
+        self.used.load(Ordering::Relaxed) + session::HEADER_MAX as u64 <= self.max
     }
 
     /// A share of the budget, empty at first; given back when dropped (also when the

@@ -29,7 +29,7 @@ type Conn = BufReader<Box<dyn Io>>;
 /// The most of a message's header kept whole in memory before it is written (see
 /// `Session::data`); a longer header is taken as it is (only what came by then is
 /// looked at for Message-ID and Date), as Postfix's `header_size_limit` does.
-const HEADER_MAX: usize = 64 * 1024;
+pub(super) const HEADER_MAX: usize = 64 * 1024;
 
 enum Line {
     /// The line is in the caller's buffer.
