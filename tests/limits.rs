@@ -288,3 +288,98 @@ fn http_h2_streams_login_body_and_dns_forwards_are_bounded() {
         assert_eq!(common::dns::rcode(&buf[..n]), 2);
     }
 }
+
+/// A GET on a fresh connection; returns the stream after the response head.
+fn get(port: u16, path: &str, extra: &str) -> (TcpStream, String, Vec<u8>) {
+    let mut s = connect(port);
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: cluster.com.ec\r\n{extra}Connection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .unwrap();
+    let mut got = Vec::new();
+    let mut b = [0u8; 4096];
+    while memchr_head(&got).is_none() {
+        let n = s.read(&mut b).unwrap();
+        assert!(n > 0, "closed before the response head");
+        got.extend_from_slice(&b[..n]);
+    }
+    let end = memchr_head(&got).unwrap();
+    let head = String::from_utf8_lossy(&got[..end]).into_owned();
+    let rest = got[end..].to_vec();
+    (s, head, rest)
+}
+
+fn memchr_head(b: &[u8]) -> Option<usize> {
+    b.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+}
+
+#[test]
+fn a_large_site_file_is_streamed_not_held_per_download() {
+    let node = Node::builder().log("warn").start();
+    let pid = node.pid().unwrap();
+    // 40 MB that does not compress, over the 16 MiB kept in memory.
+    let size = 40 << 20;
+    let mut data = Vec::with_capacity(size);
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    while data.len() < size {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        data.extend_from_slice(&x.to_le_bytes());
+    }
+    let file = node.dir.path().join("big.bin");
+    std::fs::write(&file, &data).unwrap();
+    let out = node.cli(&["content", "put", "www/big.bin", common::s(&file)], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_file(&file).unwrap();
+    assert!(common::within(Duration::from_secs(10), || {
+        get(node.http_port, "/big.bin", "")
+            .1
+            .starts_with("HTTP/1.1 200")
+    }));
+    let (_, before) = common::rss_mb(pid);
+    // Ten downloads that stop reading after the head: the node must not hold the
+    // file for each of them.
+    let slow: Vec<_> = (0..10)
+        .map(|_| get(node.http_port, "/big.bin", ""))
+        .collect();
+    for (_, head, _) in &slow {
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains(&format!("content-length: {size}")),
+            "{head}"
+        );
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let (_, during) = common::rss_mb(pid);
+    println!("node RSS {before} MB before, {during} MB with ten stalled 40 MB downloads");
+    assert!(
+        during < before + 60,
+        "ten stalled downloads of a 40 MB file took {} MB",
+        during.saturating_sub(before)
+    );
+    drop(slow);
+    // Whole and ranged downloads carry the right bytes.
+    let (mut s, head, mut body) = get(node.http_port, "/big.bin", "");
+    assert!(head.starts_with("HTTP/1.1 200"));
+    s.read_to_end(&mut body).unwrap();
+    assert!(
+        body == data,
+        "the streamed body differs ({} bytes)",
+        body.len()
+    );
+    let (mut s, head, mut body) = get(
+        node.http_port,
+        "/big.bin",
+        "Range: bytes=30000000-30000999\r\n",
+    );
+    assert!(head.starts_with("HTTP/1.1 206"), "{head}");
+    s.read_to_end(&mut body).unwrap();
+    assert_eq!(body, &data[30_000_000..30_001_000]);
+}

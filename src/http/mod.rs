@@ -249,10 +249,28 @@ async fn route(app: &App, info: ConnInfo, req: Request<Incoming>) -> Response<Re
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri().host());
-    app.site
+    let resp = app
+        .site
         .serve(req.method(), req.uri(), req.headers(), host)
-        .await
-        .map(Either::Left)
+        .await;
+    let Some(file) = resp.extensions().get::<site::Streamed>().cloned() else {
+        return resp.map(Either::Left);
+    };
+    let path = file.path.clone();
+    match file.body().await {
+        Ok(body) => {
+            let (parts, _) = resp.into_parts();
+            Response::from_parts(parts, Either::Right(body))
+        }
+        Err(e) => {
+            tracing::warn!(path = %path.display(), "http: cannot read a site file: {e}");
+            site::plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "500 Internal Server Error\n",
+            )
+            .map(Either::Left)
+        }
+    }
 }
 
 /// Hands a `/webmail/...` request to the webmail with the prefix stripped.
