@@ -392,7 +392,7 @@ async fn http_attacker(ip: Ipv4Addr, port: u16, n: usize) -> Cut {
         .expect("http attacker connects");
     // Half post an endless sign-in form (kept under its 4 KiB limit by the pace),
     // half an endless chunked body to the site.
-    let login = n % 2 == 0;
+    let login = n.is_multiple_of(2);
     trickle(s, "http", start, Duration::from_millis(200), move |i| {
         Some(match (i, login) {
             (0, true) => b"POST /webmail/login HTTP/1.1\r\nHost: cluster.com.ec\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000000000\r\n\r\nuser=".to_vec(),

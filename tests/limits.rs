@@ -32,11 +32,8 @@ fn connect(port: u16) -> TcpStream {
 fn reply(s: &mut TcpStream) -> String {
     let mut got = Vec::new();
     let mut b = [0u8; 1];
-    loop {
-        match s.read(&mut b) {
-            Ok(1) => got.push(b[0]),
-            _ => break,
-        }
+    while let Ok(1) = s.read(&mut b) {
+        got.push(b[0]);
         let t = String::from_utf8_lossy(&got);
         if t.ends_with("\r\n")
             && t.lines()

@@ -86,6 +86,18 @@ fn reply(code: u16, text: &str) -> Response {
     Response::custom(code, text.to_string())
 }
 
+/// What came of a DATA that reached its final `.`.
+struct Received {
+    /// The body file, unless it was dropped (over a limit, or a write failed).
+    sink: Option<crate::store::BlobSink>,
+    failed: Option<crate::store::StoreError>,
+    size: u64,
+    over_budget: bool,
+    /// Whether the header From is the user's (submission).
+    from_ok: bool,
+    smuggled: bool,
+}
+
 enum Next {
     Continue,
     Close,
@@ -741,7 +753,17 @@ impl Session {
             return Ok(Next::Close);
         };
         let next = self
-            .finish_data(sink, failed, size, over_budget, from_ok, &decoder, &id)
+            .finish_data(
+                Received {
+                    sink,
+                    failed,
+                    size,
+                    over_budget,
+                    from_ok,
+                    smuggled: decoder.smuggled(),
+                },
+                &id,
+            )
             .await;
         drop(held);
         next
@@ -749,16 +771,15 @@ impl Session {
 
     /// After the final `.`: the reply, after the durable commit when the message is
     /// taken.
-    async fn finish_data(
-        &mut self,
-        sink: Option<crate::store::BlobSink>,
-        failed: Option<crate::store::StoreError>,
-        size: u64,
-        over_budget: bool,
-        from_ok: bool,
-        decoder: &data::Decoder,
-        id: &str,
-    ) -> Result<Next> {
+    async fn finish_data(&mut self, got: Received, id: &str) -> Result<Next> {
+        let Received {
+            sink,
+            failed,
+            size,
+            over_budget,
+            from_ok,
+            smuggled,
+        } = got;
         let max = self.ctx.cfg.smtp.max_message_bytes;
         // Leaves mailin's DATA state; its reply is replaced below.
         self.engine.process(b".\r\n");
@@ -770,7 +791,7 @@ impl Session {
             env.reset();
             (sender, accounts, remotes)
         };
-        if decoder.smuggled() {
+        if smuggled {
             // The SMTP smuggling primitive (see `data`): nothing of it is kept.
             tracing::warn!(id, peer = %self.peer, "smtp: refused a message with a '.' line next to a bare LF");
             self.push(&reply(
