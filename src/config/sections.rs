@@ -159,8 +159,9 @@ documented! {
         #[serde(default = "default_data_timeout")]
         pub data_timeout_s: u64,
         /// Megabytes of message data being received at once, over all sessions (not
-        /// yet acknowledged, in their temporary files); past it DATA gets
-        /// `452 4.3.1` and the client retries later.
+        /// yet acknowledged, in their temporary files); when it is (nearly) used up
+        /// DATA gets `452 4.3.1`, as does a message that would pass it, after its end;
+        /// the client retries later.
         #[serde(default = "default_max_inflight_mb")]
         pub max_inflight_mb: u64,
     }

@@ -66,7 +66,8 @@
 //!   `max_sessions_per_ip` from one address; past a limit the greeting is `421 4.7.0`.
 //!   A standby node (store not writable) answers `421 4.3.2` and closes.
 //! - Message data received and not yet acknowledged is bounded over all sessions by
-//!   `max_inflight_mb` ([`Inflight`]): past it DATA gets `452 4.3.1`, and a message
+//!   `max_inflight_mb` ([`Inflight`]): with less than a header's room (64 KiB) left
+//!   DATA gets `452 4.3.1`, and a message
 //!   that crosses it while arriving is dropped and answered `452 4.3.1` after its end
 //!   (a temporary failure: the client retries, nothing acknowledged is lost).
 //! - Replies are buffered and flushed when no pipelined input is waiting (RFC 2920);
