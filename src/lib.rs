@@ -19,6 +19,7 @@ pub mod mail;
 pub mod monitor;
 pub mod node;
 pub mod outbound;
+pub mod perip;
 pub mod publish;
 pub mod replication;
 pub mod smtp;

@@ -204,6 +204,25 @@ impl Config {
             // A body is written before the op naming it commits: with no grace the
             // sweep could delete it in between.
             ("store", "gc_grace_s", self.store.gc_grace_s),
+            (
+                "smtp",
+                "max_submission_sessions",
+                self.smtp.max_submission_sessions as u64,
+            ),
+            (
+                "smtp",
+                "max_sessions_per_ip",
+                self.smtp.max_sessions_per_ip as u64,
+            ),
+            ("smtp", "data_timeout_s", self.smtp.data_timeout_s),
+            ("smtp", "max_inflight_mb", self.smtp.max_inflight_mb),
+            (
+                "imap",
+                "max_sessions_per_ip",
+                self.imap.max_sessions_per_ip as u64,
+            ),
+            ("dns", "max_forwards", self.dns.max_forwards as u64),
+            ("dns", "max_tcp_per_ip", self.dns.max_tcp_per_ip as u64),
         ] {
             if v == 0 {
                 return Err(err(section, key, "must be greater than 0".into()));
@@ -348,6 +367,8 @@ impl Config {
             ("header_timeout_s", h.header_timeout_s),
             ("idle_timeout_s", h.idle_timeout_s),
             ("max_connections", h.max_connections as u64),
+            ("max_connections_per_ip", h.max_connections_per_ip as u64),
+            ("request_timeout_s", h.request_timeout_s),
         ] {
             if v == 0 {
                 return Err(err(key, line(key), "must be greater than 0".into()));

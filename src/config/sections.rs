@@ -141,10 +141,43 @@ documented! {
         /// (RFC 5321 4.5.3.2).
         #[serde(default = "default_smtp_timeout")]
         pub timeout_s: u64,
-        /// Most concurrent SMTP sessions.
+        /// Most concurrent SMTP sessions on `listen` (port 25, the MX); more get
+        /// `421 4.7.0` at the greeting.
         #[serde(default = "default_max_sessions")]
         pub max_sessions: usize,
+        /// Most concurrent sessions on the submission ports (587 and 465), a pool of
+        /// their own so that strangers on port 25 cannot crowd out the staff.
+        #[serde(default = "default_max_submission_sessions")]
+        pub max_submission_sessions: usize,
+        /// Most concurrent sessions from one client address, counted apart on port 25
+        /// and on the submission ports; more get `421 4.7.0`.
+        #[serde(default = "default_max_sessions_per_ip")]
+        pub max_sessions_per_ip: usize,
+        /// Seconds from the `354` to the final `.`: a client still sending then gets
+        /// `421 4.4.2` and is closed, and what it sent is dropped (each read also
+        /// has `timeout_s`).
+        #[serde(default = "default_data_timeout")]
+        pub data_timeout_s: u64,
+        /// Megabytes of message data being received at once, over all sessions (not
+        /// yet acknowledged, in their temporary files); when it is (nearly) used up
+        /// DATA gets `452 4.3.1`, as does a message that would pass it, after its end;
+        /// the client retries later.
+        #[serde(default = "default_max_inflight_mb")]
+        pub max_inflight_mb: u64,
     }
+}
+
+fn default_max_submission_sessions() -> usize {
+    100
+}
+fn default_max_sessions_per_ip() -> usize {
+    20
+}
+fn default_data_timeout() -> u64 {
+    600
+}
+fn default_max_inflight_mb() -> u64 {
+    1024
 }
 
 fn default_smtp_listen() -> Vec<SocketAddr> {
@@ -210,6 +243,11 @@ documented! {
         /// Most concurrent IMAP sessions.
         #[serde(default = "default_max_sessions")]
         pub max_sessions: usize,
+        /// Most concurrent sessions from one client address (more get `BYE`). A mail
+        /// client opens a few per account; raise it when many users share one address
+        /// (an office behind NAT).
+        #[serde(default = "default_max_sessions_per_ip")]
+        pub max_sessions_per_ip: usize,
     }
 }
 
@@ -262,12 +300,25 @@ documented! {
         /// Upstream resolvers for those names (none: SERVFAIL).
         #[serde(default)]
         pub forwarders: Vec<SocketAddr>,
+        /// Most forwarded questions waiting for an upstream at once; past it a
+        /// question that needs forwarding gets SERVFAIL at once.
+        #[serde(default = "default_dns_max_forwards")]
+        pub max_forwards: usize,
+        /// Most concurrent TCP connections from one client address.
+        #[serde(default = "default_dns_tcp_per_ip")]
+        pub max_tcp_per_ip: usize,
         /// Clients allowed zone transfers (AXFR).
         #[serde(default = "default_axfr_from")]
         pub axfr_from: Vec<IpNet>,
     }
 }
 
+fn default_dns_max_forwards() -> usize {
+    256
+}
+fn default_dns_tcp_per_ip() -> usize {
+    8
+}
 fn default_dns_listen() -> Vec<SocketAddr> {
     vec!["0.0.0.0:53".parse().unwrap()]
 }
@@ -344,6 +395,15 @@ documented! {
         /// backlog.
         #[serde(default = "default_http_max_connections")]
         pub max_connections: usize,
+        /// Most concurrent connections from one client address; more are closed at
+        /// once.
+        #[serde(default = "default_http_max_connections_per_ip")]
+        pub max_connections_per_ip: usize,
+        /// Seconds from a request's head to its response, the request body included:
+        /// a request not answered by then gets 408 (an upload too slow to finish is
+        /// cut).
+        #[serde(default = "default_http_request_timeout")]
+        pub request_timeout_s: u64,
         /// Virtual hosts: other sites, chosen by the Host header, served from other
         /// content roots. Other names get the default site (content root "www").
         #[serde(default)]
@@ -397,6 +457,12 @@ fn default_http_max_header_bytes() -> usize {
 }
 fn default_http_max_connections() -> usize {
     10_000
+}
+fn default_http_max_connections_per_ip() -> usize {
+    64
+}
+fn default_http_request_timeout() -> u64 {
+    300
 }
 
 fn default_http_listen() -> Vec<SocketAddr> {

@@ -21,6 +21,9 @@
 //! - Size: over UDP a response fits the client's EDNS payload (at least 512, at most
 //!   [`EDNS_PAYLOAD`]) or 512 without EDNS. What does not fit loses the additional
 //!   section first, then the answer and authority sections with TC set (RFC 2181 9).
+//! - Bounds: at most `dns.max_forwards` forwarded questions wait for an upstream at
+//!   once (past it SERVFAIL at once, over UDP and TCP); TCP has [`TCP_MAX`]
+//!   connections, `dns.max_tcp_per_ip` from one address (more are closed at once).
 //! - Bad input never takes the server down: unparsable requests with a readable
 //!   header get FORMERR, shorter ones and responses are dropped; a panic while
 //!   handling one request is caught and logged.
@@ -74,6 +77,10 @@ pub struct Server {
     cfg: DnsConfig,
     zones: Arc<RwLock<Arc<Zones>>>,
     forwarder: Arc<Forwarder>,
+    /// Forwarded questions waiting for an upstream (`dns.max_forwards`).
+    forwards: Arc<tokio::sync::Semaphore>,
+    /// TCP connections per client address (`dns.max_tcp_per_ip`).
+    tcp_per_ip: Arc<crate::perip::PerIp>,
     /// Bumped when the zones change; the UDP threads' caches follow it.
     generation: AtomicU64,
 }
@@ -92,6 +99,8 @@ impl Server {
     pub fn new(cfg: DnsConfig, zones: Arc<RwLock<Arc<Zones>>>) -> Arc<Server> {
         let forwarder = Arc::new(Forwarder::new(cfg.forwarders.clone(), FORWARD_TIMEOUT));
         Arc::new(Server {
+            forwards: Arc::new(tokio::sync::Semaphore::new(cfg.max_forwards)),
+            tcp_per_ip: crate::perip::PerIp::new(cfg.max_tcp_per_ip),
             cfg,
             zones,
             forwarder,
@@ -196,12 +205,17 @@ impl Server {
                         true
                     }
                     Outcome::Forward(msg, max) => {
+                        let Ok(seat) = self.forwards.clone().try_acquire_owned() else {
+                            out.extend_from_slice(&busy(&msg, max));
+                            return true;
+                        };
                         let (fwd, sock) = (self.forwarder.clone(), sock.clone());
                         // Holds the instance (and so its socket) until it answers: a
                         // restart binds again only once the socket is closed.
                         let lease = run.clone();
                         rt.spawn(async move {
                             let _lease = lease;
+                            let _seat = seat;
                             let resp = fit(fwd.resolve(&msg).await, max);
                             let _ = batch::send_one(&*sock, &resp, src, dst);
                         });
@@ -228,9 +242,14 @@ impl Server {
                 drop(stream);
                 continue;
             };
+            let Some(slot) = self.tcp_per_ip.try_acquire(peer.ip()) else {
+                drop(stream);
+                continue;
+            };
             let srv = self.clone();
             tokio::spawn(async move {
                 let _permit = permit;
+                let _slot = slot;
                 if let Err(e) = srv.tcp_connection(stream, peer.ip()).await {
                     tracing::debug!(%peer, "dns: tcp: {e}");
                 }
@@ -250,7 +269,10 @@ impl Server {
             crate::ctx::count(&crate::ctx::REQUESTS.dns);
             let replies = match self.handle_guarded(&pkt, peer, self.cfg.may_recurse(peer), true) {
                 Outcome::Reply(r) => vec![r],
-                Outcome::Forward(msg, max) => vec![fit(self.forwarder.resolve(&msg).await, max)],
+                Outcome::Forward(msg, max) => match self.forwards.clone().try_acquire_owned() {
+                    Ok(_seat) => vec![fit(self.forwarder.resolve(&msg).await, max)],
+                    Err(_) => vec![busy(&msg, max)],
+                },
                 Outcome::Transfer(msgs) => msgs,
                 Outcome::Drop => Vec::new(),
             };
@@ -490,6 +512,19 @@ fn response(
     m.authorities = ans.authorities;
     m.additionals = ans.additionals;
     fit(m, max)
+}
+
+/// The answer to a question to forward while `dns.max_forwards` are already waiting:
+/// SERVFAIL at once (the client tries again or asks another server), never a queue.
+fn busy(req: &Message, max: usize) -> Vec<u8> {
+    response(
+        req,
+        ResponseCode::ServFail,
+        false,
+        true,
+        Answer::default(),
+        max,
+    )
 }
 
 /// Encodes `m` within `max` bytes: without the additional section if needed, then

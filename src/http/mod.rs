@@ -53,6 +53,8 @@ pub struct App {
     domain: String,
     /// `/status`, `/status.json`, `/metrics`.
     monitor: Arc<crate::monitor::Monitor>,
+    /// `http.request_timeout_s`.
+    request_timeout: std::time::Duration,
 }
 
 /// The HTTP service's lasting part: the site, the webmail (its sessions live in it,
@@ -63,6 +65,7 @@ pub struct Http {
     tls: Option<TlsAcceptor>,
     limits: server::Limits,
     conns: Arc<tokio::sync::Semaphore>,
+    per_ip: Arc<crate::perip::PerIp>,
 }
 
 /// Prepares the HTTP service (site, webmail, access log); [`Http::serve`] binds
@@ -110,6 +113,7 @@ pub async fn prepare(ctx: Arc<Ctx>, monitor: Arc<crate::monitor::Monitor>) -> Re
             .then(|| server::https_port(&cfg.https_listen)),
         domain: ctx.cfg.domain.name.clone(),
         monitor,
+        request_timeout: std::time::Duration::from_secs(cfg.request_timeout_s),
     });
     let limits = server::Limits {
         header_timeout: std::time::Duration::from_secs(cfg.header_timeout_s),
@@ -123,6 +127,7 @@ pub async fn prepare(ctx: Arc<Ctx>, monitor: Arc<crate::monitor::Monitor>) -> Re
         tls,
         limits,
         conns,
+        per_ip: crate::perip::PerIp::new(cfg.max_connections_per_ip),
     }))
 }
 
@@ -149,6 +154,7 @@ impl Http {
                 tls,
                 self.app.clone(),
                 self.conns.clone(),
+                self.per_ip.clone(),
                 self.limits,
                 run.clone(),
             ));
@@ -173,7 +179,7 @@ async fn handle(
 ) -> Result<Response<ResponseBody>, Infallible> {
     crate::ctx::count(&crate::ctx::REQUESTS.http);
     let Some(log) = &app.log else {
-        return Ok(route(&app, info, req).await);
+        return Ok(route_in_time(&app, info, req).await);
     };
     let method = req.method().clone();
     let uri = req.uri().clone();
@@ -181,7 +187,7 @@ async fn handle(
     let referer = req.headers().get(header::REFERER).cloned();
     let agent = req.headers().get(header::USER_AGENT).cloned();
     let head = method == http::Method::HEAD;
-    let resp = route(&app, info, req).await;
+    let resp = route_in_time(&app, info, req).await;
     let bytes = if head {
         Some(0)
     } else {
@@ -198,6 +204,29 @@ async fn handle(
         user_agent: agent.as_ref().map(|v| v.as_bytes()),
     });
     Ok(resp)
+}
+
+/// [`route`] within `http.request_timeout_s`, reading the body included: a body that
+/// never completes (or a handler that never answers) gets 408, and hyper closes the
+/// connection rather than read the rest.
+async fn route_in_time(
+    app: &App,
+    info: ConnInfo,
+    req: Request<Incoming>,
+) -> Response<ResponseBody> {
+    let h1 = req.version() < http::Version::HTTP_2;
+    match tokio::time::timeout(app.request_timeout, route(app, info, req)).await {
+        Ok(resp) => resp,
+        Err(_) => {
+            tracing::debug!(peer = %info.peer, "http: request not done within request_timeout_s");
+            let mut r = site::plain(StatusCode::REQUEST_TIMEOUT, "408 Request Timeout\n");
+            if h1 {
+                r.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            r.map(Either::Left)
+        }
+    }
 }
 
 async fn route(app: &App, info: ConnInfo, req: Request<Incoming>) -> Response<ResponseBody> {
@@ -228,10 +257,28 @@ async fn route(app: &App, info: ConnInfo, req: Request<Incoming>) -> Response<Re
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri().host());
-    app.site
+    let resp = app
+        .site
         .serve(req.method(), req.uri(), req.headers(), host)
-        .await
-        .map(Either::Left)
+        .await;
+    let Some(file) = resp.extensions().get::<site::Streamed>().cloned() else {
+        return resp.map(Either::Left);
+    };
+    let path = file.path.clone();
+    match file.body().await {
+        Ok(body) => {
+            let (parts, _) = resp.into_parts();
+            Response::from_parts(parts, Either::Right(body))
+        }
+        Err(e) => {
+            tracing::warn!(path = %path.display(), "http: cannot read a site file: {e}");
+            site::plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "500 Internal Server Error\n",
+            )
+            .map(Either::Left)
+        }
+    }
 }
 
 /// Hands a `/webmail/...` request to the webmail with the prefix stripped.

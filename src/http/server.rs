@@ -5,6 +5,11 @@
 //! Implementation notes
 //! - A connection holds a permit of one semaphore of `http.max_connections`; at the
 //!   limit the accept loop waits, so further clients queue in the listen backlog.
+//!   One address has at most `http.max_connections_per_ip`: past it a plain HTTP
+//!   connection gets a 503 and is closed, an HTTPS one is closed.
+//! - A request must be answered within `http.request_timeout_s` of its head, reading
+//!   its body included (else 408, and the unread body closes the connection); HTTP/2
+//!   allows [`H2_MAX_STREAMS`] streams per connection.
 //! - HTTP/1.1: the request head must arrive within `header_timeout_s` (hyper's
 //!   header read timeout, which also bounds the keep-alive wait between requests)
 //!   and fit in `max_header_bytes` (else hyper answers 431; a malformed head gets
@@ -64,12 +69,20 @@ impl Drop for InFlight {
     }
 }
 
+/// The answer to a connection over `http.max_connections_per_ip`, before it is closed.
+const TOO_MANY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: 40\r\nRetry-After: 10\r\n\r\nToo many connections from your address\r\n";
+
+/// Most concurrent streams on one HTTP/2 connection (hyper's default is 200 and
+/// more): enough for a page's assets, and a bound on what one connection can start.
+pub const H2_MAX_STREAMS: u32 = 32;
+
 /// The accept loop of `listener` (one instance of the service's, see `supervise`).
 pub async fn accept_loop(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     app: Arc<App>,
     conns: Arc<Semaphore>,
+    per_ip: Arc<crate::perip::PerIp>,
     limits: Limits,
     run: crate::supervise::Run,
 ) {
@@ -87,9 +100,25 @@ pub async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
+        let Some(slot) = per_ip.try_acquire(peer.ip()) else {
+            tracing::debug!(%peer, "http: too many connections from one address");
+            if tls.is_none() {
+                // Plain HTTP can say why; over TLS the handshake is not worth it.
+                tokio::spawn(async move {
+                    let mut stream = stream;
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(2),
+                        tokio::io::AsyncWriteExt::write_all(&mut stream, TOO_MANY),
+                    )
+                    .await;
+                });
+            }
+            continue;
+        };
         let app = app.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let activity = Arc::new(Activity::default());
             let https = tls.is_some();
             let info = ConnInfo { peer, https };
@@ -136,7 +165,7 @@ async fn serve<I>(
         let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         b.timer(TokioTimer::new())
             .max_header_list_size(limits.max_header_bytes as u32)
-            .max_concurrent_streams(250);
+            .max_concurrent_streams(H2_MAX_STREAMS);
         let conn = b.serve_connection(io, svc);
         watch(conn, &activity, limits.idle_timeout, |c| {
             c.graceful_shutdown()

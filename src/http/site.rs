@@ -8,7 +8,8 @@
 //!   loaded as a whole into a [`Root`] (bytes, pre-rendered header values, the
 //!   compressed variants made once) and swapped in behind an `RwLock` held only to
 //!   clone an `Arc`; a request never touches SQLite or a blob file, except for files
-//!   above [`MAX_CACHED`], whose bytes are read from their blob per request.
+//!   above [`MAX_CACHED`], whose bytes are streamed from their blob file per request
+//!   (64 KiB at a time: memory per download stays small whatever the file's size).
 //! - The store's change feed (`Change::Content`) marks a root stale; it is reloaded
 //!   after a short debounce, reusing every entry whose blob did not change (so an
 //!   edit recompresses one file). A lagged feed reloads every root.
@@ -52,6 +53,46 @@ pub const EMBEDDED: &[(&str, &[u8])] = &[
     ("estilo.css", include_bytes!("../../www/estilo.css")),
     ("logo.svg", include_bytes!("../../www/logo.svg")),
 ];
+
+/// A response extension: its body is `len` bytes of the file at `path` from `start`
+/// (a site file above [`MAX_CACHED`]), read and sent a chunk at a time.
+#[derive(Clone, Debug)]
+pub struct Streamed {
+    pub path: std::path::PathBuf,
+    pub start: u64,
+    pub len: u64,
+}
+
+/// Chunks of a streamed file: a few of these per connection, whatever the file size.
+const STREAM_CHUNK: usize = 64 * 1024;
+
+impl Streamed {
+    /// The body: the file's bytes as they are read. A read error ends the body early
+    /// (the client sees a short response, as when the connection drops).
+    pub async fn body(self) -> std::io::Result<axum::body::Body> {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        let mut file = tokio::fs::File::open(&self.path).await?;
+        file.seek(std::io::SeekFrom::Start(self.start)).await?;
+        let chunks = futures::stream::unfold((file, self.len), |(mut file, left)| async move {
+            if left == 0 {
+                return None;
+            }
+            let mut buf = vec![0u8; STREAM_CHUNK.min(left as usize)];
+            match file.read(&mut buf).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    Some((
+                        Ok::<_, std::io::Error>(Bytes::from(buf)),
+                        (file, left - n as u64),
+                    ))
+                }
+                Err(e) => Some((Err(e), (file, 0))),
+            }
+        });
+        Ok(axum::body::Body::from_stream(chunks))
+    }
+}
 
 /// One stored encoding of a file.
 pub struct Variant {
@@ -352,19 +393,21 @@ impl Site {
             let body = if head { Bytes::new() } else { v.body.clone() };
             return respond(StatusCode::OK, h, body);
         }
+        // A file too large to hold is not read here: the response names the part of
+        // its blob file to stream ([`Streamed`]), and `http::route` sends it.
+        let streamed = f.identity.is_none() && !head;
         let bytes = match (&f.identity, head) {
-            (_, true) => Bytes::new(),
             (Some(v), false) => v.body.clone(),
-            (None, false) => match self.store.read_blob(&f.blob).await {
-                Ok(b) => Bytes::from(b),
-                Err(e) => {
-                    tracing::warn!(blob = %f.blob, "http: cannot read a site file: {e}");
-                    return plain(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "500 Internal Server Error\n",
-                    );
-                }
-            },
+            _ => Bytes::new(),
+        };
+        let stream = |h: HeaderMap, status: StatusCode, start: u64, len: u64| {
+            let mut r = respond(status, h, Bytes::new());
+            r.extensions_mut().insert(Streamed {
+                path: self.store.blob_path(&f.blob),
+                start,
+                len,
+            });
+            r
         };
         match range.map(|r| parse_range(r, f.size)) {
             Some(ByteRange::Partial(start, end)) => {
@@ -373,6 +416,9 @@ impl Site {
                     header_value(&format!("bytes {start}-{end}/{}", f.size)),
                 );
                 h.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start + 1));
+                if streamed {
+                    return stream(h, StatusCode::PARTIAL_CONTENT, start, end - start + 1);
+                }
                 let body = bytes.slice(start as usize..=end as usize);
                 respond(StatusCode::PARTIAL_CONTENT, h, body)
             }
@@ -398,6 +444,9 @@ impl Site {
                         None => HeaderValue::from(f.size),
                     },
                 );
+                if streamed {
+                    return stream(h, StatusCode::OK, 0, f.size);
+                }
                 respond(StatusCode::OK, h, bytes)
             }
         }

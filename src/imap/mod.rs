@@ -66,8 +66,9 @@
 //!   (`crate::authlimit`, shared with SMTP and the webmail): a wrong one is answered
 //!   after a delay that grows with the failures seen, an address over its limit gets
 //!   `NO [UNAVAILABLE]` and `BYE` without a check, and a session is closed after
-//!   `auth.session_max_failures` (3) failures. Sessions are capped at `imap.max_sessions` (the rest get
-//!   `BYE`), lines at 64 KiB, literals at 64 MiB; `imap.timeout_s` of silence
+//!   `auth.session_max_failures` (3) failures. Sessions are capped at
+//!   `imap.max_sessions`, and at `imap.max_sessions_per_ip` from one address (the rest
+//!   get `BYE`), lines at 64 KiB, literals at 64 MiB; `imap.timeout_s` of silence
 //!   logs the client out, also mid-command. Before login a command (lines and
 //!   literals) is at most 16 KiB and the client has `imap.login_timeout_s` from
 //!   connecting to log in: what a stranger can make the node hold is small and short. A standby node (store not writable)
@@ -101,6 +102,8 @@ use session::Session;
 pub(crate) struct Server {
     ctx: Arc<Ctx>,
     sessions: Arc<Semaphore>,
+    /// Sessions per client address (`imap.max_sessions_per_ip`).
+    per_ip: Arc<crate::perip::PerIp>,
     /// Which UIDs sessions have taken as `\Recent`, per mailbox.
     recent: recent::Claims,
     /// Parsed ENVELOPE/BODYSTRUCTURE values by content address, for every session.
@@ -112,6 +115,7 @@ pub(crate) struct Server {
 pub(crate) fn prepare(ctx: Arc<Ctx>) -> Arc<Server> {
     Arc::new(Server {
         sessions: Arc::new(Semaphore::new(ctx.cfg.imap.max_sessions)),
+        per_ip: crate::perip::PerIp::new(ctx.cfg.imap.max_sessions_per_ip),
         recent: recent::Claims::default(),
         structure: Arc::new(structure::StructureCache::new(structure::CAP)),
         ctx,
@@ -156,6 +160,7 @@ async fn serve_conn(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr, impli
     let _ = tcp.set_nodelay(true);
     let timeout = Duration::from_secs(server.ctx.cfg.imap.timeout_s);
     let login_timeout = Duration::from_secs(server.ctx.cfg.imap.login_timeout_s);
+    let slot = server.per_ip.try_acquire(peer.ip());
     let permit = server.sessions.clone().try_acquire_owned().ok();
     let stream = if implicit_tls {
         let hs = session::handshake_timeout(server.ctx.cfg.imap.timeout_s);
@@ -176,6 +181,12 @@ async fn serve_conn(server: Arc<Server>, tcp: TcpStream, peer: SocketAddr, impli
     crate::ctx::count(&crate::ctx::REQUESTS.imap);
     let mut conn = Conn::new(stream, timeout, login_timeout);
     conn.spool_to(server.ctx.store.clone());
+    let Some(_slot) = slot else {
+        tracing::debug!(%peer, "imap: too many sessions from one address");
+        conn.line("* BYE [UNAVAILABLE] Too many sessions from your address; try again later");
+        conn.shutdown().await;
+        return;
+    };
     let Some(_permit) = permit else {
         tracing::warn!(%peer, "imap: too many sessions");
         conn.line("* BYE [UNAVAILABLE] Too many sessions; try again later");

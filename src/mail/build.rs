@@ -130,7 +130,7 @@ pub fn build_message(p: &MessageParts) -> Vec<u8> {
 
 /// The attachments of a message, in mail-parser's order (the index used by `keep`).
 pub fn attachments_of(raw: &[u8]) -> Vec<Attachment> {
-    let Some(msg) = MessageParser::default().parse(raw) else {
+    let Some(msg) = MessageParser::default().parse(crate::mail::mime::bounded(raw)) else {
         return Vec::new();
     };
     msg.attachments()

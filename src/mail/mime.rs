@@ -13,7 +13,9 @@
 //!   epilogue are ignored; a missing close delimiter ends the last part at the end
 //!   of its parent. `message/rfc822` parts (and the parts of `multipart/digest`, RFC
 //!   2046 5.1.5) hold an embedded message, parsed the same way, whatever their
-//!   transfer encoding. Nesting is cut at 64 levels.
+//!   transfer encoding. Nesting is cut at 64 levels, and a tree at [`MAX_PARTS`]
+//!   (1,000) parts: further parts are skipped (a hostile message of millions of
+//!   empty parts would otherwise cost a few hundred bytes of tree each).
 //! - Where the RFCs leave the answer to malformed input open, the choices follow
 //!   Dovecot 2.3 (tests/imap_dovecot.rs compares the two on a corpus): the first
 //!   Content-Type decides the structure.
@@ -54,10 +56,40 @@ impl<'a> Part<'a> {
 /// Nesting deeper than this is not parsed: a multipart or message/rfc822 part at
 /// this depth is a leaf (a guard against hostile messages).
 const MAX_DEPTH: usize = 64;
+/// Most parts in one message's tree (the message itself and embedded messages
+/// count): past it a multipart's further parts are skipped as if they were its
+/// epilogue, so a hostile message of many tiny parts cannot make a huge tree.
+pub const MAX_PARTS: usize = 1000;
 
 /// Parses a whole message.
 pub fn parse(raw: &[u8]) -> Part<'_> {
-    parse_entity(raw, 0, false, &mut Vec::new(), 0).0
+    parse_counted(raw).0
+}
+
+/// The parts a tree may still take, and where the first part over [`MAX_PARTS`]
+/// would have started.
+struct Budget {
+    left: usize,
+    cut: Option<usize>,
+}
+
+fn parse_counted(raw: &[u8]) -> (Part<'_>, Option<usize>) {
+    let mut budget = Budget {
+        left: MAX_PARTS,
+        cut: None,
+    };
+    let part = parse_entity(raw, 0, false, &mut Vec::new(), 0, &mut budget).0;
+    (part, budget.cut)
+}
+
+/// `raw`, or when it has more than [`MAX_PARTS`] parts, its beginning up to the
+/// first part over the cap: what parsers without a part limit of their own (the
+/// webmail's `mail_parser`) are given.
+pub fn bounded(raw: &[u8]) -> &[u8] {
+    match parse_counted(raw).1 {
+        Some(cut) => &raw[..cut],
+        None => raw,
+    }
 }
 
 /// The header block of a message (see [`Part::header`]) without parsing the rest.
@@ -75,7 +107,9 @@ fn parse_entity<'a>(
     in_digest: bool,
     stack: &mut Vec<Vec<u8>>,
     depth: usize,
+    budget: &mut Budget,
 ) -> (Part<'a>, usize) {
+    budget.left = budget.left.saturating_sub(1);
     let (header_end, body_start) = header_block(raw, start, stack);
     let header = &raw[start..header_end];
     // The first Content-Type decides the structure (as Dovecot's parser).
@@ -91,15 +125,16 @@ fn parse_entity<'a>(
             None => next_boundary(raw, body_start, stack),
             Some(b) => {
                 stack.push(b.as_bytes().to_vec());
-                let stop = scan_multipart(raw, body_start, digest, stack, depth, &mut children);
+                let stop =
+                    scan_multipart(raw, body_start, digest, stack, depth, budget, &mut children);
                 stack.pop();
                 stop
             }
         };
         (Kind::Multipart(children), stop)
-    } else if ctype.is("message", "rfc822") {
+    } else if ctype.is("message", "rfc822") && budget.left > 0 {
         // Looked into whatever the transfer encoding says (as Dovecot).
-        let (inner, stop) = parse_entity(raw, body_start, false, stack, depth + 1);
+        let (inner, stop) = parse_entity(raw, body_start, false, stack, depth + 1, budget);
         (Kind::Message(Box::new(inner)), stop)
     } else {
         (Kind::Leaf, next_boundary(raw, body_start, stack))
@@ -149,6 +184,7 @@ fn scan_multipart<'a>(
     digest: bool,
     stack: &mut Vec<Vec<u8>>,
     depth: usize,
+    budget: &mut Budget,
     children: &mut Vec<Part<'a>>,
 ) -> usize {
     let level = stack.len() - 1;
@@ -163,7 +199,13 @@ fn scan_multipart<'a>(
         if b.close {
             return next_boundary(raw, b.next, &stack[..level]);
         }
-        let (part, stop) = parse_entity(raw, b.next, digest, stack, depth + 1);
+        if budget.left == 0 {
+            // Over MAX_PARTS: the rest of this multipart is not looked into.
+            budget.cut.get_or_insert(b.start);
+            pos = b.next;
+            continue;
+        }
+        let (part, stop) = parse_entity(raw, b.next, digest, stack, depth + 1, budget);
         children.push(part);
         pos = stop;
     }
@@ -219,4 +261,49 @@ fn find_boundary(raw: &[u8], from: usize, stack: &[Vec<u8>]) -> Option<BoundaryL
 /// Where a leaf at `from` stops: the next boundary line, or the end.
 fn next_boundary(raw: &[u8], from: usize, stack: &[Vec<u8>]) -> usize {
     find_boundary(raw, from, stack).map_or(raw.len(), |b| b.start)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(p: &Part<'_>) -> usize {
+        1 + match p.kind() {
+            Kind::Leaf => 0,
+            Kind::Multipart(c) => c.iter().map(count).sum(),
+            Kind::Message(m) => count(m),
+        }
+    }
+
+    #[test]
+    fn a_message_of_many_tiny_parts_makes_a_tree_of_at_most_max_parts() {
+        // 200,000 empty parts in 1.2 MB, nested one level to check the cap is shared.
+        let mut raw = b"Content-Type: multipart/mixed; boundary=o\r\n\r\n--o\r\n\
+            Content-Type: multipart/mixed; boundary=i\r\n\r\n"
+            .to_vec();
+        for _ in 0..100_000 {
+            raw.extend_from_slice(b"--i\r\n\r\n");
+        }
+        raw.extend_from_slice(b"--i--\r\n");
+        for _ in 0..100_000 {
+            raw.extend_from_slice(b"--o\r\n\r\n");
+        }
+        raw.extend_from_slice(b"--o\r\nContent-Type: text/plain\r\n\r\nlast\r\n--o--\r\n");
+        let tree = parse(&raw);
+        assert_eq!(count(&tree), MAX_PARTS);
+        // The tree is still well formed: the outer multipart's first child holds the
+        // inner parts that fitted.
+        let Kind::Multipart(outer) = tree.kind() else {
+            panic!("not a multipart")
+        };
+        assert_eq!(outer.len(), 1);
+        // A message under the cap is whole.
+        let small = b"Content-Type: multipart/mixed; boundary=o\r\n\r\n--o\r\n\r\na\r\n--o\r\n\r\nb\r\n--o--\r\n";
+        assert_eq!(count(&parse(small)), 3);
+        assert_eq!(bounded(small), small);
+        // What other parsers get of the big one ends before the first skipped part.
+        let cut = bounded(&raw);
+        assert!(cut.len() < raw.len() && cut.ends_with(b"\r\n"));
+        assert!(count(&parse(cut)) <= MAX_PARTS);
+    }
 }

@@ -58,9 +58,18 @@
 //!   reply after the end is `552 5.3.4`. Text lines over RFC 5321 4.5.3.1.6's 1000 octets are otherwise accepted as
 //!   they are (RFC 5321 4.5.3.1 asks for no limits where possible; Postfix does the same).
 //! - Timeouts (`timeout_s`, then `421 4.4.2` and close): each command line must be
-//!   complete within it, each read during DATA (RFC 5321 4.5.3.2.6) and each write too.
-//!   More than `max_sessions` sessions get `421 4.7.0` at the greeting; a standby node
-//!   (store not writable) answers `421 4.3.2` and closes.
+//!   complete within it, each read during DATA (RFC 5321 4.5.3.2.6) and each write too;
+//!   the whole DATA, from `354` to the final `.`, within `data_timeout_s` (a trickling
+//!   sender is closed and what it sent dropped).
+//! - Pools: port 25 has `max_sessions`, the submission ports `max_submission_sessions`
+//!   of their own (strangers on 25 cannot crowd out the staff), and each counts at most
+//!   `max_sessions_per_ip` from one address; past a limit the greeting is `421 4.7.0`.
+//!   A standby node (store not writable) answers `421 4.3.2` and closes.
+//! - Message data received and not yet acknowledged is bounded over all sessions by
+//!   `max_inflight_mb` ([`Inflight`]): with less than a header's room (64 KiB) left
+//!   DATA gets `452 4.3.1`, and a message
+//!   that crosses it while arriving is dropped and answered `452 4.3.1` after its end
+//!   (a temporary failure: the client retries, nothing acknowledged is lost).
 //! - Replies are buffered and flushed when no pipelined input is waiting (RFC 2920);
 //!   the `354` and AUTH challenges are flushed at once. Input pipelined after STARTTLS
 //!   is discarded (RFC 3207 4.2).
@@ -71,6 +80,7 @@ mod session;
 pub mod submit;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Result;
@@ -80,6 +90,7 @@ use tokio::task::JoinSet;
 
 use crate::config::canonical_ip;
 use crate::ctx::Ctx;
+use crate::perip::PerIp;
 use crate::supervise::{Run, until_first_ends};
 
 /// Longest command line accepted (RFC 5321 4.5.3.1.4 asks for at least 512).
@@ -101,17 +112,106 @@ enum Mode {
 /// configuration (then checks answer with a temporary failure).
 type Resolver = Arc<Option<hickory_resolver::TokioResolver>>;
 
-/// What the SMTP service keeps across restarts: the session limit and the resolver
-/// for sender checks.
+/// What the SMTP service keeps across restarts: the session pools, the in-flight
+/// DATA budget and the resolver for sender checks.
 pub struct Smtp {
     ctx: Arc<Ctx>,
-    limit: Arc<Semaphore>,
+    /// Port 25.
+    mx: Pool,
+    /// Ports 587 and 465.
+    submission: Pool,
+    inflight: Arc<Inflight>,
     resolver: Resolver,
+}
+
+/// A pool of sessions: at most so many at once, and so many from one address.
+#[derive(Clone)]
+struct Pool {
+    sessions: Arc<Semaphore>,
+    per_ip: Arc<PerIp>,
+}
+
+impl Pool {
+    fn new(sessions: usize, per_ip: usize) -> Pool {
+        Pool {
+            sessions: Arc::new(Semaphore::new(sessions)),
+            per_ip: PerIp::new(per_ip),
+        }
+    }
+}
+
+/// The bytes of message data received and not yet acknowledged or dropped, over all
+/// sessions (`smtp.max_inflight_mb`): they sit in temporary files, so without a
+/// bound a crowd of senders could fill the disk with mail nobody has accepted.
+pub(crate) struct Inflight {
+    used: AtomicU64,
+    max: u64,
+}
+
+impl Inflight {
+    fn new(max: u64) -> Inflight {
+        Inflight {
+            used: AtomicU64::new(0),
+            max,
+        }
+    }
+
+    /// Whether a new DATA may start: there is room left for at least a header.
+    fn open(&self) -> bool {
+        self.used.load(Ordering::Relaxed) + session::HEADER_MAX as u64 <= self.max
+    }
+
+    /// A share of the budget, empty at first; given back when dropped (also when the
+    /// session fails mid-DATA).
+    fn share(self: &Arc<Self>) -> Held {
+        Held {
+            budget: self.clone(),
+            bytes: 0,
+        }
+    }
+}
+
+/// What one message holds of the [`Inflight`] budget.
+pub(crate) struct Held {
+    budget: Arc<Inflight>,
+    bytes: u64,
+}
+
+impl Held {
+    /// Adds `n` bytes unless that would pass the budget.
+    fn take(&mut self, n: u64) -> bool {
+        let max = self.budget.max;
+        let ok = self
+            .budget
+            .used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| {
+                u.checked_add(n).filter(|&t| t <= max)
+            })
+            .is_ok();
+        if ok {
+            self.bytes += n;
+        }
+        ok
+    }
+
+    fn release(&mut self) {
+        self.budget.used.fetch_sub(self.bytes, Ordering::Relaxed);
+        self.bytes = 0;
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.release();
+    }
 }
 
 /// Prepares the SMTP service; [`Smtp::serve`] runs it.
 pub fn prepare(ctx: Arc<Ctx>) -> Arc<Smtp> {
-    let limit = Arc::new(Semaphore::new(ctx.cfg.smtp.max_sessions));
+    let c = &ctx.cfg.smtp;
+    let mx = Pool::new(c.max_sessions, c.max_sessions_per_ip);
+    let submission = Pool::new(c.max_submission_sessions, c.max_sessions_per_ip);
+    let inflight = Arc::new(Inflight::new(c.max_inflight_mb.saturating_mul(1 << 20)));
     let resolver: Resolver = Arc::new(if ctx.cfg.smtp.require_resolvable_sender {
         match hickory_resolver::TokioResolver::builder_tokio().and_then(|b| b.build()) {
             Ok(r) => Some(r),
@@ -125,7 +225,9 @@ pub fn prepare(ctx: Arc<Ctx>) -> Arc<Smtp> {
     });
     Arc::new(Smtp {
         ctx,
-        limit,
+        mx,
+        submission,
+        inflight,
         resolver,
     })
 }
@@ -153,14 +255,11 @@ impl Smtp {
             for addr in addrs {
                 let listener = crate::ctx::bind(*addr, key).await?;
                 tracing::info!(%addr, ?mode, "smtp: listening");
-                loops.spawn(accept_loop(
-                    listener,
-                    ctx.clone(),
-                    self.limit.clone(),
-                    self.resolver.clone(),
-                    mode,
-                    run.clone(),
-                ));
+                let pool = match mode {
+                    Mode::Mx => self.mx.clone(),
+                    Mode::Submission | Mode::Submissions => self.submission.clone(),
+                };
+                loops.spawn(accept_loop(listener, self.clone(), pool, mode, run.clone()));
             }
         }
         run.ready();
@@ -170,9 +269,8 @@ impl Smtp {
 
 async fn accept_loop(
     listener: tokio::net::TcpListener,
-    ctx: Arc<Ctx>,
-    limit: Arc<Semaphore>,
-    resolver: Resolver,
+    smtp: Arc<Smtp>,
+    pool: Pool,
     mode: Mode,
     run: Run,
 ) {
@@ -188,21 +286,28 @@ async fn accept_loop(
         };
         let _ = sock.set_nodelay(true);
         crate::ctx::count(&crate::ctx::REQUESTS.smtp);
-        let permit = limit.clone().try_acquire_owned();
-        let ctx = ctx.clone();
-        let resolver = resolver.clone();
+        let ip = canonical_ip(peer.ip());
+        let slot = pool.per_ip.try_acquire(ip);
+        let permit = pool.sessions.clone().try_acquire_owned();
+        let ctx = smtp.ctx.clone();
+        let resolver = smtp.resolver.clone();
+        let inflight = smtp.inflight.clone();
         tokio::spawn(async move {
-            let Ok(_permit) = permit else {
-                let mut sock = sock;
-                let _ = tokio::time::timeout(
-                    Duration::from_secs(5),
-                    sock.write_all(b"421 4.7.0 Too many connections, try again later\r\n"),
-                )
-                .await;
-                return;
+            let refusal: &[u8] = match (&slot, &permit) {
+                (None, _) => {
+                    b"421 4.7.0 Too many connections from your address, try again later\r\n"
+                }
+                (_, Err(_)) => b"421 4.7.0 Too many connections, try again later\r\n",
+                _ => b"",
             };
-            let ip = canonical_ip(peer.ip());
-            if let Err(e) = session::serve(ctx, resolver, sock, ip, mode).await {
+            if !refusal.is_empty() {
+                tracing::debug!(%peer, ?mode, "smtp: refused a session over a limit");
+                let mut sock = sock;
+                let _ = tokio::time::timeout(Duration::from_secs(5), sock.write_all(refusal)).await;
+                return;
+            }
+            let _held = (slot, permit);
+            if let Err(e) = session::serve(ctx, resolver, inflight, sock, ip, mode).await {
                 tracing::debug!(%peer, error = %e, "smtp: session ended with an error");
             }
         });

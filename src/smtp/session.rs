@@ -16,7 +16,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader
 use super::data;
 use super::engine::{self, Engine, NULL_PATH_TOKEN, Prepared, Rcpt};
 use super::submit::Verdict;
-use super::{MAX_COMMAND_LINE, MAX_RECIPIENTS, Mode, Resolver};
+use super::{Inflight, MAX_COMMAND_LINE, MAX_RECIPIENTS, Mode, Resolver};
 use crate::authlimit::{self, Protocol, log_name};
 use crate::ctx::Ctx;
 use crate::mail::build::{self, Trace};
@@ -30,7 +30,7 @@ type Conn = BufReader<Box<dyn Io>>;
 /// The most of a message's header kept whole in memory before it is written (see
 /// `Session::data`); a longer header is taken as it is (only what came by then is
 /// looked at for Message-ID and Date), as Postfix's `header_size_limit` does.
-const HEADER_MAX: usize = 64 * 1024;
+pub(super) const HEADER_MAX: usize = 64 * 1024;
 
 enum Line {
     /// The line is in the caller's buffer.
@@ -93,6 +93,18 @@ fn no_space() -> Response {
     reply(452, "4.3.1 Insufficient system storage")
 }
 
+/// What came of a DATA that reached its final `.`.
+struct Received {
+    /// The body file, unless it was dropped (over a limit, or a write failed).
+    sink: Option<crate::store::BlobSink>,
+    failed: Option<crate::store::StoreError>,
+    size: u64,
+    over_budget: bool,
+    /// Whether the header From is the user's (submission).
+    from_ok: bool,
+    smuggled: bool,
+}
+
 enum Next {
     Continue,
     Close,
@@ -102,6 +114,7 @@ enum Next {
 struct Session {
     ctx: Arc<Ctx>,
     resolver: Resolver,
+    inflight: Arc<Inflight>,
     peer: IpAddr,
     mode: Mode,
     tls: bool,
@@ -126,6 +139,7 @@ const QUOTA_FULL: &str = "5.2.2 Mailbox full: the recipient's storage quota is e
 pub async fn serve(
     ctx: Arc<Ctx>,
     resolver: Resolver,
+    inflight: Arc<Inflight>,
     sock: tokio::net::TcpStream,
     peer: IpAddr,
     mode: Mode,
@@ -156,6 +170,7 @@ pub async fn serve(
     let mut s = Session {
         ctx,
         resolver,
+        inflight,
         peer,
         mode,
         tls: mode == Mode::Submissions,
@@ -284,6 +299,13 @@ impl Session {
             "AUTH" => return self.auth(arg, conn).await,
             "MAIL" => self.mail(arg).await,
             "RCPT" => self.rcpt(arg).await,
+            "DATA" if self.env.env().sender.is_some() && !self.inflight.open() => {
+                // Too much mail is arriving at once: later (RFC 3463 4.3.1).
+                self.push(&reply(
+                    452,
+                    "4.3.1 Insufficient system storage, try again later",
+                ));
+            }
             "DATA" => {
                 let r = self.engine.process(&line);
                 self.push(&r);
@@ -719,13 +741,33 @@ impl Session {
         let mut from_ok = true;
         let mut failed = None;
         let mut size = 0u64;
-        loop {
+        // What this message holds of the in-flight budget, given back at the end.
+        let mut held = self.inflight.share();
+        let mut over_budget = false;
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_secs(self.ctx.cfg.smtp.data_timeout_s);
+        let r = loop {
             if conn.buffer().is_empty() {
-                match tokio::time::timeout(self.timeout, conn.fill_buf()).await {
+                let wait = deadline
+                    .saturating_duration_since(tokio::time::Instant::now())
+                    .min(self.timeout);
+                match tokio::time::timeout(wait, conn.fill_buf()).await {
                     Err(_) => {
-                        self.push(&reply(421, "4.4.2 Timeout during DATA, closing"));
+                        // Dropping the sink removes what came of the message.
+                        let late = tokio::time::Instant::now() >= deadline;
+                        if late {
+                            tracing::info!(id, peer = %self.peer, size, "smtp: DATA deadline passed, closing");
+                        }
+                        self.push(&reply(
+                            421,
+                            if late {
+                                "4.4.2 Message took too long to arrive, closing"
+                            } else {
+                                "4.4.2 Timeout during DATA, closing"
+                            },
+                        ));
                         self.env.env().reset();
-                        return Ok(Next::Close);
+                        break None;
                     }
                     Ok(r) => r?,
                 };
@@ -734,7 +776,7 @@ impl Session {
             if avail.is_empty() {
                 // The transaction is abandoned; nothing was acknowledged, and the
                 // sink's temporary file goes with it.
-                return Ok(Next::Close);
+                break None;
             }
             let out = match &mut sink {
                 Some(s) => s.buf(),
@@ -742,16 +784,23 @@ impl Session {
             };
             let before = out.len();
             let (used, end) = decoder.feed(avail, out);
-            size += (out.len() - before) as u64;
+            let got = (out.len() - before) as u64;
+            size += got;
             conn.consume(used);
             spill.clear();
             if size > max {
                 // Nothing of an over-size message is kept.
                 sink = None;
+                held.release();
+            } else if sink.is_some() && !held.take(got) {
+                // Nor of one that would pass the in-flight budget.
+                over_budget = true;
+                sink = None;
+                held.release();
             }
             let Some(s) = &mut sink else {
                 if end {
-                    break;
+                    break Some(());
                 }
                 continue;
             };
@@ -764,7 +813,7 @@ impl Session {
                 }
             }
             if end {
-                break;
+                break Some(());
             }
             if header_done
                 && s.wants_flush()
@@ -773,7 +822,39 @@ impl Session {
                 failed = Some(e);
                 sink = None;
             }
-        }
+        };
+        let Some(()) = r else {
+            return Ok(Next::Close);
+        };
+        let next = self
+            .finish_data(
+                Received {
+                    sink,
+                    failed,
+                    size,
+                    over_budget,
+                    from_ok,
+                    smuggled: decoder.smuggled(),
+                },
+                &id,
+            )
+            .await;
+        drop(held);
+        next
+    }
+
+    /// After the final `.`: the reply, after the durable commit when the message is
+    /// taken.
+    async fn finish_data(&mut self, got: Received, id: &str) -> Result<Next> {
+        let Received {
+            sink,
+            failed,
+            size,
+            over_budget,
+            from_ok,
+            smuggled,
+        } = got;
+        let max = self.ctx.cfg.smtp.max_message_bytes;
         // Leaves mailin's DATA state; its reply is replaced below.
         self.engine.process(b".\r\n");
         let (sender, locals, remotes) = {
@@ -788,7 +869,7 @@ impl Session {
             (sender, locals, remotes)
         };
         let mut accounts: Vec<String> = locals.iter().map(|(_, a)| a.clone()).collect();
-        if decoder.smuggled() {
+        if smuggled {
             // The SMTP smuggling primitive (see `data`): nothing of it is kept.
             tracing::warn!(id, peer = %self.peer, "smtp: refused a message with a '.' line next to a bare LF");
             self.push(&reply(
@@ -809,6 +890,14 @@ impl Session {
             self.push(&reply(
                 552,
                 "5.3.4 Message size exceeds fixed maximum message size",
+            ));
+            return Ok(Next::Continue);
+        }
+        if over_budget {
+            tracing::warn!(id, peer = %self.peer, "smtp: in-flight DATA budget (smtp.max_inflight_mb) reached; message refused for now");
+            self.push(&reply(
+                452,
+                "4.3.1 Insufficient system storage, try again later",
             ));
             return Ok(Next::Continue);
         }

@@ -403,6 +403,11 @@ impl Store {
         }
     }
 
+    /// The file holding a stored body (for readers that stream it).
+    pub fn blob_path(&self, blob: &str) -> PathBuf {
+        path(&self.inner.dir, blob)
+    }
+
     /// The bytes of a stored message body.
     pub async fn read_blob(&self, blob: &str) -> Result<Vec<u8>> {
         Ok(tokio::fs::read(path(&self.inner.dir, blob)).await?)

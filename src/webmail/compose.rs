@@ -198,7 +198,7 @@ async fn resume_draft(ctx: &Ctx, user: &User, uid: &str, f: &mut Form) -> Result
     let r = format!("{}/{}", drafts.name, uid);
     let (_, meta, raw) = load_message(ctx, user, &r).await?;
     let msg = MessageParser::default()
-        .parse(&raw)
+        .parse(crate::mail::mime::bounded(&raw))
         .ok_or_else(|| not_found(user.lang))?;
     f.to = draft_field(&msg, "To", msg.to());
     f.cc = draft_field(&msg, "Cc", msg.cc());
@@ -226,7 +226,7 @@ async fn prefill_reply(
 ) -> Result<(), Response> {
     let (mb, meta, raw) = load_message(ctx, user, r).await?;
     let msg = MessageParser::default()
-        .parse(&raw)
+        .parse(crate::mail::mime::bounded(&raw))
         .ok_or_else(|| not_found(user.lang))?;
     let me = |a: &str| is_own_address(ctx, &user.account, a);
     let sender = recipients(msg.reply_to().or(msg.from()));
@@ -283,7 +283,7 @@ async fn prefill_reply(
 async fn prefill_forward(ctx: &Ctx, user: &User, r: &str, f: &mut Form) -> Result<(), Response> {
     let (mb, meta, raw) = load_message(ctx, user, r).await?;
     let msg = MessageParser::default()
-        .parse(&raw)
+        .parse(crate::mail::mime::bounded(&raw))
         .ok_or_else(|| not_found(user.lang))?;
     f.subject = forward_subject(msg.subject().unwrap_or_default());
     let lang = user.lang;

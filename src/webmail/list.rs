@@ -66,7 +66,7 @@ pub struct Summary {
 impl Summary {
     /// Parses the header (and as much structure as `raw` holds).
     pub fn parse(raw: &[u8]) -> Summary {
-        let Some(msg) = MessageParser::default().parse(raw) else {
+        let Some(msg) = MessageParser::default().parse(crate::mail::mime::bounded(raw)) else {
             return Summary::default();
         };
         let from = msg

@@ -26,6 +26,9 @@
 //! - Writes go through the store's typed API (`store_flags`, `copy`, `expunge`,
 //!   mailbox create/rename/delete); on a standby node (store not writable) a write
 //!   answers 503 with a "service moving" page ([`require_writable`]).
+//! - Request bodies: the sign-in form at most [`LOGIN_BODY_MAX`] (4 KiB), other forms
+//!   [`FORM_BODY_MAX`] (64 KiB), larger ones 413; compose reads its upload against
+//!   `smtp.max_message_bytes` itself. `http.request_timeout_s` bounds the time.
 //! - State shared by the handlers ([`Webmail`]) travels as a request extension
 //!   added by [`router`], so handlers keep `State<Arc<Ctx>>` as their state type.
 //!
@@ -52,7 +55,7 @@ use std::sync::Arc;
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{FromRequestParts, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -68,6 +71,12 @@ use crate::store::{MailboxInfo, MessageMeta, SpecialUse, StoreError};
 pub const SESSION_COOKIE: &str = "clusterd_session";
 /// The cookie binding the login form's CSRF token before there is a session.
 pub const PRELOGIN_COOKIE: &str = "clusterd_prelogin";
+/// The largest sign-in form body (user, password, CSRF token, language): whoever
+/// has no session can make the node hold this much per request, no more.
+pub const LOGIN_BODY_MAX: usize = 4 * 1024;
+/// The largest body of the other forms (settings, folders, contacts, a page of
+/// messages to move); compose has its own budget (`smtp.max_message_bytes`).
+pub const FORM_BODY_MAX: usize = 64 * 1024;
 /// The mount point, for absolute links and redirects.
 pub const BASE: &str = "/webmail";
 
@@ -92,7 +101,12 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
     list::spawn_warmer(ctx.clone(), wm.clone());
     Router::new()
         .route("/", get(root))
-        .route("/login", get(auth::login_form).post(auth::login))
+        .route(
+            "/login",
+            get(auth::login_form)
+                .post(auth::login)
+                .layer(DefaultBodyLimit::max(LOGIN_BODY_MAX)),
+        )
         .route("/logout", post(auth::logout))
         .route(
             "/settings",
@@ -105,6 +119,8 @@ pub fn router(ctx: Arc<Ctx>) -> Router {
         .merge(folders::routes())
         .merge(compose::routes())
         .merge(contacts::routes())
+        // Every form but compose (which sets its own budget) is a few fields.
+        .layer(DefaultBodyLimit::max(FORM_BODY_MAX))
         .layer(axum::middleware::map_response(security_headers))
         .layer(axum::Extension(wm))
         .with_state(ctx)

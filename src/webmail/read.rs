@@ -227,7 +227,7 @@ async fn reader(
     }
     let allow_remote = q.images.as_deref() == Some("1");
     let view = {
-        let Some(msg) = MessageParser::default().parse(&raw[..]) else {
+        let Some(msg) = MessageParser::default().parse(crate::mail::mime::bounded(&raw)) else {
             return error_page(
                 lang,
                 StatusCode::NOT_FOUND,
@@ -377,7 +377,7 @@ async fn body(
         Err(r) => return r,
     };
     let allow_remote = q.images.as_deref() == Some("1");
-    let Some(msg) = MessageParser::default().parse(&raw[..]) else {
+    let Some(msg) = MessageParser::default().parse(crate::mail::mime::bounded(&raw)) else {
         return StatusCode::NOT_FOUND.into_response();
     };
     let inner = if has_html_body(&msg) {
@@ -483,7 +483,7 @@ async fn part(
     let Ok(idx) = part.parse::<usize>() else {
         return not_found();
     };
-    let Some(msg) = MessageParser::default().parse(&raw[..]) else {
+    let Some(msg) = MessageParser::default().parse(crate::mail::mime::bounded(&raw)) else {
         return not_found();
     };
     let Some(p) = msg
