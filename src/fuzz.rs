@@ -52,8 +52,10 @@ pub fn dns(input: &[u8]) {
         let zone = crate::dns::Zone::parse(SAMPLE_ZONE, "example.com", "fuzz.zone")
             .expect("the sample zone parses");
         let zones = crate::dns::Zones::from_zones(vec![zone]);
-        let mut cfg = crate::config::DnsConfig::default();
-        cfg.axfr_from = vec!["127.0.0.0/8".parse().unwrap()];
+        let cfg = crate::config::DnsConfig {
+            axfr_from: vec!["127.0.0.0/8".parse().unwrap()],
+            ..Default::default()
+        };
         crate::dns::Server::new(cfg, Arc::new(RwLock::new(Arc::new(zones))))
     });
     let src = IpAddr::V4(Ipv4Addr::LOCALHOST);

@@ -127,7 +127,7 @@ fn run_matrix(lab: &Lab, cases: &[Case]) -> Vec<bool> {
         .iter()
         .map(|c| {
             let src = match c.src {
-                "-" => c.from_addr(lab),
+                "-" => c.sender_addr(lab),
                 s => s.to_string(),
             };
             heard
@@ -139,7 +139,7 @@ fn run_matrix(lab: &Lab, cases: &[Case]) -> Vec<bool> {
 
 impl Case {
     /// The address the kernel picks in the sender's namespace for this destination.
-    fn from_addr(&self, lab: &Lab) -> String {
+    fn sender_addr(&self, lab: &Lab) -> String {
         if self.from == lab.ns(N2) {
             if self.dst.starts_with("192.168.1.") {
                 N2.private_ip().to_string()

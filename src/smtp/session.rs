@@ -921,7 +921,7 @@ impl Session {
                     )
                     .await;
                     if r.is_ok() && !full.is_empty() {
-                        self.quota_dsn(&id, &sender, &full, &body.blob).await;
+                        self.quota_dsn(id, &sender, &full, &body.blob).await;
                     }
                     r
                 }

@@ -56,8 +56,8 @@ pub use blobs::{BlobSink, Staged, StoredBlob};
 pub use contacts::Contact;
 pub use content::{ContentEntry, normalize_content_path};
 pub use events::{Counts, Event, EventFilter, KEEP_EVENTS};
-pub use hasher::running as hashes_running;
 pub use gc::GcReport;
+pub use hasher::running as hashes_running;
 pub use mailboxes::{MailboxInfo, SpecialUse, normalize_mailbox_name};
 pub use messages::{
     Appended, Copied, DUPLICATE_WINDOW_S, FlagMode, FlagUpdate, MessageMeta, Vanished,
