@@ -1021,7 +1021,7 @@ fn image_builds_boots_both_nodes_and_fails_over() {
     let (esp, code) = n2.console.sh(
         "if mountpoint -q /efi; then d=/efi; else mkdir -p /run/esp-check \
          && mount -o ro /dev/disk/by-partlabel/esp /run/esp-check && d=/run/esp-check; fi; \
-         ls \"$d/clusterd\"; stat -c '%a %U' /etc/clusterd/authkey",
+         ls -1 \"$d/clusterd\"; stat -c '%a %U' /etc/clusterd/authkey",
         Duration::from_secs(60),
     );
     assert!(
