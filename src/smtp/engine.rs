@@ -202,6 +202,24 @@ pub fn render(resp: &Response) -> Vec<u8> {
     }
 }
 
+/// The MAIL line handed to mailin once the driver has parsed the client's: the path
+/// (the null reverse-path as [`NULL_PATH_TOKEN`], which mailin cannot take) and only
+/// the parameter mailin understands.
+pub fn mail_line(addr: &str, eight_bit: bool) -> String {
+    let addr = if addr.is_empty() {
+        NULL_PATH_TOKEN
+    } else {
+        addr
+    };
+    let body = if eight_bit { " BODY=8BITMIME" } else { "" };
+    format!("MAIL FROM:<{addr}>{body}\r\n")
+}
+
+/// The RCPT line handed to mailin once the driver has parsed the client's.
+pub fn rcpt_line(addr: &str) -> String {
+    format!("RCPT TO:<{addr}>\r\n")
+}
+
 /// A parsed `MAIL FROM:` / `RCPT TO:` argument.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Path<'a> {

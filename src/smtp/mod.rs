@@ -366,19 +366,13 @@ pub fn fuzz_session(input: &[u8]) -> usize {
             if let Some(path) = engine::parse_path(arg, "FROM:") {
                 let _ = engine::valid_mailbox(path.addr);
                 let eight_bit = engine::mail_params(path.params).is_ok_and(|p| p.eight_bit);
-                let addr = if path.addr.is_empty() {
-                    engine::NULL_PATH_TOKEN
-                } else {
-                    path.addr
-                };
-                let body = if eight_bit { " BODY=8BITMIME" } else { "" };
-                fed = Some(format!("MAIL FROM:<{addr}>{body}\r\n"));
+                fed = Some(engine::mail_line(path.addr, eight_bit));
                 env.env().prepared = Some(engine::Prepared::Mail {
                     reply: mailin::response::OK,
                     sender: path.addr.to_string(),
                 });
             } else if let Some(path) = engine::parse_path(arg, "TO:") {
-                fed = Some(format!("RCPT TO:<{}>\r\n", path.addr));
+                fed = Some(engine::rcpt_line(path.addr));
                 env.env().prepared = Some(engine::Prepared::Rcpt {
                     reply: mailin::response::OK,
                     rcpt: Some(engine::Rcpt::Remote(path.addr.to_string())),

@@ -14,7 +14,7 @@ use mailin::{Action, Response};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 
 use super::data;
-use super::engine::{self, Engine, NULL_PATH_TOKEN, Prepared, Rcpt};
+use super::engine::{self, Engine, Prepared, Rcpt};
 use super::submit::Verdict;
 use super::{Inflight, MAX_COMMAND_LINE, MAX_RECIPIENTS, Mode, Resolver};
 use crate::authlimit::{self, Protocol, log_name};
@@ -550,17 +550,7 @@ impl Session {
             }
         };
         let in_sequence = self.env.env().helo.is_some();
-        let body = if params.eight_bit {
-            " BODY=8BITMIME"
-        } else {
-            ""
-        };
-        let feed_addr = if addr.is_empty() {
-            NULL_PATH_TOKEN
-        } else {
-            &addr
-        };
-        let line = format!("MAIL FROM:<{feed_addr}>{body}\r\n");
+        let line = engine::mail_line(&addr, params.eight_bit);
         if !in_sequence {
             // mailin answers the sequence error (503).
             self.feed(line.as_bytes());
@@ -651,7 +641,7 @@ impl Session {
                 None => return self.push(&reply(501, "5.1.3 Bad recipient address syntax")),
             }
         };
-        let line = format!("RCPT TO:<{addr}>\r\n");
+        let line = engine::rcpt_line(&addr);
         let (in_sequence, count) = {
             let env = self.env.env();
             (env.sender.is_some(), env.rcpts.len())
