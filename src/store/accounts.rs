@@ -9,8 +9,8 @@
 //! Quotas (RFC 9208, the STORAGE resource): an account's own limit (`quota_mb`, set
 //! by the administrator with `AccountQuota`; 0: none) or, when it has none, the
 //! node's default ([`Store::set_default_quota_mb`]); its usage is the sum of its
-//! messages' sizes (a copy counts again, as IMAP sees it), an index-only SUM over
-//! `messages_size`.
+//! messages' sizes (a copy counts again, as IMAP sees it): the sum of its
+//! mailboxes' rows in `mailbox_usage`, which triggers keep (`schema`).
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
@@ -264,9 +264,10 @@ impl Quota {
 
 /// The sum of the sizes of `account`'s messages.
 pub(super) fn usage(conn: &Connection, account: &str) -> Result<u64> {
+    // `mailbox_usage` (kept by triggers, see `schema`): a row per mailbox.
     let sum: i64 = conn.query_row(
-        "SELECT COALESCE(SUM(m.size), 0) FROM mailboxes b
-         JOIN messages m INDEXED BY messages_size ON m.mailbox = b.id
+        "SELECT COALESCE(SUM(u.bytes), 0) FROM mailboxes b
+         JOIN mailbox_usage u ON u.mailbox = b.id
          WHERE b.account = ?1",
         [account],
         |r| r.get(0),

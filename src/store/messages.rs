@@ -365,6 +365,12 @@ impl Store {
             .await
     }
 
+    /// The messages among `uids` that exist, in UID order.
+    pub async fn messages_by_uids(&self, mailbox: &str, uids: &[u32]) -> Result<Vec<MessageMeta>> {
+        let (mailbox, uids) = (mailbox.to_string(), uids.to_vec());
+        self.read(move |conn| by_uids(conn, &mailbox, &uids)).await
+    }
+
     /// Messages with UID >= `from_uid`, or whose MODSEQ > `changed_since`.
     pub async fn messages_changed(
         &self,

@@ -137,8 +137,10 @@ fn migrate(conn: &Connection) -> Result<()> {
     if !has_quota {
         conn.execute_batch("ALTER TABLE accounts ADD COLUMN quota_mb INTEGER")?;
     }
-    // An account's usage is a SUM over this index alone (no table rows read).
-    conn.execute_batch("CREATE INDEX IF NOT EXISTS messages_size ON messages (mailbox, size)")?;
+    // An account's usage was a SUM over this index (a walk of every message of the
+    // account, twice per delivered message); `mailbox_usage` replaced it.
+    conn.execute_batch("DROP INDEX IF EXISTS messages_size")?;
+    mailbox_usage(conn)?;
     // The monitor's history (`store::events`), added with the monitor.
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS events (
@@ -150,6 +152,45 @@ fn migrate(conn: &Connection) -> Result<()> {
              detail TEXT NOT NULL
          );
          CREATE INDEX IF NOT EXISTS events_at ON events (at);",
+    )?;
+    Ok(())
+}
+
+/// `mailbox_usage`: the bytes of each mailbox's messages, kept by triggers on
+/// `messages` whatever writes it (local ops, replicated ops, a merge, a snapshot's
+/// install), so an account's usage (quotas, RFC 9208) is a sum over its few mailboxes.
+/// Derived, so neither snapshots nor the digest carry it (`replica::snapshot`). Filled
+/// from `messages` when created, in one transaction with its triggers.
+fn mailbox_usage(conn: &Connection) -> Result<()> {
+    let has: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'mailbox_usage')",
+        [],
+        |r| r.get(0),
+    )?;
+    if has {
+        return Ok(());
+    }
+    conn.execute_batch(
+        "BEGIN;
+         CREATE TABLE mailbox_usage (mailbox TEXT PRIMARY KEY, bytes INTEGER NOT NULL);
+         INSERT INTO mailbox_usage (mailbox, bytes)
+             SELECT mailbox, SUM(size) FROM messages GROUP BY mailbox;
+         CREATE TRIGGER mailbox_usage_insert AFTER INSERT ON messages BEGIN
+             INSERT INTO mailbox_usage (mailbox, bytes) VALUES (NEW.mailbox, NEW.size)
+                 ON CONFLICT (mailbox) DO UPDATE SET bytes = bytes + excluded.bytes;
+         END;
+         CREATE TRIGGER mailbox_usage_delete AFTER DELETE ON messages BEGIN
+             UPDATE mailbox_usage SET bytes = bytes - OLD.size WHERE mailbox = OLD.mailbox;
+         END;
+         CREATE TRIGGER mailbox_usage_update AFTER UPDATE OF mailbox, size ON messages BEGIN
+             UPDATE mailbox_usage SET bytes = bytes - OLD.size WHERE mailbox = OLD.mailbox;
+             INSERT INTO mailbox_usage (mailbox, bytes) VALUES (NEW.mailbox, NEW.size)
+                 ON CONFLICT (mailbox) DO UPDATE SET bytes = bytes + excluded.bytes;
+         END;
+         CREATE TRIGGER mailbox_usage_forget AFTER DELETE ON mailboxes BEGIN
+             DELETE FROM mailbox_usage WHERE mailbox = OLD.id;
+         END;
+         COMMIT;",
     )?;
     Ok(())
 }

@@ -193,12 +193,10 @@ pub fn spawn_warmer(ctx: Arc<Ctx>, wm: Arc<Webmail>) {
                 Err(_) => return,
             };
             if let crate::store::Change::Appended { mailbox, uids } = change {
-                let Some(first) = uids.iter().min().copied() else {
-                    continue;
-                };
-                if let Ok(metas) = ctx.store.messages_changed(&mailbox, first, u64::MAX).await {
-                    let refs: Vec<&MessageMeta> =
-                        metas.iter().filter(|m| uids.contains(&m.uid)).collect();
+                // Exactly these (a range from the lowest new UID grew with the
+                // warmer's lag behind a burst of deliveries).
+                if let Ok(metas) = ctx.store.messages_by_uids(&mailbox, &uids).await {
+                    let refs: Vec<&MessageMeta> = metas.iter().collect();
                     wm.summaries.get(&ctx.store, &refs).await;
                 }
             }

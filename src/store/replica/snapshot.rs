@@ -1,5 +1,5 @@
-//! Snapshots: the store's logical content (every table but the op log, `meta` and
-//! `marks`) read in one transaction, with the log position and per-origin marks it
+//! Snapshots: the store's logical content (every table but the op log, `meta`,
+//! `marks` and the derived `mailbox_usage`) read in one transaction, with the log position and per-origin marks it
 //! stands for. Replication sends one to a peer whose log no longer reaches back (a
 //! compacted log, a wiped disk, the losing side of a split brain), which installs it
 //! in one transaction: its tables replaced, its log emptied, its marks set to the
@@ -65,7 +65,7 @@ pub(super) fn data_tables(conn: &Connection) -> Result<Vec<String>> {
     let mut names: Vec<String> = conn
         .prepare(
             "SELECT name FROM sqlite_master WHERE type = 'table' \
-             AND name NOT IN ('oplog', 'meta', 'marks') AND name NOT LIKE 'sqlite_%'",
+             AND name NOT IN ('oplog', 'meta', 'marks', 'mailbox_usage') AND name NOT LIKE 'sqlite_%'",
         )?
         .query_map([], |r| r.get(0))?
         .collect::<std::result::Result<_, _>>()?;
