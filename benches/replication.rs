@@ -22,7 +22,8 @@
 //! commit and the way back.
 //!
 //! `cargo bench --bench replication` (root: namespaces). `BENCH_REPL_MESSAGES` sets N
-//! (default 3000). Every process is stopped by PID and the namespaces removed when
+//! (default 3000); `BENCH_REPL_ONLY=sync` (or `async`) runs that replicated run alone
+//! (to profile it). Every process is stopped by PID and the namespaces removed when
 //! the lab drops, also on failure.
 //!
 //! Figures (issue 14; release build, this 2-core machine shared with four other
@@ -79,6 +80,13 @@ fn main() {
     println!(
         "smtp-source -s {SESSIONS} -m {n} -l 1024 from the client to the VIP; durable accepts per second"
     );
+    // BENCH_REPL_ONLY=sync (or async): that run alone, e.g. under `perf record -a`.
+    if let Ok(mode) = std::env::var("BENCH_REPL_ONLY") {
+        let run = smtp_run(Some(&mode), n);
+        println!("  two nodes, {mode}: {:>7.0} msg/s", run.rate);
+        print_stages(&run.stages);
+        return;
+    }
     let single = smtp_run(None, n);
     println!("  one node (no replication):  {:>7.0} msg/s", single.rate);
     let sync = smtp_run(Some("sync"), n);

@@ -12,6 +12,7 @@
 //! messages' sizes (a copy counts again, as IMAP sees it): the sum of its
 //! mailboxes' rows in `mailbox_usage`, which triggers keep (`schema`).
 
+use crate::store::schema::Cached;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
@@ -54,7 +55,7 @@ pub fn normalize_account(name: &str) -> Result<String> {
 
 pub(super) fn exists(conn: &Connection, name: &str) -> Result<bool> {
     Ok(conn
-        .query_row("SELECT 1 FROM accounts WHERE name = ?1", [name], |_| Ok(()))
+        .row("SELECT 1 FROM accounts WHERE name = ?1", [name], |_| Ok(()))
         .optional()?
         .is_some())
 }
@@ -68,7 +69,7 @@ pub(super) fn apply(conn: &Connection, op: &Op) -> Result<()> {
             password_hash,
             mailboxes,
         } => {
-            conn.execute(
+            conn.exec(
                 "INSERT INTO accounts (name, full_name, password_hash) VALUES (?1, ?2, ?3)",
                 params![name, full_name, password_hash],
             )?;
@@ -80,13 +81,13 @@ pub(super) fn apply(conn: &Connection, op: &Op) -> Result<()> {
             name,
             password_hash,
         } => {
-            conn.execute(
+            conn.exec(
                 "UPDATE accounts SET password_hash = ?2 WHERE name = ?1",
                 params![name, password_hash],
             )?;
         }
         Op::AccountQuota { name, quota_mb } => {
-            conn.execute(
+            conn.exec(
                 "UPDATE accounts SET quota_mb = ?2 WHERE name = ?1",
                 params![name, quota_mb.map(|q| q as i64)],
             )?;
@@ -94,7 +95,7 @@ pub(super) fn apply(conn: &Connection, op: &Op) -> Result<()> {
         Op::AccountDelete { name } => {
             mailboxes::delete_of_account(conn, name)?;
             contacts::delete_of_account(conn, name)?;
-            conn.execute("DELETE FROM accounts WHERE name = ?1", [name])?;
+            conn.exec("DELETE FROM accounts WHERE name = ?1", [name])?;
         }
         _ => {}
     }
@@ -180,7 +181,7 @@ impl Store {
         };
         self.read(move |conn| {
             Ok(conn
-                .query_row(
+                .row(
                     "SELECT name, full_name FROM accounts WHERE name = ?1",
                     [&name],
                     |r| {
@@ -206,7 +207,7 @@ impl Store {
             let name = name.clone();
             self.read(move |conn| {
                 Ok(conn
-                    .query_row(
+                    .row(
                         "SELECT password_hash FROM accounts WHERE name = ?1",
                         [&name],
                         |r| r.get(0),
@@ -265,7 +266,7 @@ impl Quota {
 /// The sum of the sizes of `account`'s messages.
 pub(super) fn usage(conn: &Connection, account: &str) -> Result<u64> {
     // `mailbox_usage` (kept by triggers, see `schema`): a row per mailbox.
-    let sum: i64 = conn.query_row(
+    let sum: i64 = conn.row(
         "SELECT COALESCE(SUM(u.bytes), 0) FROM mailboxes b
          JOIN mailbox_usage u ON u.mailbox = b.id
          WHERE b.account = ?1",
@@ -310,7 +311,7 @@ impl Store {
             .load(std::sync::atomic::Ordering::Relaxed);
         self.read(move |conn| {
             let own: Option<Option<i64>> = conn
-                .query_row(
+                .row(
                     "SELECT quota_mb FROM accounts WHERE name = ?1",
                     [&name],
                     |r| r.get(0),

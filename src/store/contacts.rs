@@ -7,6 +7,7 @@
 //! forged form cannot touch someone else's book; e-mail addresses are stored trimmed,
 //! names and notes without control characters (notes keep line breaks).
 
+use crate::store::schema::Cached;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
 
@@ -83,7 +84,7 @@ const COLS: &str = "id, account, name, email, note, updated";
 
 pub(super) fn by_id(conn: &Connection, id: &str) -> Result<Option<Contact>> {
     Ok(conn
-        .query_row(
+        .row(
             &format!("SELECT {COLS} FROM contacts WHERE id = ?1"),
             [id],
             contact_row,
@@ -101,7 +102,7 @@ pub(super) fn of_account(conn: &Connection, account: &str) -> Result<Vec<Contact
 
 /// Removes the address book of an account (it is being deleted).
 pub(super) fn delete_of_account(conn: &Connection, account: &str) -> Result<()> {
-    conn.execute("DELETE FROM contacts WHERE account = ?1", [account])?;
+    conn.exec("DELETE FROM contacts WHERE account = ?1", [account])?;
     Ok(())
 }
 
@@ -109,7 +110,7 @@ pub(super) fn delete_of_account(conn: &Connection, account: &str) -> Result<()> 
 pub(super) fn apply(conn: &Connection, op: &Op) -> Result<()> {
     match op {
         Op::ContactPut { contact: c } => {
-            conn.execute(
+            conn.exec(
                 "INSERT INTO contacts (id, account, name, email, note, updated)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (id) DO UPDATE SET name = excluded.name, email = excluded.email,
@@ -118,7 +119,7 @@ pub(super) fn apply(conn: &Connection, op: &Op) -> Result<()> {
             )?;
         }
         Op::ContactDelete { account, id } => {
-            conn.execute(
+            conn.exec(
                 "DELETE FROM contacts WHERE id = ?1 AND account = ?2",
                 params![id, account],
             )?;
@@ -166,7 +167,7 @@ impl Store {
                         _ => return Err(StoreError::NotAllowed(format!("no contact {id}"))),
                     },
                     None => {
-                        let n: i64 = conn.query_row(
+                        let n: i64 = conn.row(
                             "SELECT count(*) FROM contacts WHERE account = ?1",
                             [&account],
                             |r| r.get(0),

@@ -5,6 +5,7 @@
 //! content is not re-committed; a `ContentPut` names the blob the path held before
 //! (`base`), against which replication sends the new one as a block delta.
 
+use crate::store::schema::Cached;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
@@ -47,7 +48,7 @@ pub(super) fn apply(conn: &Connection, op: &Op) -> Result<()> {
             mtime,
             ..
         } => {
-            conn.execute(
+            conn.exec(
                 "INSERT INTO content (path, blob, size, mtime) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (path) DO UPDATE SET blob = excluded.blob, size = excluded.size,
                  mtime = excluded.mtime",
@@ -55,7 +56,7 @@ pub(super) fn apply(conn: &Connection, op: &Op) -> Result<()> {
             )?;
         }
         Op::ContentDelete { path } => {
-            conn.execute("DELETE FROM content WHERE path = ?1", [path])?;
+            conn.exec("DELETE FROM content WHERE path = ?1", [path])?;
         }
         _ => {}
     }
@@ -65,7 +66,7 @@ pub(super) fn apply(conn: &Connection, op: &Op) -> Result<()> {
 /// The blob a content path holds now.
 pub(super) fn blob_of(conn: &Connection, path: &str) -> Result<Option<String>> {
     Ok(conn
-        .query_row("SELECT blob FROM content WHERE path = ?1", [path], |r| {
+        .row("SELECT blob FROM content WHERE path = ?1", [path], |r| {
             r.get(0)
         })
         .optional()?)

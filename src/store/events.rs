@@ -6,6 +6,7 @@
 //!
 //! Also the counts the monitor's `/metrics` reads ([`Store::counts`]).
 
+use crate::store::schema::Cached;
 use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
 
@@ -48,13 +49,13 @@ pub struct EventFilter {
 pub(super) fn apply(conn: &Connection, op: &Op) -> Result<()> {
     if let Op::Events { events } = op {
         for e in events {
-            conn.execute(
+            conn.exec(
                 "INSERT OR IGNORE INTO events (id, at, node, service, kind, detail)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![e.id, e.at, e.node, e.service, e.kind, e.detail],
             )?;
         }
-        conn.execute(
+        conn.exec(
             "DELETE FROM events WHERE id NOT IN
                  (SELECT id FROM events ORDER BY at DESC, id DESC LIMIT ?1)",
             [KEEP_EVENTS as i64],
@@ -65,7 +66,7 @@ pub(super) fn apply(conn: &Connection, op: &Op) -> Result<()> {
 
 /// Whether the table holds the event `id` (the merge replays only missing ones).
 pub(super) fn has(conn: &Connection, id: &str) -> Result<bool> {
-    Ok(conn.query_row(
+    Ok(conn.row(
         "SELECT EXISTS (SELECT 1 FROM events WHERE id = ?1)",
         [id],
         |r| r.get(0),

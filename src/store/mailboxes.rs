@@ -12,6 +12,7 @@
 //! Subscriptions are names, which need not exist (RFC 3501 6.3.6); a rename carries a
 //! subscription along.
 
+use crate::store::schema::Cached;
 use std::sync::atomic::Ordering;
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -106,12 +107,12 @@ fn special_from_str(s: Option<String>) -> Option<SpecialUse> {
 
 /// Inserts a new mailbox, subscribed.
 pub(super) fn insert(conn: &Connection, m: &NewMailbox) -> Result<()> {
-    conn.execute(
+    conn.exec(
         "INSERT INTO mailboxes (id, account, name, uidvalidity, uidnext, highest_modseq, special_use)
          VALUES (?1, ?2, ?3, ?4, 1, 1, ?5)",
         params![m.id, m.account, m.name, m.uidvalidity, special_to_str(m.special_use)],
     )?;
-    conn.execute(
+    conn.exec(
         "INSERT OR IGNORE INTO subscriptions (account, name) VALUES (?1, ?2)",
         params![m.account, m.name],
     )?;
@@ -120,9 +121,9 @@ pub(super) fn insert(conn: &Connection, m: &NewMailbox) -> Result<()> {
 
 /// Removes a mailbox and its messages.
 fn delete_rows(conn: &Connection, id: &str) -> Result<()> {
-    conn.execute("DELETE FROM messages WHERE mailbox = ?1", [id])?;
+    conn.exec("DELETE FROM messages WHERE mailbox = ?1", [id])?;
     super::messages::forget_expunged(conn, id)?;
-    conn.execute("DELETE FROM mailboxes WHERE id = ?1", [id])?;
+    conn.exec("DELETE FROM mailboxes WHERE id = ?1", [id])?;
     Ok(())
 }
 
@@ -136,7 +137,7 @@ pub(super) fn delete_of_account(conn: &Connection, account: &str) -> Result<()> 
     for id in ids {
         delete_rows(conn, &id)?;
     }
-    conn.execute("DELETE FROM subscriptions WHERE account = ?1", [account])?;
+    conn.exec("DELETE FROM subscriptions WHERE account = ?1", [account])?;
     Ok(())
 }
 
@@ -147,21 +148,21 @@ pub(super) fn apply(conn: &Connection, op: &Op) -> Result<()> {
         Op::MailboxRename { account, renames } => {
             for (id, new_name) in renames {
                 let old: Option<String> = conn
-                    .query_row("SELECT name FROM mailboxes WHERE id = ?1", [id], |r| {
+                    .row("SELECT name FROM mailboxes WHERE id = ?1", [id], |r| {
                         r.get(0)
                     })
                     .optional()?;
-                conn.execute(
+                conn.exec(
                     "UPDATE mailboxes SET name = ?2 WHERE id = ?1",
                     params![id, new_name],
                 )?;
                 if let Some(old) = old {
-                    let n = conn.execute(
+                    let n = conn.exec(
                         "DELETE FROM subscriptions WHERE account = ?1 AND name = ?2",
                         params![account, old],
                     )?;
                     if n > 0 {
-                        conn.execute(
+                        conn.exec(
                             "INSERT OR IGNORE INTO subscriptions (account, name) VALUES (?1, ?2)",
                             params![account, new_name],
                         )?;
@@ -176,12 +177,12 @@ pub(super) fn apply(conn: &Connection, op: &Op) -> Result<()> {
             subscribed,
         } => {
             if *subscribed {
-                conn.execute(
+                conn.exec(
                     "INSERT OR IGNORE INTO subscriptions (account, name) VALUES (?1, ?2)",
                     params![account, name],
                 )?;
             } else {
-                conn.execute(
+                conn.exec(
                     "DELETE FROM subscriptions WHERE account = ?1 AND name = ?2",
                     params![account, name],
                 )?;
@@ -191,7 +192,7 @@ pub(super) fn apply(conn: &Connection, op: &Op) -> Result<()> {
             mailbox,
             uidvalidity,
         } => {
-            conn.execute(
+            conn.exec(
                 "UPDATE mailboxes SET uidvalidity = ?2 WHERE id = ?1",
                 params![mailbox, uidvalidity],
             )?;
@@ -240,7 +241,7 @@ pub(super) fn of_account(
 
 pub(super) fn by_id(conn: &Connection, id: &str) -> Result<Option<MailboxInfo>> {
     let sql = format!("SELECT {COLS} FROM mailboxes m WHERE m.id = ?1");
-    Ok(conn.query_row(&sql, [id], mailbox_row).optional()?)
+    Ok(conn.row(&sql, [id], mailbox_row).optional()?)
 }
 
 /// What a new message in a mailbox needs: its UIDVALIDITY, UIDNEXT and highest
@@ -254,7 +255,7 @@ pub(super) struct Counters {
 
 pub(super) fn counters(conn: &Connection, id: &str) -> Result<Option<Counters>> {
     Ok(conn
-        .query_row(
+        .row(
             "SELECT uidvalidity, uidnext, highest_modseq FROM mailboxes WHERE id = ?1",
             [id],
             |r| {
@@ -270,7 +271,7 @@ pub(super) fn counters(conn: &Connection, id: &str) -> Result<Option<Counters>> 
 
 pub(super) fn id_of(conn: &Connection, account: &str, name: &str) -> Result<Option<String>> {
     Ok(conn
-        .query_row(
+        .row(
             "SELECT id FROM mailboxes WHERE account = ?1 AND name = ?2",
             params![account, name],
             |r| r.get(0),
@@ -281,7 +282,7 @@ pub(super) fn id_of(conn: &Connection, account: &str, name: &str) -> Result<Opti
 /// The MODSEQ the next change in this mailbox gets.
 pub(super) fn next_modseq(conn: &Connection, mailbox: &str) -> Result<u64> {
     let m: Option<i64> = conn
-        .query_row(
+        .row(
             "SELECT highest_modseq FROM mailboxes WHERE id = ?1",
             [mailbox],
             |r| r.get(0),
@@ -353,7 +354,7 @@ impl Store {
             let id = id_of(conn, &account, &name)?
                 .ok_or_else(|| StoreError::NoSuchMailbox(name.clone()))?;
             let prefix = format!("{name}/");
-            let children: i64 = conn.query_row(
+            let children: i64 = conn.row(
                 "SELECT count(*) FROM mailboxes WHERE account = ?1 AND substr(name, 1, ?2) = ?3",
                 params![account, prefix.len() as i64, prefix],
                 |r| r.get(0),

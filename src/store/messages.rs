@@ -13,6 +13,7 @@
 //! that refers to them. A message delivered again within [`DUPLICATE_WINDOW_S`] (same
 //! [`content_key`]) is acknowledged without a second copy.
 
+use crate::store::schema::Cached;
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -166,7 +167,7 @@ pub(super) fn apply(conn: &Connection, op: &Op) -> Result<()> {
         Op::Append { messages } => {
             for m in messages {
                 let seen = m.flags.iter().any(|f| f == "\\Seen");
-                conn.execute(
+                conn.exec(
                     "INSERT INTO messages (id, mailbox, uid, modseq, blob, size, internal_date, flags, seen, content_key)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                     params![
@@ -182,7 +183,7 @@ pub(super) fn apply(conn: &Connection, op: &Op) -> Result<()> {
                         m.content_key
                     ],
                 )?;
-                conn.execute(
+                conn.exec(
                     "UPDATE mailboxes SET uidnext = max(uidnext, ?2 + 1),
                      highest_modseq = max(highest_modseq, ?3) WHERE id = ?1",
                     params![m.mailbox, m.uid, m.modseq as i64],
@@ -192,11 +193,11 @@ pub(super) fn apply(conn: &Connection, op: &Op) -> Result<()> {
         Op::Flags { mailbox, updates } => {
             for u in updates {
                 let seen = u.flags.iter().any(|f| f == "\\Seen");
-                conn.execute(
+                conn.exec(
                     "UPDATE messages SET flags = ?3, modseq = ?4, seen = ?5 WHERE mailbox = ?1 AND uid = ?2",
                     params![mailbox, u.uid, u.flags.join(" "), u.modseq as i64, seen],
                 )?;
-                conn.execute(
+                conn.exec(
                     "UPDATE mailboxes SET highest_modseq = max(highest_modseq, ?2) WHERE id = ?1",
                     params![mailbox, u.modseq as i64],
                 )?;
@@ -208,19 +209,19 @@ pub(super) fn apply(conn: &Connection, op: &Op) -> Result<()> {
             modseq,
         } => {
             for uid in uids {
-                let gone = conn.execute(
+                let gone = conn.exec(
                     "DELETE FROM messages WHERE mailbox = ?1 AND uid = ?2",
                     params![mailbox, uid],
                 )?;
                 if gone > 0 {
-                    conn.execute(
+                    conn.exec(
                         "INSERT OR REPLACE INTO expunged (mailbox, uid, modseq) VALUES (?1, ?2, ?3)",
                         params![mailbox, uid, *modseq as i64],
                     )?;
                 }
             }
             if !uids.is_empty() {
-                conn.execute(
+                conn.exec(
                     "UPDATE mailboxes SET highest_modseq = max(highest_modseq, ?2) WHERE id = ?1",
                     params![mailbox, *modseq as i64],
                 )?;
@@ -301,8 +302,8 @@ pub(super) fn by_uids(conn: &Connection, mailbox: &str, uids: &[u32]) -> Result<
 /// Forgets the expunge record of a mailbox (deleted, or renumbered by a merge so its
 /// old UIDs name nothing).
 pub(super) fn forget_expunged(conn: &Connection, mailbox: &str) -> Result<()> {
-    conn.execute("DELETE FROM expunged WHERE mailbox = ?1", [mailbox])?;
-    conn.execute("DELETE FROM expunge_floor WHERE mailbox = ?1", [mailbox])?;
+    conn.exec("DELETE FROM expunged WHERE mailbox = ?1", [mailbox])?;
+    conn.exec("DELETE FROM expunge_floor WHERE mailbox = ?1", [mailbox])?;
     Ok(())
 }
 
@@ -327,7 +328,7 @@ pub(super) fn vanished(conn: &Connection, mailbox: &str, since: u64) -> Result<V
         .query_map(params![mailbox, since], |r| r.get(0))?
         .collect::<Result<Vec<u32>, _>>()?;
     let floor: i64 = conn
-        .query_row(
+        .row(
             "SELECT modseq FROM expunge_floor WHERE mailbox = ?1",
             [mailbox],
             |r| r.get(0),
@@ -343,7 +344,7 @@ pub(super) fn vanished(conn: &Connection, mailbox: &str, since: u64) -> Result<V
 /// The id of the message at (`mailbox`, `uid`).
 pub(super) fn id_at(conn: &Connection, mailbox: &str, uid: u32) -> Result<Option<String>> {
     Ok(conn
-        .query_row(
+        .row(
             "SELECT id FROM messages WHERE mailbox = ?1 AND uid = ?2",
             params![mailbox, uid],
             |r| r.get(0),
@@ -488,7 +489,7 @@ impl Store {
                 let info = mailboxes::counters(conn, &id)?
                     .ok_or_else(|| StoreError::NoSuchMailbox(id.clone()))?;
                 let duplicate: bool = match &key {
-                    Some(key) => conn.query_row(
+                    Some(key) => conn.row(
                         "SELECT EXISTS (SELECT 1 FROM messages WHERE mailbox = ?1 AND content_key = ?2 AND internal_date >= ?3)",
                         params![id, key, date - DUPLICATE_WINDOW_S],
                         |r| r.get(0),

@@ -2,6 +2,7 @@
 //! delivery attempts) and the `QueueAdd`, `QueueUpdate` and `QueueRemove` ops. The
 //! SMTP relay reads it and records each attempt; the body is a blob like a message's.
 
+use crate::store::schema::Cached;
 use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
 
@@ -117,7 +118,7 @@ impl QueueEntry {
 pub(super) fn apply(conn: &Connection, op: &Op) -> Result<()> {
     match op {
         Op::QueueAdd { entry } => {
-            conn.execute(
+            conn.exec(
                 "INSERT INTO queue (id, sender, recipients, blob, size, created, attempts, next_attempt, last_error, warned, dsn)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 params![
@@ -158,7 +159,7 @@ pub(super) fn apply(conn: &Connection, op: &Op) -> Result<()> {
                     }
                 }
             }
-            conn.execute(
+            conn.exec(
                 "UPDATE queue SET attempts = ?2, next_attempt = ?3, last_error = ?4, recipients = ?5,
                  warned = ?6 WHERE id = ?1",
                 params![
@@ -172,7 +173,7 @@ pub(super) fn apply(conn: &Connection, op: &Op) -> Result<()> {
             )?;
         }
         Op::QueueRemove { id } => {
-            conn.execute("DELETE FROM queue WHERE id = ?1", [id])?;
+            conn.exec("DELETE FROM queue WHERE id = ?1", [id])?;
         }
         _ => {}
     }
@@ -203,7 +204,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueueEntry> {
 pub(super) fn get(conn: &Connection, id: &str) -> Result<Option<QueueEntry>> {
     use rusqlite::OptionalExtension;
     Ok(conn
-        .query_row(
+        .row(
             &format!("SELECT {COLUMNS} FROM queue WHERE id = ?1"),
             [id],
             row,
@@ -242,7 +243,7 @@ pub(super) fn due(
 
 /// Whether the queue holds entry `id`.
 pub(super) fn has(conn: &Connection, id: &str) -> Result<bool> {
-    Ok(conn.query_row(
+    Ok(conn.row(
         "SELECT EXISTS (SELECT 1 FROM queue WHERE id = ?1)",
         [id],
         |r| r.get(0),

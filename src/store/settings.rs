@@ -3,6 +3,7 @@
 //! than one the log holds is logged but not applied ([`newer`]), so both nodes keep the
 //! same value whatever order they applied the changes in.
 
+use crate::store::schema::Cached;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::op::Op;
@@ -11,7 +12,7 @@ use super::{Result, Store, StoreError};
 /// Applies a setting op (called from `apply::apply`).
 pub(super) fn apply(conn: &Connection, op: &Op) -> Result<()> {
     if let Op::SettingSet { key, value } = op {
-        conn.execute(
+        conn.exec(
             "INSERT INTO settings (key, value) VALUES (?1, ?2)
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             params![key, value],
@@ -31,7 +32,7 @@ pub(super) fn newer(tx: &Connection, key: &str, hlc: u64) -> Result<bool> {
             .replace('%', "\\%")
             .replace('_', "\\_")
     );
-    let newer: bool = tx.query_row(
+    let newer: bool = tx.row(
         "SELECT EXISTS (SELECT 1 FROM oplog WHERE hlc > ?1 AND op LIKE ?2 ESCAPE '\\')",
         params![hlc as i64, pattern],
         |r| r.get(0),
@@ -44,7 +45,7 @@ impl Store {
         let key = key.to_string();
         self.read(move |conn| {
             Ok(conn
-                .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
+                .row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
                     r.get(0)
                 })
                 .optional()?)

@@ -9,6 +9,7 @@
 //! (a sweep of files no row refers to any more) is read again from the tables before
 //! it is reported.
 
+use crate::store::schema::Cached;
 use std::io::Read;
 use std::path::Path;
 
@@ -165,7 +166,7 @@ fn referenced(conn: &Connection) -> rusqlite::Result<Vec<String>> {
 }
 
 fn still_referenced(conn: &Connection, blob: &str) -> bool {
-    conn.query_row(
+    conn.row(
         &format!("SELECT EXISTS (SELECT 1 FROM ({REFERENCED}) WHERE blob = ?1)"),
         [blob],
         |r| r.get::<_, bool>(0),

@@ -1,5 +1,6 @@
 //! The single writer thread: resolves ops, applies them, logs them, group commits.
 
+use crate::store::schema::Cached;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, mpsc};
 use std::time::{Duration, Instant};
@@ -185,16 +186,15 @@ struct WriterState {
 
 impl WriterState {
     fn load(conn: &Connection, node: String) -> Result<Self> {
-        let last: i64 = conn.query_row(
+        let last: i64 = conn.row(
             "SELECT max(coalesce((SELECT max(origin_seq) FROM oplog WHERE origin = ?1), 0),
                         coalesce((SELECT origin_seq FROM marks WHERE origin = ?1), 0))",
             [&node],
             |r| r.get(0),
         )?;
-        let hlc: i64 =
-            conn.query_row("SELECT coalesce(max(hlc), 0) FROM oplog", [], |r| r.get(0))?;
+        let hlc: i64 = conn.row("SELECT coalesce(max(hlc), 0) FROM oplog", [], |r| r.get(0))?;
         let floor: Option<String> = conn
-            .query_row("SELECT value FROM meta WHERE key = 'seq_floor'", [], |r| {
+            .row("SELECT value FROM meta WHERE key = 'seq_floor'", [], |r| {
                 r.get(0)
             })
             .optional()?;
@@ -238,7 +238,7 @@ impl WriterState {
         let outcome = (|| -> Result<()> {
             let tx = conn.transaction()?;
             for job in batch {
-                tx.execute_batch("SAVEPOINT op")?;
+                tx.exec("SAVEPOINT op", [])?;
                 let ok = match job {
                     Job::Local { resolve, reply, at } => {
                         oldest_local = oldest_local.min(at);
@@ -290,10 +290,10 @@ impl WriterState {
                     } => {
                         let mut done = Vec::new();
                         let r = super::merge::merge(&tx, &ops, &peer_marks, &mut |tx, op| {
-                            tx.execute_batch("SAVEPOINT merged")?;
+                            tx.exec("SAVEPOINT merged", [])?;
                             match self.apply_local(tx, &op) {
                                 Ok(_) => {
-                                    tx.execute_batch("RELEASE merged")?;
+                                    tx.exec("RELEASE merged", [])?;
                                     done.push(op);
                                     Ok(true)
                                 }
@@ -355,9 +355,10 @@ impl WriterState {
                     }
                 };
                 if ok {
-                    tx.execute_batch("RELEASE op")?;
+                    tx.exec("RELEASE op", [])?;
                 } else {
-                    tx.execute_batch("ROLLBACK TO op; RELEASE op")?;
+                    tx.exec("ROLLBACK TO op", [])?;
+                    tx.exec("RELEASE op", [])?;
                 }
             }
             tx.commit()?;
@@ -459,7 +460,7 @@ fn log_op(
     hlc: u64,
     op: &Op,
 ) -> Result<u64> {
-    tx.execute(
+    tx.exec(
         "INSERT INTO oplog (seq, origin, origin_seq, hlc, op)
          VALUES ((SELECT max(coalesce(max(seq), 0), ?1) + 1 FROM oplog), ?2, ?3, ?4, ?5)",
         params![

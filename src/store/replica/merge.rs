@@ -22,6 +22,7 @@
 //! - Every replayed op runs in its own savepoint: one that cannot apply (its mailbox
 //!   was deleted on the survivor, say) is skipped and counted, not fatal.
 
+use crate::store::schema::Cached;
 use std::collections::{BTreeSet, HashMap};
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -173,7 +174,7 @@ pub fn merge(
     // The peer's ops are held now (replayed as ours): a later channel must not offer
     // them again.
     for l in theirs {
-        tx.execute(
+        tx.exec(
             "INSERT INTO marks (origin, origin_seq) VALUES (?1, ?2)
              ON CONFLICT (origin) DO UPDATE SET origin_seq = max(origin_seq, excluded.origin_seq)",
             params![l.origin, l.origin_seq as i64],
@@ -221,7 +222,7 @@ impl Merge<'_> {
         if let Some(id) = self.messages.get(&(their_mailbox.to_string(), uid)) {
             return Ok(self
                 .tx
-                .query_row(
+                .row(
                     "SELECT mailbox, uid FROM messages WHERE id = ?1",
                     [id],
                     |r| Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?)),
@@ -230,7 +231,7 @@ impl Merge<'_> {
         }
         // A message both sides held before they parted has the same UID on both.
         let mb = self.mailbox(their_mailbox);
-        let held: bool = self.tx.query_row(
+        let held: bool = self.tx.row(
             "SELECT EXISTS (SELECT 1 FROM messages WHERE mailbox = ?1 AND uid = ?2)",
             params![mb, uid],
             |r| r.get(0),
@@ -466,7 +467,7 @@ impl Merge<'_> {
     ) -> Result<()> {
         let tx = self.tx;
         let key = (msg.mailbox.clone(), msg.uid);
-        let exists: bool = tx.query_row(
+        let exists: bool = tx.row(
             "SELECT EXISTS (SELECT 1 FROM messages WHERE id = ?1)",
             [&msg.id],
             |r| r.get(0),
@@ -483,7 +484,7 @@ impl Merge<'_> {
         };
         if let Some(ck) = &msg.content_key {
             let same: Option<String> = tx
-                .query_row(
+                .row(
                     "SELECT id FROM messages WHERE mailbox = ?1 AND content_key = ?2",
                     params![mb, ck],
                     |r| r.get(0),
@@ -542,7 +543,7 @@ impl Merge<'_> {
         let ids = self.ours.appended.get(mb).cloned().unwrap_or_default();
         for id in ids {
             let row = tx
-                .query_row(
+                .row(
                     "SELECT uid, blob, size, internal_date, flags, content_key FROM messages
                      WHERE id = ?1 AND mailbox = ?2",
                     params![id, mb],

@@ -15,6 +15,7 @@
 pub mod merge;
 pub mod snapshot;
 
+use crate::store::schema::Cached;
 use std::sync::Arc;
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -28,7 +29,7 @@ use snapshot::BadSnapshot;
 /// Position of the last op in the log (0 when the log is empty).
 fn last_seq(conn: &Connection) -> Result<u64> {
     Ok(
-        conn.query_row("SELECT coalesce(max(seq), 0) FROM oplog", [], |r| {
+        conn.row("SELECT coalesce(max(seq), 0) FROM oplog", [], |r| {
             r.get::<_, i64>(0)
         })? as u64,
     )
@@ -36,7 +37,7 @@ fn last_seq(conn: &Connection) -> Result<u64> {
 
 /// Up to `limit` logged ops with `seq > after`, in order.
 fn ops_since(conn: &Connection, after: u64, limit: usize) -> Result<Vec<LoggedOp>> {
-    let mut st = conn.prepare(
+    let mut st = conn.prepare_cached(
         "SELECT seq, origin, origin_seq, hlc, op FROM oplog WHERE seq > ?1 ORDER BY seq LIMIT ?2",
     )?;
     let rows = st.query_map(params![after as i64, limit as i64], |r| {
@@ -64,7 +65,7 @@ fn ops_since(conn: &Connection, after: u64, limit: usize) -> Result<Vec<LoggedOp
 
 /// The first log position holding an op of `origin` above `origin_seq`.
 fn first_seq_after(conn: &Connection, origin: &str, origin_seq: u64) -> Result<Option<u64>> {
-    let s: Option<i64> = conn.query_row(
+    let s: Option<i64> = conn.row(
         "SELECT min(seq) FROM oplog WHERE origin = ?1 AND origin_seq > ?2",
         params![origin, origin_seq as i64],
         |r| r.get(0),
@@ -75,7 +76,7 @@ fn first_seq_after(conn: &Connection, origin: &str, origin_seq: u64) -> Result<O
 /// Whether this store holds the op `(origin, origin_seq)`: in its log, or below the
 /// origin's mark.
 pub(super) fn held(conn: &Connection, origin: &str, origin_seq: u64) -> Result<bool> {
-    Ok(conn.query_row(
+    Ok(conn.row(
         "SELECT EXISTS (SELECT 1 FROM oplog WHERE origin = ?1 AND origin_seq = ?2)
              OR EXISTS (SELECT 1 FROM marks WHERE origin = ?1 AND origin_seq >= ?2)",
         params![origin, origin_seq as i64],
@@ -117,13 +118,13 @@ fn compact(conn: &Connection, upto: u64, keep: u64) -> Result<u64> {
     if bound == 0 {
         return Ok(0);
     }
-    conn.execute(
+    conn.exec(
         "INSERT INTO marks (origin, origin_seq)
          SELECT origin, max(origin_seq) FROM oplog WHERE seq <= ?1 GROUP BY origin
          ON CONFLICT (origin) DO UPDATE SET origin_seq = max(origin_seq, excluded.origin_seq)",
         [bound as i64],
     )?;
-    let n = conn.execute("DELETE FROM oplog WHERE seq <= ?1", [bound as i64])?;
+    let n = conn.exec("DELETE FROM oplog WHERE seq <= ?1", [bound as i64])?;
     Ok(n as u64)
 }
 
@@ -245,7 +246,7 @@ impl Store {
         self.inner
             .writer
             .submit_maintenance(Box::new(|conn| {
-                conn.execute(
+                conn.exec(
                     "INSERT INTO meta (key, value) VALUES ('resync_needed', '1')
                      ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                     [],
@@ -259,7 +260,7 @@ impl Store {
     pub async fn resync_needed(&self) -> Result<bool> {
         self.read(|conn| {
             Ok(conn
-                .query_row("SELECT 1 FROM meta WHERE key = 'resync_needed'", [], |_| {
+                .row("SELECT 1 FROM meta WHERE key = 'resync_needed'", [], |_| {
                     Ok(())
                 })
                 .optional()?
@@ -273,7 +274,7 @@ impl Store {
         let origin = origin.to_string();
         self.read(move |conn| {
             Ok(conn
-                .query_row(
+                .row(
                     "SELECT seq FROM oplog WHERE origin = ?1 AND origin_seq = ?2",
                     params![origin, origin_seq as i64],
                     |r| r.get::<_, i64>(0),

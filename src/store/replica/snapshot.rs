@@ -5,6 +5,7 @@
 //! in one transaction: its tables replaced, its log emptied, its marks set to the
 //! snapshot's. Blobs travel separately (the receiver fetches those it lacks first).
 
+use crate::store::schema::Cached;
 use std::collections::BTreeSet;
 
 use rusqlite::Connection;
@@ -83,7 +84,7 @@ fn columns(conn: &Connection, table: &str) -> Result<Vec<String>> {
 /// Reads a consistent snapshot (one read transaction).
 pub fn read(conn: &Connection) -> Result<Snapshot> {
     let tx = conn.unchecked_transaction()?;
-    let (seq, hlc): (i64, i64) = tx.query_row(
+    let (seq, hlc): (i64, i64) = tx.row(
         "SELECT coalesce(max(seq), 0), coalesce(max(hlc), 0) FROM oplog",
         [],
         |r| Ok((r.get(0)?, r.get(1)?)),
@@ -160,7 +161,7 @@ pub fn install(tx: &Connection, snap: &Snapshot, floor: u64) -> Result<(u64, Vec
         .query_map([], |r| r.get(0))?
         .collect::<std::result::Result<_, _>>()?;
     for name in &local {
-        tx.execute(&format!("DELETE FROM \"{name}\""), [])?;
+        tx.exec(&format!("DELETE FROM \"{name}\""), [])?;
     }
     for t in &snap.tables {
         if !local.contains(&t.name) {
@@ -206,20 +207,20 @@ pub fn install(tx: &Connection, snap: &Snapshot, floor: u64) -> Result<(u64, Vec
         }
     }
     let floor = floor.max(super::last_seq(tx)?);
-    tx.execute("DELETE FROM oplog", [])?;
-    tx.execute("DELETE FROM marks", [])?;
+    tx.exec("DELETE FROM oplog", [])?;
+    tx.exec("DELETE FROM marks", [])?;
     for (origin, seq) in &snap.marks {
-        tx.execute(
+        tx.exec(
             "INSERT INTO marks (origin, origin_seq) VALUES (?1, ?2)",
             rusqlite::params![origin, *seq as i64],
         )?;
     }
-    tx.execute(
+    tx.exec(
         "INSERT INTO meta (key, value) VALUES ('seq_floor', ?1)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         [floor.to_string()],
     )?;
-    tx.execute("DELETE FROM meta WHERE key = 'resync_needed'", [])?;
+    tx.exec("DELETE FROM meta WHERE key = 'resync_needed'", [])?;
     paths.extend(
         tx.prepare("SELECT path FROM content")?
             .query_map([], |r| r.get::<_, String>(0))?
