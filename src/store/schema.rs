@@ -112,6 +112,13 @@ impl Cached for Connection {
 
 fn tune(conn: &Connection) -> Result<()> {
     conn.set_prepared_statement_cache_capacity(256);
+    // The query planner stability guarantee: a plan does not depend on the values
+    // bound (the bundled SQLite has STAT4, which otherwise recompiled cached
+    // statements such as the log's "ops since" whenever a bound value changed).
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     Ok(())
