@@ -179,7 +179,9 @@ impl SummaryCache {
     }
 }
 
-/// Parses newly delivered messages in the background so the next list is warm.
+/// Parses newly delivered messages in the background so the next list is warm; on
+/// the active node only (a standby serves no webmail: warming there took CPU from
+/// applying the peer's log; after a takeover the first lists parse what they show).
 pub fn spawn_warmer(ctx: Arc<Ctx>, wm: Arc<Webmail>) {
     let Ok(rt) = tokio::runtime::Handle::try_current() else {
         return;
@@ -192,7 +194,9 @@ pub fn spawn_warmer(ctx: Arc<Ctx>, wm: Arc<Webmail>) {
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(_) => return,
             };
-            if let crate::store::Change::Appended { mailbox, uids } = change {
+            if let crate::store::Change::Appended { mailbox, uids } = change
+                && ctx.store.is_writable()
+            {
                 // Exactly these (a range from the lowest new UID grew with the
                 // warmer's lag behind a burst of deliveries).
                 if let Ok(metas) = ctx.store.messages_by_uids(&mailbox, &uids).await {
