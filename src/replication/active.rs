@@ -23,7 +23,7 @@ use super::timing::wall_us;
 use super::{Replication, SENT_MAX, delta, resync};
 use crate::config::ReplicationMode;
 use crate::ctx::Ctx;
-use crate::store::op::Op;
+use crate::store::op::{LoggedOp, Op};
 
 /// Ops the active node reads from its log at a time.
 const SHIP_BATCH: usize = 128;
@@ -165,15 +165,27 @@ async fn ship(
                 skipped = false;
                 send.push(op);
             }
-            // The ops' files are read a few at a time, side by side, in log order.
-            let mut bodies = futures::stream::iter(send.into_iter().map(|op| async move {
-                let body = op_body(ctx, &op.op, deltas).await;
-                (op, body)
-            }))
-            .buffered(READ_AHEAD);
-            while let Some((op, body)) = bodies.next().await {
-                let (blobs, body) = body?;
-                write_msg_nf(&mut w, &Msg::Op { op, blobs }, &body).await?;
+            let may_delta =
+                |op: &LoggedOp| deltas && matches!(op.op, Op::ContentPut { base: Some(_), .. });
+            if send.iter().any(may_delta) {
+                // The ops' files are read a few at a time, side by side, in log order
+                // (a content file may become a block delta).
+                let mut bodies = futures::stream::iter(send.into_iter().map(|op| async move {
+                    let body = op_body(ctx, &op.op, deltas).await;
+                    (op, body)
+                }))
+                .buffered(READ_AHEAD);
+                while let Some((op, body)) = bodies.next().await {
+                    let (blobs, body) = body?;
+                    write_msg_nf(&mut w, &Msg::Op { op, blobs }, &body).await?;
+                }
+            } else {
+                // Every file travels whole: all of the run's files in one trip to the
+                // blocking pool (a hand-off per file cost more than reading them).
+                let bodies = whole_bodies(ctx, &send).await?;
+                for (op, (blobs, body)) in send.into_iter().zip(bodies) {
+                    write_msg_nf(&mut w, &Msg::Op { op, blobs }, &body).await?;
+                }
             }
             if skipped {
                 write_msg_nf(
@@ -250,6 +262,42 @@ pub(super) async fn op_body(ctx: &Ctx, op: &Op, deltas: bool) -> Result<(Vec<Blo
         body.extend_from_slice(&bytes);
     }
     Ok((refs, body))
+}
+
+/// The bodies of ops whose files all travel whole ([`op_body`] without deltas), the
+/// files read in one trip to the blocking pool; one per op, in order.
+async fn whole_bodies(ctx: &Ctx, ops: &[LoggedOp]) -> Result<Vec<(Vec<BlobRef>, Vec<u8>)>> {
+    let per_op: Vec<Vec<String>> = ops
+        .iter()
+        .map(|o| {
+            let mut ids: Vec<String> = Vec::new();
+            for id in o.op.blobs() {
+                if !ids.contains(id) {
+                    ids.push(id.clone());
+                }
+            }
+            ids
+        })
+        .collect();
+    let all: Vec<String> = per_op.iter().flatten().cloned().collect();
+    let mut files = ctx.store.read_blobs(all).await?.into_iter();
+    per_op
+        .into_iter()
+        .map(|ids| {
+            let mut body = Vec::new();
+            let mut refs = Vec::with_capacity(ids.len());
+            for id in ids {
+                let data = files.next().expect("one result per file")?;
+                refs.push(BlobRef {
+                    id,
+                    len: data.len() as u64,
+                    base: None,
+                });
+                body.extend_from_slice(&data);
+            }
+            Ok((refs, body))
+        })
+        .collect()
 }
 
 /// Files smaller than this travel whole.
