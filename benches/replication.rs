@@ -58,6 +58,21 @@
 //!   machine (load average 0.4): one node 1977 msg/s, sync 920 (0.47x; before this
 //!   change 766, 0.39x), async 883 (0.45x): async no faster than sync, so what is
 //!   left is both nodes' work sharing two cores and one disk, not the wait.
+//! - then (profiled with `perf record -a --call-graph dwarf`, BENCH_REPL_ONLY=sync:
+//!   the quota check walked the account's messages twice per delivery, every
+//!   `execute`/`query_row` compiled its SQL, STAT4 recompiled cached statements when
+//!   a bound value changed, the standby parsed deliveries for a webmail it does not
+//!   serve, the active node read each shipped file in its own blocking task), N =
+//!   5000, three rounds on a quiet machine: one node 1544, 982 and 982 msg/s (the
+//!   first run of a bench is the only one not right after a lab's files were deleted;
+//!   this VM's root ext4 has no journal, so its inode allocator then reads every
+//!   recently freed inode: 5-15% of a run's CPU), sync 0.46x, 0.69x, 0.65x (median
+//!   0.65x; 636-716 msg/s), async 0.49x, 0.79x, 0.76x. A sync commit still waits
+//!   ~11 ms for the peer: its syncfs 2.0 ms and commit 2.8 ms, the rest queueing on
+//!   two busy cores (25-29% idle during the sync run, none during async). On a fresh
+//!   journaled ext4 (a loop device, as the image's root), one node ran 958-1071
+//!   msg/s and sync 0.52x (median; rounds 0.52, 0.60, 0.52), async 0.67x: the
+//!   journal lengthens the standby's two flushes.
 
 #[path = "../tests/cluster_lab/mod.rs"]
 mod cluster_lab;
