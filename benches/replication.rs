@@ -121,21 +121,9 @@ fn main() {
         let single = smtp_run(None, n);
         println!("    one node (no replication):  {:>7.0} msg/s", single.rate);
         let sync = smtp_run(Some("sync"), n);
-        println!(
-            "    two nodes, sync:            {:>7.0} msg/s = {:.2}x one node; lag behind the last commit: mean {:.1}, max {} positions",
-            sync.rate,
-            sync.rate / single.rate,
-            sync.lag_mean,
-            sync.lag_max
-        );
+        print_run("sync", &sync, single.rate);
         let asynch = smtp_run(Some("async"), n);
-        println!(
-            "    two nodes, async:           {:>7.0} msg/s = {:.2}x one node; lag: mean {:.1}, max {} positions",
-            asynch.rate,
-            asynch.rate / single.rate,
-            asynch.lag_mean,
-            asynch.lag_max
-        );
+        print_run("async", &asynch, single.rate);
         sync_ratios.push(sync.rate / single.rate);
         async_ratios.push(asynch.rate / single.rate);
         last_sync = Some(sync);
@@ -289,6 +277,17 @@ fn smtp_run(mode: Option<&str>, n: u32) -> SmtpRun {
         ack_wait,
         stages,
     }
+}
+
+/// One replicated run's line: its rate, the ratio to one node's, the lag.
+fn print_run(mode: &str, run: &SmtpRun, single: f64) {
+    println!(
+        "    two nodes, {mode:<6} {:>18.0} msg/s = {:.2}x one node; lag behind the last commit: mean {:.1}, max {} positions",
+        run.rate,
+        run.rate / single,
+        run.lag_mean,
+        run.lag_max
+    );
 }
 
 fn median(v: &[f64]) -> f64 {

@@ -1,4 +1,6 @@
-//! SQLite schema and connection settings.
+//! SQLite schema, migrations and connection settings (the statement cache and the
+//! query planner stability guarantee), and [`Cached`], how the store runs single
+//! statements.
 
 use std::path::Path;
 
