@@ -180,11 +180,17 @@ async fn ship(
                     write_msg_nf(&mut w, &Msg::Op { op, blobs }, &body).await?;
                 }
             } else {
-                // Every file travels whole: all of the run's files in one trip to the
-                // blocking pool (a hand-off per file cost more than reading them).
-                let bodies = whole_bodies(ctx, &send).await?;
-                for (op, (blobs, body)) in send.into_iter().zip(bodies) {
-                    write_msg_nf(&mut w, &Msg::Op { op, blobs }, &body).await?;
+                // Every file travels whole: the files of READ_AHEAD ops at a time (the
+                // same bound on bodies held as above) in one trip to the blocking pool
+                // (a hand-off per file cost more than reading a small one).
+                let mut group = send;
+                while !group.is_empty() {
+                    let rest = group.split_off(READ_AHEAD.min(group.len()));
+                    let bodies = whole_bodies(ctx, &group).await?;
+                    for (op, (blobs, body)) in group.into_iter().zip(bodies) {
+                        write_msg_nf(&mut w, &Msg::Op { op, blobs }, &body).await?;
+                    }
+                    group = rest;
                 }
             }
             if skipped {
